@@ -27,7 +27,7 @@ SOURCE_DIRS = ("examples", "tests/bpf")
 CLANG = os.environ.get("BPFOOM_CLANG", "clang-19")
 STRIP = os.environ.get("BPFOOM_LLVM_STRIP", "llvm-strip-19")
 HEADERS_ENV = "BPFOOM_LIBBPF_HEADERS"
-PREPARED_LIBBPF = REPO / "third_party" / "libbpf" / "src"
+PREPARE_SCRIPT = REPO / "third_party" / "libbpf" / "prepare.py"
 # Fixed names the build paths are mapped to, so no clone path reaches an object.
 REPO_ALIAS = "bpfoom"
 HEADERS_ALIAS = "libbpf"
@@ -47,21 +47,22 @@ def find_sources() -> list[Path]:
 
 
 def libbpf_headers() -> Path:
-    """The directory holding libbpf's bpf_helpers.h (the prepared libbpf, or $BPFOOM_LIBBPF_HEADERS)."""
+    """The directory holding bpf/bpf_helpers.h: $BPFOOM_LIBBPF_HEADERS, else the prepared libbpf's."""
     override = os.environ.get(HEADERS_ENV)
     if override:
         directory = Path(override).resolve()
-        if not (directory / "bpf_helpers.h").is_file():
-            raise BuildError(f"{HEADERS_ENV}={override} has no bpf_helpers.h; point it at libbpf's src/ directory")
+        if not (directory / "bpf" / "bpf_helpers.h").is_file():
+            raise BuildError(f"{HEADERS_ENV}={override} has no bpf/bpf_helpers.h; point it at libbpf's installed include directory")
         return directory
-    found = sorted(PREPARED_LIBBPF.rglob("bpf_helpers.h"), key=lambda p: (len(p.parts), p)) if PREPARED_LIBBPF.is_dir() else []
-    if not found:
-        raise BuildError(
-            f"libbpf's BPF headers (bpf_helpers.h) are not under {PREPARED_LIBBPF}; "
-            f"prepare libbpf first (third_party/libbpf/prepare.py) or set {HEADERS_ENV} "
-            f"to a libbpf 1.7.0 src/ directory"
-        )
-    return found[0].parent.resolve()
+    sys.path.insert(0, str(PREPARE_SCRIPT.parent))
+    try:
+        import prepare
+    finally:
+        sys.path.pop(0)
+    try:
+        return prepare.include_dir().resolve()
+    except prepare.PrepareError as err:
+        raise BuildError(f"libbpf's headers are not available: {err}") from err
 
 
 def _run(command: list[str]) -> None:

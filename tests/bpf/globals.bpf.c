@@ -6,7 +6,7 @@
  * the maps, so a test can prove the kernel saw the values Python wrote.
  */
 #include "test_types.h"
-#include "bpf_helpers.h"
+#include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

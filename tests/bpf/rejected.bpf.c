@@ -5,7 +5,7 @@
  * carries the verifier's log.
  */
 #include "test_types.h"
-#include "bpf_helpers.h"
+#include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -4,7 +4,7 @@
  * emits one event, so a test triggers events by sending UDP datagrams.
  */
 #include "test_types.h"
-#include "bpf_helpers.h"
+#include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
