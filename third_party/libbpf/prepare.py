@@ -175,18 +175,23 @@ def include_dir() -> Path:
     return HEADERS_DIR
 
 
-def static_library(build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
-    """Build (if needed) the static, PIC libbpf.a of the prepared tree and return it.
+def static_library_path(build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
+    """Where static_library() puts libbpf.a for the prepared tree.
 
     The build directory is keyed by the stamp, so a re-prepared tree never
     links objects left over from an older patch set.
     """
-    tree = prepare()
+    prepare()
     key = hashlib.sha256(STAMP.read_bytes()).hexdigest()[:16]
-    objdir = build_root / key
-    _make(tree, "BUILD_STATIC_ONLY=1", f"OBJDIR={objdir}", f"CFLAGS={STATIC_CFLAGS}",
-          str(objdir / "libbpf.a"))
-    return objdir / "libbpf.a"
+    return build_root / key / "libbpf.a"
+
+
+def static_library(build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
+    """Build (if needed) the static, PIC libbpf.a of the prepared tree and return it."""
+    archive = static_library_path(build_root)
+    _make(SOURCE_TREE, "BUILD_STATIC_ONLY=1", f"OBJDIR={archive.parent}",
+          f"CFLAGS={STATIC_CFLAGS}", str(archive))
+    return archive
 
 
 def _main(argv: list[str]) -> int:
