@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The C baseline bench/attach_cycle.py compares bpfoom against: the same
+ * patched static libbpf, driven directly.
+ *
+ *   attach_cycle CC_OBJECT STRUCT_OPS_MAP CYCLES MAP_OBJECT MAP_NAME LOOKUPS
+ *
+ * Runs CYCLES open+load+attach+detach+close of CC_OBJECT's STRUCT_OPS_MAP,
+ * then LOOKUPS bpf_map_lookup_elem() calls of key 1 in MAP_OBJECT's
+ * MAP_NAME (a u32 -> u64 map), and prints one JSON line of timings.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Like a quiet application: libbpf's messages are dropped, not printed. */
+static int drop_libbpf_messages(enum libbpf_print_level level, const char *format, va_list args)
+{
+	return 0;
+}
+
+static int fail(const char *what, int err)
+{
+	fprintf(stderr, "attach_cycle: %s failed: %s\n", what, strerror(err));
+	return 1;
+}
+
+static int attach_cycle(const char *path, const char *map_name)
+{
+	LIBBPF_OPTS(bpf_struct_ops_opts, opts);
+	struct bpf_object *obj;
+	struct bpf_map *map;
+	struct bpf_link *link;
+	int err;
+
+	obj = bpf_object__open_file(path, NULL);
+	if (!obj)
+		return fail("bpf_object__open_file", errno);
+	err = bpf_object__load(obj);
+	if (err) {
+		bpf_object__close(obj);
+		return fail("bpf_object__load", -err);
+	}
+	map = bpf_object__find_map_by_name(obj, map_name);
+	link = map ? bpf_map__attach_struct_ops_opts(map, &opts) : NULL;
+	if (!link) {
+		err = map ? errno : ENOENT;
+		bpf_object__close(obj);
+		return fail("bpf_map__attach_struct_ops_opts", err);
+	}
+	bpf_link__detach(link);
+	bpf_link__destroy(link);
+	bpf_object__close(obj);
+	return 0;
+}
+
+static int lookup_loop(const char *path, const char *map_name, long lookups, long long *elapsed_ns)
+{
+	struct bpf_object *obj;
+	struct bpf_map *map;
+	__u32 key = 1;
+	__u64 value = 42;
+	long long start;
+	int fd, err;
+
+	obj = bpf_object__open_file(path, NULL);
+	if (!obj)
+		return fail("bpf_object__open_file", errno);
+	err = bpf_object__load(obj);
+	map = err ? NULL : bpf_object__find_map_by_name(obj, map_name);
+	if (!map) {
+		bpf_object__close(obj);
+		return fail("loading the map object", err ? -err : ENOENT);
+	}
+	fd = bpf_map__fd(map);
+	if (bpf_map_update_elem(fd, &key, &value, BPF_ANY)) {
+		bpf_object__close(obj);
+		return fail("bpf_map_update_elem", errno);
+	}
+	start = now_ns();
+	for (long i = 0; i < lookups; i++) {
+		if (bpf_map_lookup_elem(fd, &key, &value)) {
+			bpf_object__close(obj);
+			return fail("bpf_map_lookup_elem", errno);
+		}
+	}
+	*elapsed_ns = now_ns() - start;
+	bpf_object__close(obj);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long cycles, lookups;
+	long long start, cycle_ns, lookup_ns = 0;
+
+	if (argc != 7) {
+		fprintf(stderr, "usage: %s CC_OBJECT STRUCT_OPS_MAP CYCLES MAP_OBJECT MAP_NAME LOOKUPS\n", argv[0]);
+		return 2;
+	}
+	cycles = atol(argv[3]);
+	lookups = atol(argv[6]);
+	libbpf_set_print(drop_libbpf_messages);
+
+	start = now_ns();
+	for (long i = 0; i < cycles; i++)
+		if (attach_cycle(argv[1], argv[2]))
+			return 1;
+	cycle_ns = now_ns() - start;
+
+	if (lookup_loop(argv[4], argv[5], lookups, &lookup_ns))
+		return 1;
+	printf("{\"cycles\": %ld, \"cycle_ns\": %lld, \"lookups\": %ld, \"lookup_ns\": %lld}\n",
+	       cycles, cycle_ns, lookups, lookup_ns);
+	return 0;
+}

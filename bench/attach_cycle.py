@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""How much bpfoom adds over driving the same patched libbpf from C.
+
+Builds bench/attach_cycle.c with gcc against the static libbpf the extension
+links (third_party/libbpf/prepare.py), then in one run and alternating
+rounds times N open+load+attach+detach+close cycles of the tcp_cc example
+through C and through bpfoom, and per-call map lookups (C
+bpf_map_lookup_elem vs bpfoom Map[key]).  It prints; it asserts nothing.
+
+    python3 bench/attach_cycle.py [--cycles 200] [--rounds 5] [--lookups 200000]
+
+Needs root and a kernel with tcp_congestion_ops struct_ops.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bpfoom
+
+REPO = Path(__file__).resolve().parent.parent
+C_SOURCE = REPO / "bench" / "attach_cycle.c"
+C_BINARY = REPO / "build" / "bench" / "attach_cycle"
+CC_OBJECT = REPO / "examples" / "tcp_cc" / "tcp_cc.bpf.o"
+CC_MAP = "bpfoom_demo"
+MAP_OBJECT = REPO / "tests" / "bpf" / "globals.bpf.o"
+MAP_NAME = "counts"
+TARGET_RATIO = 1.10
+
+
+def build_c_baseline() -> Path:
+    """Compile the C side against the same static libbpf and headers the extension uses."""
+    sys.path.insert(0, str(REPO / "third_party" / "libbpf"))
+    try:
+        import prepare
+    finally:
+        sys.path.pop(0)
+    library = prepare.static_library()
+    C_BINARY.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Werror", "-I", str(prepare.include_dir()),
+         str(C_SOURCE), str(library), "-lelf", "-lz", "-o", str(C_BINARY)],
+        check=True,
+    )
+    return C_BINARY
+
+
+def run_c(binary: Path, cycles: int, lookups: int) -> dict:
+    done = subprocess.run(
+        [str(binary), str(CC_OBJECT), CC_MAP, str(cycles), str(MAP_OBJECT), MAP_NAME, str(lookups)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def bpfoom_cycles(cycles: int) -> int:
+    """Nanoseconds for `cycles` open+load+attach+detach+close through bpfoom."""
+    start = time.perf_counter_ns()
+    for _ in range(cycles):
+        obj = bpfoom.BpfObject.open(CC_OBJECT)
+        obj.load()
+        link = obj.struct_ops[CC_MAP].attach()
+        link.detach()
+        link.close()
+        obj.close()
+    return time.perf_counter_ns() - start
+
+
+def bpfoom_lookups(lookups: int) -> int:
+    """Nanoseconds for `lookups` Map[key] reads of one element through bpfoom."""
+    with bpfoom.BpfObject.open(MAP_OBJECT) as obj:
+        obj.load()
+        counts = obj.maps[MAP_NAME]
+        counts[1] = 42
+        start = time.perf_counter_ns()
+        for _ in range(lookups):
+            counts[1]
+        return time.perf_counter_ns() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=200, help="attach cycles per round and side")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating C/bpfoom rounds")
+    parser.add_argument("--lookups", type=int, default=200_000, help="map lookups per round and side")
+    args = parser.parse_args(argv)
+
+    binary = build_c_baseline()
+    run_c(binary, 10, 1000)  # warm both sides: page cache, kernel BTF, allocators
+    bpfoom_cycles(10)
+
+    c_cycle, py_cycle, c_lookup, py_lookup = [], [], [], []
+    for _ in range(args.rounds):
+        c = run_c(binary, args.cycles, args.lookups)
+        c_cycle.append(c["cycle_ns"] / args.cycles)
+        c_lookup.append(c["lookup_ns"] / args.lookups)
+        py_cycle.append(bpfoom_cycles(args.cycles) / args.cycles)
+        py_lookup.append(bpfoom_lookups(args.lookups) / args.lookups)
+
+    c_us, py_us = statistics.median(c_cycle) / 1000, statistics.median(py_cycle) / 1000
+    ratio = py_us / c_us
+    verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
+    print(f"open+load+attach+detach+close of {CC_OBJECT.name} ({args.rounds} rounds x {args.cycles} cycles, medians)")
+    print(f"  C (patched static libbpf): {c_us:9.1f} us/cycle")
+    print(f"  bpfoom                   : {py_us:9.1f} us/cycle")
+    print(f"  ratio bpfoom/C           : {ratio:9.3f}  ({verdict} the {TARGET_RATIO:.2f} target)")
+    c_ns, py_ns = statistics.median(c_lookup), statistics.median(py_lookup)
+    print(f"map lookup of one u32->u64 element ({args.lookups} per round, medians)")
+    print(f"  C bpf_map_lookup_elem    : {c_ns:9.0f} ns/call")
+    print(f"  bpfoom Map[key]          : {py_ns:9.0f} ns/call")
+    print(f"  overhead                 : {py_ns - c_ns:9.0f} ns/call (ratio {py_ns / c_ns:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
