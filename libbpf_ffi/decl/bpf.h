@@ -60,3 +60,24 @@ int bpf_prog_get_info_by_fd(int prog_fd, struct bpf_prog_info *info, __u32 *info
 int bpf_map_get_info_by_fd(int map_fd, struct bpf_map_info *info, __u32 *info_len);
 int bpf_btf_get_info_by_fd(int btf_fd, struct bpf_btf_info *info, __u32 *info_len);
 int bpf_link_get_info_by_fd(int link_fd, struct bpf_link_info *info, __u32 *info_len);
+
+/* running a loaded program once (BPF_PROG_TEST_RUN), e.g. SEC("syscall") */
+struct bpf_test_run_opts {
+	size_t sz;
+	const void *data_in;
+	void *data_out;
+	__u32 data_size_in;
+	__u32 data_size_out;
+	const void *ctx_in;
+	void *ctx_out;
+	__u32 ctx_size_in;
+	__u32 ctx_size_out;
+	__u32 retval;
+	int repeat;
+	__u32 duration;
+	__u32 flags;
+	__u32 cpu;
+	__u32 batch_size;
+	...;
+};
+int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
