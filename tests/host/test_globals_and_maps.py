@@ -60,7 +60,8 @@ OUT_OF_RANGE = [
     ("rodata", "ro_u32", "32"), ("rodata", "ro_u32", 1.5), ("rodata", "ro_u32", None),
     ("rodata", "ro_label", "sixteen-chars!!!"),  # no room for the NUL
     ("rodata", "ro_weights", [1, 2, 3]), ("rodata", "ro_weights", [1, 2, 3, 2**32]),
-    ("rodata", "ro_limits", {"low": 1}), ("rodata", "ro_limits", {"low": 1, "high": 2, "enabled": True, "x": 1}),
+    ("rodata", "ro_limits", {"low": 1, "high": 2, "enabled": True, "x": 1}),
+    ("rodata", "ro_limits", {"low": 5, "high": 2**63}),  # a bad member must not leave "low" written
     ("data", "data_u8", 300), ("bss", "bss_label", "eight..."),
 ]
 
@@ -108,6 +109,16 @@ def test_bad_values_are_refused_before_reaching_the_kernel(globals_object, secti
     assert caught.value.errno == errno.EINVAL
     assert variable in str(caught.value)
     assert sec[variable] == before
+
+
+def test_struct_members_can_be_written_alone(globals_object):
+    globals_object.rodata["ro_limits"] = {"high": 99}
+    assert globals_object.rodata["ro_limits"] == {"low": 1, "high": 99, "enabled": True}
+
+
+def test_enums_accept_their_names(globals_object):
+    globals_object.data["data_color"] = "COLOR_BLUE"
+    assert globals_object.data["data_color"] == 7
 
 
 def test_char_arrays_accept_bytes(globals_object):
