@@ -16,6 +16,8 @@ From the shell::
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -25,6 +27,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 LIBBPF_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LIBBPF_DIR.parent.parent
@@ -151,6 +154,24 @@ def prepare(force: bool = False) -> Path:
     pin = read_pin()
     if not force and is_prepared(pin):
         return SOURCE_TREE
+    with _exclusive():
+        if force or not is_prepared(pin):
+            _prepare_locked(pin)
+    return SOURCE_TREE
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """Serialise preparing and building between processes (setup.py, BPF builds, tests)."""
+    fd = os.open(LIBBPF_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _prepare_locked(pin: SourcePin) -> None:
     tarball = fetch_tarball(pin)
     staging = Path(tempfile.mkdtemp(prefix=".src-", dir=LIBBPF_DIR))
     try:
@@ -166,7 +187,6 @@ def prepare(force: bool = False) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return SOURCE_TREE
 
 
 def include_dir() -> Path:
@@ -189,8 +209,9 @@ def static_library_path(build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
 def static_library(build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
     """Build (if needed) the static, PIC libbpf.a of the prepared tree and return it."""
     archive = static_library_path(build_root)
-    _make(SOURCE_TREE, "BUILD_STATIC_ONLY=1", f"OBJDIR={archive.parent}",
-          f"CFLAGS={STATIC_CFLAGS}", str(archive))
+    with _exclusive():
+        _make(SOURCE_TREE, "BUILD_STATIC_ONLY=1", f"OBJDIR={archive.parent}",
+              f"CFLAGS={STATIC_CFLAGS}", str(archive))
     return archive
 
 
