@@ -24,7 +24,7 @@ from typing import Any
 from ._ffi import ffi, lib
 from .errors import InvalidValueError
 
-__all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "Kind"]
+__all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "Kind", "encode_for"]
 
 
 class Kind(enum.IntEnum):
@@ -257,6 +257,14 @@ def _bad(label: str, value: Any, expected: str) -> InvalidValueError:
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return InvalidValueError(errno.EINVAL, f"{shown} does not fit {label}: expected {expected}")
+
+
+def encode_for(where: str, codec: "Codec", value: Any, current: bytes | None = None) -> bytes:
+    """``codec.encode`` whose InvalidValueError names the variable, field or key written."""
+    try:
+        return codec.encode(value, current)
+    except InvalidValueError as exc:
+        raise InvalidValueError(exc.errno, f"cannot set {where}: {exc.strerror}") from None
 
 
 class Codec:

@@ -135,8 +135,9 @@ class Cgroup:
         """Contents of control file ``name`` without the trailing newline."""
         name = self._control_name(name)
         with self._lock:
+            dir_fd = self._live()
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._live())
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
             except OSError as exc:
                 raise error_from_errno(exc.errno or errno.EIO,
                                        f"read {name} of cgroup {str(self._path)!r}") from None
@@ -148,8 +149,9 @@ class Cgroup:
         name = self._control_name(name)
         data = str(value).encode()
         with self._lock:
+            dir_fd = self._live()
             try:
-                fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=self._live())
+                fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
                 try:
                     os.write(fd, data)
                 finally:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ._ffi import ffi, lib
-from .btf import BtfType
+from .btf import BtfType, encode_for
 from .errors import NotSupportedError, VariableNotFoundError
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ class GlobalSection(MutableMapping[str, Any]):
             else:
                 self._obj._live()
             memory = self._memory()
-            raw = codec.encode(value, memory[offset:offset + codec.size])
+            raw = encode_for(f"{self.section}[{name!r}]", codec, value,
+                             memory[offset:offset + codec.size])
             memory[offset:offset + codec.size] = raw
 
     def __delitem__(self, name: str) -> None:

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING
 
 from . import _log
 from ._ffi import ffi, lib
-from .errors import (BusyError, ClosedError, NotFoundError, StateError, check,
-                     check_ptr, error_from_errno)
+from .errors import BusyError, ClosedError, NotFoundError, StateError, check, error_from_errno
 
 if TYPE_CHECKING:
     from .map import StructOpsMap
@@ -116,10 +115,17 @@ class Link:
         self._label = label
         self._from_attach = from_attach  # a libbpf struct_ops link: update_map() is safe on it
         self._detached = False
+        self._id: int | None = None
 
     @classmethod
     def _from_attach(cls, ptr, map_name: str) -> "Link":
-        return cls(ptr, f"struct_ops {map_name}", from_attach=True)
+        link = cls(ptr, f"struct_ops {map_name}", from_attach=True)
+        try:
+            link.info()  # learn the id while the link surely exists
+        except BaseException:
+            link.close()
+            raise
+        return link
 
     @classmethod
     def from_pinned(cls, path: str | os.PathLike) -> "Link":
@@ -136,7 +142,7 @@ class Link:
             raise error_from_errno(code, action)
         link = cls(ptr, f"pinned {text}", from_attach=False)
         try:
-            link_info_from_fd(lib.bpf_link__fd(ptr))
+            link.info()  # also proves the pinned object is a link
         except Exception:
             link.close()
             raise
@@ -167,12 +173,18 @@ class Link:
 
     @property
     def id(self) -> int:
-        return self.info().id
+        """The kernel's link id; still answers after close()."""
+        with self._lock:
+            if self._id is None:
+                self.info()
+            return self._id
 
     def info(self) -> LinkInfo:
         """The kernel's view of the link."""
         with self._lock:
-            return link_info_from_fd(lib.bpf_link__fd(self._live()))
+            info = link_info_from_fd(lib.bpf_link__fd(self._live()))
+            self._id = info.id
+            return info
 
     @property
     def pinned_path(self) -> str | None:
@@ -225,14 +237,20 @@ class Link:
                     if self._from_attach:
                         rc = lib.bpf_link__update_map(ptr, new_map._ptr)
                     else:
-                        rc = lib.bpf_link_update(lib.bpf_link__fd(ptr), lib.bpf_map__fd(new_map._ptr),
-                                                 ffi.NULL)
-                advice = None
-                if rc == -errno.EINVAL and not self._from_attach:
-                    advice = ("a link opened from a pin can only switch to a map that was attached "
-                              "before; update through the Link returned by attach() instead")
-                check(rc, action, advice=advice, detail=_log.cause(warned))
+                        rc = self._update_foreign(ptr, new_map)
+                check(rc, action, detail=_log.cause(warned))
             self._detached = False
+
+    @staticmethod
+    def _update_foreign(ptr, new_map: "StructOpsMap") -> int:
+        """update_map for a link libbpf did not create: give the map its kernel value
+        (as libbpf's attach does; EBUSY = it already has one), then switch."""
+        map_fd = lib.bpf_map__fd(new_map._ptr)
+        value = ffi.from_buffer(new_map._kernel_value())
+        rc = lib.bpf_map_update_elem(map_fd, ffi.new("__u32 *", 0), value, 0)
+        if rc < 0 and rc != -errno.EBUSY:
+            return rc
+        return lib.bpf_link_update(lib.bpf_link__fd(ptr), map_fd, ffi.NULL)
 
     def detach(self) -> None:
         """Detach now, even if pinned; the Link stays open (info() still works)."""

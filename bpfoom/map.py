@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import _log
 from ._ffi import ffi, lib
-from .btf import BytesCodec, Codec, RecordCodec
-from .errors import (BpfError, InvalidValueError, KeyNotFoundError, StateError,
-                     VariableNotFoundError, check, error_from_errno)
+from .btf import Btf, BytesCodec, Codec, Kind, RecordCodec, encode_for
+from .errors import (BpfError, InvalidValueError, KeyNotFoundError, NotSupportedError,
+                     StateError, VariableNotFoundError, check, error_from_errno)
 
 if TYPE_CHECKING:
     from .cgroup import Cgroup
@@ -128,14 +128,14 @@ class Map:
 
     def _key_bytes(self, key: Any) -> bytes:
         key_codec, _ = self._element_codecs()
-        return key_codec.encode(key)
+        return encode_for(f"a key of map {self.name!r}", key_codec, key)
 
     def __getitem__(self, key: Any) -> Any:
         with self._obj._lock:
             self._obj._require_loaded(f"read map {self.name!r}")
             ptr = self._ptr
             key_codec, value_codec = self._element_codecs()
-            raw_key = ffi.from_buffer(key_codec.encode(key))
+            raw_key = ffi.from_buffer(encode_for(f"a key of map {self.name!r}", key_codec, key))
             if self._value_buf is None:
                 self._value_buf = ffi.new("char[]", value_codec.size)
             rc = lib.bpf_map__lookup_elem(ptr, raw_key, len(raw_key), self._value_buf,
@@ -159,8 +159,8 @@ class Map:
             self._obj._require_loaded(f"write map {self.name!r}")
             ptr = self._ptr
             key_codec, value_codec = self._element_codecs()
-            raw_key = ffi.from_buffer(key_codec.encode(key))
-            raw_value = ffi.from_buffer(value_codec.encode(value))
+            raw_key = ffi.from_buffer(encode_for(f"a key of map {self.name!r}", key_codec, key))
+            raw_value = ffi.from_buffer(encode_for(f"a value of map {self.name!r}", value_codec, value))
             rc = lib.bpf_map__update_elem(ptr, raw_key, len(raw_key), raw_value,
                                           len(raw_value), lib.BPF_ANY)
             if rc == -errno.E2BIG:
@@ -287,6 +287,56 @@ class StructOpsMap(Map):
         ptr = lib.bpf_map__initial_value(self._ptr, size)
         return ffi.buffer(ffi.cast("char *", ptr), size[0]), size[0]
 
+    def _kernel_value(self) -> bytes:
+        """The value the kernel expects for this map: the struct in the kernel's layout with
+        program fds in the slots, built the way libbpf builds it at load.
+
+        Needed to switch a link libbpf did not create (one opened from a pin)
+        to this map; lock held, object loaded.
+        """
+        vmlinux = lib.btf__load_vmlinux_btf()
+        if vmlinux == ffi.NULL:
+            raise error_from_errno(ffi.errno or errno.ENOENT, "read the kernel's BTF",
+                                   advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
+        try:
+            kernel = Btf(vmlinux)
+            wrapper_id = kernel.find(f"bpf_struct_ops_{self.struct_name}", Kind.STRUCT)
+            struct_id = kernel.find(self.struct_name, Kind.STRUCT)
+            if wrapper_id is None or struct_id is None:
+                raise NotSupportedError(errno.EOPNOTSUPP, f"struct {self.struct_name} is not in the "
+                                        "kernel's vmlinux BTF (module struct_ops are not supported "
+                                        "here); update through the Link returned by attach()",
+                                        feature=self.struct_name)
+            wrapper = kernel.type(wrapper_id)
+            base = next(m.offset // 8 for m in wrapper.members if m.name == "data")
+            kernel_members = {m.name: m for m in kernel.type(struct_id).members}
+            local = self._obj._btf
+            memory, _ = self._value_memory()
+            programs = {int(ffi.cast("uintptr_t", p._ptr)): p for p in self._obj._programs.values()}
+            value = bytearray(wrapper.size)
+            for member in self._struct.members:
+                offset = member.offset // 8
+                size = local.size_of(member.type_id)
+                chunk = memory[offset:offset + size]
+                target = kernel_members.get(member.name)
+                if target is None:
+                    if any(chunk):
+                        raise NotSupportedError(errno.EOPNOTSUPP, f"the kernel's struct "
+                                                f"{self.struct_name} has no member {member.name!r}",
+                                                feature=self.struct_name)
+                    continue
+                at = base + target.offset // 8
+                if local.is_func_pointer(member.type_id):
+                    program = programs.get(int.from_bytes(chunk, "little"))
+                    if program is not None:
+                        fd = lib.bpf_program__fd(program._ptr)
+                        value[at:at + 8] = fd.to_bytes(8, "little")
+                else:
+                    value[at:at + size] = chunk
+            return bytes(value)
+        finally:
+            lib.btf__free(vmlinux)
+
     def attach(self, cgroup: "str | os.PathLike | Cgroup | int | None" = None) -> "Link":
         """Register the struct_ops with the kernel through a link; returns the Link.
 
@@ -376,7 +426,8 @@ class StructOpsFields(MutableMapping[str, Any]):
         with obj._lock:
             obj._require_unloaded(f"write field {name!r} of struct_ops map {self._map.name!r}")
             memory, size = self._map._value_memory()
-            raw = self._codec.encode({name: value}, memory[:size])
+            raw = encode_for(f"field {name!r} of struct_ops map {self._map.name!r}", self._codec,
+                             {name: value}, memory[:size])
             memory[:size] = raw
 
     def __delitem__(self, name: str) -> None:

@@ -158,8 +158,14 @@ def accelerator(kernel: Path) -> str:
 
 
 def _guest_script(command: str, results: Path, cwd: Path, env: Mapping[str, str]) -> str:
-    """Shell run by the guest's init: prepare cgroup2 and bpffs, run, record status and log."""
-    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+    """Shell run by the guest's init: prepare cgroup2 and bpffs, run, record status and log.
+
+    The command sees the host's PATH, `env`, and BPFOOM_IN_VM=1 (so a test
+    suite can tell it runs in the guest).
+    """
+    variables = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                 **env, "BPFOOM_IN_VM": "1"}
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items())
     r = shlex.quote(str(results))
     return f"""\
 dmesg -w > {r}/kernel.live 2>&1 &
