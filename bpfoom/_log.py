@@ -18,6 +18,9 @@ from ._ffi import ffi, lib
 __all__ = ["logger", "capture", "cause", "install"]
 
 logger = logging.getLogger("bpfoom.libbpf")
+# A library does not decide where messages go: without the application's
+# logging setup they are dropped (the exceptions quote the relevant ones).
+logging.getLogger("bpfoom").addHandler(logging.NullHandler())
 
 _LEVELS = {
     lib.LIBBPF_WARN: logging.WARNING,

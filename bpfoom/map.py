@@ -380,8 +380,10 @@ class StructOpsMap(Map):
                 if link == ffi.NULL:
                     code = ffi.errno or errno.EINVAL
                     where = "system-wide" if cgroup is None else f"to cgroup {cgroup}"
+                    busy = ("the target already has this struct_ops (or one of the same name) "
+                            "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
                     raise error_from_errno(code, f"attach struct_ops map {self.name!r} {where}",
-                                           detail=_log.cause(warnings))
+                                           advice=busy, detail=_log.cause(warnings))
                 return Link._from_attach(link, self.name)
         finally:
             if temporary is not None:

@@ -256,7 +256,8 @@ class BpfObject:
         action = f"load BPF object {self._label!r}"
         if logs:
             name, text = next(iter(logs.items()))
-            lines = [line for line in text.splitlines() if line.strip()]
+            lines = [line for line in text.splitlines()
+                     if line.strip() and not line.startswith(("processed ", "verification time"))]
             tail = " / ".join(lines[-3:])
             return VerifierError(code, f"could not {action}: the kernel verifier rejected "
                                  f"program {name!r}: {tail}; the whole log is in .log",
