@@ -168,16 +168,19 @@ _CLASS_BY_ERRNO: dict[int, type[BpfError]] = {
 
 def error_from_errno(code: int, action: str, *, advice: str | None = None,
                      cls: type[BpfError] | None = None, detail: str | None = None,
-                     **extra) -> BpfError:
+                     fallback_cls: type[BpfError] = BpfError,
+                     fallback_advice: str | None = None, **extra) -> BpfError:
     """Build the exception for ``errno`` ``code`` raised while doing ``action``.
 
-    ``advice`` replaces the generic per-errno advice when the caller knows
-    better; ``cls`` forces a subclass (e.g. ObjectFileError during open);
-    ``detail`` quotes what libbpf logged about the failure.
+    The class and advice come from the errno (EPERM -> PermissionDeniedError,
+    ...); errnos without a specific meaning get ``fallback_cls`` and
+    ``fallback_advice`` (e.g. ObjectFileError while opening).  ``cls`` and
+    ``advice`` override both; ``detail`` quotes what libbpf logged.
     """
     code = abs(code)
-    chosen = cls or _CLASS_BY_ERRNO.get(code, BpfError)
-    hint = advice or _ADVICE.get(code)
+    specific = _CLASS_BY_ERRNO.get(code)
+    chosen = cls or specific or fallback_cls
+    hint = advice or (fallback_advice if specific is None and fallback_advice else _ADVICE.get(code))
     sentence = f"could not {action}: {errno_text(code)}"
     if detail:
         sentence += f" (libbpf: {detail})"

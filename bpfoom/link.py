@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from . import _log
 from ._ffi import ffi, lib
-from .errors import BusyError, ClosedError, NotFoundError, StateError, check, error_from_errno
+from .errors import BusyError, ClosedError, NotFoundError, StateError, check, check_ptr
 
 if TYPE_CHECKING:
     from .map import StructOpsMap
@@ -134,12 +134,10 @@ class Link:
         action = f"open the link pinned at {text!r}"
         with _log.capture():
             ptr = lib.bpf_link__open(os.fsencode(text))
-        if ptr == ffi.NULL:
-            code = ffi.errno or errno.EINVAL
-            if code == errno.ENOENT:
-                raise NotFoundError(code, f"could not {action}: nothing is pinned there; "
-                                    "check the path (pins live on the BPF filesystem)")
-            raise error_from_errno(code, action)
+        if ptr == ffi.NULL and ffi.errno == errno.ENOENT:
+            raise NotFoundError(errno.ENOENT, f"could not {action}: nothing is pinned there; "
+                                "check the path (pins live on the BPF filesystem)")
+        check_ptr(ptr, action)
         link = cls(ptr, f"pinned {text}", from_attach=False)
         try:
             link.info()  # also proves the pinned object is a link

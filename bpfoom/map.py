@@ -21,7 +21,7 @@ from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, Kind, RecordCodec, encode_for
 from .errors import (BpfError, InvalidValueError, KeyNotFoundError, NotSupportedError,
-                     StateError, VariableNotFoundError, check, error_from_errno)
+                     StateError, VariableNotFoundError, check, check_ptr)
 
 if TYPE_CHECKING:
     from .cgroup import Cgroup
@@ -294,10 +294,8 @@ class StructOpsMap(Map):
         Needed to switch a link libbpf did not create (one opened from a pin)
         to this map; lock held, object loaded.
         """
-        vmlinux = lib.btf__load_vmlinux_btf()
-        if vmlinux == ffi.NULL:
-            raise error_from_errno(ffi.errno or errno.ENOENT, "read the kernel's BTF",
-                                   advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
+        vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
+                            advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
         try:
             kernel = Btf(vmlinux)
             wrapper_id = kernel.find(f"bpf_struct_ops_{self.struct_name}", Kind.STRUCT)
@@ -377,13 +375,12 @@ class StructOpsMap(Map):
                 opts.relative_fd = relative_fd
                 with _log.capture() as warnings:
                     link = lib.bpf_map__attach_struct_ops_opts(ptr, opts)
-                if link == ffi.NULL:
-                    code = ffi.errno or errno.EINVAL
-                    where = "system-wide" if cgroup is None else f"to cgroup {cgroup}"
-                    busy = ("the target already has this struct_ops (or one of the same name) "
-                            "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
-                    raise error_from_errno(code, f"attach struct_ops map {self.name!r} {where}",
-                                           advice=busy, detail=_log.cause(warnings))
+                code = ffi.errno
+                where = "system-wide" if cgroup is None else f"to cgroup {cgroup}"
+                busy = ("the target already has this struct_ops (or one of the same name) "
+                        "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
+                check_ptr(link, f"attach struct_ops map {self.name!r} {where}", advice=busy,
+                          detail=_log.cause(warnings))
                 return Link._from_attach(link, self.name)
         finally:
             if temporary is not None:

@@ -25,7 +25,7 @@ from ._ffi import ffi, lib
 from .btf import Btf, Kind
 from .errors import (ClosedError, NotFoundError, NotSupportedError, ObjectFileError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
-                     check, error_from_errno)
+                     check, check_ptr, error_from_errno)
 from .globals import GlobalSection
 from .map import Map, StructOpsMap
 
@@ -37,7 +37,6 @@ _FAILURE_LOG_SIZE = 1 << 20
 _REQUESTED_LOG_SIZE = 16 << 20
 # Log buffers are large and mostly unused: skip zeroing them.
 _alloc_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
-_OPEN_ERRORS_STAY = {errno.ENOENT, errno.EPERM, errno.EACCES, errno.ENOMEM}
 _BPF_OBJECT_ADVICE = "give a BPF ELF object built with clang -target bpf -g (it needs BTF)"
 
 
@@ -158,12 +157,8 @@ class BpfObject:
         else:
             raise TypeError(f"BpfObject.open() takes a path or bytes, not {type(source).__name__}")
 
-        if ptr == ffi.NULL:
-            code = ffi.errno or errno.EINVAL
-            cls_ = None if code in _OPEN_ERRORS_STAY else ObjectFileError
-            advice = None if cls_ is None else _BPF_OBJECT_ADVICE
-            raise error_from_errno(code, action, cls=cls_, advice=advice,
-                                   detail=_log.cause(warnings))
+        check_ptr(ptr, action, fallback_cls=ObjectFileError, fallback_advice=_BPF_OBJECT_ADVICE,
+                  detail=_log.cause(warnings))
         obj = cls(ptr, tuple(keep), label)
         if obj._btf is None:
             obj.close()

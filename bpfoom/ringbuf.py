@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidValueError, check, error_from_errno
+from .errors import ClosedError, InvalidValueError, check, check_ptr
 from .map import Map
 
 __all__ = ["RingBuffer"]
@@ -57,9 +57,7 @@ class RingBuffer:
                                         "not a ringbuf; give a BPF_MAP_TYPE_RINGBUF map")
             ptr = lib.ring_buffer__new(lib.bpf_map__fd(map_._ptr),
                                        lib.libbpf_ffi_ring_buffer_sample, self._handle, ffi.NULL)
-        if ptr == ffi.NULL:
-            raise error_from_errno(ffi.errno or errno.EINVAL, f"open ring buffer {map_.name!r}")
-        self._ptr = ptr
+        self._ptr = check_ptr(ptr, f"open ring buffer {map_.name!r}")
 
     def _deliver(self, data, size: int) -> int:
         try:
