@@ -13,7 +13,9 @@ import gc
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,9 +49,11 @@ def no_fd_leak():
 def no_congestion_control_left():
     """Fail the test if one of our congestion controls is still registered after it."""
     before = set(facts.available_congestion_control())
+    issued_before = len(facts.ISSUED_CC_NAMES)
     yield
     gc.collect()
-    left = [name for name in facts.DEMO_CC_NAMES
+    ours = facts.ISSUED_CC_NAMES[issued_before:] + list(facts.DEMO_CC_NAMES)
+    left = [name for name in ours
             if name in facts.available_congestion_control() and name not in before]
     if left:
         pytest.fail(f"test left congestion control(s) registered: {', '.join(left)}")
@@ -70,6 +74,36 @@ def tcp_struct_ops(bpf_privileges) -> None:
     require(facts.vmlinux_btf_has_name("bpf_struct_ops_tcp_congestion_ops"),
             "needs tcp_congestion_ops struct_ops (kernel BTF has no bpf_struct_ops_tcp_congestion_ops)")
     require(facts.AVAILABLE_CC.exists(), f"needs {facts.AVAILABLE_CC} (CONFIG_INET)")
+
+
+@dataclass
+class Demo:
+    """The tcp_cc example opened (not loaded), its two maps renamed to names of this test's own."""
+
+    obj: Any
+    first: str
+    second: str
+
+    @property
+    def ops(self):
+        return self.obj.struct_ops["bpfoom_demo"]
+
+    @property
+    def ops2(self):
+        return self.obj.struct_ops["bpfoom_demo2"]
+
+
+@pytest.fixture
+def demo(tcp_struct_ops):
+    """Congestion control names are global: unique ones keep parallel test runs apart."""
+    import bpfoom
+
+    obj = bpfoom.BpfObject.open(facts.TCP_CC_OBJECT)
+    first, second = facts.unique_cc_name(), facts.unique_cc_name()
+    obj.struct_ops["bpfoom_demo"].fields["name"] = first
+    obj.struct_ops["bpfoom_demo2"].fields["name"] = second
+    yield Demo(obj, first, second)
+    obj.close()
 
 
 @pytest.fixture

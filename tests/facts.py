@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,8 +23,10 @@ CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
-# The congestion controls the tcp_cc example registers; none may outlive a test.
-DEMO_CC_NAMES = ("bpfoom_demo", "bpfoom_demo2", "bpfoom_renamed")
+# The congestion controls the tcp_cc example registers under its default names.
+DEMO_CC_NAMES = ("bpfoom_demo", "bpfoom_demo2")
+# Names handed out by unique_cc_name(); none may outlive the test that got it.
+ISSUED_CC_NAMES: list[str] = []
 
 # setsockopt(SOL_SOCKET, SO_ATTACH_BPF, prog_fd): Python's socket module lacks the name.
 SO_ATTACH_BPF = 50
@@ -35,6 +38,17 @@ CAP_BPF = 39
 def available_congestion_control() -> list[str]:
     """The congestion controls the kernel has registered right now."""
     return AVAILABLE_CC.read_text().split()
+
+
+def unique_cc_name() -> str:
+    """A congestion control name no other test run uses (15 chars, the kernel's limit).
+
+    Congestion control names are global to the machine: two test runs (or a
+    test and the example) registering the same name would see each other's.
+    """
+    name = f"bpfoom_{uuid.uuid4().hex[:8]}"
+    ISSUED_CC_NAMES.append(name)
+    return name
 
 
 def open_fds() -> dict[int, str]:

@@ -3,11 +3,11 @@
 
 Runs on any kernel with tcp_congestion_ops struct_ops (root needed):
 
-    python3 examples/tcp_cc/demo.py [--min-ssthresh N] [--keep-seconds S]
+    python3 examples/tcp_cc/demo.py [--name NAME] [--min-ssthresh N] [--keep-seconds S]
 
 It opens examples/tcp_cc/tcp_cc.bpf.o, sets the .rodata tunable
-`min_ssthresh` (only possible before load), loads it, attaches the
-`bpfoom_demo` struct_ops map system-wide, shows the name in the kernel's
+`min_ssthresh` and the congestion control's name (both only possible
+before load), loads it, attaches the `bpfoom_demo` struct_ops map system-wide, shows the name in the kernel's
 list of available congestion controls, opens one loopback TCP connection
 that uses it (the BPF `init` callback counts it in .bss), and detaches.
 """
@@ -23,7 +23,7 @@ import bpfoom
 
 OBJECT = Path(__file__).resolve().with_name("tcp_cc.bpf.o")
 AVAILABLE = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
-CC_NAME = "bpfoom_demo"
+STRUCT_OPS_MAP = "bpfoom_demo"
 
 
 def available() -> list[str]:
@@ -42,6 +42,8 @@ def connect_with(cc_name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="bpfoom_demo",
+                        help="register under this name (at most 15 characters; the struct_ops `name` field)")
     parser.add_argument("--min-ssthresh", type=int, default=4,
                         help="floor for ssthresh after a loss (a .rodata tunable, set before load)")
     parser.add_argument("--keep-seconds", type=float, default=0,
@@ -50,16 +52,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with bpfoom.BpfObject.open(OBJECT) as obj:
+            ops = obj.struct_ops[STRUCT_OPS_MAP]
+            ops.fields["name"] = args.name
             obj.rodata["min_ssthresh"] = args.min_ssthresh
             obj.load()
-            ops = obj.struct_ops[CC_NAME]
-            print(f"loaded {OBJECT.name}: struct_ops map {ops.name} (id {ops.id}), "
-                  f"min_ssthresh={obj.rodata['min_ssthresh']}")
+            print(f"loaded {OBJECT.name}: struct_ops map {ops.name} (id {ops.id}) as "
+                  f"{ops.fields['name']!r}, min_ssthresh={obj.rodata['min_ssthresh']}")
             with ops.attach() as link:
                 info = link.info()
                 print(f"attached: link {info.id} ({info.type}) -> map {info.map_id}")
                 print(f"available congestion controls: {' '.join(available())}")
-                print(f"a loopback connection uses: {connect_with(CC_NAME)}")
+                print(f"a loopback connection uses: {connect_with(args.name)}")
                 print(f"connections initialised by the BPF code: {obj.bss['connections_initialized']}")
                 time.sleep(args.keep_seconds)
             print(f"detached; available now: {' '.join(available())}")

@@ -16,10 +16,6 @@ import facts
 pytestmark = pytest.mark.usefixtures("bpf_privileges")
 
 
-def link_ids() -> set[int]:
-    return {info.id for info in bpfoom.links()}
-
-
 def test_missing_file(tmp_path):
     missing = tmp_path / "absent.bpf.o"
     with pytest.raises(bpfoom.NotFoundError) as caught:
@@ -104,30 +100,28 @@ def test_plain_directory_is_not_a_cgroup(tmp_path):
         bpfoom.Cgroup.open(tmp_path)
 
 
-def test_double_pin_to_one_path(tcp_struct_ops, bpffs_dir):
+def test_double_pin_to_one_path(demo, bpffs_dir):
     pin = bpffs_dir / "taken"
-    with bpfoom.BpfObject.open(facts.TCP_CC_OBJECT) as obj:
-        obj.load()
-        with obj.struct_ops["bpfoom_demo"].attach() as first, \
-                obj.struct_ops["bpfoom_demo2"].attach() as second:
-            first.pin(pin)
-            with pytest.raises(bpfoom.BusyError) as caught:
-                second.pin(pin)
-            assert caught.value.errno == errno.EEXIST
-            assert second.pinned_path is None
-            with bpfoom.Link.from_pinned(pin) as holder:
-                assert holder.id == first.id  # the pin still names the first link
-            first.unpin()
-    assert "bpfoom_demo2" not in facts.available_congestion_control()
+    demo.obj.load()
+    with demo.ops.attach() as first, demo.ops2.attach() as second:
+        first.pin(pin)
+        with pytest.raises(bpfoom.BusyError) as caught:
+            second.pin(pin)
+        assert caught.value.errno == errno.EEXIST
+        assert second.pinned_path is None
+        with bpfoom.Link.from_pinned(pin) as holder:
+            assert holder.id == first.id  # the pin still names the first link
+        first.unpin()
+    assert demo.second not in facts.available_congestion_control()
 
 
-def test_pin_outside_bpffs_is_refused(tcp_struct_ops, tmp_path):
-    with bpfoom.BpfObject.open(facts.TCP_CC_OBJECT) as obj:
-        obj.load()
-        with obj.struct_ops["bpfoom_demo"].attach() as link:
-            with pytest.raises(bpfoom.BpfError):
-                link.pin(tmp_path / "link")
-            assert link.pinned_path is None
+def test_pin_outside_bpffs_is_refused(demo, tmp_path):
+    demo.obj.load()
+    with demo.ops.attach() as link:
+        with pytest.raises(bpfoom.BpfError):
+            link.pin(tmp_path / "link")
+        assert link.pinned_path is None
+        assert not (tmp_path / "link").exists()
 
 
 def test_from_pinned_missing_path(bpffs_dir):
@@ -149,15 +143,14 @@ def test_object_use_after_close():
         assert caught.value.errno == errno.EBADF
 
 
-def test_link_use_after_close(tcp_struct_ops, bpffs_dir):
-    with bpfoom.BpfObject.open(facts.TCP_CC_OBJECT) as obj:
-        obj.load()
-        link = obj.struct_ops["bpfoom_demo"].attach()
-        link.close()
-        for use in (link.info, link.detach, lambda: link.pin(bpffs_dir / "late"),
-                    lambda: link.update(obj.struct_ops["bpfoom_demo2"])):
-            with pytest.raises(bpfoom.ClosedError):
-                use()
+def test_link_use_after_close(demo, bpffs_dir):
+    demo.obj.load()
+    link = demo.ops.attach()
+    link.close()
+    for use in (link.info, link.detach, lambda: link.pin(bpffs_dir / "late"),
+                lambda: link.update(demo.ops2)):
+        with pytest.raises(bpfoom.ClosedError):
+            use()
     assert not (bpffs_dir / "late").exists()
 
 
@@ -171,21 +164,16 @@ def test_cgroup_use_after_close(cgroup2_dir):
         cgroup.read("cgroup.procs")
 
 
-def test_attach_after_object_close_raises(tcp_struct_ops):
-    obj = bpfoom.BpfObject.open(facts.TCP_CC_OBJECT)
-    obj.load()
-    ops = obj.struct_ops["bpfoom_demo"]
-    obj.close()
-    before = link_ids()
+def test_attach_after_object_close_raises(demo):
+    demo.obj.load()
+    ops = demo.ops
+    demo.obj.close()
     with pytest.raises(bpfoom.ClosedError):
         ops.attach()
-    assert link_ids() == before
-    assert "bpfoom_demo" not in facts.available_congestion_control()
+    assert demo.first not in facts.available_congestion_control()
 
 
-def test_attach_before_load_is_refused(tcp_struct_ops):
-    with bpfoom.BpfObject.open(facts.TCP_CC_OBJECT) as obj:
-        before = link_ids()
-        with pytest.raises(bpfoom.StateError):
-            obj.struct_ops["bpfoom_demo"].attach()
-        assert link_ids() == before
+def test_attach_before_load_is_refused(demo):
+    with pytest.raises(bpfoom.StateError):
+        demo.ops.attach()
+    assert demo.first not in facts.available_congestion_control()

@@ -58,17 +58,16 @@ def test_child_creates_a_nested_cgroup(cgroup2_dir):
 
 
 @pytest.mark.parametrize("form", ["str", "path", "cgroup", "fd"])
-def test_cgroup_targeted_attach_is_not_supported_here(tcp_struct_ops, cgroup2_dir, form):
+def test_cgroup_targeted_attach_is_not_supported_here(demo, cgroup2_dir, form):
     if kernel_supports_cgroup_struct_ops():
         pytest.skip("this kernel supports cgroup-targeted struct_ops; the refusal cannot be observed")
-    with bpfoom.BpfObject.open(facts.TCP_CC_OBJECT) as obj, bpfoom.Cgroup.open(cgroup2_dir) as cgroup:
-        obj.load()
+    demo.obj.load()
+    with bpfoom.Cgroup.open(cgroup2_dir) as cgroup:
         target = {"str": str(cgroup2_dir), "path": cgroup2_dir, "cgroup": cgroup, "fd": cgroup.fd}[form]
-        before = {info.id for info in bpfoom.links()}
         with pytest.raises(bpfoom.NotSupportedError) as caught:
-            obj.struct_ops["bpfoom_demo"].attach(cgroup=target)
-        assert caught.value.feature == "struct_ops_cgroup_attach"
-        assert caught.value.errno in (errno.EOPNOTSUPP, 524)
-        # It must never fall through to a system-wide attach.
-        assert {info.id for info in bpfoom.links()} == before
-        assert "bpfoom_demo" not in facts.available_congestion_control()
+            demo.ops.attach(cgroup=target)
+    assert caught.value.feature == "struct_ops_cgroup_attach"
+    assert caught.value.errno in (errno.EOPNOTSUPP, 524)
+    # It must never fall through to a system-wide attach: no link uses the map, no name registered.
+    assert [info for info in bpfoom.links() if info.map_id == demo.ops.id] == []
+    assert demo.first not in facts.available_congestion_control()
