@@ -141,3 +141,12 @@ def vmlinux_btf_index() -> tuple[dict[str, set[str]], frozenset[str]]:
             funcs.add(name_at(name_off))
         position += fixed + per_entry * vlen
     return structs, frozenset(funcs)
+
+
+def fdinfo(fd: int) -> dict[str, str]:
+    """The kernel's own description of one of our fds (/proc/self/fdinfo)."""
+    fields = {}
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
