@@ -7,7 +7,9 @@
  *
  * Runs CYCLES open+load+attach+detach+close of CC_OBJECT's STRUCT_OPS_MAP,
  * then LOOKUPS bpf_map_lookup_elem() calls of key 1 in MAP_OBJECT's
- * MAP_NAME (a u32 -> u64 map), and prints one JSON line of timings.
+ * MAP_NAME (a u32 -> u64 map), and prints one JSON line of timings: the
+ * median cycle (robust against the odd long RCU grace period in detach) and
+ * totals of the cycles and of the lookup loop.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -30,6 +32,13 @@ static long long now_ns(void)
 static int drop_libbpf_messages(enum libbpf_print_level level, const char *format, va_list args)
 {
 	return 0;
+}
+
+static int compare_ns(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return (x > y) - (x < y);
 }
 
 static int fail(const char *what, int err)
@@ -105,7 +114,8 @@ static int lookup_loop(const char *path, const char *map_name, long lookups, lon
 int main(int argc, char **argv)
 {
 	long cycles, lookups;
-	long long start, cycle_ns, lookup_ns = 0;
+	long long start, lookup_ns = 0, total_cycle_ns = 0;
+	long long *cycle_ns;
 
 	if (argc != 7) {
 		fprintf(stderr, "usage: %s CC_OBJECT STRUCT_OPS_MAP CYCLES MAP_OBJECT MAP_NAME LOOKUPS\n", argv[0]);
@@ -113,17 +123,29 @@ int main(int argc, char **argv)
 	}
 	cycles = atol(argv[3]);
 	lookups = atol(argv[6]);
+	if (cycles < 1 || lookups < 1) {
+		fprintf(stderr, "attach_cycle: CYCLES and LOOKUPS must be positive\n");
+		return 2;
+	}
+	cycle_ns = calloc(cycles, sizeof(*cycle_ns));
+	if (!cycle_ns)
+		return fail("calloc", ENOMEM);
 	libbpf_set_print(drop_libbpf_messages);
 
-	start = now_ns();
-	for (long i = 0; i < cycles; i++)
+	for (long i = 0; i < cycles; i++) {
+		start = now_ns();
 		if (attach_cycle(argv[1], argv[2]))
 			return 1;
-	cycle_ns = now_ns() - start;
+		cycle_ns[i] = now_ns() - start;
+		total_cycle_ns += cycle_ns[i];
+	}
+	qsort(cycle_ns, cycles, sizeof(*cycle_ns), compare_ns);
 
 	if (lookup_loop(argv[4], argv[5], lookups, &lookup_ns))
 		return 1;
-	printf("{\"cycles\": %ld, \"cycle_ns\": %lld, \"lookups\": %ld, \"lookup_ns\": %lld}\n",
-	       cycles, cycle_ns, lookups, lookup_ns);
+	printf("{\"cycles\": %ld, \"median_cycle_ns\": %lld, \"total_cycle_ns\": %lld, "
+	       "\"lookups\": %ld, \"lookup_ns\": %lld}\n",
+	       cycles, cycle_ns[cycles / 2], total_cycle_ns, lookups, lookup_ns);
+	free(cycle_ns);
 	return 0;
 }

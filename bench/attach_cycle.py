@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -58,17 +59,19 @@ def run_c(binary: Path, cycles: int, lookups: int) -> dict:
     return json.loads(done.stdout)
 
 
-def bpfoom_cycles(cycles: int) -> int:
-    """Nanoseconds for `cycles` open+load+attach+detach+close through bpfoom."""
-    start = time.perf_counter_ns()
+def bpfoom_cycles(cycles: int) -> tuple[float, int]:
+    """(median, total) nanoseconds of `cycles` open+load+attach+detach+close through bpfoom."""
+    durations = []
     for _ in range(cycles):
+        start = time.perf_counter_ns()
         obj = bpfoom.BpfObject.open(CC_OBJECT)
         obj.load()
         link = obj.struct_ops[CC_MAP].attach()
         link.detach()
         link.close()
         obj.close()
-    return time.perf_counter_ns() - start
+        durations.append(time.perf_counter_ns() - start)
+    return statistics.median(durations), sum(durations)
 
 
 def bpfoom_lookups(lookups: int) -> int:
@@ -94,21 +97,28 @@ def main(argv: list[str] | None = None) -> int:
     run_c(binary, 10, 1000)  # warm both sides: page cache, kernel BTF, allocators
     bpfoom_cycles(10)
 
-    c_cycle, py_cycle, c_lookup, py_lookup = [], [], [], []
+    c_median, py_median, c_total, py_total, c_lookup, py_lookup = [], [], 0, 0, [], []
     for _ in range(args.rounds):
         c = run_c(binary, args.cycles, args.lookups)
-        c_cycle.append(c["cycle_ns"] / args.cycles)
+        c_median.append(c["median_cycle_ns"])
+        c_total += c["total_cycle_ns"]
         c_lookup.append(c["lookup_ns"] / args.lookups)
-        py_cycle.append(bpfoom_cycles(args.cycles) / args.cycles)
+        median, total = bpfoom_cycles(args.cycles)
+        py_median.append(median)
+        py_total += total
         py_lookup.append(bpfoom_lookups(args.lookups) / args.lookups)
 
-    c_us, py_us = statistics.median(c_cycle) / 1000, statistics.median(py_cycle) / 1000
-    ratio = py_us / c_us
-    verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
-    print(f"open+load+attach+detach+close of {CC_OBJECT.name} ({args.rounds} rounds x {args.cycles} cycles, medians)")
-    print(f"  C (patched static libbpf): {c_us:9.1f} us/cycle")
-    print(f"  bpfoom                   : {py_us:9.1f} us/cycle")
-    print(f"  ratio bpfoom/C           : {ratio:9.3f}  ({verdict} the {TARGET_RATIO:.2f} target)")
+    cycles = args.rounds * args.cycles
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (other work skews both sides unevenly)")
+    print(f"open+load+attach+detach+close of {CC_OBJECT.name} ({args.rounds} rounds x {args.cycles} cycles)")
+    rows = (("median cycle (median of rounds)", statistics.median(c_median), statistics.median(py_median)),
+            ("mean cycle (all rounds)", c_total / cycles, py_total / cycles))
+    for label, c_ns, py_ns in rows:
+        ratio = py_ns / c_ns
+        verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
+        print(f"  {label}: C {c_ns / 1000:9.1f} us, bpfoom {py_ns / 1000:9.1f} us, "
+              f"ratio {ratio:.3f} ({verdict} the {TARGET_RATIO:.2f} target)")
     c_ns, py_ns = statistics.median(c_lookup), statistics.median(py_lookup)
     print(f"map lookup of one u32->u64 element ({args.lookups} per round, medians)")
     print(f"  C bpf_map_lookup_elem    : {c_ns:9.0f} ns/call")
