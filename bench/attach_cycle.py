@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,9 +60,16 @@ def run_c(binary: Path, cycles: int, lookups: int) -> dict:
     return json.loads(done.stdout)
 
 
-def bpfoom_cycles(cycles: int) -> tuple[float, int]:
-    """(median, total) nanoseconds of `cycles` open+load+attach+detach+close through bpfoom."""
+def cpu_ns() -> int:
+    """User + system CPU time of this process (see cpu_ns() in attach_cycle.c)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int((usage.ru_utime + usage.ru_stime) * 1e9)
+
+
+def bpfoom_cycles(cycles: int) -> tuple[float, int, int]:
+    """(median wall, total wall, total CPU) ns of `cycles` open+load+attach+detach+close through bpfoom."""
     durations = []
+    cpu_start = cpu_ns()
     for _ in range(cycles):
         start = time.perf_counter_ns()
         obj = bpfoom.BpfObject.open(CC_OBJECT)
@@ -71,7 +79,7 @@ def bpfoom_cycles(cycles: int) -> tuple[float, int]:
         link.close()
         obj.close()
         durations.append(time.perf_counter_ns() - start)
-    return statistics.median(durations), sum(durations)
+    return statistics.median(durations), sum(durations), cpu_ns() - cpu_start
 
 
 def bpfoom_lookups(lookups: int) -> int:
@@ -97,15 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     run_c(binary, 10, 1000)  # warm both sides: page cache, kernel BTF, allocators
     bpfoom_cycles(10)
 
-    c_median, py_median, c_total, py_total, c_lookup, py_lookup = [], [], 0, 0, [], []
+    c_median, py_median, c_lookup, py_lookup = [], [], [], []
+    c_total = py_total = c_cpu = py_cpu = 0
     for _ in range(args.rounds):
         c = run_c(binary, args.cycles, args.lookups)
         c_median.append(c["median_cycle_ns"])
         c_total += c["total_cycle_ns"]
+        c_cpu += c["cycles_cpu_ns"]
         c_lookup.append(c["lookup_ns"] / args.lookups)
-        median, total = bpfoom_cycles(args.cycles)
+        median, total, cpu = bpfoom_cycles(args.cycles)
         py_median.append(median)
         py_total += total
+        py_cpu += cpu
         py_lookup.append(bpfoom_lookups(args.lookups) / args.lookups)
 
     cycles = args.rounds * args.cycles
@@ -113,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPUs, load average {load} (other work skews both sides unevenly)")
     print(f"open+load+attach+detach+close of {CC_OBJECT.name} ({args.rounds} rounds x {args.cycles} cycles)")
     rows = (("median cycle (median of rounds)", statistics.median(c_median), statistics.median(py_median)),
-            ("mean cycle (all rounds)", c_total / cycles, py_total / cycles))
+            ("mean cycle (all rounds)", c_total / cycles, py_total / cycles),
+            ("CPU time per cycle", c_cpu / cycles, py_cpu / cycles))
     for label, c_ns, py_ns in rows:
         ratio = py_ns / c_ns
         verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
