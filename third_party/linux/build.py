@@ -8,7 +8,7 @@ patches, the config fragments and the debug flag, so an unchanged tree costs
 seconds.  Patching goes through git so that a rebuild only recompiles what a
 changed patch touches; ccache covers the rest.
 
-    python3 third_party/linux/build.py [--debug] [--source-version 7.2.13-1]
+    python3 third_party/linux/build.py [--debug] [--source-version 7.2.13-1] [--patches DIR]
 
 Importable: ``build(debug=False) -> KernelBuild``.
 """
@@ -362,16 +362,18 @@ def build(debug: bool = False, *, source_version: str | None = None,
           patches_dir: Path = PATCHES_DIR, force: bool = False) -> KernelBuild:
     """Build (or reuse) the kernel for the current patches and config."""
     version = _choose_version(source_version)
-    patches = patch_series(patches_dir)
-    fragments = config_fragments(debug)
-    key = cache_key(version, patches, fragments, debug)
     cache = linux_cache()
-    out = cache / "out" / key
-    if out.is_dir() and not force:
-        _point_current(out, debug)
-        return _result(out, version, key, debug)
     (cache / "out").mkdir(exist_ok=True)
+    key = cache_key(version, patch_series(patches_dir), config_fragments(debug), debug)
+    if (cache / "out" / key).is_dir() and not force:
+        _point_current(cache / "out" / key, debug)
+        return _result(cache / "out" / key, version, key, debug)
     with _Lock(cache / "lock"):
+        # Read the inputs again: they may have changed while we waited.
+        patches = patch_series(patches_dir)
+        fragments = config_fragments(debug)
+        key = cache_key(version, patches, fragments, debug)
+        out = cache / "out" / key
         if out.is_dir() and not force:
             _point_current(out, debug)
             return _result(out, version, key, debug)
@@ -400,10 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true",
                         help="lockdep + KASAN variant (separate cache and outputs)")
     parser.add_argument("--source-version", help=f"{PACKAGE} version (default: newest in Debian)")
+    parser.add_argument("--patches", type=Path, default=PATCHES_DIR,
+                        help="directory with `series` and the patches (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
     try:
-        result = build(args.debug, source_version=args.source_version, force=args.force)
+        result = build(args.debug, source_version=args.source_version,
+                       patches_dir=args.patches.resolve(), force=args.force)
     except (BuildError, debian.FetchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
