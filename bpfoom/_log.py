@@ -35,12 +35,14 @@ def libbpf_ffi_print(level: int, message) -> int:
     """Called by the binding's C shim with one formatted libbpf message."""
     try:
         py_level = _LEVELS.get(level, logging.WARNING)
-        sinks = getattr(_local, "sinks", None)
-        if sinks or logger.isEnabledFor(py_level):
+        sinks = getattr(_local, "sinks", None) if py_level >= logging.WARNING else None
+        enabled = logger.isEnabledFor(py_level)
+        if sinks or enabled:  # libbpf's many debug lines usually stop here
             text = ffi.string(message).decode("utf-8", "replace").rstrip("\n")
-            if sinks and py_level >= logging.WARNING:
+            if sinks:
                 sinks[-1].append(text)
-            logger.log(py_level, "%s", text)
+            if enabled:
+                logger.log(py_level, "%s", text)
     except Exception:  # noqa: BLE001 - nothing may unwind through C
         pass
     return 0

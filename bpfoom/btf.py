@@ -302,6 +302,8 @@ class IntCodec(Codec):
         return int.from_bytes(buf[offset:offset + self.size], "little", signed=self.signed)
 
     def check(self, value) -> int:
+        if value.__class__ is int and self.low <= value <= self.high:
+            return value
         if isinstance(value, (str, bytes, float)) or not hasattr(value, "__index__"):
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
         number = value.__index__()
@@ -312,6 +314,9 @@ class IntCodec(Codec):
     def encode_into(self, value, buf, offset=0):
         number = self.check(value)
         buf[offset:offset + self.size] = number.to_bytes(self.size, "little", signed=self.signed)
+
+    def encode(self, value, current=None):
+        return self.check(value).to_bytes(self.size, "little", signed=self.signed)
 
 
 class BoolCodec(IntCodec):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from . import _log
 from ._ffi import ffi, lib
 from .errors import BusyError, ClosedError, NotFoundError, StateError, check, check_ptr
+from .features import cgroup_attach_supported
 
 if TYPE_CHECKING:
     from .map import StructOpsMap
@@ -70,7 +71,6 @@ def link_info_from_fd(fd: int) -> LinkInfo:
     link_type = _enum_str(lib.libbpf_bpf_link_type_str, info.type) or f"unknown({info.type})"
     map_id = attach_type = cgroup_id = None
     if info.type == lib.BPF_LINK_TYPE_STRUCT_OPS:
-        from .features import cgroup_attach_supported
         map_id = info.struct_ops.map_id
         attach_type = "struct_ops"
         cgroup_id = info.struct_ops.cgroup_id if cgroup_attach_supported() else None

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, Kind, RecordCodec, encode_for
+from .cgroup import Cgroup
 from .errors import (BpfError, InvalidValueError, KeyNotFoundError, NotSupportedError,
                      StateError, VariableNotFoundError, check, check_ptr)
+from .features import require_cgroup_attach
+from .link import Link
 
 if TYPE_CHECKING:
-    from .cgroup import Cgroup
-    from .link import Link
     from .object import BpfObject
 
 __all__ = ["Map", "MapInfo", "StructOpsMap", "StructOpsFields"]
@@ -59,6 +60,8 @@ class Map:
         self._obj, self._ptr, self.name = obj, ptr, name
         self._codecs: tuple[Codec, Codec] | None = None
         self._value_buf = None
+        self._key_label = f"a key of map {name!r}"
+        self._value_label = f"a value of map {name!r}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -128,21 +131,24 @@ class Map:
 
     def _key_bytes(self, key: Any) -> bytes:
         key_codec, _ = self._element_codecs()
-        return encode_for(f"a key of map {self.name!r}", key_codec, key)
+        return encode_for(self._key_label, key_codec, key)
 
     def __getitem__(self, key: Any) -> Any:
-        with self._obj._lock:
-            self._obj._require_loaded(f"read map {self.name!r}")
-            ptr = self._ptr
-            key_codec, value_codec = self._element_codecs()
-            raw_key = ffi.from_buffer(encode_for(f"a key of map {self.name!r}", key_codec, key))
+        # The hot path: no message is formatted unless something fails.
+        obj = self._obj
+        with obj._lock:
+            if obj._state != "loaded":
+                obj._require_loaded(f"read map {self.name!r}")
+            key_codec, value_codec = self._codecs or self._element_codecs()
+            raw_key = encode_for(self._key_label, key_codec, key)
             if self._value_buf is None:
                 self._value_buf = ffi.new("char[]", value_codec.size)
-            rc = lib.bpf_map__lookup_elem(ptr, raw_key, len(raw_key), self._value_buf,
+            rc = lib.bpf_map__lookup_elem(self._ptr, raw_key, len(raw_key), self._value_buf,
                                           value_codec.size, 0)
-            if rc == -errno.ENOENT:
-                raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
-            check(rc, f"look up {key!r} in map {self.name!r}")
+            if rc < 0:
+                if rc == -errno.ENOENT:
+                    raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
+                check(rc, f"look up {key!r} in map {self.name!r}")
             return value_codec.decode(ffi.buffer(self._value_buf, value_codec.size))
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -155,24 +161,28 @@ class Map:
         return self.get(key, _MISSING) is not _MISSING
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        with self._obj._lock:
-            self._obj._require_loaded(f"write map {self.name!r}")
+        obj = self._obj
+        with obj._lock:
+            if obj._state != "loaded":
+                obj._require_loaded(f"write map {self.name!r}")
             ptr = self._ptr
-            key_codec, value_codec = self._element_codecs()
-            raw_key = ffi.from_buffer(encode_for(f"a key of map {self.name!r}", key_codec, key))
-            raw_value = ffi.from_buffer(encode_for(f"a value of map {self.name!r}", value_codec, value))
+            key_codec, value_codec = self._codecs or self._element_codecs()
+            raw_key = encode_for(self._key_label, key_codec, key)
+            raw_value = encode_for(self._value_label, value_codec, value)
             rc = lib.bpf_map__update_elem(ptr, raw_key, len(raw_key), raw_value,
                                           len(raw_value), lib.BPF_ANY)
-            if rc == -errno.E2BIG:
-                raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the map is "
-                               f"full ({lib.bpf_map__max_entries(ptr)} entries); delete some first")
-            check(rc, f"update {key!r} in map {self.name!r}")
+            if rc < 0:
+                if rc == -errno.E2BIG:
+                    raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the "
+                                   f"map is full ({lib.bpf_map__max_entries(ptr)} entries); delete "
+                                   "some first")
+                check(rc, f"update {key!r} in map {self.name!r}")
 
     def __delitem__(self, key: Any) -> None:
         with self._obj._lock:
             self._obj._require_loaded(f"delete from map {self.name!r}")
             ptr = self._ptr
-            raw_key = ffi.from_buffer(self._key_bytes(key))
+            raw_key = self._key_bytes(key)
             rc = lib.bpf_map__delete_elem(ptr, raw_key, len(raw_key), 0)
             if rc == -errno.ENOENT:
                 raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
@@ -343,10 +353,6 @@ class StructOpsMap(Map):
         cgroup-targeted struct_ops (else NotSupportedError, raised before any
         BPF call so nothing can attach system-wide by mistake).
         """
-        from .cgroup import Cgroup
-        from .features import require_cgroup_attach
-        from .link import Link
-
         if cgroup is not None and (isinstance(cgroup, bool) or
                                    not isinstance(cgroup, (str, os.PathLike, Cgroup, int))):
             raise TypeError("cgroup must be None, a path, a bpfoom.Cgroup or a cgroup fd, "
