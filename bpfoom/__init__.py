@@ -1,5 +1,22 @@
 """bpfoom: load BPF out-of-memory policies (struct_ops) through libbpf.
 
+Where this differs from or adds to the issue-3 API contract:
+
+* A failed ``BpfObject.load()`` closes the object (libbpf has already closed
+  its fds); ``state`` is then "closed" and the exception carries the log.
+* ``obj.struct_ops[name]`` on an object with no struct_ops map at all raises
+  ``NoStructOpsError`` (both ``ObjectFileError`` and ``MapNotFoundError``).
+* Lookups by name raise ``MapNotFoundError`` / ``ProgramNotFoundError`` /
+  ``VariableNotFoundError``, a missing map key ``KeyNotFoundError``: all are
+  ``NotFoundError`` and ``KeyError``.
+* ``StructOpsMap.programs`` lists only the slots that hold a program.
+* ``attach()`` needs a link-based map (``SEC(".struct_ops.link")``); a
+  legacy ``SEC(".struct_ops")`` map raises ``StateError``.
+* ``Cgroup.create(existing)`` raises ``CgroupError`` (EEXIST) unless
+  ``exist_ok``; ``Cgroup.child(name)`` creates the child.
+* ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
+  ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
+
 The object layer (issue 3)::
 
     with bpfoom.BpfObject.open("policy.bpf.o") as obj:
