@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidValueError, check, check_ptr
+from .errors import ClosedError, InvalidValueError, StateError, check, check_ptr
 from .map import Map
 
 __all__ = ["RingBuffer"]
@@ -48,6 +48,8 @@ class RingBuffer:
         self._map = map_
         self._callback = callback
         self._error: BaseException | None = None
+        self._delivering = False  # poll() from inside the callback would re-enter libbpf
+        self._close_pending = False
         self._handle = ffi.new_handle(self)
         obj = map_._obj
         with obj._lock:
@@ -60,15 +62,21 @@ class RingBuffer:
         self._ptr = check_ptr(ptr, f"open ring buffer {map_.name!r}")
 
     def _deliver(self, data, size: int) -> int:
+        self._delivering = True
         try:
             self._callback(bytes(ffi.buffer(data, size)))
         except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
             self._error = exc
             return _STOPPED_BY_CALLBACK
-        return 0
+        finally:
+            self._delivering = False
+        return _STOPPED_BY_CALLBACK if self._close_pending else 0
 
     def _run(self, call, what: str) -> int:
         with self._lock:
+            if self._delivering:
+                raise StateError(errno.EDEADLK, f"cannot {what} ring buffer {self._map.name!r} from "
+                                 "its own callback; return from the callback instead")
             ptr = self._ptr
             if ptr is None:
                 raise ClosedError(errno.EBADF, f"ring buffer {self._map.name!r} is closed; "
@@ -77,11 +85,14 @@ class RingBuffer:
                 self._map._obj._live()
             self._error = None
             rc = call(ptr)
+            closing, self._close_pending = self._close_pending, False
+            if closing:
+                self.close()
             error, self._error = self._error, None
             if error is not None:
                 raise error
-            if rc == -errno.EINTR:
-                return 0
+            if closing or rc == -errno.EINTR:
+                return max(rc, 0)
             return check(rc, f"{what} ring buffer {self._map.name!r}")
 
     def poll(self, timeout_ms: int = -1) -> int:
@@ -95,8 +106,14 @@ class RingBuffer:
         return self._run(lib.ring_buffer__consume, "consume")
 
     def close(self) -> None:
-        """Free the ring buffer (the map stays with its object).  Idempotent."""
+        """Free the ring buffer (the map stays with its object).  Idempotent.
+
+        Called from the callback, the free waits until libbpf's loop returns.
+        """
         with self._lock:
+            if self._delivering:
+                self._close_pending = True
+                return
             ptr, self._ptr = self._ptr, None
             if ptr is not None:
                 lib.ring_buffer__free(ptr)
