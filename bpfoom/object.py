@@ -250,7 +250,9 @@ class BpfObject:
                     struct_names: list[str]):
         action = f"load BPF object {self._label!r}"
         if logs:
-            name, text = next(iter(logs.items()))
+            # libbpf loads programs in order and stops at the first rejection,
+            # so the rejected one is the last with a log.
+            name, text = list(logs.items())[-1]
             lines = [line for line in text.splitlines()
                      if line.strip() and not line.startswith(("processed ", "verification time"))]
             tail = " / ".join(lines[-3:])
