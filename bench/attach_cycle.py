@@ -107,13 +107,18 @@ def main(argv: list[str] | None = None) -> int:
 
     c_median, py_median, c_lookup, py_lookup = [], [], [], []
     c_total = py_total = c_cpu = py_cpu = 0
-    for _ in range(args.rounds):
-        c = run_c(binary, args.cycles, args.lookups)
+    for round_number in range(args.rounds):
+        # Swap who goes first each round, so drift in the machine's load hits both sides.
+        if round_number % 2:
+            median, total, cpu = bpfoom_cycles(args.cycles)
+            c = run_c(binary, args.cycles, args.lookups)
+        else:
+            c = run_c(binary, args.cycles, args.lookups)
+            median, total, cpu = bpfoom_cycles(args.cycles)
         c_median.append(c["median_cycle_ns"])
         c_total += c["total_cycle_ns"]
         c_cpu += c["cycles_cpu_ns"]
         c_lookup.append(c["lookup_ns"] / args.lookups)
-        median, total, cpu = bpfoom_cycles(args.cycles)
         py_median.append(median)
         py_total += total
         py_cpu += cpu
