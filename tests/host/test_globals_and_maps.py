@@ -95,9 +95,25 @@ def test_initial_values_decode_from_btf(globals_object, section_name, variable, 
 
 
 @pytest.mark.parametrize("section_name,variable,value", ROUND_TRIPS)
-def test_values_round_trip_before_load(globals_object, section_name, variable, value):
+def test_values_written_before_load_are_in_the_kernel_map(globals_object, section_name, variable, value):
     section(globals_object, section_name)[variable] = value
     assert section(globals_object, section_name)[variable] == value
+    globals_object.load()
+    # After load the section is the kernel map's own memory, mapped into this process.
+    assert section(globals_object, section_name)[variable] == value
+
+
+def test_the_kernel_map_holds_the_section_bytes(globals_object):
+    """The syscall view of .rodata (BPF_MAP_LOOKUP_ELEM) changes with what Python wrote."""
+    with bpfoom.BpfObject.open(facts.GLOBALS_OBJECT) as untouched:
+        untouched.load()
+        default_bytes = untouched.maps["globals.rodata"][0]
+    globals_object.rodata["ro_u64"] = 0x1122334455667788
+    globals_object.load()
+    written_bytes = globals_object.maps["globals.rodata"][0]
+    assert len(written_bytes) == len(default_bytes)
+    assert (0x1122334455667788).to_bytes(8, "little") in written_bytes
+    assert (0x1122334455667788).to_bytes(8, "little") not in default_bytes
 
 
 @pytest.mark.parametrize("section_name,variable,value", OUT_OF_RANGE)
