@@ -129,16 +129,19 @@ def test_bad_values_are_refused_before_reaching_the_kernel(globals_object, secti
 
 def test_struct_members_can_be_written_alone(globals_object):
     globals_object.rodata["ro_limits"] = {"high": 99}
+    globals_object.load()
     assert globals_object.rodata["ro_limits"] == {"low": 1, "high": 99, "enabled": True}
 
 
 def test_enums_accept_their_names(globals_object):
     globals_object.data["data_color"] = "COLOR_BLUE"
+    globals_object.load()
     assert globals_object.data["data_color"] == 7
 
 
 def test_char_arrays_accept_bytes(globals_object):
     globals_object.rodata["ro_label"] = b"raw"
+    globals_object.load()
     assert globals_object.rodata["ro_label"] == "raw"
 
 
