@@ -6,8 +6,9 @@
  *
  * The same map may be attached several times (to memcgs and system-wide);
  * `actions`, keyed by the attachment's cgroup id (0 = system-wide), says what
- * the handler does there: decline, kill a given pid, or claim success without
- * freeing anything (a buggy policy the kernel must not trust).
+ * the handler does there: decline, kill a given pid, kill the allocating task,
+ * or claim success without freeing anything (a buggy policy the kernel must
+ * not trust).
  */
 #include "oom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +20,7 @@ enum action_kind {
 	ACTION_DECLINE = 0,		/* record the call, return 0 */
 	ACTION_KILL_PID = 1,		/* bpf_oom_kill_process(pid), return 1 if it worked */
 	ACTION_CLAIM_WITHOUT_KILL = 2,	/* return 1 with nothing freed */
+	ACTION_KILL_CURRENT = 3,	/* kill the task whose allocation hit the OOM */
 };
 
 struct action {
@@ -51,6 +53,20 @@ __u64 offline_ids[MAX_OFFLINES];
 __u64 offline_ctx_ids[MAX_OFFLINES];
 __u32 offlines;
 
+static int kill_task(struct oom_control *oc, struct task_struct *task)
+{
+	int ret;
+
+	victim_before_kill = bpf_task_is_oom_victim(task);
+	ret = bpf_oom_kill_process(oc, task, "bpfoom test policy");
+	victim_after_kill = bpf_task_is_oom_victim(task);
+	last_kill_ret = ret;
+	if (ret)
+		return 0;
+	kills++;
+	return 1;
+}
+
 static int kill_pid(struct oom_control *oc, __s32 pid)
 {
 	struct task_struct *task;
@@ -61,15 +77,9 @@ static int kill_pid(struct oom_control *oc, __s32 pid)
 		last_kill_ret = -3; /* -ESRCH: the test's victim is already gone */
 		return 0;
 	}
-	victim_before_kill = bpf_task_is_oom_victim(task);
-	ret = bpf_oom_kill_process(oc, task, "bpfoom test policy");
-	victim_after_kill = bpf_task_is_oom_victim(task);
+	ret = kill_task(oc, task);
 	bpf_task_release(task);
-	last_kill_ret = ret;
-	if (ret)
-		return 0;
-	kills++;
-	return 1;
+	return ret;
 }
 
 SEC("struct_ops.s/handle_out_of_memory")
@@ -92,6 +102,8 @@ int BPF_PROG(probe_handle_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *
 	switch (action->kind) {
 	case ACTION_KILL_PID:
 		return kill_pid(oc, action->pid);
+	case ACTION_KILL_CURRENT:
+		return kill_task(oc, bpf_get_current_task_btf());
 	case ACTION_CLAIM_WITHOUT_KILL:
 		return 1;
 	default:
