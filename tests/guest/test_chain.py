@@ -81,9 +81,9 @@ def test_a_system_wide_oom_goes_to_the_system_wide_policy(probe, cgroups, hogs, 
     """
     cg = cgroups("global")  # no memory.max: only the guest's RAM limits it
     ops = probe.struct_ops["probe_policy"]
-    total_mib = int(open("/proc/meminfo").readline().split()[1]) // 1024
+    total_mib = int(open("/proc/meminfo").readline().split()[1]) // 1024  # MemTotal
     with ops.attach(cgroup=cg), ops.attach():
-        hog = hogs(cg, total_mib * 2, oom_score_adj=1000, gated=True)
+        hog = hogs(cg, total_mib - 16, oom_score_adj=1000, gated=True)  # within overcommit
         set_action(probe, 0, KILL_PID, hog.pid)
         set_action(probe, cg.id, DECLINE)
         hog.go()

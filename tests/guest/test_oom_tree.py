@@ -55,9 +55,9 @@ def run_scenario(cgroups, hogs):
 def first_death(started) -> str:
     """Name of the first task to die once cg2 starts allocating."""
     started["cg2"].go()
-    dead: list[str] = []
-    wait_until(lambda: dead.extend(n for n, h in started.items() if not h.alive() and n not in dead)
-               or bool(dead), timeout=60, what="a task to be OOM-killed")
+    wait_until(lambda: any(not hog.alive() for hog in started.values()), timeout=60,
+               what="a task to be OOM-killed")
+    dead = [name for name, hog in started.items() if not hog.alive()]
     assert len(dead) == 1, f"more than one task died at once: {dead}"
     return dead[0]
 
