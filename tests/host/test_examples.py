@@ -14,7 +14,7 @@ DEMO = facts.REPO / "examples" / "tcp_cc" / "demo.py"
 @pytest.mark.usefixtures("tcp_struct_ops")
 def test_tcp_cc_demo_registers_uses_and_removes_its_congestion_control():
     name = facts.unique_cc_name()
-    done = subprocess.run([sys.executable, str(DEMO), "--name", name, "--min-ssthresh", "6"],
+    done = subprocess.run([sys.executable, "-P", str(DEMO), "--name", name, "--min-ssthresh", "6"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

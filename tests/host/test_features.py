@@ -71,7 +71,7 @@ def test_require_names_the_missing_feature(kernel_btf):
 
 
 def test_cli_json_matches_the_api():
-    done = subprocess.run([sys.executable, "-m", "bpfoom.cli", "features", "--json"],
+    done = subprocess.run([sys.executable, "-P", "-m", "bpfoom.cli", "features", "--json"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     reported = json.loads(done.stdout)

@@ -181,7 +181,8 @@ UPDATE_IN_CHILD = textwrap.dedent("""
 
 
 def run_child(script: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", script, *args],
+    """Run `script` in a fresh interpreter; -P keeps the current directory (maybe a source tree) off sys.path."""
+    done = subprocess.run([sys.executable, "-P", "-c", script, *args],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])

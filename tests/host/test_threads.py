@@ -56,7 +56,7 @@ STRESS = textwrap.dedent("""
 
 @pytest.mark.usefixtures("bpf_privileges")
 def test_concurrent_use_and_close_do_not_crash():
-    done = subprocess.run([sys.executable, "-c", STRESS, str(facts.GLOBALS_OBJECT)],
+    done = subprocess.run([sys.executable, "-P", "-c", STRESS, str(facts.GLOBALS_OBJECT)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert "unexpected: []" in done.stdout
@@ -104,7 +104,7 @@ LINK_STRESS = textwrap.dedent("""
 @pytest.mark.usefixtures("tcp_struct_ops")
 def test_closing_a_link_while_threads_use_it():
     name = facts.unique_cc_name()
-    done = subprocess.run([sys.executable, "-c", LINK_STRESS, str(facts.TCP_CC_OBJECT), name],
+    done = subprocess.run([sys.executable, "-P", "-c", LINK_STRESS, str(facts.TCP_CC_OBJECT), name],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert "unexpected: []" in done.stdout
