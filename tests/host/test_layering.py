@@ -6,13 +6,15 @@ from pathlib import Path
 
 import facts
 
-SKIPPED_DIRS = {".git", ".venv", "build", "dist", "__pycache__", "src"}
+SKIPPED_DIRS = {".git", ".venv", "build", "dist", "__pycache__"}
+FETCHED_SOURCES = ("third_party", "libbpf", "src")  # libbpf's own tree, not ours
 PROJECT_PACKAGES = {"bpfoom", "libbpf_ffi"}
 
 
 def python_files(root: Path):
     for path in sorted(root.rglob("*.py")):
-        if not SKIPPED_DIRS.intersection(path.relative_to(facts.REPO).parts):
+        parts = path.relative_to(facts.REPO).parts
+        if not SKIPPED_DIRS.intersection(parts) and parts[:3] != FETCHED_SOURCES:
             yield path
 
 
