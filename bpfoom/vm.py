@@ -160,6 +160,11 @@ def accelerator(kernel: Path) -> str:
 def _guest_script(command: str, results: Path, cwd: Path, env: Mapping[str, str]) -> str:
     """Shell run by the guest's init: prepare cgroup2 and bpffs, run, record status and log.
 
+    Everything goes through files in `results` (shared read-write with the
+    host) rather than virtme-ng's virtio-serial script ports: those need udev in
+    the guest to get their /dev/virtio-ports names, and hosts like this one have
+    none, so virtme-ng would send the output to the kernel console instead.
+
     The command sees the host's PATH, `env`, and BPFOOM_IN_VM=1 (so a test
     suite can tell it runs in the guest).
     """
@@ -177,7 +182,7 @@ echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 cd {shlex.quote(str(cwd))}
 {exports}( {command}
-) < /dev/null
+) < /dev/null > {r}/output 2>&1
 echo $? > {r}/status.tmp
 dmesg > {r}/kernel.log
 kill $watcher
@@ -186,13 +191,23 @@ sync
 """
 
 
-def _pump(stream, sink: list[str], live: TextIO | None) -> None:
-    for chunk in iter(lambda: stream.read1(65536), b""):
-        text = chunk.decode(errors="replace")
-        sink.append(text)
-        if live is not None:
-            live.write(text)
-            live.flush()
+def _follow(path: Path, sink: TextIO, done: threading.Event) -> None:
+    """Copy what the guest appends to `path` to `sink` until `done`, then the rest."""
+    while not path.exists() and not done.wait(0.2):
+        pass
+    if not path.exists():
+        return
+    with open(path, errors="replace") as stream:
+        while True:
+            finished = done.is_set()
+            chunk = stream.read()
+            if chunk:
+                sink.write(chunk)
+                sink.flush()
+            elif finished:
+                return
+            else:
+                done.wait(0.2)
 
 
 def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str, cpus: int,
@@ -211,18 +226,26 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
         if accel == "tcg":
             args.append("--disable-kvm")
         args += ["--exec", f"sh {script}"]
+        # vng runs its sibling programs (virtme-run) from PATH.
+        tools = dict(os.environ, PATH=f"{Path(args[0]).parent}:{os.environ.get('PATH', '')}")
+        done = threading.Event()
+        follower = None
+        if live is not None:
+            follower = threading.Thread(target=_follow, args=(results / "output", live, done),
+                                        daemon=True)
+            follower.start()
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        output: list[str] = []
-        reader = threading.Thread(target=_pump, args=(proc.stdout, output, live), daemon=True)
-        reader.start()
+                                stderr=subprocess.STDOUT, start_new_session=True, env=tools)
         try:
-            proc.wait(timeout=timeout)
+            qemu_output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
-            proc.wait()
-        reader.join(timeout=10)
-        text = "".join(output)
+            qemu_output, _ = proc.communicate()
+        done.set()
+        if follower is not None:
+            follower.join(timeout=10)
+        output_file = results / "output"
+        text = output_file.read_text(errors="replace") if output_file.exists() else ""
         log_file = results / "kernel.log"
         if not log_file.exists():
             log_file = results / "kernel.live"
@@ -232,10 +255,12 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
             why = (f"timed out after {timeout:.0f} s" if proc.returncode == -9
                    else f"the VM exited ({proc.returncode}) before the command finished")
             problems = kernel_log_problems(kernel_log)
+            vng_says = qemu_output.decode(errors="replace").strip()[-1500:]
             raise VmError(
                 f"{why}: kernel {kernel}, accelerator {accel}."
                 + (f" Kernel log problems: {problems[:5]}" if problems else "")
-                + " If the guest panicked, boot with the debug kernel (--debug) for more detail.",
+                + (f"\nvng/QEMU said:\n{vng_says}" if vng_says else "")
+                + "\nIf the guest panicked, boot the debug kernel (--debug) for more detail.",
                 text, kernel_log)
         return VmRun(int(status.read_text()), text, kernel_log, kernel_log_problems(kernel_log))
 

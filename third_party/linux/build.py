@@ -37,7 +37,7 @@ PACKAGE = "linux-source-7.2"
 PATCHES_DIR = HERE / "patches"
 CONFIG_DIR = HERE / "config"
 # Bump when the recipe below changes in a way that changes the outputs.
-RECIPE = "1"
+RECIPE = "2"
 # A kfunc that 7.2 has: if BTF lacks it, pahole did not encode kfuncs.
 KNOWN_KFUNC = "bpf_get_root_mem_cgroup"
 PROGRESS_EVERY_S = 20.0
@@ -189,7 +189,8 @@ def apply_patches(src: Path, pristine: str, patches: list[Path], version: str) -
 
 
 def _make_args(src: Path, obj: Path) -> list[str]:
-    return ["make", "-C", str(src), f"O={obj}", "CC=ccache gcc",
+    # LOCALVERSION= (set, empty): no "+" suffix for our git-managed tree.
+    return ["make", "-C", str(src), f"O={obj}", "CC=ccache gcc", "LOCALVERSION=",
             "KBUILD_BUILD_USER=bpfoom", "KBUILD_BUILD_HOST=bpfoom"]
 
 
