@@ -240,6 +240,16 @@ def policy_lines(log: KernelLog) -> list[str]:
 
 # -- BPF objects ----------------------------------------------------------------
 
+def killed_pids(log: KernelLog) -> list[tuple[int, str]]:
+    """(pid, reason) of every "<reason>: Killed process <pid> (...)" line in `log`, in order."""
+    found = []
+    for line in log.lines():
+        reason, marker, rest = line.partition(": Killed process ")
+        if marker:
+            found.append((int(rest.split()[0]), reason))
+    return found
+
+
 def open_probe(name: str | None = "bpfoom_probe") -> bpfoom.BpfObject:
     """oom_probe.bpf.o, loaded, with `probe_policy` named `name`."""
     obj = bpfoom.BpfObject.open(BPF_DIR / "oom_probe.bpf.o")

@@ -91,12 +91,14 @@ def test_a_removed_cgroup_attaches_nothing(probe, cgroups):
     cg = cgroups("gone")
     cg.write("cgroup.subtree_control", "+memory")
     doomed = bpfoom.Cgroup.create(cg.path / "doomed")
+    fd = os.dup(doomed.fd)  # remove() closes the Cgroup; this fd outlives the directory
     doomed.remove()
+    doomed.close()
     before = link_ids()
     try:
         with pytest.raises(bpfoom.BpfError) as caught:
-            probe.struct_ops["probe_policy"].attach(cgroup=doomed)
-        assert caught.value.errno in (errno.ENOENT, errno.EINVAL)
+            probe.struct_ops["probe_policy"].attach(cgroup=fd)
+        assert caught.value.errno == errno.ENOENT
         assert link_ids() == before
     finally:
-        doomed.close()
+        os.close(fd)

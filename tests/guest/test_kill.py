@@ -3,7 +3,12 @@
 Most tests OOM a 64M memcg holding a `holder` (allocated, then idle) and an
 `allocator` that pushes the memcg over its limit.  The policy kills the holder
 by pid; the holder has a low oom_score_adj so the kernel's own killer would
-have chosen the allocator: which one died tells who decided.
+have chosen the allocator: which one died first tells who decided.
+
+The allocator may die too, by the kernel's hand: exit_mmap() marks a dying
+victim MMF_OOM_SKIP before its pages are freed, and an OOM in that window
+(wide under TCG) makes the kernel pick the next task.  That is Linux's own
+behaviour, with or without a policy, so the tests only look at the first kill.
 """
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ import errno
 import pytest
 
 import bpfoom
-from oomtest import (BPF_DIR, KILL_PID, memory_events, open_probe, policy_lines, recorded_calls,
-                     set_action, sigkilled)
+from oomtest import (BPF_DIR, KILL_PID, killed_pids, memory_events, open_probe, policy_lines,
+                     recorded_calls, set_action, sigkilled)
 
 MEMCG_MAX = "64M"
 
@@ -43,16 +48,16 @@ def test_policy_kill_is_a_real_oom_kill(probe, memcg, hogs, kernel_log):
         set_action(probe, memcg.id, KILL_PID, holder.pid)
         allocator.go()
         assert sigkilled(holder.wait_dead())
-        assert allocator.wait_for("allocated"), "the allocator should get the holder's memory"
-    assert allocator.alive()
-    assert probe.bss["last_kill_ret"] == 0
+    assert probe.data["last_kill_ret"] == 0
     assert probe.bss["kills"] == 1
-    assert recorded_calls(probe) == [(memcg.id, memcg.id)]
+    # Later OOMs while the holder exits find it dying; the policy then waits.
+    calls = recorded_calls(probe)
+    assert calls and set(calls) == {(memcg.id, memcg.id)}
+    assert probe.bss["victim_waits"] == len(calls) - 1
     events = memory_events(memcg)
-    assert events["oom_kill"] == 1 and events["oom"] >= 1
-    lines = kernel_log.lines()
-    assert "oom_policy=bpfoom_probe" in lines
-    assert any(f"Killed process {holder.pid} " in line for line in lines), lines[-20:]
+    assert events["oom_kill"] >= 1 and events["oom"] >= 1
+    assert policy_lines(kernel_log)[0] == "oom_policy=bpfoom_probe"
+    assert killed_pids(kernel_log)[0] == (holder.pid, "bpfoom test policy")
 
 
 def test_a_victim_being_killed_is_an_oom_victim(probe, memcg, hogs):
@@ -77,7 +82,7 @@ def test_the_report_names_the_policy(memcg, hogs, kernel_log, name, shown):
             assert sigkilled(holder.wait_dead())
     finally:
         obj.close()
-    assert policy_lines(kernel_log) == [f"oom_policy={shown}"]
+    assert policy_lines(kernel_log)[0] == f"oom_policy={shown}"
 
 
 def test_memory_oom_group_kills_the_whole_group(probe, cgroups, hogs):
@@ -91,7 +96,10 @@ def test_memory_oom_group_kills_the_whole_group(probe, cgroups, hogs):
         for hog in (holder, allocator, bystander):
             assert sigkilled(hog.wait_dead()), f"hog {hog.pid} of the oom.group survived"
     assert probe.bss["kills"] == 1
-    assert memory_events(group)["oom_kill"] == 3
+    events = memory_events(group)
+    assert events["oom_group_kill"] == 1
+    # Linux counts the victim twice: once itself, once as a member of its group.
+    assert events["oom_kill"] >= 3
 
 
 def test_an_unkillable_task_gives_eperm_and_the_kernel_kills(probe, memcg, hogs, kernel_log):
@@ -101,7 +109,7 @@ def test_an_unkillable_task_gives_eperm_and_the_kernel_kills(probe, memcg, hogs,
         allocator.go()
         assert sigkilled(allocator.wait_dead())
     assert holder.alive()
-    assert probe.bss["last_kill_ret"] == -errno.EPERM
+    assert probe.data["last_kill_ret"] == -errno.EPERM
     assert probe.bss["kills"] == 0
     assert policy_lines(kernel_log) == ["oom_policy=default"]
     assert memory_events(memcg)["oom_kill"] == 1

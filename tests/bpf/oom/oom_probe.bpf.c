@@ -48,6 +48,12 @@ __u32 kills;
 /* bpf_task_is_oom_victim for the last victim, right before and after the kill. */
 bool victim_before_kill;
 bool victim_after_kill;
+/*
+ * OOMs that found the chosen task already dying.  The kernel asks the policy
+ * again while its victim exits; killing it again would count and report a
+ * second kill, so the policy declines and the kernel waits for the victim.
+ */
+__u32 victim_waits;
 /* handle_cgroup_offline calls: the id argument and ctx->cgroup_id. */
 __u64 offline_ids[MAX_OFFLINES];
 __u64 offline_ctx_ids[MAX_OFFLINES];
@@ -57,6 +63,10 @@ static int kill_task(struct oom_control *oc, struct task_struct *task)
 {
 	int ret;
 
+	if (bpf_task_is_oom_victim(task)) {
+		victim_waits++;
+		return 0;
+	}
 	victim_before_kill = bpf_task_is_oom_victim(task);
 	ret = bpf_oom_kill_process(oc, task, "bpfoom test policy");
 	victim_after_kill = bpf_task_is_oom_victim(task);

@@ -21,10 +21,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Scratch: one OOM at a time runs (the kernel holds oom_lock). */
 __u64 leaf_ids[MAX_LEAVES];
 
-/* What the last OOM decided, for the test to read. */
+/* What the OOM that killed decided, for the test to read. */
 __u64 chosen_cgroup_id;
 __u64 chosen_size;
 __u32 leaves_seen;
+/* Over all OOMs: tasks killed and handler calls. */
 __u32 tasks_killed;
 __u32 handler_calls;
 
@@ -89,26 +90,40 @@ static __u64 leaf_size(__u64 id)
 	return size;
 }
 
+/*
+ * Kill every task of the leaf; none if one of them is already dying: the
+ * kernel asks again while its victims exit, and the policy then waits (returns
+ * 0, so the kernel sees the victim and kills no one) instead of killing more.
+ */
 static __u32 kill_all_tasks(struct oom_control *oc, __u64 id)
 {
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
 	struct cgroup *cgrp;
 	__u32 killed = 0;
+	bool dying = false;
 
 	cgrp = bpf_cgroup_from_id(id);
 	if (!cgrp)
 		return 0;
 	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
-		if (killed >= MAX_VICTIMS)
+		if (bpf_task_is_oom_victim(task)) {
+			dying = true;
 			break;
-		if (bpf_task_is_oom_victim(task))
-			continue;
-		if (bpf_oom_kill_process(oc, task, "largest leaf memcg") == 0)
-			killed++;
+		}
 	}
 	bpf_iter_css_task_destroy(&it);
+	if (!dying) {
+		bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+		while ((task = bpf_iter_css_task_next(&it))) {
+			if (killed >= MAX_VICTIMS)
+				break;
+			if (bpf_oom_kill_process(oc, task, "largest leaf memcg") == 0)
+				killed++;
+		}
+		bpf_iter_css_task_destroy(&it);
+	}
 	bpf_cgroup_release(cgrp);
 	return killed;
 }
@@ -118,13 +133,12 @@ int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *
 {
 	struct mem_cgroup *root = oc->memcg;
 	__u64 best_id = 0, best_size = 0, size;
-	__u32 count, i;
+	__u32 count, killed, i;
 
 	handler_calls++;
 	if (!root)
 		return 0; /* a system-wide OOM is not this policy's business */
 	count = collect_leaves(root);
-	leaves_seen = count;
 	for (i = 0; i < count && i < MAX_LEAVES; i++) {
 		size = leaf_size(leaf_ids[i]);
 		if (size > best_size) {
@@ -132,12 +146,16 @@ int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *
 			best_id = leaf_ids[i];
 		}
 	}
-	chosen_cgroup_id = best_id;
-	chosen_size = best_size;
 	if (!best_id)
 		return 0;
-	tasks_killed = kill_all_tasks(oc, best_id);
-	return tasks_killed ? 1 : 0;
+	killed = kill_all_tasks(oc, best_id);
+	if (!killed)
+		return 0;
+	chosen_cgroup_id = best_id;
+	chosen_size = best_size;
+	leaves_seen = count;
+	tasks_killed += killed;
+	return 1;
 }
 
 SEC(".struct_ops.link")
