@@ -103,8 +103,10 @@ def _load_from_checkout(name: str):
     spec = importlib.util.spec_from_file_location(f"bpfoom_linux_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is built.
+    sys.modules.setdefault(spec.name, module)
     spec.loader.exec_module(module)
-    return module
+    return sys.modules[spec.name]
 
 
 def default_kernel(debug: bool = False) -> Path:
