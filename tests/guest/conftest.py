@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import pytest
 
 import bpfoom
+from bpfoom.vm import kernel_log_problems
 from oomtest import (CGROUP_ROOT, Forker, Hog, KernelLog, kill_and_remove, missing_capability,
                      open_probe, HOG_SCRIPT)
 
@@ -145,6 +146,20 @@ def probe() -> Iterator[bpfoom.BpfObject]:
     obj = open_probe()
     yield obj
     obj.close()
+
+
+@pytest.fixture(autouse=True)
+def no_kernel_splat() -> Iterator[None]:
+    """Fail the test during which the kernel logged a warning, BUG, Oops, KASAN or lockdep report.
+
+    The VM harness scans the log too, but only what is left of it at the end
+    (OOM reports soon overflow the ring buffer), and without saying which test.
+    """
+    log = KernelLog()
+    yield
+    problems = kernel_log_problems("\n".join(log.lines()))
+    log.close()
+    assert not problems, f"the kernel logged problems during this test: {problems[:5]}"
 
 
 @pytest.fixture(autouse=True)
