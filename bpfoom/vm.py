@@ -217,9 +217,12 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
           rwdirs: Sequence[Path], live: TextIO | None) -> VmRun:
     shell = command if isinstance(command, str) else shlex.join(command)
     cwd = Path(cwd or os.getcwd()).resolve()
-    writable = {Path("/tmp"), REPO, cwd, *map(Path, rwdirs)}
     with tempfile.TemporaryDirectory(prefix="bpfoom-vm-", dir="/tmp") as scratch:
         results = Path(scratch)
+        # Not all of /tmp: over 9p, files used after unlink (pytest's capture
+        # files, TemporaryFile) fail with ENOENT.  The guest's own /tmp is
+        # virtme-ng's copy-on-write overlay: writable, private to the guest.
+        writable = {REPO, cwd, results, *map(Path, rwdirs)}
         script = results / "guest.sh"
         script.write_text(_guest_script(shell, results, cwd, env or {}))
         args = [str(_vng()), "--run", str(kernel), "--user", "root",
@@ -274,8 +277,9 @@ def run(command: Sequence[str] | str, *, kernel: Path | str | None = None, debug
     """Boot `kernel` (default: the current build), run `command` as root, return what it did.
 
     A list is run as argv, a string through sh.  The guest sees this machine's
-    files copy-on-write; /tmp, the repository, `cwd` and `rwdirs` are shared
-    read-write.  `live` receives the output as it comes.
+    files copy-on-write (its /tmp too: writable, but private to the guest); the
+    repository, `cwd` and `rwdirs` are shared read-write.  `live` receives the
+    output as it comes.
     """
     bzimage = Path(kernel) if kernel else default_kernel(debug)
     if not bzimage.is_file():

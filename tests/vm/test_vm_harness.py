@@ -15,18 +15,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_status_output_and_kernel_log_come_from_the_guest(vm_kernel: Path, tmp_path: Path) -> None:
-    marker = tmp_path / "written-in-guest"
+    shared = tmp_path / "shared"
+    shared.mkdir()
     result = vm.run(
-        f"uname -r; echo to-stderr >&2; echo bpfoom-harness-marker > /dev/kmsg; "
-        f"echo $BPFOOM_IN_VM > {marker}; exit 3",
-        kernel=vm_kernel, timeout=600)
+        "uname -r; echo to-stderr >&2; echo bpfoom-harness-marker > /dev/kmsg; "
+        "echo $BPFOOM_IN_VM > written-in-guest; echo private > /tmp/bpfoom-guest-only; exit 3",
+        kernel=vm_kernel, cwd=shared, timeout=600)
     assert result.returncode == 3
     assert "-bpfoom" in result.output  # the guest's uname, not the host's
     assert "to-stderr" in result.output
     assert "bpfoom-harness-marker" in result.kernel_log
     assert "Linux version 7.2" in result.kernel_log
     assert result.kernel_log_problems == []
-    assert marker.read_text().strip() == "1"  # /tmp is shared read-write
+    assert (shared / "written-in-guest").read_text().strip() == "1"  # cwd is shared
+    assert not Path("/tmp/bpfoom-guest-only").exists()  # the guest's /tmp is its own
 
 
 def test_guest_has_cgroup2_memory_and_logs_a_memcg_oom(vm_kernel: Path) -> None:
