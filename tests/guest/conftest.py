@@ -108,7 +108,7 @@ def hogs() -> Iterator[Callable[..., Hog]]:
         proc = subprocess.Popen(
             [sys.executable, "-S", "-c", HOG_SCRIPT, str(cg.path / "cgroup.procs"), str(mib),
              str(oom_score_adj), "1" if gated else "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         hog = Hog(proc, cg, mib)
         started.append(hog)
         if wait_joined:

@@ -46,8 +46,7 @@ def kill_and_remove(path: Path) -> None:
     """Remove a test cgroup tree: kill its tasks, then rmdir bottom-up."""
     if not path.exists():
         return
-    for child in sorted((p for p in path.rglob("*") if p.is_dir()),
-                        key=lambda p: len(p.parts), reverse=True):
+    for child in [entry for entry in path.iterdir() if entry.is_dir()]:
         kill_and_remove(child)
     try:
         (path / "cgroup.freeze").write_text("0")
@@ -105,13 +104,18 @@ class Hog:
     cgroup: bpfoom.Cgroup
     mib: int
     lines: list[str] = field(default_factory=list)
+    _pending: str = ""
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def wait_for(self, word: str, timeout: float = DEATH_TIMEOUT_S) -> bool:
-        """True once the hog printed `word`; False if it exited or timed out first."""
+        """True once the hog printed `word`; False if it exited or timed out first.
+
+        Reads the raw pipe: a buffered reader could hold a second line that
+        select() then never reports.
+        """
         deadline = time.monotonic() + timeout
         while word not in self.lines:
             left = deadline - time.monotonic()
@@ -119,16 +123,17 @@ class Hog:
                 return False
             ready, _, _ = select.select([self.proc.stdout], [], [], left)
             if ready:
-                line = self.proc.stdout.readline()
-                if not line:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
                     return False
-                self.lines.append(line.strip())
+                self._pending += chunk.decode()
+                *complete, self._pending = self._pending.split("\n")
+                self.lines.extend(line.strip() for line in complete)
         return True
 
     def go(self) -> None:
         """Let a gated hog start allocating."""
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
+        self.proc.stdin.write(b"go\n")
 
     def wait_dead(self, timeout: float = DEATH_TIMEOUT_S) -> int:
         """The hog's exit status (negative: killed by that signal); fails on timeout."""
