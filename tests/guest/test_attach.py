@@ -8,7 +8,7 @@ import os
 import pytest
 
 import bpfoom
-from oomtest import link_ids
+from oomtest import BPF_DIR, link_ids
 
 
 def test_cgroup_attach_records_the_cgroup_id(probe, cgroups):
@@ -102,3 +102,21 @@ def test_a_removed_cgroup_attaches_nothing(probe, cgroups):
         assert link_ids() == before
     finally:
         os.close(fd)
+
+
+def test_a_policy_without_an_oom_handler_is_refused():
+    """handle_out_of_memory is mandatory: the kernel rejects the struct_ops value.
+
+    libbpf hands a link-based struct_ops value to the kernel at attach, not
+    at load, so that is where the refusal shows.
+    """
+    obj = bpfoom.BpfObject.open(BPF_DIR / "oom_no_handler.bpf.o")
+    try:
+        obj.load()
+        before = link_ids()
+        with pytest.raises(bpfoom.BpfError) as caught:
+            obj.struct_ops["handlerless"].attach()
+        assert caught.value.errno == errno.EINVAL
+        assert link_ids() == before
+    finally:
+        obj.close()
