@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "third_party" / "linux" / "build.py"
 DEFAULT_TIMEOUT_S = 1800.0
 PROBE_TIMEOUT_S = 120.0
+LOG_BUFFER = "4M"  # 32x the default; the kernel adds ~3.5x this in metadata
 
 # Kernel log lines that mean a kernel bug, not a test outcome.
 PROBLEM_PATTERNS = [
@@ -175,7 +176,7 @@ def _guest_script(command: str, results: Path, cwd: Path, env: Mapping[str, str]
     exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items())
     r = shlex.quote(str(results))
     return f"""\
-dmesg -w > {r}/kernel.live 2>&1 &
+stdbuf -oL dmesg -w > {r}/kernel.live 2>&1 &
 watcher=$!
 if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ]; then
     mount -t cgroup2 cgroup2 /sys/fs/cgroup
@@ -228,6 +229,8 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
         args = [str(_vng()), "--run", str(kernel), "--user", "root",
                 "--memory", memory, "--cpus", str(cpus), "--cwd", str(cwd)]
         args += [f"--rwdir={path}" for path in sorted(writable) if path.is_dir()]
+        # A ring buffer big enough that the final dmesg holds a whole test session.
+        args += ["--append", f"log_buf_len={LOG_BUFFER}"]
         if accel == "tcg":
             args.append("--disable-kvm")
         args += ["--exec", f"sh {script}"]
