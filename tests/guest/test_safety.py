@@ -27,11 +27,14 @@ def test_a_handler_that_claims_success_without_killing_still_ends_in_a_kill(
 def test_detaching_while_ooms_run_is_safe(probe, cgroups, forker):
     """One thread attaches and detaches the policy in a loop while children OOM.
 
-    Each OOM ends in a SIGKILL either way (the policy's when attached, the
-    kernel's when not); the kernel log is checked for splats by the harness.
+    Each handler spins a while, so detaches land while one runs (unreg waits
+    for it through SRCU).  Each OOM ends in a SIGKILL either way (the
+    policy's when attached, the kernel's when not); the kernel log is
+    checked for splats.
     """
     cg = cgroups("racing", memory_max="16M")
     set_action(probe, cg.id, KILL_CURRENT)
+    probe.bss["handler_spin_loops"] = 1 << 20  # keep each handler busy for a while
     ops = probe.struct_ops["probe_policy"]
     stop = threading.Event()
     cycles = [0]
@@ -53,6 +56,7 @@ def test_detaching_while_ooms_run_is_safe(probe, cgroups, forker):
     assert not flapper.is_alive()
     assert all(sigkilled(status) for status in statuses), statuses
     assert cycles[0] > 0
+    assert probe.bss["calls"] > 0, "no OOM reached the policy while it was attached"
 
 
 def bpftool_ids(kind: str) -> set[int]:

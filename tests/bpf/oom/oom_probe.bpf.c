@@ -59,6 +59,14 @@ __u64 offline_ids[MAX_OFFLINES];
 __u64 offline_ctx_ids[MAX_OFFLINES];
 __u32 offlines;
 
+/* Busy iterations per handler call, so a test can keep handlers running while it detaches. */
+__u32 handler_spin_loops = 0;
+
+static long spin_once(__u64 index, void *ctx)
+{
+	return 0;
+}
+
 static int kill_task(struct oom_control *oc, struct task_struct *task)
 {
 	int ret;
@@ -105,6 +113,8 @@ int BPF_PROG(probe_handle_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *
 		call_oom_ids[slot] = memcg ? memcg_cgroup_id(memcg) : 0;
 	}
 	calls = slot + 1;
+	if (handler_spin_loops)
+		bpf_loop(handler_spin_loops, spin_once, NULL, 0);
 
 	action = bpf_map_lookup_elem(&actions, &target);
 	if (!action)
