@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import pytest
 
 import bpfoom
-from bpfoom.vm import kernel_log_problems
+from bpfoom import vm
 from oomtest import (CGROUP_ROOT, Forker, Hog, KernelLog, kill_and_remove, missing_capability,
                      open_probe, HOG_SCRIPT)
 
@@ -157,7 +157,7 @@ def no_kernel_splat() -> Iterator[None]:
     """
     log = KernelLog()
     yield
-    problems = kernel_log_problems("\n".join(log.lines()))
+    problems = vm.kernel_log_problems("\n".join(log.lines()))
     log.close()
     assert not problems, f"the kernel logged problems during this test: {problems[:5]}"
 
