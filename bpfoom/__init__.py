@@ -48,6 +48,9 @@ from .features import Feature, Features, features
 from .globals import GlobalSection
 from .link import Link, LinkInfo, links
 from .map import Map, MapInfo, StructOpsFields, StructOpsMap
+from .attachments import Attachment, attached
+from .events import DecisionEvent
+from .policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
 from .object import BpfObject, NoStructOpsError, Program
 from .ringbuf import RingBuffer
 
@@ -62,6 +65,8 @@ __all__ = [
     "BpfObject", "Program", "Map", "MapInfo", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "Feature", "Features", "features",
+    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
+    "Attachment", "attached",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Leaf memcgs under an OOMing memcg: find them, measure them, kill their tasks.
+ *
+ * Three steps, because the sleepable kfuncs (stats flush, kill) cannot run
+ * under bpf_rcu_read_lock, which the css walk needs: collect the leaf ids
+ * under RCU, then measure each leaf from its id, then kill.
+ */
+#ifndef BPFOOM_POLICY_LEAVES_H
+#define BPFOOM_POLICY_LEAVES_H
+
+#define MAX_LEAVES 1024
+#define MAX_KILLS_PER_LEAF 64
+
+/* Scratch for one OOM: the kernel runs one OOM at a time (oom_lock). */
+__u64 leaf_ids[MAX_LEAVES];
+
+struct leaf_stats {
+	__u64 size;		/* usage, minus page cache when asked */
+	__u32 tasks;
+	bool unkillable;	/* a task has oom_score_adj -1000 */
+	bool exiting;		/* a task is already an OOM victim */
+};
+
+/* Ids of the leaf cgroups under `root` (itself if it has no children); the count. */
+static __u32 collect_leaves(struct mem_cgroup *root)
+{
+	struct cgroup_subsys_state *css;
+	struct bpf_iter_css it;
+	__u32 count = 0;
+
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	while ((css = bpf_iter_css_next(&it))) {
+		if (css->cgroup->nr_descendants)
+			continue;
+		if (count >= MAX_LEAVES)
+			break;
+		leaf_ids[count & (MAX_LEAVES - 1)] = css->cgroup->kn->id;
+		count++;
+	}
+	bpf_iter_css_destroy(&it);
+	bpf_rcu_read_unlock();
+	return count;
+}
+
+static void count_tasks(struct cgroup *cgrp, struct leaf_stats *st)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it))) {
+		st->tasks++;
+		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
+			st->unkillable = true;
+		if (bpf_task_is_oom_victim(task))
+			st->exiting = true;
+	}
+	bpf_iter_css_task_destroy(&it);
+}
+
+/* Fill `st` for the cgroup `id`; false if it is gone. */
+static bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_stats *st)
+{
+	struct mem_cgroup *memcg;
+	struct cgroup *cgrp;
+	__u64 usage, cache;
+
+	__builtin_memset(st, 0, sizeof(*st));
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return false;
+	memcg = bpf_get_mem_cgroup(&cgrp->self);
+	if (memcg) {
+		bpf_mem_cgroup_flush_stats(memcg);
+		usage = bpf_mem_cgroup_usage(memcg);
+		cache = exclude_page_cache ? bpf_mem_cgroup_page_state(memcg,
+				bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES)) : 0;
+		st->size = usage > cache ? usage - cache : 0;
+		bpf_put_mem_cgroup(memcg);
+	}
+	count_tasks(cgrp, st);
+	bpf_cgroup_release(cgrp);
+	return true;
+}
+
+struct leaf_choice {
+	__u64 id;		/* the largest killable leaf (0: none) */
+	__u64 size;
+	__u32 candidates;	/* killable leaves compared */
+	__u64 exiting_id;	/* a leaf holding an exiting OOM victim (0: none) */
+};
+
+/* The largest leaf under `root` with tasks and none of them unkillable. */
+static void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache,
+				struct leaf_choice *c)
+{
+	struct leaf_stats st;
+	__u32 count;
+	__u64 id;
+	int i;
+
+	__builtin_memset(c, 0, sizeof(*c));
+	count = collect_leaves(root);
+	bpf_for(i, 0, count) {
+		id = leaf_ids[i & (MAX_LEAVES - 1)];
+		if (!measure_leaf(id, exclude_page_cache, &st) || !st.tasks)
+			continue;
+		if (st.exiting)
+			c->exiting_id = id;
+		if (st.unkillable || !st.size)
+			continue;
+		c->candidates++;
+		if (st.size > c->size) {
+			c->size = st.size;
+			c->id = id;
+		}
+	}
+}
+
+/*
+ * OOM-kill every task of cgroup `id`, recording pids in `e`; the number killed.
+ * The first failure's -errno goes to e->error.
+ */
+static __u32 kill_leaf(struct oom_control *oc, __u64 id, struct policy_event *e,
+		       const char *message)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+	struct cgroup *cgrp;
+	__u32 killed = 0;
+	int err;
+
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return 0;
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it))) {
+		if (killed >= MAX_KILLS_PER_LEAF)
+			break;
+		err = bpf_oom_kill_process(oc, task, message);
+		if (err) {
+			if (!e->error)
+				e->error = err;
+			continue;
+		}
+		event_add_pid(e, task->tgid);
+		killed++;
+	}
+	bpf_iter_css_task_destroy(&it);
+	bpf_cgroup_release(cgrp);
+	return killed;
+}
+
+#endif
