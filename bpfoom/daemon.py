@@ -1,0 +1,388 @@
+"""``bpfoom run CONFIG``: keep a configuration of policies attached.
+
+* Start: every ``[[attach]]`` entry is attached and pinned, or none is (the
+  first failure rolls back what this start attached).  A pin left by an
+  earlier run is re-adopted instead of attaching a second time: the link is
+  switched to this run's freshly loaded object (a link update, atomic), or
+  kept as it is where the kernel cannot update that struct_ops type.
+* Running: each policy's decisions are written as log lines (``text`` or
+  ``json``, one object per line).
+* SIGHUP: the configuration is read again and only the difference is
+  applied, all or nothing: tunables living in ``.data``/``.bss`` change in
+  place, other changes load a new object and switch the link to it with a
+  link update, entries that left the config are detached, new ones attached.
+* SIGTERM/SIGINT: everything is detached and unpinned, unless
+  ``on_exit = "keep"``, which leaves pinned policies attached for the next run.
+
+Under systemd (``NOTIFY_SOCKET`` set) it reports READY=1, RELOADING=1 and
+STOPPING=1.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from . import _sd_notify
+from ._load import LoadedPolicy, load
+from .cgroup import Cgroup
+from .daemon_config import Config, ConfigError, Entry, read_config
+from .errors import BpfError, NotSupportedError
+from .link import Link
+
+__all__ = ["Daemon", "run_daemon"]
+
+POLL_INTERVAL_S = 0.2
+
+
+class Log:
+    """Structured log lines: ``time level event key=value ...`` or one JSON object per line."""
+
+    def __init__(self, stream: TextIO, json_lines: bool) -> None:
+        self._stream = stream
+        self._json = json_lines
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if self._json:
+            line = json.dumps({"time": now, "level": level, "event": event, **fields},
+                              default=str, sort_keys=False)
+        else:
+            parts = [f"{key}={_text(value)}" for key, value in fields.items() if value is not None]
+            line = " ".join([now, level, event, *parts])
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+def _text(value: Any) -> str:
+    text = json.dumps(value, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+@dataclass
+class Running:
+    """One attached entry: its config, the object this run loaded, and its link."""
+
+    entry: Entry
+    loaded: LoadedPolicy
+    link: Link
+    pin: Path | None
+    live_object: bool  # False: the link still runs the previous run's object
+    adopted: bool = False  # pinned by an earlier run
+
+    def close(self, detach: bool) -> None:
+        """Detach and unpin (``detach``), or just drop our references."""
+        try:
+            if detach:
+                if not self.link.detached:
+                    self.link.detach()
+                if self.link.pinned_path is not None:
+                    self.link.unpin()
+                elif self.pin is not None and self.pin.exists():
+                    self.pin.unlink()
+            self.link.close()
+        finally:
+            self.loaded.close()
+
+
+class Daemon:
+    """The daemon's state; ``run()`` is the main loop."""
+
+    def __init__(self, config_path: str | os.PathLike, log: Log | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.config: Config = read_config(self.config_path)
+        self.log = log or Log(sys.stderr, False)
+        self.running: dict[str, Running] = {}
+        self._stop = False
+        self._reload = False
+
+    # -- helpers ---------------------------------------------------------------
+    def _pin_path(self, config: Config, entry: Entry) -> Path | None:
+        return config.pin_dir / entry.id if entry.pin else None
+
+    def _cgroup_id(self, entry: Entry) -> int:
+        if entry.cgroup is None:
+            return 0
+        with Cgroup.open(entry.cgroup) as cgroup:
+            return cgroup.id
+
+    def _load(self, entry: Entry) -> LoadedPolicy:
+        return load(entry.policy, entry.tunables, map_name=entry.map, register_as=entry.name)
+
+    def _watch(self, entry: Entry, loaded: LoadedPolicy) -> None:
+        """Log the policy's decisions (objects without a decision stream have none)."""
+        if loaded.policy is None:
+            return
+
+        def decision(event: Any) -> None:
+            self.log("info", "decision", id=entry.id, **event.to_json())
+        loaded.policy.on_event(decision)
+
+    def _attach(self, config: Config, entry: Entry, loaded: LoadedPolicy) -> Running:
+        pin = self._pin_path(config, entry)
+        if pin is not None:
+            pin.parent.mkdir(parents=True, exist_ok=True)
+        link = loaded.attach(cgroup=entry.cgroup, pin=pin)
+        return Running(entry, loaded, link, pin, True)
+
+    def _adopt(self, config: Config, entry: Entry) -> Running | None:
+        """Take over the link an earlier run pinned for ``entry``; None if there is none."""
+        pin = self._pin_path(config, entry)
+        if pin is None or not pin.exists():
+            return None
+        link = Link.from_pinned(pin)
+        try:
+            info = link.info()
+            if not info.map_id or (info.cgroup_id is not None and info.cgroup_id != self._cgroup_id(entry)):
+                self.log("warning", "stale_pin", id=entry.id, pin=pin, link=info.id,
+                         why="detached or attached elsewhere; replacing it")
+                if info.map_id:
+                    link.detach()
+                link.unpin()
+                link.close()
+                return None
+            loaded = self._load(entry)
+            try:
+                link.update(loaded.struct_ops)
+                live = True
+            except (NotSupportedError, BpfError) as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, 524, errno.EINVAL):
+                    raise
+                live = False
+                self.log("warning", "adopted_without_update", id=entry.id, link=info.id,
+                         why=f"the kernel cannot switch this link to a new object ({exc}); the "
+                         "previous run's object keeps running: its decisions are not logged "
+                         "and tunable changes need a restart with on_exit=detach")
+            self.log("info", "adopted", id=entry.id, policy=loaded.name, link=info.id, pin=pin)
+            return Running(entry, loaded, link, pin, live, adopted=True)
+        except BaseException:
+            link.close()
+            raise
+
+    # -- start and stop ----------------------------------------------------------
+    def start(self) -> None:
+        """Attach (or adopt) every entry, or nothing."""
+        done: list[Running] = []
+        current = "-"
+        try:
+            for entry in self.config.entries:
+                current = entry.id
+                running = self._adopt(self.config, entry)
+                if running is None:
+                    loaded = self._load(entry)
+                    try:
+                        running = self._attach(self.config, entry, loaded)
+                    except BaseException:
+                        loaded.close()
+                        raise
+                    self.log("info", "attached", id=entry.id, policy=loaded.name,
+                             target=entry.cgroup or "system", link=running.link.id,
+                             pin=running.pin)
+                done.append(running)
+        except BaseException as exc:
+            for running in reversed(done):
+                running.close(detach=not running.adopted)  # an adopted pin stays as it was
+            self.log("error", "start_failed", entry=current, error=str(exc),
+                     rolled_back=len(done))
+            raise
+        for running in done:
+            self.running[running.entry.id] = running
+            if running.live_object:
+                self._watch(running.entry, running.loaded)
+
+    def stop(self) -> None:
+        """Detach everything (or leave pinned links, with on_exit = "keep")."""
+        keep = self.config.on_exit == "keep"
+        for key, running in list(self.running.items()):
+            kept = keep and running.pin is not None
+            try:
+                running.close(detach=not kept)
+                self.log("info", "kept" if kept else "detached", id=key, pin=running.pin)
+            except BpfError as exc:
+                self.log("error", "detach_failed", id=key, error=str(exc))
+            del self.running[key]
+
+    # -- reload ------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Apply the changed configuration, all or nothing; False (logged) if it was refused."""
+        try:
+            new = read_config(self.config_path)
+        except (ConfigError, BpfError) as exc:
+            self.log("error", "reload_refused", error=str(exc), kept="previous configuration")
+            return False
+        if (new.pin_dir, new.on_exit) != (self.config.pin_dir, self.config.on_exit):
+            self.log("warning", "reload_partial",
+                     why="pin_dir and on_exit change only on restart")
+        wanted = {entry.id: entry for entry in new.entries}
+        undo: list[Callable[[], None]] = []
+        prepared: list[LoadedPolicy] = []
+        after: list[Callable[[], None]] = []  # commits that cannot fail: run once all succeeded
+        changes = 0
+        to_add = [entry for entry in new.entries if entry.id not in self.running]
+        try:
+            for key, running in list(self.running.items()):
+                entry = wanted.get(key)
+                if entry == running.entry:
+                    continue
+                changes += 1
+                if entry is None or (entry.cgroup, entry.pin) != (running.entry.cgroup, running.entry.pin):
+                    self._remove(key, running, undo, after)  # gone, or moved: detach, then attach anew
+                    if entry is not None:
+                        to_add.append(entry)
+                    continue
+                if entry.same_program(running.entry) and running.live_object and \
+                        self._set_in_place(running, entry, undo):
+                    continue
+                loaded = self._load(entry)
+                prepared.append(loaded)
+                self._switch(running, entry, loaded, undo, after)
+            for entry in to_add:
+                changes += 1
+                loaded = self._load(entry)
+                prepared.append(loaded)
+                running = self._attach(self.config, entry, loaded)
+                undo.append(lambda r=running: r.close(detach=True))
+                after.append(lambda e=entry, r=running: (
+                    self.running.__setitem__(e.id, r), self._watch(e, r.loaded),
+                    self.log("info", "attached", id=e.id, policy=r.loaded.name,
+                             target=e.cgroup or "system", link=r.link.id, pin=r.pin)))
+        except BaseException as exc:
+            for step in reversed(undo):
+                try:
+                    step()
+                except BpfError as failure:
+                    self.log("error", "rollback_failed", error=str(failure))
+            for loaded in prepared:
+                loaded.close()
+            self.log("error", "reload_failed", error=str(exc), kept="previous configuration")
+            if not isinstance(exc, Exception):
+                raise
+            return False
+        for step in after:
+            step()
+        self.config = Config(new.entries, self.config.pin_dir, self.config.on_exit,
+                             self.config.log, new.log_format)
+        self.log("info", "reloaded", changes=changes)
+        return True
+
+    def _set_in_place(self, running: Running, entry: Entry, undo: list) -> bool:
+        """Change tunables on the live object; False if one of them cannot change in place."""
+        changed = {k: v for k, v in entry.tunables.items() if running.entry.tunables.get(k) != v}
+        if set(running.entry.tunables) - set(entry.tunables):
+            return False  # a tunable back to its default: only a fresh load knows the default
+        if not all(running.loaded.mutable(key) for key in changed):
+            return False
+        before = {key: running.loaded.current(key) for key in changed}
+        old_entry = running.entry
+
+        def restore() -> None:
+            for key, value in before.items():
+                running.loaded.set(key, value)
+            running.entry = old_entry
+        undo.append(restore)
+        for key, value in changed.items():
+            running.loaded.set(key, _typed(running.loaded, key, value))
+        running.entry = entry
+        self.log("info", "tunables_set", id=entry.id, **{f"set.{k}": v for k, v in changed.items()})
+        return True
+
+    def _switch(self, running: Running, entry: Entry, loaded: LoadedPolicy, undo: list,
+                after: list) -> None:
+        """Point the entry's link at a newly loaded object (atomic link update)."""
+        old_loaded, old_entry = running.loaded, running.entry
+        running.link.update(loaded.struct_ops)
+        running.loaded, running.entry, running.live_object = loaded, entry, True
+
+        def back() -> None:
+            running.link.update(old_loaded.struct_ops)
+            running.loaded, running.entry = old_loaded, old_entry
+        undo.append(back)
+        after.append(lambda: (old_loaded.close(), self._watch(entry, loaded),
+                              self.log("info", "updated", id=entry.id, policy=loaded.name,
+                                       link=running.link.id)))
+
+    def _remove(self, key: str, running: Running, undo: list, after: list) -> None:
+        """Detach an entry that left the config (undo: attach its object again)."""
+        running.link.detach()
+
+        def back() -> None:
+            running.link.close()
+            running.link = running.loaded.attach(cgroup=running.entry.cgroup, pin=None)
+            if running.pin is not None:
+                running.pin.unlink(missing_ok=True)
+                running.link.pin(running.pin)
+        undo.append(back)
+
+        def finish() -> None:
+            self.running.pop(key)
+            running.close(detach=True)
+            self.log("info", "detached", id=key, why="removed from the configuration")
+        after.append(finish)
+
+    # -- main loop -----------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def request_reload(self, *_: Any) -> None:
+        self._reload = True
+
+    def run(self) -> int:
+        """Start, then poll decisions until SIGTERM/SIGINT; reload on SIGHUP."""
+        previous = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
+            (signal.SIGHUP, self.request_reload))}
+        try:
+            self.start()
+            _sd_notify.notify(f"READY=1\nSTATUS={len(self.running)} policies attached\nMAINPID={os.getpid()}")
+            self.log("info", "ready", attached=len(self.running), pid=os.getpid())
+            while not self._stop:
+                if self._reload:
+                    self._reload = False
+                    _sd_notify.reloading()
+                    self.reload()
+                    _sd_notify.notify(f"READY=1\nSTATUS={len(self.running)} policies attached")
+                self._poll()
+            _sd_notify.notify("STOPPING=1")
+            return 0
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _poll(self) -> None:
+        watched = [r for r in self.running.values() if r.live_object and r.loaded.policy is not None]
+        if not watched:
+            time.sleep(POLL_INTERVAL_S)
+            return
+        share = POLL_INTERVAL_S / len(watched)
+        for running in watched:
+            running.loaded.policy.poll(share)
+
+
+def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:
+    """A TOML string for a numeric tunable is converted like `--set` text."""
+    from ._load import convert_text
+
+    current = loaded.current(key)
+    if isinstance(value, str) and current is not None and not isinstance(current, str):
+        return convert_text(value, current)
+    return value
+
+
+def run_daemon(config_path: str | os.PathLike) -> int:
+    """What ``bpfoom run`` does; returns the exit status."""
+    config = read_config(config_path)
+    stream = sys.stderr if config.log == "-" else open(config.log, "a", buffering=1)
+    try:
+        return Daemon(config_path, Log(stream, config.log_format == "json")).run()
+    finally:
+        if stream is not sys.stderr:
+            stream.close()
