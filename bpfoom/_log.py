@@ -15,7 +15,7 @@ from typing import Iterator
 
 from ._ffi import ffi, lib
 
-__all__ = ["logger", "capture", "cause", "install"]
+__all__ = ["logger", "capture", "cause", "install", "sync_level"]
 
 logger = logging.getLogger("bpfoom.libbpf")
 # A library does not decide where messages go: without the application's
@@ -28,6 +28,7 @@ _LEVELS = {
     lib.LIBBPF_DEBUG: logging.DEBUG,
 }
 _local = threading.local()
+_hook_level: list[int] = [-2]  # the max level last handed to the C shim
 
 
 @ffi.def_extern()
@@ -51,6 +52,7 @@ def libbpf_ffi_print(level: int, message) -> int:
 @contextmanager
 def capture() -> Iterator[list[str]]:
     """Collect the libbpf warnings this thread emits inside the block."""
+    sync_level()
     sinks = getattr(_local, "sinks", None)
     if sinks is None:
         sinks = _local.sinks = []
@@ -71,6 +73,24 @@ def cause(warnings: list[str]) -> str | None:
     return None
 
 
+def sync_level() -> None:
+    """Let through C only the levels the logger (or a capture) can use.
+
+    Formatting and calling into Python for each of libbpf's debug lines costs
+    more than some of the operations that emit them, so the C shim drops what
+    nobody would read.  Called before every libbpf operation, so a logging
+    configuration made after import takes effect at the next one.
+    """
+    wanted = lib.LIBBPF_WARN
+    if logger.isEnabledFor(logging.DEBUG):
+        wanted = lib.LIBBPF_DEBUG
+    elif logger.isEnabledFor(logging.INFO):
+        wanted = lib.LIBBPF_INFO
+    if wanted != _hook_level[0]:
+        lib.libbpf_ffi_set_print(wanted)
+        _hook_level[0] = wanted
+
+
 def install() -> None:
     """Point libbpf's print hook at :func:`libbpf_ffi_print` (idempotent)."""
-    lib.libbpf_ffi_set_print(True)
+    sync_level()

@@ -35,6 +35,9 @@ C_SOURCE = r"""
 
 static int libbpf_ffi_print(enum libbpf_print_level level, const char *message);
 
+/* The most verbose level passed on; -1 with the hook removed. */
+static int libbpf_ffi_print_max_level = -1;
+
 /* libbpf passes a format and a va_list; Python can take neither, so format
  * here (on the stack when short, on the heap when long) and pass the text on.
  */
@@ -46,6 +49,8 @@ static int libbpf_ffi_format_and_print(enum libbpf_print_level level,
     va_list again;
     int length, rc;
 
+    if ((int)level > libbpf_ffi_print_max_level)
+        return 0;  /* dropped before formatting: a load emits ~100 debug lines */
     va_copy(again, args);
     length = vsnprintf(small, sizeof(small), format, args);
     if (length >= (int)sizeof(small)) {
@@ -64,9 +69,10 @@ static int libbpf_ffi_format_and_print(enum libbpf_print_level level,
     return rc;
 }
 
-static void libbpf_ffi_set_print(bool to_python)
+static void libbpf_ffi_set_print(int max_level)
 {
-    libbpf_set_print(to_python ? libbpf_ffi_format_and_print : NULL);
+    libbpf_ffi_print_max_level = max_level;
+    libbpf_set_print(max_level >= 0 ? libbpf_ffi_format_and_print : NULL);
 }
 """
 

@@ -11,11 +11,12 @@
 extern "Python" int libbpf_ffi_print(enum libbpf_print_level level, const char *message);
 extern "Python" int libbpf_ffi_ring_buffer_sample(void *ctx, void *data, size_t size);
 
-/* Route libbpf's messages to libbpf_ffi_print (to_python true) or drop them
- * (false). libbpf hands its print callback a va_list, which Python cannot
- * take, so a C shim formats each message first.
+/* Route libbpf's messages up to max_level (a libbpf_print_level) to
+ * libbpf_ffi_print, or none with max_level -1. libbpf hands its print
+ * callback a va_list, which Python cannot take, so a C shim formats each
+ * message first; more verbose ones are dropped before that.
  */
-void libbpf_ffi_set_print(bool to_python);
+void libbpf_ffi_set_print(int max_level);
 
 /* The package version compiled into this extension, checked at import. */
 static const char *const LIBBPF_FFI_PACKAGE_VERSION;
