@@ -205,6 +205,20 @@ def _load_object(source: str, path: Path, map_name: str | None, tunables: dict[s
         raise
 
 
+def is_known_source(source: str, where: str = "") -> None:
+    """NotFoundError (with the close match) unless ``source`` is a shipped policy or a file."""
+    shipped = _shipped()
+    prefix = f"{where}: " if where else ""
+    if not _is_path(source):
+        if source not in shipped:
+            raise NotFoundError(errno.ENOENT, f"{prefix}unknown policy {source!r}"
+                                f"{suggest(source, list(shipped))}; run `bpfoom policies` for the "
+                                "shipped ones, or give the path of a .bpf.o file")
+    elif not Path(source).is_file():
+        raise NotFoundError(errno.ENOENT, f"{prefix}BPF object {source!r} does not exist; check "
+                            "the path (or run `bpfoom policies` for the shipped policy names)")
+
+
 def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str | None = None,
          register_as: str | None = None) -> LoadedPolicy:
     """Load ``source`` (a shipped policy name or a .bpf.o path) with ``tunables``.
@@ -213,18 +227,12 @@ def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str |
     the struct_ops (its ``name`` field) before load.
     """
     tunables = dict(tunables or {})
+    is_known_source(source)
     shipped = _shipped()
-    if not _is_path(source) and source not in shipped:
-        raise NotFoundError(errno.ENOENT, f"unknown policy {source!r}{suggest(source, list(shipped))}; "
-                            "run `bpfoom policies` for the shipped ones, or give the path of a "
-                            ".bpf.o file")
-    if source in shipped:
+    if not _is_path(source):
         info = shipped[source]
         return _load_policy(source, info.kind, info.path, tunables, info, register_as)
     path = Path(source)
-    if not path.exists():
-        raise NotFoundError(errno.ENOENT, f"BPF object {source!r} does not exist; check the path "
-                            "(or run `bpfoom policies` for the shipped policy names)")
     kinds, initial = _inspect(path)
     policy_kinds = {_POLICY_KINDS[k] for k in kinds.values() if k in _POLICY_KINDS}
     if len(policy_kinds) == 1:

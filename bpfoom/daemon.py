@@ -38,7 +38,7 @@ from .daemon_config import Config, ConfigError, Entry, read_config
 from .errors import BpfError, NotSupportedError
 from .link import Link
 
-__all__ = ["Daemon", "run_daemon"]
+__all__ = ["Daemon", "run_daemon", "check_config"]
 
 POLL_INTERVAL_S = 0.2
 
@@ -375,6 +375,16 @@ def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:
     if isinstance(value, str) and current is not None and not isinstance(current, str):
         return convert_text(value, current)
     return value
+
+
+def check_config(config_path: str | os.PathLike) -> Config:
+    """Read CONFIG and check that each entry's policy exists, without loading anything."""
+    from ._load import is_known_source
+
+    config = read_config(config_path)
+    for entry in config.entries:
+        is_known_source(entry.policy, where=f"{config_path} entry {entry.id!r}")
+    return config
 
 
 def run_daemon(config_path: str | os.PathLike) -> int:

@@ -10,7 +10,7 @@
 
     [[attach]]
     id = "batch"                           # optional, default "<policy>@<cgroup or system>" (no dots)
-    policy = "largest_leaf"                # shipped policy name or path of a .bpf.o
+    policy = "largest_leaf"                # shipped policy name or .bpf.o path (relative: to this file)
     cgroup = "/sys/fs/cgroup/batch"        # optional, default system-wide
     map = "my_ops"                         # optional: struct_ops map of an object with several
     name = "my_ops_v2"                     # optional: register under this name (a .bpf.o only)
@@ -99,7 +99,7 @@ def _choice(where: str, table: dict[str, Any], key: str, choices: tuple[str, ...
     return value
 
 
-def _entry(where: str, table: Any) -> Entry:
+def _entry(where: str, table: Any, base: Path | None) -> Entry:
     if not isinstance(table, dict):
         raise ConfigError(errno.EINVAL, f"{where} must be a table ([[attach]])")
     _unknown(where, table, _ENTRY_KEYS)
@@ -108,6 +108,8 @@ def _entry(where: str, table: Any) -> Entry:
         raise ConfigError(errno.EINVAL, f"{where}: policy is missing; give a shipped policy name "
                           "(`bpfoom policies`) or the path of a .bpf.o")
     cgroup = _string(where, table, "cgroup")
+    if base is not None and (policy.endswith(".o") or "/" in policy) and not Path(policy).is_absolute():
+        policy = str(base / policy)  # relative to the config file, not to the cwd
     entry_id = _string(where, table, "id") or re.sub(
         r"[^A-Za-z0-9_@+-]", "_",
         f"{Path(policy).name.removesuffix('.bpf.o')}@{(cgroup or 'system').strip('/')}")[:200]
@@ -124,8 +126,8 @@ def _entry(where: str, table: Any) -> Entry:
                  _string(where, table, "name"), pin, dict(tunables))
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse and check configuration text."""
+def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
+    """Parse and check configuration text; relative object paths are taken from ``base``."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -139,7 +141,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     tables = document.get("attach", [])
     if not isinstance(tables, list):
         raise ConfigError(errno.EINVAL, f"{source}: attach must be an array of tables ([[attach]])")
-    entries = tuple(_entry(f"{source} [[attach]] #{index + 1}", table)
+    entries = tuple(_entry(f"{source} [[attach]] #{index + 1}", table, base)
                     for index, table in enumerate(tables))
     seen: set[str] = set()
     for entry in entries:
@@ -160,4 +162,4 @@ def read_config(path: str | Path) -> Config:
     except FileNotFoundError:
         raise NotFoundError(errno.ENOENT, f"configuration {str(path)!r} does not exist; check the "
                             "path (examples/daemon/ has samples)") from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), Path(path).resolve().parent)

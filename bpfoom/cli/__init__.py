@@ -51,16 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run the daemon on a TOML config", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Attach every policy of CONFIG (all or nothing), stream their decisions as "
                     "log lines, reload CONFIG on SIGHUP, detach on SIGTERM/SIGINT.",
-        epilog="example:\n  bpfoom run examples/daemon/workloads.toml\n"
+        epilog="example:\n  bpfoom run --check examples/daemon/workloads.toml\n"
+               "  bpfoom run examples/daemon/workloads.toml\n"
                "  kill -HUP $(pidof bpfoom)     # apply an edited config")
     run.add_argument("config", metavar="CONFIG", help="path of the TOML configuration")
+    run.add_argument("--check", action="store_true",
+                     help="only check CONFIG (syntax, keys, policies exist) and exit")
     run.set_defaults(run=_run)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..daemon import run_daemon
+    from ..daemon import check_config, run_daemon
 
+    if args.check:
+        config = check_config(args.config)
+        print(f"{args.config}: {len(config.entries)} policies, pinned under {config.pin_dir}")
+        return 0
     return run_daemon(args.config)
 
 

@@ -355,11 +355,17 @@ def test_text_log_lines(daemons, cc, tmp_path):
 
 @pytest.mark.parametrize("example", sorted((facts.REPO / "examples" / "daemon").glob("*.toml")),
                          ids=lambda p: p.name)
-def test_example_configs_are_valid(example):
-    from bpfoom.daemon_config import read_config
+def test_example_configs_pass_the_check(example):
+    done = subprocess.run([sys.executable, "-P", "-m", "bpfoom", "run", "--check", str(example)],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert "policies" in done.stdout
 
-    config = read_config(example)
-    assert config.entries
-    for entry in config.entries:
-        policy = Path(entry.policy)
-        assert entry.policy in {p.name for p in bpfoom.policies()} or (facts.REPO / policy).is_file()
+
+def test_check_names_a_missing_policy(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text("[[attach]]\npolicy = 'largest_lef'\n")
+    done = subprocess.run([sys.executable, "-P", "-m", "bpfoom", "run", "--check", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "did you mean 'largest_leaf'" in done.stderr
