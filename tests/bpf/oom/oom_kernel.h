@@ -142,4 +142,38 @@ extern void bpf_iter_css_task_destroy(struct bpf_iter_css_task *it) __ksym;
 /* The cgroup id of a memcg (its cgroup directory's inode number). */
 #define memcg_cgroup_id(memcg) ((memcg)->css.cgroup->kn->id)
 
+/* -- PSI triggers owned by BPF and declared OOMs (spec sections 4 and 5) -- */
+
+/* include/linux/psi_types.h: the resources, stable since PSI began */
+enum psi_res {
+	PSI_IO = 0,
+	PSI_MEM = 1,
+	PSI_CPU = 2,
+};
+#define BPF_PSI_FULL 0x80000000
+
+struct psi_trigger {
+	__u64 cgroup_id; /* 0 for a system-wide trigger */
+} __attribute__((preserve_access_index));
+
+struct bpf_psi;
+
+struct bpf_psi_ops {
+	int (*init)(struct bpf_psi *bpf_psi);
+	void (*handle_psi_event)(struct bpf_psi *bpf_psi, struct psi_trigger *t);
+	void (*handle_cgroup_online)(struct bpf_psi *bpf_psi, __u64 cgroup_id);
+	void (*handle_cgroup_offline)(struct bpf_psi *bpf_psi, __u64 cgroup_id);
+	struct bpf_psi *bpf_psi;
+};
+
+enum bpf_oom_flags {
+	BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK = 1 << 0,
+	BPF_OOM_FLAGS_LAST = 1 << 1,
+};
+
+extern int bpf_psi_create_trigger(struct bpf_psi *bpf_psi, __u64 cgroup_id, __u32 resource,
+				  __u32 threshold_us, __u32 window_us) __ksym;
+extern int bpf_out_of_memory(struct mem_cgroup *memcg__nullable, int order, __u64 flags,
+			     const char *constraint_text__nullable) __ksym;
+
 #endif
