@@ -75,27 +75,34 @@ struct percpu_counter {
 	__s64 count; /* the approximate total, as get_mm_counter() reads it */
 } __attribute__((preserve_access_index));
 
+typedef struct {
+	unsigned long __mm_flags[1];
+} mm_flags_t;
+
 struct mm_struct {
+	mm_flags_t flags;
 	struct percpu_counter rss_stat[4];
 } __attribute__((preserve_access_index));
 
+/* mm->rss_stat indexes (an anonymous enum in the kernel, stable since 4.x). */
+#define MM_FILEPAGES 0
+#define MM_ANONPAGES 1
+#define MM_SWAPENTS 2
+#define MM_SHMEMPAGES 3
+
 /* Values libbpf relocates to the running kernel's numbers. */
-enum mm_counter_index {
-	MM_FILEPAGES = 0,
-	MM_ANONPAGES = 1,
-	MM_SWAPENTS = 2,
-	MM_SHMEMPAGES = 3,
-};
 enum node_stat_item {
 	NR_FILE_PAGES = 0,
 };
 
 struct signal_struct {
 	short oom_score_adj;
+	struct mm_struct *oom_mm; /* set when the process is an OOM victim */
 } __attribute__((preserve_access_index));
 
 struct task_struct {
 	unsigned int flags;
+	int exit_state; /* non-zero from exit_notify() on: the memory is gone */
 	int pid;
 	int tgid;
 	__u64 start_time; /* CLOCK_MONOTONIC ns at fork */

@@ -4,9 +4,8 @@
  * one (usage minus page cache), skipping leaves with a task whose
  * oom_score_adj is -1000.
  *
- * While an earlier victim is still exiting the policy waits (returns 0, and
- * the kernel, seeing the victim, kills no one) instead of killing again.
- * A system-wide OOM is left to the kernel.
+ * While one of its victims is still exiting the policy waits for it instead of
+ * killing again (policy_victims.h).  A system-wide OOM is left to the kernel.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -15,6 +14,7 @@
 
 #define POLICY_NAME "largest_leaf"
 #include "policy_event.h"
+#include "policy_victims.h"
 #include "policy_leaves.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -27,41 +27,49 @@ __u64 min_victim_bytes = 0;
 SEC("struct_ops.s/handle_out_of_memory")
 int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 {
-	struct policy_event e;
-	struct leaf_choice c;
+	struct mem_cgroup *memcg = oc->memcg;
 
-	event_init(&e, oom_ctx, oc);
-	if (!oc->memcg) {
-		event_send(&e, ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
+	event_init(oom_ctx, oc);
+	if (!memcg) {
+		event_send(ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
 		return 0;
 	}
-	choose_largest_leaf(oc->memcg, exclude_page_cache, &c);
-	e.candidates = c.candidates;
-	if (c.exiting_id) {
-		e.victim_cgroup_id = c.exiting_id;
-		event_send(&e, ACTION_WAITING, REASON_VICTIM_EXITING);
+	if (wait_for_victim(oc, memcg))
+		return 1;
+	choose_largest_leaf(memcg, exclude_page_cache);
+	event.candidates = choice.candidates;
+	if (choice.exiting_id) {
+		event.victim_cgroup_id = choice.exiting_id;
+		event_send(ACTION_WAITING, REASON_VICTIM_EXITING);
 		return 0;
 	}
-	e.victim_cgroup_id = c.id;
-	e.usage_bytes = c.size;
-	if (!c.id) {
-		event_send(&e, ACTION_DECLINED, REASON_NOTHING_KILLABLE);
+	event.victim_cgroup_id = choice.id;
+	event.usage_bytes = choice.size;
+	if (!choice.id) {
+		event_send(ACTION_DECLINED, REASON_NOTHING_KILLABLE);
 		return 0;
 	}
-	if (c.size < min_victim_bytes) {
-		event_send(&e, ACTION_DECLINED, REASON_BELOW_MINIMUM);
+	if (choice.size < min_victim_bytes) {
+		event_send(ACTION_DECLINED, REASON_BELOW_MINIMUM);
 		return 0;
 	}
-	if (!kill_leaf(oc, c.id, &e, "bpfoom largest_leaf")) {
-		event_send(&e, ACTION_DECLINED, REASON_KILL_FAILED);
+	if (!kill_leaf(oc, choice.id, "bpfoom largest_leaf")) {
+		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}
-	event_send(&e, ACTION_KILLED, REASON_LARGEST_LEAF);
+	event_send(ACTION_KILLED, REASON_LARGEST_LEAF);
 	return 1;
+}
+
+SEC("struct_ops.s/handle_cgroup_offline")
+void BPF_PROG(largest_leaf_offline, struct bpf_oom_ctx *oom_ctx, __u64 cgroup_id)
+{
+	event_cgroup_offline(oom_ctx->cgroup_id, cgroup_id);
 }
 
 SEC(".struct_ops.link")
 struct bpf_oom_ops largest_leaf = {
 	.handle_out_of_memory = (void *)largest_leaf_oom,
+	.handle_cgroup_offline = (void *)largest_leaf_offline,
 	.name = "largest_leaf",
 };

@@ -21,10 +21,12 @@ enum policy_action {
 	ACTION_WAITING = 2,	/* an earlier victim is still exiting: returned 0, the kernel waits */
 	ACTION_DECLINED = 3,	/* returned 0: the next handler in the chain (or the kernel) decides */
 	ACTION_DRY_RUN = 4,	/* would have killed pids[]; returned 0 */
+	ACTION_CGROUP_OFFLINE = 5,	/* the cgroup it was attached to (scope) went away: detached */
 };
 
 /* Why (the rule that picked the victim, or why nothing was killed). */
 enum policy_reason {
+	REASON_NONE = 0,
 	REASON_LARGEST_LEAF = 1,	/* largest killable leaf memcg (usage minus page cache) */
 	REASON_PRIORITY_CLASS = 2,	/* largest leaf of the lowest priority class */
 	REASON_ONLY_PROTECTED = 3,	/* every candidate was protected: the largest of those */
@@ -68,38 +70,70 @@ __u64 events_dropped;
  */
 __u64 waiting_reported;
 
-static __always_inline void event_init(struct policy_event *e, struct bpf_oom_ctx *ctx,
-				       struct oom_control *oc)
+/*
+ * The decision being built.  A global, not a stack variable: the kernel runs
+ * one OOM at a time (oom_lock), and the verifier does not track values in
+ * maps, so counters kept here do not multiply the states it explores in loops.
+ */
+struct policy_event event;
+
+
+static __always_inline void event_init(struct bpf_oom_ctx *ctx, struct oom_control *oc)
 {
-	__builtin_memset(e, 0, sizeof(*e));
-	e->schema = POLICY_EVENT_SCHEMA;
-	e->size = sizeof(*e);
-	__builtin_memcpy(e->policy, POLICY_NAME, sizeof(POLICY_NAME));
-	e->time_ns = bpf_ktime_get_ns();
-	e->scope_cgroup_id = ctx->cgroup_id;
-	e->oom_cgroup_id = oc->memcg ? memcg_cgroup_id(oc->memcg) : 0;
+	struct mem_cgroup *memcg = oc->memcg;
+
+	__builtin_memset(&event, 0, sizeof(event));
+	event.schema = POLICY_EVENT_SCHEMA;
+	event.size = sizeof(event);
+	__builtin_memcpy(event.policy, POLICY_NAME, sizeof(POLICY_NAME));
+	event.time_ns = bpf_ktime_get_ns();
+	event.scope_cgroup_id = ctx->cgroup_id;
+	event.oom_cgroup_id = memcg ? memcg_cgroup_id(memcg) : 0;
 }
 
-static __always_inline void event_send(struct policy_event *e, __u16 action, __u16 reason)
+static __always_inline void event_send(__u16 action, __u16 reason)
 {
 	if (action == ACTION_WAITING) {
-		if (waiting_reported == e->victim_cgroup_id)
+		if (waiting_reported == event.victim_cgroup_id)
 			return;
-		waiting_reported = e->victim_cgroup_id;
+		waiting_reported = event.victim_cgroup_id;
 	} else {
 		waiting_reported = 0;
 	}
-	e->action = action;
-	e->reason = reason;
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+	event.action = action;
+	event.reason = reason;
+	if (bpf_ringbuf_output(&events, &event, sizeof(event), 0))
 		__sync_fetch_and_add(&events_dropped, 1);
 }
 
-static __always_inline void event_add_pid(struct policy_event *e, __s32 pid)
+static __always_inline void event_add_pid(__s32 pid)
 {
-	if (e->nr_pids < POLICY_EVENT_MAX_PIDS)
-		e->pids[e->nr_pids & (POLICY_EVENT_MAX_PIDS - 1)] = pid;
-	e->nr_pids++;
+	__u32 n = event.nr_pids;
+
+	if (n < POLICY_EVENT_MAX_PIDS)
+		event.pids[n & (POLICY_EVENT_MAX_PIDS - 1)] = pid;
+	event.nr_pids = n + 1;
+}
+
+/*
+ * The offline callback every policy shares: the kernel detached the policy
+ * from a cgroup that went away; say so, so a daemon can notice.  It runs
+ * outside oom_lock, so it builds its record on the stack, not in `event`.
+ */
+static __always_inline void event_cgroup_offline(__u64 scope_cgroup_id, __u64 cgroup_id)
+{
+	struct policy_event e;
+
+	__builtin_memset(&e, 0, sizeof(e));
+	e.schema = POLICY_EVENT_SCHEMA;
+	e.size = sizeof(e);
+	__builtin_memcpy(e.policy, POLICY_NAME, sizeof(POLICY_NAME));
+	e.time_ns = bpf_ktime_get_ns();
+	e.scope_cgroup_id = scope_cgroup_id;
+	e.victim_cgroup_id = cgroup_id;
+	e.action = ACTION_CGROUP_OFFLINE;
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), 0))
+		__sync_fetch_and_add(&events_dropped, 1);
 }
 
 #endif

@@ -4,54 +4,65 @@
  *
  * Three steps, because the sleepable kfuncs (stats flush, kill) cannot run
  * under bpf_rcu_read_lock, which the css walk needs: collect the leaf ids
- * under RCU, then measure each leaf from its id, then kill.
+ * under RCU, then measure each leaf from its id, then kill.  Counters live
+ * in globals for the reason given at `event` in policy_event.h.
  */
 #ifndef BPFOOM_POLICY_LEAVES_H
 #define BPFOOM_POLICY_LEAVES_H
 
 #define MAX_LEAVES 1024
-#define MAX_KILLS_PER_LEAF 64
 
 /* Scratch for one OOM: the kernel runs one OOM at a time (oom_lock). */
 __u64 leaf_ids[MAX_LEAVES];
+__u32 nr_leaves;
 
 struct leaf_stats {
 	__u64 size;		/* usage, minus page cache when asked */
-	__u32 tasks;
+	bool has_tasks;
 	bool unkillable;	/* a task has oom_score_adj -1000 */
-	bool exiting;		/* a task is already an OOM victim */
+	bool exiting;		/* a task is already an OOM victim (not one of ours) */
 };
 
-/* Ids of the leaf cgroups under `root` (itself if it has no children); the count. */
-static __u32 collect_leaves(struct mem_cgroup *root)
+struct leaf_choice {
+	__u64 id;		/* the largest killable leaf (0: none) */
+	__u64 size;
+	__u32 candidates;	/* killable leaves compared */
+	__u64 exiting_id;	/* a leaf holding an exiting OOM victim (0: none) */
+};
+
+struct leaf_choice choice;
+
+/* Fill leaf_ids/nr_leaves with the leaf cgroups under `root` (itself if it has no children). */
+static inline void collect_leaves(struct mem_cgroup *root)
 {
 	struct cgroup_subsys_state *css;
 	struct bpf_iter_css it;
-	__u32 count = 0;
+	__u32 n;
 
+	nr_leaves = 0;
 	bpf_rcu_read_lock();
 	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
 	while ((css = bpf_iter_css_next(&it))) {
 		if (css->cgroup->nr_descendants)
 			continue;
-		if (count >= MAX_LEAVES)
+		n = nr_leaves;
+		if (n >= MAX_LEAVES)
 			break;
-		leaf_ids[count & (MAX_LEAVES - 1)] = css->cgroup->kn->id;
-		count++;
+		leaf_ids[n & (MAX_LEAVES - 1)] = css->cgroup->kn->id;
+		nr_leaves = n + 1;
 	}
 	bpf_iter_css_destroy(&it);
 	bpf_rcu_read_unlock();
-	return count;
 }
 
-static void count_tasks(struct cgroup *cgrp, struct leaf_stats *st)
+static inline void scan_tasks(struct cgroup *cgrp, struct leaf_stats *st)
 {
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
 
 	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
-		st->tasks++;
+		st->has_tasks = true;
 		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
 			st->unkillable = true;
 		if (bpf_task_is_oom_victim(task))
@@ -61,7 +72,7 @@ static void count_tasks(struct cgroup *cgrp, struct leaf_stats *st)
 }
 
 /* Fill `st` for the cgroup `id`; false if it is gone. */
-static bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_stats *st)
+static inline bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_stats *st)
 {
 	struct mem_cgroup *memcg;
 	struct cgroup *cgrp;
@@ -80,51 +91,38 @@ static bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_stats *s
 		st->size = usage > cache ? usage - cache : 0;
 		bpf_put_mem_cgroup(memcg);
 	}
-	count_tasks(cgrp, st);
+	scan_tasks(cgrp, st);
 	bpf_cgroup_release(cgrp);
 	return true;
 }
 
-struct leaf_choice {
-	__u64 id;		/* the largest killable leaf (0: none) */
-	__u64 size;
-	__u32 candidates;	/* killable leaves compared */
-	__u64 exiting_id;	/* a leaf holding an exiting OOM victim (0: none) */
-};
-
-/* The largest leaf under `root` with tasks and none of them unkillable. */
-static void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache,
-				struct leaf_choice *c)
+/* Set `choice` to the largest leaf under `root` with tasks, none of them unkillable. */
+static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache)
 {
 	struct leaf_stats st;
-	__u32 count;
 	__u64 id;
 	int i;
 
-	__builtin_memset(c, 0, sizeof(*c));
-	count = collect_leaves(root);
-	bpf_for(i, 0, count) {
+	__builtin_memset(&choice, 0, sizeof(choice));
+	collect_leaves(root);
+	bpf_for(i, 0, nr_leaves) {
 		id = leaf_ids[i & (MAX_LEAVES - 1)];
-		if (!measure_leaf(id, exclude_page_cache, &st) || !st.tasks)
+		if (!measure_leaf(id, exclude_page_cache, &st) || !st.has_tasks)
 			continue;
 		if (st.exiting)
-			c->exiting_id = id;
+			choice.exiting_id = id;
 		if (st.unkillable || !st.size)
 			continue;
-		c->candidates++;
-		if (st.size > c->size) {
-			c->size = st.size;
-			c->id = id;
+		choice.candidates++;
+		if (st.size > choice.size) {
+			choice.size = st.size;
+			choice.id = id;
 		}
 	}
 }
 
-/*
- * OOM-kill every task of cgroup `id`, recording pids in `e`; the number killed.
- * The first failure's -errno goes to e->error.
- */
-static __u32 kill_leaf(struct oom_control *oc, __u64 id, struct policy_event *e,
-		       const char *message)
+/* OOM-kill every task of cgroup `id`, recording pids (and a failure's -errno) in `event`. */
+static inline __u32 kill_leaf(struct oom_control *oc, __u64 id, const char *message)
 {
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
@@ -135,18 +133,18 @@ static __u32 kill_leaf(struct oom_control *oc, __u64 id, struct policy_event *e,
 	cgrp = bpf_cgroup_from_id(id);
 	if (!cgrp)
 		return 0;
+	victims_forget();
 	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
-		if (killed >= MAX_KILLS_PER_LEAF)
-			break;
 		err = bpf_oom_kill_process(oc, task, message);
 		if (err) {
-			if (!e->error)
-				e->error = err;
+			if (!event.error)
+				event.error = err;
 			continue;
 		}
-		event_add_pid(e, task->tgid);
-		killed++;
+		event_add_pid(task->tgid);
+		victims_add(task->tgid, id);
+		killed = 1;
 	}
 	bpf_iter_css_task_destroy(&it);
 	bpf_cgroup_release(cgrp);

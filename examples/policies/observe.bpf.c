@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * observe: a dry run of largest_leaf.  On each OOM it reports the leaf memcg
+ * and the tasks largest_leaf would kill, then returns 0, so the kernel's
+ * own killer (or the next policy in the chain) decides as if it were absent.
+ * Compare its events with the kernel's kills to see what a policy would change.
+ */
+#include "bpfoom_kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#define POLICY_NAME "observe"
+#include "policy_event.h"
+#include "policy_victims.h"
+#include "policy_leaves.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* tunable: rank leaves by usage minus page cache (false: whole usage), as largest_leaf does */
+const volatile bool exclude_page_cache = true;
+
+/* The pids kill_leaf() would kill. */
+static void list_leaf(__u64 id)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+	struct cgroup *cgrp;
+
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return;
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it)))
+		event_add_pid(task->tgid);
+	bpf_iter_css_task_destroy(&it);
+	bpf_cgroup_release(cgrp);
+}
+
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(observe_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+{
+	struct mem_cgroup *memcg = oc->memcg;
+
+	event_init(oom_ctx, oc);
+	if (!memcg) {
+		event_send(ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
+		return 0;
+	}
+	choose_largest_leaf(memcg, exclude_page_cache);
+	event.candidates = choice.candidates;
+	if (choice.exiting_id) {
+		event.victim_cgroup_id = choice.exiting_id;
+		event_send(ACTION_WAITING, REASON_VICTIM_EXITING);
+		return 0;
+	}
+	if (!choice.id) {
+		event_send(ACTION_DECLINED, REASON_NOTHING_KILLABLE);
+		return 0;
+	}
+	event.victim_cgroup_id = choice.id;
+	event.usage_bytes = choice.size;
+	list_leaf(choice.id);
+	event_send(ACTION_DRY_RUN, REASON_LARGEST_LEAF);
+	return 0;
+}
+
+SEC("struct_ops.s/handle_cgroup_offline")
+void BPF_PROG(observe_offline, struct bpf_oom_ctx *oom_ctx, __u64 cgroup_id)
+{
+	event_cgroup_offline(oom_ctx->cgroup_id, cgroup_id);
+}
+
+SEC(".struct_ops.link")
+struct bpf_oom_ops observe = {
+	.handle_out_of_memory = (void *)observe_oom,
+	.handle_cgroup_offline = (void *)observe_offline,
+	.name = "observe",
+};
