@@ -8,14 +8,16 @@ being misread.  :meth:`DecisionEvent.to_json` is the documented JSON form
 
 ``schema``            1
 ``policy``            the policy's name (the struct_ops ``name``)
-``action``            "killed", "waiting", "declined" or "dry_run"
+``action``            "killed", "waiting" (for an earlier victim to exit), "declined",
+                      "dry_run" (would have killed ``pids``), or "cgroup_offline"
+                      (the scope cgroup went away; the kernel detached the policy)
 ``reason``            why: "largest_leaf", "priority_class", "only_protected",
                       "largest_task", "newest_task", "victim_exiting",
                       "nothing_killable", "system_wide_oom", "below_minimum",
-                      "kill_failed"
+                      "kill_failed", or "none" (cgroup_offline)
 ``scope_cgroup_id``   where the policy is attached (0: system-wide)
 ``oom_cgroup_id``     the memcg that ran out of memory (0: the whole system)
-``victim_cgroup_id``  the chosen cgroup (0: none)
+``victim_cgroup_id``  the chosen cgroup (0: none; for cgroup_offline the cgroup that went)
 ``usage_bytes``       the quantity that decided (leaf usage, task memory)
 ``pids``              the tasks killed (or, for a dry run, that would be)
 ``nr_pids``           how many; ``pids`` holds at most the first 16
@@ -41,9 +43,9 @@ SCHEMA = 1
 MAX_PIDS = 16
 
 # enum policy_action / enum policy_reason of policy_event.h
-ACTIONS = {1: "killed", 2: "waiting", 3: "declined", 4: "dry_run"}
+ACTIONS = {1: "killed", 2: "waiting", 3: "declined", 4: "dry_run", 5: "cgroup_offline"}
 REASONS = {
-    1: "largest_leaf", 2: "priority_class", 3: "only_protected", 4: "largest_task",
+    0: "none", 1: "largest_leaf", 2: "priority_class", 3: "only_protected", 4: "largest_task",
     5: "newest_task", 6: "victim_exiting", 7: "nothing_killable", 8: "system_wide_oom",
     9: "below_minimum", 10: "kill_failed",
 }
