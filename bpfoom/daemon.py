@@ -11,6 +11,9 @@
   applied, all or nothing: tunables living in ``.data``/``.bss`` change in
   place, other changes load a new object and switch the link to it with a
   link update, entries that left the config are detached, new ones attached.
+  A struct_ops type whose kernel side cannot update links (``bpf_oom_ops``
+  in our kernel) is detached and attached again instead, logged as
+  "replaced": not atomic, the next handler up decides in between.
 * SIGTERM/SIGINT: everything is detached and unpinned, unless
   ``on_exit = "keep"``, which leaves pinned policies attached for the next run.
 
@@ -35,12 +38,14 @@ from . import _sd_notify
 from ._load import LoadedPolicy, load
 from .cgroup import Cgroup
 from .daemon_config import Config, ConfigError, Entry, read_config
-from .errors import BpfError, NotSupportedError
+from .errors import BpfError
 from .link import Link
 
 __all__ = ["Daemon", "run_daemon", "check_config"]
 
 POLL_INTERVAL_S = 0.2
+# A link update of a struct_ops type without .update: EOPNOTSUPP (or the kernel's ENOTSUPP).
+_NO_UPDATE = (errno.EOPNOTSUPP, 524)
 
 
 class Log:
@@ -153,8 +158,8 @@ class Daemon:
             try:
                 link.update(loaded.struct_ops)
                 live = True
-            except (NotSupportedError, BpfError) as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, 524, errno.EINVAL):
+            except BpfError as exc:
+                if exc.errno not in _NO_UPDATE:
                     raise
                 live = False
                 self.log("warning", "adopted_without_update", id=entry.id, link=info.id,
@@ -296,18 +301,56 @@ class Daemon:
 
     def _switch(self, running: Running, entry: Entry, loaded: LoadedPolicy, undo: list,
                 after: list) -> None:
-        """Point the entry's link at a newly loaded object (atomic link update)."""
-        old_loaded, old_entry = running.loaded, running.entry
-        running.link.update(loaded.struct_ops)
+        """Point the entry's link at a newly loaded object: a link update (atomic), or, where
+        the kernel cannot update this struct_ops type, detach and attach anew."""
+        old_loaded, old_entry, old_link = running.loaded, running.entry, running.link
+        try:
+            running.link.update(loaded.struct_ops)
+            how = "updated"
+        except BpfError as exc:
+            if exc.errno not in _NO_UPDATE:
+                raise
+            self._replace(running, loaded)
+            how = "replaced"
         running.loaded, running.entry, running.live_object = loaded, entry, True
 
         def back() -> None:
-            running.link.update(old_loaded.struct_ops)
+            if how == "updated":
+                running.link.update(old_loaded.struct_ops)
+            else:
+                self._replace(running, old_loaded)
             running.loaded, running.entry = old_loaded, old_entry
         undo.append(back)
-        after.append(lambda: (old_loaded.close(), self._watch(entry, loaded),
-                              self.log("info", "updated", id=entry.id, policy=loaded.name,
-                                       link=running.link.id)))
+
+        def finish() -> None:
+            if how == "replaced":
+                old_link.close()
+                self.log("warning", "replaced", id=entry.id, policy=loaded.name,
+                         link=running.link.id, why="this kernel cannot update the link of a "
+                         f"{loaded.struct_ops.struct_name} in place, so it was detached and "
+                         "attached again (briefly, the next handler up decided)")
+            else:
+                self.log("info", "updated", id=entry.id, policy=loaded.name, link=running.link.id)
+            old_loaded.close()
+            self._watch(entry, loaded)
+        after.append(finish)
+
+    def _replace(self, running: Running, loaded: LoadedPolicy) -> None:
+        """Detach the running link, attach ``loaded`` to the same target, move the pin to it."""
+        old = running.link
+        old.detach()
+        try:
+            link = loaded.attach(cgroup=running.entry.cgroup, pin=None)
+        except BaseException:
+            old.close()
+            running.link = running.loaded.attach(cgroup=running.entry.cgroup, pin=None)
+            raise
+        if running.pin is not None:
+            if old.pinned_path is not None:
+                old.unpin()
+            running.pin.unlink(missing_ok=True)
+            link.pin(running.pin)
+        running.link = link
 
     def _remove(self, key: str, running: Running, undo: list, after: list) -> None:
         """Detach an entry that left the config (undo: attach its object again)."""
@@ -364,7 +407,10 @@ class Daemon:
             return
         share = POLL_INTERVAL_S / len(watched)
         for running in watched:
-            running.loaded.policy.poll(share)
+            try:
+                running.loaded.policy.poll(share)
+            except BpfError as exc:  # e.g. a record of another schema: report, keep running
+                self.log("error", "events_unreadable", id=running.entry.id, error=str(exc))
 
 
 def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:
