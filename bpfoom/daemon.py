@@ -223,9 +223,10 @@ class Daemon:
         except (ConfigError, BpfError) as exc:
             self.log("error", "reload_refused", error=str(exc), kept="previous configuration")
             return False
-        if (new.pin_dir, new.on_exit) != (self.config.pin_dir, self.config.on_exit):
+        settings = ("pin_dir", "on_exit", "log", "log_format")
+        if any(getattr(new, name) != getattr(self.config, name) for name in settings):
             self.log("warning", "reload_partial",
-                     why="pin_dir and on_exit change only on restart")
+                     why="[daemon] settings (pin_dir, on_exit, log, log_format) change only on restart")
         wanted = {entry.id: entry for entry in new.entries}
         undo: list[Callable[[], None]] = []
         prepared: list[LoadedPolicy] = []
@@ -274,7 +275,7 @@ class Daemon:
         for step in after:
             step()
         self.config = Config(new.entries, self.config.pin_dir, self.config.on_exit,
-                             self.config.log, new.log_format)
+                             self.config.log, self.config.log_format)
         self.log("info", "reloaded", changes=changes)
         return True
 
