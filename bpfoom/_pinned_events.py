@@ -2,7 +2,9 @@
 
 ``bpfoom attach`` exits right after attaching, so the policy's ``events``
 ring buffer map is pinned next to its link (``<link pin>_events``) and
-``bpfoom events`` reads every such pin.  A ring buffer has one consumer
+``bpfoom events`` reads every such pin.  The daemon pins its policies' events
+the same way (in its own directory), so that after a restart it can still
+log the decisions of a policy it re-adopted.  A ring buffer has one consumer
 position: two readers of the same buffer split its records between them.
 """
 
@@ -36,10 +38,10 @@ def pin_events(maps: dict[str, Map] | object, link_pin: Path) -> Path | None:
 
 
 def event_pins(root: Path) -> list[Path]:
-    """Every ``*_events`` pin under ``root`` (on bpffs)."""
+    """The ``*_events`` pins directly in ``root`` (not below: the daemon reads its own)."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.rglob(f"*{EVENTS_SUFFIX}") if p.is_file())
+    return sorted(p for p in root.glob(f"*{EVENTS_SUFFIX}") if p.is_file())
 
 
 class PinnedEvents:

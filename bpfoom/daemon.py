@@ -36,6 +36,7 @@ from typing import Any, Callable, TextIO
 
 from . import _sd_notify
 from ._load import LoadedPolicy, load
+from ._pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events
 from .cgroup import Cgroup
 from .daemon_config import Config, ConfigError, Entry, read_config
 from .errors import BpfError
@@ -82,10 +83,23 @@ class Running:
     pin: Path | None
     live_object: bool  # False: the link still runs the previous run's object
     adopted: bool = False  # pinned by an earlier run
+    earlier_events: PinnedEvents | None = None  # the previous run's decisions, when not live
+
+    @property
+    def events_pin(self) -> Path | None:
+        return None if self.pin is None else Path(f"{self.pin}{EVENTS_SUFFIX}")
+
+    def repin_events(self) -> None:
+        """Point the events pin at the decisions of the object the link now runs."""
+        if self.events_pin is not None:
+            self.events_pin.unlink(missing_ok=True)
+            pin_events(self.loaded.object.maps, self.pin)
 
     def close(self, detach: bool) -> None:
         """Detach and unpin (``detach``), or just drop our references."""
         try:
+            if self.earlier_events is not None:
+                self.earlier_events.close()
             if detach:
                 if not self.link.detached:
                     self.link.detach()
@@ -93,6 +107,8 @@ class Running:
                     self.link.unpin()
                 elif self.pin is not None and self.pin.exists():
                     self.pin.unlink()
+                if self.events_pin is not None:
+                    self.events_pin.unlink(missing_ok=True)
             self.link.close()
         finally:
             self.loaded.close()
@@ -132,11 +148,20 @@ class Daemon:
         loaded.policy.on_event(decision)
 
     def _attach(self, config: Config, entry: Entry, loaded: LoadedPolicy) -> Running:
+        """Attach and pin the link, and the decision events beside it (for a later run)."""
         pin = self._pin_path(config, entry)
         if pin is not None:
             pin.parent.mkdir(parents=True, exist_ok=True)
+            Path(f"{pin}{EVENTS_SUFFIX}").unlink(missing_ok=True)  # a stale one of a dead run
         link = loaded.attach(cgroup=entry.cgroup, pin=pin)
-        return Running(entry, loaded, link, pin, True)
+        running = Running(entry, loaded, link, pin, True)
+        if pin is not None:
+            try:
+                pin_events(loaded.object.maps, pin)
+            except BaseException:
+                running.close(detach=True)
+                raise
+        return running
 
     def _adopt(self, config: Config, entry: Entry) -> Running | None:
         """Take over the link an earlier run pinned for ``entry``; None if there is none."""
@@ -164,10 +189,17 @@ class Daemon:
                 live = False
                 self.log("warning", "adopted_without_update", id=entry.id, link=info.id,
                          why=f"the kernel cannot switch this link to a new object ({exc}); the "
-                         "previous run's object keeps running: its decisions are not logged "
-                         "and tunable changes need a restart with on_exit=detach")
-            self.log("info", "adopted", id=entry.id, policy=loaded.name, link=info.id, pin=pin)
-            return Running(entry, loaded, link, pin, live, adopted=True)
+                         "previous run's object keeps running until a reload changes it")
+            running = Running(entry, loaded, link, pin, live, adopted=True)
+            if live:
+                running.repin_events()
+            elif running.events_pin.exists():
+                running.earlier_events = PinnedEvents(
+                    running.events_pin, lambda event: self.log("info", "decision", id=entry.id,
+                                                               **event.to_json()))
+            self.log("info", "adopted", id=entry.id, policy=loaded.name, link=info.id, pin=pin,
+                     decisions="logged" if live or running.earlier_events else "not available")
+            return running
         except BaseException:
             link.close()
             raise
@@ -314,6 +346,7 @@ class Daemon:
             self._replace(running, loaded)
             how = "replaced"
         running.loaded, running.entry, running.live_object = loaded, entry, True
+        running.repin_events()
 
         def back() -> None:
             if how == "updated":
@@ -321,6 +354,7 @@ class Daemon:
             else:
                 self._replace(running, old_loaded)
             running.loaded, running.entry = old_loaded, old_entry
+            running.repin_events()
         undo.append(back)
 
         def finish() -> None:
@@ -351,6 +385,9 @@ class Daemon:
                 old.unpin()
             running.pin.unlink(missing_ok=True)
             link.pin(running.pin)
+        if running.earlier_events is not None:
+            running.earlier_events.close()
+            running.earlier_events = None
         running.link = link
 
     def _remove(self, key: str, running: Running, undo: list, after: list) -> None:
@@ -402,14 +439,19 @@ class Daemon:
                 signal.signal(sig, handler)
 
     def _poll(self) -> None:
-        watched = [r for r in self.running.values() if r.live_object and r.loaded.policy is not None]
-        if not watched:
+        sources = []
+        for running in self.running.values():
+            if running.live_object and running.loaded.policy is not None:
+                sources.append((running, lambda ms, r=running: r.loaded.policy.poll(ms / 1000)))
+            elif running.earlier_events is not None:
+                sources.append((running, running.earlier_events.poll))
+        if not sources:
             time.sleep(POLL_INTERVAL_S)
             return
-        share = POLL_INTERVAL_S / len(watched)
-        for running in watched:
+        share_ms = int(POLL_INTERVAL_S * 1000) // len(sources)
+        for running, poll in sources:
             try:
-                running.loaded.policy.poll(share)
+                poll(share_ms)
             except BpfError as exc:  # e.g. a record of another schema: report, keep running
                 self.log("error", "events_unreadable", id=running.entry.id, error=str(exc))
 
