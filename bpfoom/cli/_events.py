@@ -17,7 +17,6 @@ _IDLE_MS = 200
 
 def _events(args: argparse.Namespace) -> int:
     from .._pinned_events import PinnedEvents, event_pins
-    from ._attach import DEFAULT_PIN_DIR
 
     def show(event: DecisionEvent) -> None:
         if args.json:

@@ -2,8 +2,6 @@
 import os
 from pathlib import Path
 
-import pytest
-
 SEEN = Path(os.environ["SAMPLE_RECORD"])
 
 
