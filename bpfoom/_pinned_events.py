@@ -16,14 +16,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._ffi import ffi, lib
-from .errors import InvalidValueError, check, check_ptr
+from .errors import InvalidValueError, NotFoundError, check, check_ptr
 from .events import DecisionEvent, decode_event
 from .map import Map
 
-__all__ = ["EVENTS_SUFFIX", "pin_events", "event_pins", "PinnedEvents"]
+__all__ = ["EVENTS_SUFFIX", "pin_events", "event_pins", "PinnedEvents", "require_bpffs"]
 
 EVENTS_SUFFIX = "_events"  # bpffs refuses names with a dot
 _EVENTS_MAP = "events"
+
+
+def require_bpffs(path: Path) -> None:
+    """NotFoundError saying how to mount bpffs unless ``path`` lies on a BPF filesystem."""
+    target = Path(os.path.abspath(path))
+    with open("/proc/self/mounts") as mounts:
+        points = [Path(f.split()[1]) for f in mounts if f.split()[2] == "bpf"]
+    if not any(target == point or point in target.parents for point in points):
+        raise NotFoundError(errno.ENOENT, f"{str(target)!r} is not on a BPF filesystem, where pins "
+                            "live; mount one (mount -t bpf bpf /sys/fs/bpf) or pick a path on it")
 
 
 def pin_events(maps: dict[str, Map] | object, link_pin: Path) -> Path | None:

@@ -24,6 +24,7 @@ STOPPING=1.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -36,10 +37,10 @@ from typing import Any, Callable, TextIO
 
 from . import _sd_notify
 from ._load import LoadedPolicy, load
-from ._pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events
+from ._pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpffs
 from .cgroup import Cgroup
 from .daemon_config import Config, ConfigError, Entry, read_config
-from .errors import BpfError
+from .errors import BpfError, BusyError
 from .link import Link
 
 __all__ = ["Daemon", "run_daemon", "check_config"]
@@ -417,6 +418,7 @@ class Daemon:
 
     def run(self) -> int:
         """Start, then poll decisions until SIGTERM/SIGINT; reload on SIGHUP."""
+        lock = self._lock_pin_dir()
         previous = {sig: signal.signal(sig, handler) for sig, handler in (
             (signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
             (signal.SIGHUP, self.request_reload))}
@@ -435,8 +437,23 @@ class Daemon:
             return 0
         finally:
             self.stop()
+            os.close(lock)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _lock_pin_dir(self) -> int:
+        """Hold an exclusive lock on pin_dir: two daemons on the same pins would fight over them."""
+        require_bpffs(self.config.pin_dir)
+        self.config.pin_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.config.pin_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BusyError(errno.EBUSY, f"another bpfoom daemon runs with pin_dir "
+                            f"{str(self.config.pin_dir)!r}; stop it, or give this configuration "
+                            "its own pin_dir") from None
+        return fd
 
     def _poll(self) -> None:
         sources = []

@@ -42,7 +42,7 @@ def _tunables(pairs: list[str]) -> dict[str, str]:
 
 def _attach(args: argparse.Namespace) -> int:
     from .._load import load
-    from .._pinned_events import pin_events
+    from .._pinned_events import pin_events, require_bpffs
     from ..cgroup import Cgroup
     from ._show import all_attachments
 
@@ -52,6 +52,7 @@ def _attach(args: argparse.Namespace) -> int:
         loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name)
         try:
             pin = Path(args.pin) if args.pin else default_pin(loaded.name, cgroup.id if cgroup else 0)
+            require_bpffs(pin)
             if not args.pin:
                 pin.parent.mkdir(exist_ok=True)
             link = loaded.attach(cgroup=cgroup.path if cgroup else None, pin=pin)

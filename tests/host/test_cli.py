@@ -166,6 +166,8 @@ def test_a_second_attach_of_the_same_name_fails_and_leaves_the_first(cc_name):
      ["ENOENT", "/no/such/cgroup"]),
     (["attach", str(facts.TCP_CC_OBJECT), "--map", "bpfoom_demo", "--cgroup", "/proc"],
      ["cgroup v2"]),
+    (["attach", str(facts.TCP_CC_OBJECT), "--map", "bpfoom_demo", "--pin", "/tmp/not-bpffs"],
+     ["ENOENT", "not on a BPF filesystem", "mount -t bpf"]),
     (["detach", "--link", "4000000000"], ["ENOENT", "bpfoom list"]),
     (["detach", "--pin", "/sys/fs/bpf/bpfoom-no-such-pin"], ["ENOENT"]),
     (["detach", "--cgroup", "/no/such/cgroup"], ["ENOENT"]),

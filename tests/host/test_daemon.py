@@ -319,3 +319,16 @@ def test_check_names_a_missing_policy(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "did you mean 'largest_leaf'" in done.stderr
+
+
+def test_a_second_daemon_on_the_same_pins_is_refused(daemons, cc, tmp_path):
+    config = cc.write(tmp_path)
+    first = daemons(config)
+    first.wait_event("ready")
+    second = subprocess.run([sys.executable, "-P", "-m", "bpfoom", "run", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert "EBUSY" in second.stderr and "another bpfoom daemon" in second.stderr
+    assert registered(cc.name) == 1 and cc.pin.exists()  # the first one is untouched
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
