@@ -75,12 +75,7 @@ struct percpu_counter {
 	__s64 count; /* the approximate total, as get_mm_counter() reads it */
 } __attribute__((preserve_access_index));
 
-typedef struct {
-	unsigned long __mm_flags[1];
-} mm_flags_t;
-
 struct mm_struct {
-	mm_flags_t flags;
 	struct percpu_counter rss_stat[4];
 } __attribute__((preserve_access_index));
 
@@ -97,7 +92,6 @@ enum node_stat_item {
 
 struct signal_struct {
 	short oom_score_adj;
-	struct mm_struct *oom_mm; /* set when the process is an OOM victim */
 } __attribute__((preserve_access_index));
 
 struct task_struct {

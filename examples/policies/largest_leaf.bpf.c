@@ -5,7 +5,7 @@
  * oom_score_adj is -1000.
  *
  * While one of its victims is still exiting the policy waits for it instead of
- * killing again (policy_victims.h).  A system-wide OOM is left to the kernel.
+ * killing again (policy_kill.h).  A system-wide OOM is left to the kernel.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -13,9 +13,6 @@
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "largest_leaf"
-#include "policy_event.h"
-#include "policy_victims.h"
-#include "policy_leaves.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -23,6 +20,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool exclude_page_cache = true;
 /* tunable: decline (let the next handler decide) when the largest leaf is smaller than this */
 __u64 min_victim_bytes = 0;
+/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+__u64 victim_wait_ms = 5000;
+
+#include "policy_event.h"
+#include "policy_leaves.h"
+#include "policy_kill.h"
 
 SEC("struct_ops.s/handle_out_of_memory")
 int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)

@@ -5,7 +5,7 @@
  * kernel threads and tasks with oom_score_adj -1000.
  *
  * While its victim is still exiting the policy waits for it instead of
- * killing again (policy_victims.h).  A system-wide OOM is left to the kernel.
+ * killing again (policy_kill.h).  A system-wide OOM is left to the kernel.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -22,10 +22,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 __u64 min_victim_bytes = 0;
 /* tunable: count swapped-out pages as the task's memory */
 const volatile bool count_swap = true;
+/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+__u64 victim_wait_ms = 5000;
 
 #include "policy_event.h"
-#include "policy_victims.h"
 #include "policy_leaves.h"
+#include "policy_kill.h"
 #include "policy_tasks.h"
 
 static __u64 task_rank(struct task_struct *task, __u64 memory)

@@ -11,14 +11,14 @@
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "observe"
-#include "policy_event.h"
-#include "policy_victims.h"
-#include "policy_leaves.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* tunable: rank leaves by usage minus page cache (false: whole usage), as largest_leaf does */
 const volatile bool exclude_page_cache = true;
+
+#include "policy_event.h"
+#include "policy_leaves.h"
 
 /* The pids kill_leaf() would kill. */
 static void list_leaf(__u64 id)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The tasks this policy killed, so it waits for their memory instead of
- * killing someone else.
+ * Killing, and remembering whom: a policy waits for its victims' memory
+ * instead of killing someone else.
  *
  * The kernel asks the policy again while a victim exits, and an exiting
  * process vanishes from cgroup task walks (Linux 7.2 hides tasks with
@@ -11,26 +11,31 @@
  * see the victim, and one of them would kill the next task.
  *
  * So the policy remembers its victims by pid.  While one is inside the
- * OOMing memcg, still exiting (exit_state 0) and not yet reaped
- * (MMF_OOM_SKIP), the policy hands it to bpf_oom_kill_process() again: for a
- * task already on its way out the kernel kills nobody new (it gives the
- * victim memory reserves and wakes the OOM reaper, or logs "already exiting",
- * without counting a kill), and the OOM counts as handled, so the kernel's
- * killer does not pick a second victim either.
+ * OOMing memcg and has not reached exit_notify() (exit_state 0, which comes
+ * after exit_mmap() has freed everything; MMF_OOM_SKIP does not tell, exit_mmap()
+ * sets it before its last pages are freed), the policy hands it to
+ * bpf_oom_kill_process() again: for a task already on its way out the kernel
+ * kills nobody new (it gives the victim memory reserves and wakes the OOM
+ * reaper, or logs "already exiting", without counting a kill), and the OOM
+ * counts as handled, so the kernel's killer does not pick a second victim
+ * either.  A victim stuck for victim_wait_ms (the includer's tunable) is given
+ * up on, as the kernel's OOM reaper gives up on an mm it cannot reap.
  */
-#ifndef BPFOOM_POLICY_VICTIMS_H
-#define BPFOOM_POLICY_VICTIMS_H
+#ifndef BPFOOM_POLICY_KILL_H
+#define BPFOOM_POLICY_KILL_H
 
 #define MAX_TRACKED_VICTIMS 16
-#define MMF_OOM_SKIP 21 /* include/linux/mm_types.h: the OOM killer ignores this mm */
 
 __s32 victim_pids[MAX_TRACKED_VICTIMS];
 __u64 victim_cgroups[MAX_TRACKED_VICTIMS];
+__u64 victims_killed_ns; /* when they were killed (CLOCK_MONOTONIC) */
 __u32 nr_victims;
 
+/* Start a new list of victims, killed now. */
 static __always_inline void victims_forget(void)
 {
 	nr_victims = 0;
+	victims_killed_ns = bpf_ktime_get_ns();
 }
 
 static __always_inline void victims_add(__s32 pid, __u64 cgroup_id)
@@ -67,12 +72,7 @@ static inline bool cgroup_is_under(__u64 id, struct mem_cgroup *root)
 
 static inline bool still_releasing(struct task_struct *task)
 {
-	struct mm_struct *mm;
-
-	if (task->exit_state || !bpf_task_is_oom_victim(task))
-		return false;
-	mm = task->signal->oom_mm;
-	return !mm || !(mm->flags.__mm_flags[0] & (1UL << MMF_OOM_SKIP));
+	return !task->exit_state && bpf_task_is_oom_victim(task);
 }
 
 /*
@@ -86,6 +86,8 @@ static inline bool wait_for_victim(struct oom_control *oc, struct mem_cgroup *ro
 	__s32 pid;
 	int i, err;
 
+	if (bpf_ktime_get_ns() - victims_killed_ns > victim_wait_ms * 1000000ULL)
+		return false;
 	bpf_for(i, 0, nr_victims) {
 		if (i >= MAX_TRACKED_VICTIMS)
 			break;
@@ -110,6 +112,36 @@ static inline bool wait_for_victim(struct oom_control *oc, struct mem_cgroup *ro
 		return true;
 	}
 	return false;
+}
+
+/* OOM-kill every task of cgroup `id`, recording pids (and a failure's -errno) in `event`. */
+static inline __u32 kill_leaf(struct oom_control *oc, __u64 id, const char *message)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+	struct cgroup *cgrp;
+	__u32 killed = 0;
+	int err;
+
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return 0;
+	victims_forget();
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it))) {
+		err = bpf_oom_kill_process(oc, task, message);
+		if (err) {
+			if (!event.error)
+				event.error = err;
+			continue;
+		}
+		event_add_pid(task->tgid);
+		victims_add(task->tgid, id);
+		killed = 1;
+	}
+	bpf_iter_css_task_destroy(&it);
+	bpf_cgroup_release(cgrp);
+	return killed;
 }
 
 #endif

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Leaf memcgs under an OOMing memcg: find them, measure them, kill their tasks.
+ * Leaf memcgs under an OOMing memcg: find them, measure them, choose the largest.
  *
- * Three steps, because the sleepable kfuncs (stats flush, kill) cannot run
- * under bpf_rcu_read_lock, which the css walk needs: collect the leaf ids
- * under RCU, then measure each leaf from its id, then kill.  Counters live
- * in globals for the reason given at `event` in policy_event.h.
+ * Two steps, because the sleepable stats flush cannot run under
+ * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
+ * RCU, then measure each leaf from its id (policy_kill.h kills).  Counters
+ * live in globals for the reason given at `event` in policy_event.h.
  */
 #ifndef BPFOOM_POLICY_LEAVES_H
 #define BPFOOM_POLICY_LEAVES_H
@@ -119,36 +119,6 @@ static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_pag
 			choice.id = id;
 		}
 	}
-}
-
-/* OOM-kill every task of cgroup `id`, recording pids (and a failure's -errno) in `event`. */
-static inline __u32 kill_leaf(struct oom_control *oc, __u64 id, const char *message)
-{
-	struct bpf_iter_css_task it;
-	struct task_struct *task;
-	struct cgroup *cgrp;
-	__u32 killed = 0;
-	int err;
-
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
-		return 0;
-	victims_forget();
-	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
-	while ((task = bpf_iter_css_task_next(&it))) {
-		err = bpf_oom_kill_process(oc, task, message);
-		if (err) {
-			if (!event.error)
-				event.error = err;
-			continue;
-		}
-		event_add_pid(task->tgid);
-		victims_add(task->tgid, id);
-		killed = 1;
-	}
-	bpf_iter_css_task_destroy(&it);
-	bpf_cgroup_release(cgrp);
-	return killed;
 }
 
 #endif

@@ -11,7 +11,7 @@
  * Settings changed while attached apply from the next OOM on.  Cgroup ids are
  * never reused, so a deleted cgroup's entry matches nothing; the attached
  * cgroup's own entry is dropped when it goes offline.  While its victims exit
- * the policy waits for them (policy_victims.h).  A system-wide OOM is left to
+ * the policy waits for them (policy_kill.h).  A system-wide OOM is left to
  * the kernel.
  */
 #include "bpfoom_kernel.h"
@@ -20,9 +20,6 @@
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "priority"
-#include "policy_event.h"
-#include "policy_victims.h"
-#include "policy_leaves.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -44,6 +41,12 @@ struct {
 __s32 default_priority = 0;
 /* tunable: rank leaves by usage minus page cache (false: whole usage) */
 const volatile bool exclude_page_cache = true;
+/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+__u64 victim_wait_ms = 5000;
+
+#include "policy_event.h"
+#include "policy_leaves.h"
+#include "policy_kill.h"
 
 struct priority_choice {
 	__u64 id;
