@@ -40,6 +40,8 @@ WORKLOADS = {
 }
 POLICY_PICK = "jobs/render"
 KERNEL_PICK = "cache"
+# Generous: a VM without KVM on a busy host starts Python slowly.
+STEP_TIMEOUT_S = 120
 NEEDED = ("bpf_oom_ops", "struct_ops_cgroup_attach", "kfunc:bpf_oom_kill_process")
 
 # Joins its cgroup after Python's start-up (so only its allocation is charged there),
@@ -75,17 +77,27 @@ class Workload:
     oom_score_adj: int
     proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start the hog; True once it is in its cgroup."""
         self.proc = subprocess.Popen(
             [sys.executable, "-S", "-c", HOG, str(self.cgroup.path / "cgroup.procs"),
              str(self.mib), str(self.oom_score_adj)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.expect("joined", 30)
+        return self.expect("joined", STEP_TIMEOUT_S)
 
     def expect(self, word: str, timeout: float) -> bool:
         """True once the hog printed `word`; False if it died or took too long."""
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return bool(ready) and self.proc.stdout.readline().strip() == word
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
+            if not ready:
+                return False
+            line = self.proc.stdout.readline()
+            if not line:
+                return False
+            if line.strip() == word:
+                return True
 
     def release(self) -> None:
         self.proc.stdin.write("go\n")
@@ -194,7 +206,9 @@ def run(top_path: Path) -> bool:
         say(f"    {w.name:<12} {w.mib:>3} MiB  oom_score_adj {w.oom_score_adj:>5}{note}")
     try:
         for w in workloads.values():
-            w.start()
+            if not w.start():
+                say(f"{w.name}'s process did not start within {STEP_TIMEOUT_S} s; giving up")
+                return False
         by_id = {w.cgroup.id: w for w in workloads.values()}
         by_pid = {w.proc.pid: w for w in workloads.values()}
 
@@ -209,7 +223,7 @@ def run(top_path: Path) -> bool:
             *first, last = workloads.values()
             for w in first:
                 w.release()
-                if not w.expect("allocated", 60):
+                if not w.expect("allocated", STEP_TIMEOUT_S):
                     say(f"{w.name} could not allocate {w.mib} MiB below the limit; giving up")
                     return False
             say(f"{', '.join(w.name for w in first)} hold their memory; "
@@ -219,13 +233,13 @@ def run(top_path: Path) -> bool:
             last.release()
 
             decision = None
-            for event in policy.events(timeout=60):
+            for event in policy.events(timeout=STEP_TIMEOUT_S):
                 if event.action == "killed":
                     decision = event
                     break
                 say(f"policy event: {event}")
             if decision is None:
-                say("the policy reported no kill within 60 s")
+                say(f"the policy reported no kill within {STEP_TIMEOUT_S} s")
                 return False
             victim = by_id.get(decision.victim_cgroup_id)
             victim_name = victim.name if victim else f"cgroup id {decision.victim_cgroup_id}"
@@ -239,8 +253,8 @@ def run(top_path: Path) -> bool:
 
             for w in workloads.values():
                 if w.name in (POLICY_PICK, victim_name):
-                    w.died(30)
-            last_ok = last.expect("allocated", 30)
+                    w.died(STEP_TIMEOUT_S)
+            last_ok = last.expect("allocated", STEP_TIMEOUT_S)
             later = list(policy.events(timeout=0.5))
             for event in later:
                 say(f"later policy event: {event}")
