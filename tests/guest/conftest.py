@@ -176,3 +176,21 @@ def runner_is_unkillable() -> None:
     """The OOM killer must never pick the test runner itself."""
     if os.environ.get("BPFOOM_IN_VM") == "1" and os.geteuid() == 0:
         Path("/proc/self/oom_score_adj").write_text("-1000")
+
+
+@pytest.fixture
+def cpu_burners() -> Iterator[Callable[[int], None]]:
+    """cpu_burners(n): n busy loops (more than the guest's CPUs make CPU pressure); stopped at the end.
+
+    They inherit the runner's oom_score_adj -1000, so no OOM ever picks them.
+    """
+    started: list[subprocess.Popen] = []
+
+    def start(count: int) -> None:
+        for _ in range(count):
+            started.append(subprocess.Popen([sys.executable, "-S", "-c", "while True: pass"]))
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()

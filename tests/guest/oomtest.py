@@ -2,6 +2,7 @@
 kernel log slices, and the recording policy's controls (see oom_probe.bpf.c)."""
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -281,3 +282,81 @@ def sigkilled(status: int) -> bool:
 def link_ids() -> set[int]:
     """Ids of the attached struct_ops links (a detached link reports no map)."""
     return {info.id for info in bpfoom.links() if info.map_id}
+
+
+# -- PSI (bpf_psi_ops, psi_probe.bpf.c) ------------------------------------------
+
+# include/linux/psi_types.h enum psi_res, and the "full" bit of spec section 5.
+PSI_IO, PSI_MEM, PSI_CPU = 0, 1, 2
+BPF_PSI_FULL = 0x80000000
+# enum bpf_oom_flags
+BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_OOM_FLAGS_LAST = 1 << 0, 1 << 1
+# psi_probe.bpf.c's array sizes
+PSI_MAX_TRIGGERS = 4
+PSI_MAX_RECORDS = 64
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One trigger psi_probe's init() creates: cgroup id (0: system), resource, limits."""
+
+    cgroup_id: int
+    resource: int
+    threshold_us: int = 100_000
+    window_us: int = 1_000_000
+
+
+def open_psi_probe(*triggers: Trigger, init_ret: int = 0) -> bpfoom.BpfObject:
+    """psi_probe.bpf.o, loaded, its init() set to create `triggers` and return `init_ret`."""
+    obj = bpfoom.BpfObject.open(BPF_DIR / "psi_probe.bpf.o")
+    try:
+        obj.load()
+        set_psi_triggers(obj, *triggers)
+        obj.bss["init_ret"] = init_ret
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def set_psi_triggers(obj: bpfoom.BpfObject, *triggers: Trigger) -> None:
+    """What the next init() of `obj` creates."""
+    assert len(triggers) <= PSI_MAX_TRIGGERS
+    padded = list(triggers) + [Trigger(0, 0, 0, 0)] * (PSI_MAX_TRIGGERS - len(triggers))
+    obj.bss["trigger_cgroup_ids"] = [t.cgroup_id for t in padded]
+    obj.bss["trigger_resources"] = [t.resource for t in padded]
+    obj.bss["trigger_thresholds_us"] = [t.threshold_us for t in padded]
+    obj.bss["trigger_windows_us"] = [t.window_us for t in padded]
+    obj.bss["nr_triggers"] = len(triggers)
+
+
+def psi_records(obj: bpfoom.BpfObject, kind: str) -> list[int]:
+    """The ids psi_probe recorded: kind "event" (trigger cgroup ids), "online" or "offline"."""
+    count = {"event": "events", "online": "onlines", "offline": "offlines"}[kind]
+    return list(obj.bss[f"{kind}_ids"][:min(obj.bss[count], PSI_MAX_RECORDS)])
+
+
+def psi_oom_returns(obj: bpfoom.BpfObject) -> list[int]:
+    """What each bpf_out_of_memory call of psi_probe returned, in order."""
+    made = min(obj.bss["oom_done"], PSI_MAX_RECORDS)
+    return list(obj.bss["oom_rets"][:made])
+
+
+def psimon_threads() -> int:
+    """How many PSI RT polling kthreads exist: one per psi_group with a privileged trigger."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                count += (entry / "comm").read_text().strip() == "psimon"
+            except OSError:
+                pass
+    return count
+
+
+def struct_ops_map_ids() -> set[int]:
+    """Ids of the kernel's struct_ops maps (bpftool, the guest shares the host's)."""
+    out = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {entry["id"] for entry in json.loads(out) if entry.get("type") == "struct_ops"}
+

@@ -156,7 +156,13 @@ struct psi_trigger {
 	__u64 cgroup_id; /* 0 for a system-wide trigger */
 } __attribute__((preserve_access_index));
 
-struct bpf_psi;
+/*
+ * Opaque to programs, but defined: libbpf only accepts a kfunc whose pointer
+ * arguments name a struct where the kernel has one, not a forward declaration.
+ */
+struct bpf_psi {
+	int opaque;
+};
 
 struct bpf_psi_ops {
 	int (*init)(struct bpf_psi *bpf_psi);
