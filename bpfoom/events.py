@@ -72,6 +72,28 @@ class DecisionEvent:
     monotonic_ns: int
     schema: int = SCHEMA
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "DecisionEvent":
+        """Decode one ring buffer record; InvalidValueError for an unknown schema or size."""
+        if len(data) < _HEADER.size:
+            raise InvalidValueError(errno.EINVAL, f"a {len(data)}-byte record is not a policy "
+                                    "event; the policy's `events` map must carry struct policy_event")
+        schema, size = _HEADER.unpack_from(data)
+        if schema != SCHEMA or size != _RECORD.size or len(data) < _RECORD.size:
+            raise InvalidValueError(errno.EINVAL, f"policy event of schema {schema} and size {size} "
+                                    f"(this bpfoom reads schema {SCHEMA}, {_RECORD.size} bytes); "
+                                    "rebuild the policy with this bpfoom's policy_event.h")
+        (_, _, action, reason, name, time_ns, scope, oom, victim, usage, error, candidates,
+         nr_pids, _reserved, *pids) = _RECORD.unpack_from(data)
+        return cls(
+            policy=name.split(b"\0", 1)[0].decode(errors="replace"),
+            action=ACTIONS.get(action, f"unknown({action})"),
+            reason=REASONS.get(reason, f"unknown({reason})"),
+            scope_cgroup_id=scope, oom_cgroup_id=oom, victim_cgroup_id=victim,
+            usage_bytes=usage, pids=tuple(pids[:min(nr_pids, MAX_PIDS)]), nr_pids=nr_pids,
+            candidates=candidates, error=-error if error else None, monotonic_ns=time_ns,
+        )
+
     @property
     def wall_time(self) -> datetime.datetime:
         """The decision's wall-clock time (converted from CLOCK_MONOTONIC now)."""
@@ -104,23 +126,5 @@ class DecisionEvent:
                 f"{self.victim_cgroup_id} pids {pids} usage {self.usage_bytes} bytes")
 
 
-def decode_event(data: bytes) -> DecisionEvent:
-    """Decode one ring buffer record; InvalidValueError for an unknown schema or size."""
-    if len(data) < _HEADER.size:
-        raise InvalidValueError(errno.EINVAL, f"a {len(data)}-byte record is not a policy "
-                                "event; the policy's `events` map must carry struct policy_event")
-    schema, size = _HEADER.unpack_from(data)
-    if schema != SCHEMA or size != _RECORD.size or len(data) < _RECORD.size:
-        raise InvalidValueError(errno.EINVAL, f"policy event of schema {schema} and size {size} "
-                                f"(this bpfoom reads schema {SCHEMA}, {_RECORD.size} bytes); "
-                                "rebuild the policy with this bpfoom's policy_event.h")
-    (_, _, action, reason, name, time_ns, scope, oom, victim, usage, error, candidates,
-     nr_pids, _reserved, *pids) = _RECORD.unpack_from(data)
-    return DecisionEvent(
-        policy=name.split(b"\0", 1)[0].decode(errors="replace"),
-        action=ACTIONS.get(action, f"unknown({action})"),
-        reason=REASONS.get(reason, f"unknown({reason})"),
-        scope_cgroup_id=scope, oom_cgroup_id=oom, victim_cgroup_id=victim,
-        usage_bytes=usage, pids=tuple(pids[:min(nr_pids, MAX_PIDS)]), nr_pids=nr_pids,
-        candidates=candidates, error=-error if error else None, monotonic_ns=time_ns,
-    )
+# The ring buffer callbacks' spelling.
+decode_event = DecisionEvent.from_bytes

@@ -3,11 +3,15 @@ load, and the not-supported error on a kernel without bpf_oom_ops.  (Policies
 deciding real OOMs are tested in the VM: tests/guest/test_policies*.py.)"""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import bpfoom
-from bpfoom.events import decode_event
 
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = {"largest_leaf", "priority", "largest_task", "newest_task", "observe"}
 
 
@@ -59,8 +63,18 @@ def test_loading_on_a_kernel_without_bpf_oom_ops_names_the_missing_feature():
     assert "bpf_oom_ops" in str(caught.value)
 
 
+@pytest.mark.skipif(bpfoom.features()["bpf_oom_ops"].supported is not False,
+                    reason="needs a kernel without bpf_oom_ops (this one has it or cannot tell)")
+def test_the_oom_demo_names_the_missing_feature_and_fails():
+    done = subprocess.run([sys.executable, "-P", str(REPO / "examples" / "oom_demo.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "the running kernel lacks bpf_oom_ops" in done.stdout
+    assert "./scripts/demo" in done.stdout
+
+
 def test_an_event_of_an_unknown_schema_is_refused():
     record = bytearray(160)
     record[0:4] = (2).to_bytes(2, "little") + (160).to_bytes(2, "little")
     with pytest.raises(bpfoom.InvalidValueError, match="schema 2"):
-        decode_event(bytes(record))
+        bpfoom.DecisionEvent.from_bytes(bytes(record))
