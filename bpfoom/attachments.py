@@ -10,7 +10,6 @@ the mounted BPF filesystems for pinned links).
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 

@@ -227,7 +227,7 @@ class _Handler:
                                       f"{cls.struct_name}; load it with bpfoom.{other}")
             handler = cls(obj, ops, info)
             for name, value in tunables.items():
-                handler._section_of(name, before_load=True)[name] = value
+                handler._section_of(name, write_after_load=False)[name] = value
             features().require(cls.struct_name)
             obj.load()
             return handler
@@ -255,14 +255,14 @@ class _Handler:
     def _sections(self):
         return _global_sections(self.object)
 
-    def _section_of(self, name: str, *, before_load: bool):
+    def _section_of(self, name: str, *, write_after_load: bool):
         names = self._tunable_names()
         if name not in names:
             raise VariableNotFoundError(errno.ENOENT, f"{self.name} has no tunable {name!r}"
                                         f"{suggest(name, names)}; its tunables: "
                                         f"{', '.join(names) or 'none'}")
         section = next(sec for sec in self._sections() if name in sec)
-        if not before_load and section.section == ".rodata":
+        if write_after_load and section.section == ".rodata":
             raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
         return section
@@ -282,11 +282,11 @@ class _Handler:
     # -- tunables -------------------------------------------------------------
     def set(self, name: str, value: Any) -> None:
         """Change a ``.data``/``.bss`` tunable while loaded (and attached): the next OOM sees it."""
-        self._section_of(name, before_load=False)[name] = value
+        self._section_of(name, write_after_load=True)[name] = value
 
     def get(self, name: str) -> Any:
         """A tunable's current value (as the kernel sees it)."""
-        return self._section_of(name, before_load=True)[name]
+        return self._section_of(name, write_after_load=False)[name]
 
     # -- attach ---------------------------------------------------------------
     def attach(self, cgroup: str | os.PathLike | Cgroup | None = None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from oomtest import killed_pids, memory_events, policy_lines, sigkilled, wait_until
-from policytest import (KERNEL_REASON, collect, first_kill, holders, kills, only_kill,  # noqa: F401
-                        load_policy, overrun)
+from policytest import KERNEL_REASON, collect, first_kill, holders, kills, only_kill, overrun
+from policytest import load_policy  # noqa: F401 (a fixture)
 from test_oom_tree import first_death, run_scenario
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from oomtest import killed_pids, policy_lines, sigkilled
-from policytest import (KERNEL_REASON, collect, first_kill, holders, kills,  # noqa: F401
-                        load_policy, overrun)
+from policytest import KERNEL_REASON, first_kill, holders, kills, overrun
+from policytest import load_policy  # noqa: F401 (a fixture)
 
 # (policy on child, on parent, system-wide) -> the kill reason in the kernel log
 CASES = {

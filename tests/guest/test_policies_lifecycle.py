@@ -9,7 +9,8 @@ from pathlib import Path
 
 import bpfoom
 from oomtest import link_ids, sigkilled, wait_until
-from policytest import collect, first_kill, holders, load_policy, overrun  # noqa: F401
+from policytest import collect, first_kill, holders, overrun
+from policytest import load_policy  # noqa: F401 (a fixture)
 
 BPFFS = Path("/sys/fs/bpf")
 

@@ -3,8 +3,8 @@ its `cgroup_settings` map, read by the kernel at each OOM."""
 from __future__ import annotations
 
 from oomtest import memory_events, sigkilled
-from policytest import (collect, first_kill, holders, kills, only_kill,  # noqa: F401
-                        load_policy, overrun)
+from policytest import first_kill, holders, only_kill, overrun
+from policytest import load_policy  # noqa: F401 (a fixture)
 
 
 def test_a_protected_cgroup_survives_while_an_unprotected_one_exists(load_policy, cgroups,
