@@ -143,6 +143,7 @@ extern int bpf_oom_kill_process(struct oom_control *oc, struct task_struct *task
 extern bool bpf_task_is_oom_victim(struct task_struct *task) __ksym;
 
 /* memcg kfuncs (mm/bpf_memcontrol.c) */
+extern struct mem_cgroup *bpf_get_root_mem_cgroup(void) __ksym;
 extern struct mem_cgroup *bpf_get_mem_cgroup(struct cgroup_subsys_state *css) __ksym;
 extern void bpf_put_mem_cgroup(struct mem_cgroup *memcg) __ksym;
 extern unsigned long bpf_mem_cgroup_usage(struct mem_cgroup *memcg) __ksym;

@@ -5,7 +5,8 @@
  * oom_score_adj is -1000.
  *
  * While one of its victims is still exiting the policy waits for it instead of
- * killing again (policy_kill.h).  A system-wide OOM is left to the kernel.
+ * killing again (policy_kill.h).  In a system-wide OOM the scope is every
+ * leaf memcg of the machine.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -24,22 +25,15 @@ __u64 min_victim_bytes = 0;
 __u64 victim_wait_ms = 5000;
 
 #include "policy_event.h"
+#include "policy_scope.h"
 #include "policy_leaves.h"
 #include "policy_kill.h"
 
-SEC("struct_ops.s/handle_out_of_memory")
-int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
-	struct mem_cgroup *memcg = oc->memcg;
-
-	event_init(oom_ctx, oc);
-	if (!memcg) {
-		event_send(ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
-		return 0;
-	}
-	if (wait_for_victim(oc, memcg))
+	if (wait_for_victim(oc, scope))
 		return 1;
-	choose_largest_leaf(memcg, exclude_page_cache);
+	choose_largest_leaf(scope, exclude_page_cache);
 	event.candidates = choice.candidates;
 	if (choice.exiting_id) {
 		event.victim_cgroup_id = choice.exiting_id;
@@ -62,6 +56,12 @@ int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *
 	}
 	event_send(ACTION_KILLED, REASON_LARGEST_LEAF);
 	return 1;
+}
+
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+{
+	return handle_oom(oom_ctx, oc);
 }
 
 SEC("struct_ops.s/handle_cgroup_offline")

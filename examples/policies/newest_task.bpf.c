@@ -6,7 +6,8 @@
  * just-started job is the usual culprit.
  *
  * While its victim is still exiting the policy waits for it instead of
- * killing again (policy_kill.h).  A system-wide OOM is left to the kernel.
+ * killing again (policy_kill.h).  In a system-wide OOM every task of the
+ * machine is a candidate.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -27,6 +28,7 @@ const volatile bool count_swap = true;
 __u64 victim_wait_ms = 5000;
 
 #include "policy_event.h"
+#include "policy_scope.h"
 #include "policy_leaves.h"
 #include "policy_kill.h"
 #include "policy_tasks.h"
@@ -39,7 +41,7 @@ static __u64 task_rank(struct task_struct *task, __u64 memory)
 SEC("struct_ops.s/handle_out_of_memory")
 int BPF_PROG(newest_task_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 {
-	return handle_oom_by_task(oom_ctx, oc);
+	return handle_oom(oom_ctx, oc);
 }
 
 SEC("struct_ops.s/handle_cgroup_offline")

@@ -18,6 +18,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool exclude_page_cache = true;
 
 #include "policy_event.h"
+#include "policy_scope.h"
 #include "policy_leaves.h"
 
 /* The pids kill_leaf() would kill. */
@@ -37,17 +38,9 @@ static void list_leaf(__u64 id)
 	bpf_cgroup_release(cgrp);
 }
 
-SEC("struct_ops.s/handle_out_of_memory")
-int BPF_PROG(observe_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
-	struct mem_cgroup *memcg = oc->memcg;
-
-	event_init(oom_ctx, oc);
-	if (!memcg) {
-		event_send(ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
-		return 0;
-	}
-	choose_largest_leaf(memcg, exclude_page_cache);
+	choose_largest_leaf(scope, exclude_page_cache);
 	event.candidates = choice.candidates;
 	if (choice.exiting_id) {
 		event.victim_cgroup_id = choice.exiting_id;
@@ -63,6 +56,12 @@ int BPF_PROG(observe_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 	list_leaf(choice.id);
 	event_send(ACTION_DRY_RUN, REASON_LARGEST_LEAF);
 	return 0;
+}
+
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(observe_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+{
+	return handle_oom(oom_ctx, oc);
 }
 
 SEC("struct_ops.s/handle_cgroup_offline")

@@ -34,7 +34,7 @@ enum policy_reason {
 	REASON_NEWEST_TASK = 5,		/* the most recently started task */
 	REASON_VICTIM_EXITING = 6,	/* a task of the scope is already an OOM victim */
 	REASON_NOTHING_KILLABLE = 7,	/* no candidate without oom_score_adj -1000 */
-	REASON_SYSTEM_WIDE_OOM = 8,	/* a system-wide OOM, which this policy leaves alone */
+	REASON_SYSTEM_WIDE_OOM = 8,	/* a system-wide OOM without a memory controller to rank by */
 	REASON_BELOW_MINIMUM = 9,	/* the best candidate is smaller than min_victim_bytes */
 	REASON_KILL_FAILED = 10,	/* bpf_oom_kill_process failed (error holds its errno) */
 };

@@ -2,7 +2,7 @@
 /*
  * Task-level choices inside the OOMing memcg: walk the tasks of its leaf
  * cgroups (policy_leaves.h finds them), rank each killable one with the
- * policy's task_rank() (largest wins), kill the best.
+ * policy's task_rank() (largest wins), kill the best: decide() for policy_scope.h.
  *
  * A policy including this defines, before including it, POLICY_REASON (its
  * enum policy_reason) and POLICY_KILL_MESSAGE, plus the globals
@@ -107,19 +107,11 @@ static int kill_chosen_task(struct oom_control *oc)
 	return 0;
 }
 
-/* handle_out_of_memory of a task policy. */
-static int handle_oom_by_task(struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
-	struct mem_cgroup *memcg = oc->memcg;
-
-	event_init(oom_ctx, oc);
-	if (!memcg) {
-		event_send(ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
-		return 0;
-	}
-	if (wait_for_victim(oc, memcg))
+	if (wait_for_victim(oc, scope))
 		return 1;
-	choose_task(memcg);
+	choose_task(scope);
 	event.candidates = task_choice.candidates;
 	event.victim_cgroup_id = task_choice.cgroup_id;
 	event.usage_bytes = task_choice.memory;

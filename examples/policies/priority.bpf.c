@@ -11,8 +11,8 @@
  * Settings changed while attached apply from the next OOM on.  Cgroup ids are
  * never reused, so a deleted cgroup's entry matches nothing; the attached
  * cgroup's own entry is dropped when it goes offline.  While its victims exit
- * the policy waits for them (policy_kill.h).  A system-wide OOM is left to
- * the kernel.
+ * the policy waits for them (policy_kill.h).  In a system-wide OOM the scope
+ * is every leaf memcg of the machine.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -45,6 +45,7 @@ const volatile bool exclude_page_cache = true;
 __u64 victim_wait_ms = 5000;
 
 #include "policy_event.h"
+#include "policy_scope.h"
 #include "policy_leaves.h"
 #include "policy_kill.h"
 
@@ -133,19 +134,11 @@ static void choose_by_priority(struct mem_cgroup *root)
 	}
 }
 
-SEC("struct_ops.s/handle_out_of_memory")
-int BPF_PROG(priority_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
-	struct mem_cgroup *memcg = oc->memcg;
-
-	event_init(oom_ctx, oc);
-	if (!memcg) {
-		event_send(ACTION_DECLINED, REASON_SYSTEM_WIDE_OOM);
-		return 0;
-	}
-	if (wait_for_victim(oc, memcg))
+	if (wait_for_victim(oc, scope))
 		return 1;
-	choose_by_priority(memcg);
+	choose_by_priority(scope);
 	event.candidates = best.candidates;
 	if (choice.exiting_id) {
 		event.victim_cgroup_id = choice.exiting_id;
@@ -164,6 +157,12 @@ int BPF_PROG(priority_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 	}
 	event_send(ACTION_KILLED, best.protected ? REASON_ONLY_PROTECTED : REASON_PRIORITY_CLASS);
 	return 1;
+}
+
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(priority_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+{
+	return handle_oom(oom_ctx, oc);
 }
 
 SEC("struct_ops.s/handle_cgroup_offline")

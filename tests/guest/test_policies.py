@@ -107,7 +107,11 @@ def test_task_policies_kill_one_task(load_policy, cgroups, hogs, kernel_log, pol
 
 def test_observe_reports_largest_leaf_and_lets_the_kernel_decide(load_policy, cgroups, hogs,
                                                                 kernel_log):
-    """The kernel's victim (oom_score_adj 1000) dies; observe names the largest leaf instead."""
+    """The kernel's victim (oom_score_adj 1000) dies; observe names the largest leaf instead.
+
+    Only the first kill is the kernel's decision: it may kill again while its
+    victim exits (Linux 7.2 hides exiting tasks from its own scan too).
+    """
     policy = load_policy("observe")
     top = cgroups("observed", memory_max="56M")
     leaves = {name: cgroups(f"observed/{name}") for name in ("large", "favoured", "alloc")}
@@ -121,7 +125,5 @@ def test_observe_reports_largest_leaf_and_lets_the_kernel_decide(load_policy, cg
     assert dry.victim_cgroup_id == leaves["large"].id
     assert dry.pids == (started["large"].pid,)
     assert not kills(events)
-    assert started["large"].alive()
     wait_until(lambda: memory_events(leaves["favoured"])["oom_kill"] == 1,
                what="the kernel's kill to be counted")
-    assert memory_events(leaves["large"])["oom_kill"] == 0

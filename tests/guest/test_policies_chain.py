@@ -55,3 +55,25 @@ def test_chain_of_shipped_policies(load_policy, cgroups, hogs, kernel_log, case)
         else:  # a handler after the one that killed is never asked
             assert events == [], (f"{policy.name} on {where} was asked: {[str(e) for e in events]};"
                                   f" kernel kills: {killed_pids(kernel_log)}")
+
+
+def test_a_system_wide_oom_is_decided_by_the_system_wide_policy(load_policy, cgroups, hogs,
+                                                                 kernel_log):
+    """A real OOM of the whole guest: largest_leaf attached system-wide ranks every leaf
+    memcg of the machine and kills the hog's.
+
+    Safe as in test_chain.py: the hog has oom_score_adj 1000 (the kernel's own
+    choice if the policy failed), the test runner -1000; the guest has no swap.
+    """
+    policy = load_policy("largest_leaf")
+    cg = cgroups("global")  # no memory.max: only the guest's RAM limits it
+    total_mib = int(open("/proc/meminfo").readline().split()[1]) // 1024  # MemTotal
+    policy.attach()
+    hog = hogs(cg, total_mib - 16, oom_score_adj=1000, gated=True)  # within overcommit
+    hog.go()
+    assert first_kill(kernel_log, timeout=300) == (hog.pid, "bpfoom largest_leaf")
+    assert sigkilled(hog.wait_dead(timeout=300))
+    decision = next(e for e in policy.events(timeout=5) if e.action == "killed")
+    assert (decision.scope_cgroup_id, decision.oom_cgroup_id) == (0, 0)
+    assert decision.victim_cgroup_id == cg.id
+    assert decision.pids == (hog.pid,)
