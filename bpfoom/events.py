@@ -9,12 +9,15 @@ being misread.  :meth:`DecisionEvent.to_json` is the documented JSON form
 ``schema``            1
 ``policy``            the policy's name (the struct_ops ``name``)
 ``action``            "killed", "waiting" (for an earlier victim to exit), "declined",
-                      "dry_run" (would have killed ``pids``), or "cgroup_offline"
-                      (the scope cgroup went away; the kernel detached the policy)
+                      "dry_run" (would have killed ``pids``), "cgroup_offline"
+                      (the scope cgroup went away; the kernel detached the policy),
+                      or "declared_oom" (a PSI handler declared an OOM in
+                      ``oom_cgroup_id``; ``error`` says if that failed)
 ``reason``            why: "largest_leaf", "priority_class", "only_protected",
                       "largest_task", "newest_task", "victim_exiting",
                       "nothing_killable", "system_wide_oom", "below_minimum",
-                      "kill_failed", or "none" (cgroup_offline)
+                      "kill_failed", "memory_pressure" (declared_oom), or "none"
+                      (cgroup_offline)
 ``scope_cgroup_id``   where the policy is attached (0: system-wide)
 ``oom_cgroup_id``     the memcg that ran out of memory (0: the whole system)
 ``victim_cgroup_id``  the chosen cgroup (0: none; for cgroup_offline the cgroup that went)
@@ -43,11 +46,12 @@ SCHEMA = 1
 MAX_PIDS = 16
 
 # enum policy_action / enum policy_reason of policy_event.h
-ACTIONS = {1: "killed", 2: "waiting", 3: "declined", 4: "dry_run", 5: "cgroup_offline"}
+ACTIONS = {1: "killed", 2: "waiting", 3: "declined", 4: "dry_run", 5: "cgroup_offline",
+           6: "declared_oom"}
 REASONS = {
     0: "none", 1: "largest_leaf", 2: "priority_class", 3: "only_protected", 4: "largest_task",
     5: "newest_task", 6: "victim_exiting", 7: "nothing_killable", 8: "system_wide_oom",
-    9: "below_minimum", 10: "kill_failed",
+    9: "below_minimum", 10: "kill_failed", 11: "memory_pressure",
 }
 
 _HEADER = struct.Struct("<HH")

@@ -59,7 +59,7 @@ _EVENTS_MAP = "events"
 
 _TUNABLE = re.compile(
     r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
-    r"(?P<const>const\s+volatile\s+)?(?P<type>[A-Za-z_][\w ]*?)\s+(?P<name>[A-Za-z_]\w*)"
+    r"(?:const\s+volatile\s+)?[A-Za-z_][\w ]*?\s+(?P<name>[A-Za-z_]\w*)"
     r"\s*(?:\[[^\]]*\])?\s*(?:=[^;]*)?;", re.S)
 
 
@@ -128,7 +128,8 @@ def _describe(name: str, path: Path) -> PolicyInfo:
             if section is None:
                 raise ObjectFileError(errno.EINVAL, f"{source_path} documents tunable {var!r} but "
                                       f"{path} has no such global; rebuild it (tools/build_bpf.py)")
-            tunables[var] = TunableInfo(var, match.group("type").strip(), section[var],
+            type_name = section._vars[var][1].label  # the BTF spelling, e.g. __u64[16]
+            tunables[var] = TunableInfo(var, type_name, section[var],
                                         " ".join(match.group("doc").split()), section.section)
         requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
                                        if obj._btf.find(k, Kind.FUNC) is not None)]
@@ -416,3 +417,16 @@ class PsiHandler(_Handler):
 
     kind = "psi"
     struct_name = "bpf_psi_ops"
+
+    def attach(self, cgroup: str | os.PathLike | Cgroup | None = None,
+               pin: str | os.PathLike | None = None) -> Link:
+        """Attach system-wide; the handler picks its cgroups itself (its triggers' cgroup ids).
+
+        The kernel attaches bpf_psi_ops only system-wide (a cgroup link fails with
+        EOPNOTSUPP), so a ``cgroup`` is refused here with a sentence saying why.
+        """
+        if cgroup is not None:
+            raise InvalidValueError(errno.EINVAL, f"{self.name} is a bpf_psi_ops handler, which "
+                                    "attaches only system-wide; attach it without a cgroup and "
+                                    "name the cgroups to watch in its tunables")
+        return super().attach(None, pin)

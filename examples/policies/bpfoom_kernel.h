@@ -121,6 +121,28 @@ struct bpf_oom_ops {
 	char name[BPF_OOM_NAME_MAX_LEN];
 };
 
+/* PSI (spec section 5); include/linux/psi_types.h resources */
+#define PSI_MEM 1
+#define BPF_PSI_FULL 0x80000000
+#define BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK (1 << 0)
+
+struct psi_trigger {
+	__u64 cgroup_id; /* 0 for a system-wide trigger */
+} __attribute__((preserve_access_index));
+
+/* Opaque, but defined: libbpf wants kfunc pointer arguments to name a struct. */
+struct bpf_psi {
+	int opaque;
+};
+
+struct bpf_psi_ops {
+	int (*init)(struct bpf_psi *bpf_psi);
+	void (*handle_psi_event)(struct bpf_psi *bpf_psi, struct psi_trigger *t);
+	void (*handle_cgroup_online)(struct bpf_psi *bpf_psi, __u64 cgroup_id);
+	void (*handle_cgroup_offline)(struct bpf_psi *bpf_psi, __u64 cgroup_id);
+	struct bpf_psi *bpf_psi;
+};
+
 /* Opaque iterator state (kernel/bpf/cgroup_iter.c, task_iter.c, bpf_iter.c). */
 struct bpf_iter_css {
 	__u64 __opaque[3];
@@ -141,6 +163,10 @@ struct bpf_iter_num {
 extern int bpf_oom_kill_process(struct oom_control *oc, struct task_struct *task,
 				const char *message__str) __ksym;
 extern bool bpf_task_is_oom_victim(struct task_struct *task) __ksym;
+extern int bpf_out_of_memory(struct mem_cgroup *memcg__nullable, int order, __u64 flags,
+			     const char *constraint_text__nullable) __ksym;
+extern int bpf_psi_create_trigger(struct bpf_psi *bpf_psi, __u64 cgroup_id, __u32 resource,
+				  __u32 threshold_us, __u32 window_us) __ksym;
 
 /* memcg kfuncs (mm/bpf_memcontrol.c) */
 extern struct mem_cgroup *bpf_get_root_mem_cgroup(void) __ksym;

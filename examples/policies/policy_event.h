@@ -22,6 +22,7 @@ enum policy_action {
 	ACTION_DECLINED = 3,	/* returned 0: the next handler in the chain (or the kernel) decides */
 	ACTION_DRY_RUN = 4,	/* would have killed pids[]; returned 0 */
 	ACTION_CGROUP_OFFLINE = 5,	/* the cgroup it was attached to (scope) went away: detached */
+	ACTION_DECLARED_OOM = 6,	/* a PSI handler declared an OOM in oom_cgroup_id */
 };
 
 /* Why (the rule that picked the victim, or why nothing was killed). */
@@ -37,6 +38,7 @@ enum policy_reason {
 	REASON_SYSTEM_WIDE_OOM = 8,	/* a system-wide OOM without a memory controller to rank by */
 	REASON_BELOW_MINIMUM = 9,	/* the best candidate is smaller than min_victim_bytes */
 	REASON_KILL_FAILED = 10,	/* bpf_oom_kill_process failed (error holds its errno) */
+	REASON_MEMORY_PRESSURE = 11,	/* a memory pressure trigger fired */
 };
 
 struct policy_event {
@@ -116,11 +118,12 @@ static __always_inline void event_add_pid(__s32 pid)
 }
 
 /*
- * The offline callback every policy shares: the kernel detached the policy
- * from a cgroup that went away; say so, so a daemon can notice.  It runs
- * outside oom_lock, so it builds its record on the stack, not in `event`.
+ * A record built on the stack, for callbacks that run outside oom_lock
+ * (cgroup offline, PSI events) and so must not use `event`.
  */
-static __always_inline void event_cgroup_offline(__u64 scope_cgroup_id, __u64 cgroup_id)
+static __always_inline void event_send_unlocked(__u16 action, __u16 reason, __u64 scope_cgroup_id,
+						__u64 oom_cgroup_id, __u64 victim_cgroup_id,
+						__s32 error)
 {
 	struct policy_event e;
 
@@ -130,10 +133,22 @@ static __always_inline void event_cgroup_offline(__u64 scope_cgroup_id, __u64 cg
 	__builtin_memcpy(e.policy, POLICY_NAME, sizeof(POLICY_NAME));
 	e.time_ns = bpf_ktime_get_ns();
 	e.scope_cgroup_id = scope_cgroup_id;
-	e.victim_cgroup_id = cgroup_id;
-	e.action = ACTION_CGROUP_OFFLINE;
+	e.oom_cgroup_id = oom_cgroup_id;
+	e.victim_cgroup_id = victim_cgroup_id;
+	e.error = error;
+	e.action = action;
+	e.reason = reason;
 	if (bpf_ringbuf_output(&events, &e, sizeof(e), 0))
 		__sync_fetch_and_add(&events_dropped, 1);
+}
+
+/*
+ * The offline callback every policy shares: the kernel detached the policy
+ * from a cgroup that went away; say so, so a daemon can notice.
+ */
+static __always_inline void event_cgroup_offline(__u64 scope_cgroup_id, __u64 cgroup_id)
+{
+	event_send_unlocked(ACTION_CGROUP_OFFLINE, REASON_NONE, scope_cgroup_id, 0, cgroup_id, 0);
 }
 
 #endif

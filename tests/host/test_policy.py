@@ -12,7 +12,7 @@ import pytest
 import bpfoom
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = {"largest_leaf", "priority", "largest_task", "newest_task", "observe"}
+SHIPPED = {"largest_leaf", "priority", "largest_task", "newest_task", "observe", "psi_guard"}
 
 
 def test_policies_lists_the_shipped_ones_with_metadata():
@@ -32,6 +32,11 @@ def test_policies_lists_the_shipped_ones_with_metadata():
     assert minimum.settable_after_load and minimum.doc
     assert found["priority"].tunables["default_priority"].type_name == "__s32"
     assert "kfunc:bpf_oom_kill_process" not in found["observe"].requires
+    guard = found["psi_guard"]
+    assert guard.kind == "psi"
+    assert guard.tunables["guarded_cgroups"].type_name == "__u64[16]"
+    assert {"bpf_psi_ops", "kfunc:bpf_psi_create_trigger", "kfunc:bpf_out_of_memory"} <= set(
+        guard.requires)
 
 
 def test_an_unknown_tunable_is_refused_with_the_close_match():
@@ -49,9 +54,11 @@ def test_an_unknown_policy_name_suggests_the_close_match():
         bpfoom.OomPolicy.load("largest_lef")
 
 
-def test_a_psi_handler_does_not_load_oom_policies():
+def test_a_handler_of_the_wrong_kind_is_refused_naming_the_right_class():
     with pytest.raises(bpfoom.InvalidValueError, match="OomPolicy"):
         bpfoom.PsiHandler.load("largest_leaf")
+    with pytest.raises(bpfoom.InvalidValueError, match="PsiHandler"):
+        bpfoom.OomPolicy.load("psi_guard")
 
 
 @pytest.mark.skipif(bpfoom.features()["bpf_oom_ops"].supported is not False,
