@@ -1,10 +1,11 @@
-"""Link: a kernel BPF link (here: a registered struct_ops) and its lifetime rules.
+"""Link: a kernel BPF link (a registered struct_ops, or an attached tracing program)
+and its lifetime rules.
 
 Lifetime, as in libbpf-rs:
 
-* A link returned by ``StructOpsMap.attach()`` is owned: ``close()`` (or the
-  ``with`` block's end) detaches it, unless it is pinned, in which case the
-  pin keeps it attached and only our fd is closed.
+* A link returned by ``StructOpsMap.attach()`` or ``Program.attach()`` is
+  owned: ``close()`` (or the ``with`` block's end) detaches it, unless it is
+  pinned, in which case the pin keeps it attached and only our fd is closed.
 * ``Link.from_pinned(path)`` owns a new fd to a pinned link; ``close()`` only
   closes that fd (the pin keeps the link attached).
 * ``detach()`` always detaches at once, pinned or not; the Link stays open and
@@ -122,6 +123,17 @@ class Link:
         link = cls(ptr, f"struct_ops {map_name}", from_attach=True)
         try:
             link.info()  # learn the id while the link surely exists
+        except BaseException:
+            link.close()
+            raise
+        return link
+
+    @classmethod
+    def _from_program(cls, ptr, label: str) -> "Link":
+        """Own a link libbpf made by attaching a program (fentry, fexit, tp_btf, ...)."""
+        link = cls(ptr, label, from_attach=False)
+        try:
+            link.info()
         except BaseException:
             link.close()
             raise

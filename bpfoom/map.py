@@ -87,7 +87,28 @@ class Map:
 
     @property
     def max_entries(self) -> int:
+        """Capacity: entries, or bytes for a ring buffer; settable before load()."""
         return self._meta(lib.bpf_map__max_entries)
+
+    @max_entries.setter
+    def max_entries(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"max_entries of map {self.name!r} must be an int, "
+                            f"not {type(value).__name__}")
+        with self._obj._lock:
+            self._obj._require_unloaded(f"resize map {self.name!r}")
+            ptr = self._ptr
+            if not 0 < value < 1 << 32:
+                raise InvalidValueError(errno.EINVAL, f"max_entries of map {self.name!r} must be "
+                                        f"between 1 and {(1 << 32) - 1}, not {value}")
+            map_type = lib.bpf_map__type(ptr)
+            if map_type in (lib.BPF_MAP_TYPE_RINGBUF, lib.BPF_MAP_TYPE_USER_RINGBUF):
+                page = os.sysconf("SC_PAGE_SIZE")
+                if value % page or value & (value - 1):
+                    raise InvalidValueError(errno.EINVAL, f"a ring buffer's size must be a power "
+                                            f"of two and a multiple of the page size ({page}); "
+                                            f"{value} is not (map {self.name!r})")
+            check(lib.bpf_map__set_max_entries(ptr, value), f"resize map {self.name!r}")
 
     @property
     def fd(self) -> int:

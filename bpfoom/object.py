@@ -18,7 +18,7 @@ import errno
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from . import _log
 from ._ffi import ffi, lib
@@ -28,6 +28,9 @@ from .errors import (ClosedError, NotFoundError, NotSupportedError, ObjectFileEr
                      check, check_ptr, error_from_errno)
 from .globals import GlobalSection
 from .map import Map, StructOpsMap
+
+if TYPE_CHECKING:
+    from .link import Link
 
 __all__ = ["BpfObject", "Program", "NoStructOpsError"]
 
@@ -426,6 +429,33 @@ class Program:
     def log(self) -> str | None:
         """The verifier log recorded at load (see BpfObject.load's log_level), else None."""
         return self._log
+
+    def attach(self) -> "Link":
+        """Attach a loaded program where its section says (fentry/, fexit/, tp_btf/, ...).
+
+        Returns an owned :class:`Link`: closing it detaches the program unless
+        it was pinned (the same rules as struct_ops links).  A struct_ops
+        program is attached through its map (``StructOpsMap.attach()``).
+        """
+        from .link import Link
+
+        with self._obj._lock:
+            self._obj._require_loaded(f"attach program {self.name!r}")
+            if lib.bpf_program__type(self._ptr) == lib.BPF_PROG_TYPE_STRUCT_OPS:
+                raise StateError(errno.EINVAL, f"program {self.name!r} is a struct_ops program; "
+                                 "attach its struct_ops map instead (obj.struct_ops[...].attach())")
+            if lib.bpf_program__fd(self._ptr) < 0:
+                raise StateError(errno.ENOENT, f"cannot attach program {self.name!r}: it was not "
+                                 "loaded (autoload off); set autoload before load()")
+            action = f"attach program {self.name!r} ({self.section})"
+            with _log.capture() as warnings:
+                ptr = lib.bpf_program__attach(self._ptr)
+            code = ffi.errno
+            advice = ("libbpf cannot attach this section type on its own; name the target in "
+                      "the section, e.g. SEC(\"fentry/<function>\")"
+                      if code == errno.EOPNOTSUPP else None)
+            check_ptr(ptr, action, advice=advice, detail=_log.cause(warnings))
+            return Link._from_program(ptr, f"{self.section} {self.name}")
 
     def __repr__(self) -> str:
         return f"<Program {self.name!r} section={self.section!r}>"

@@ -16,6 +16,7 @@ TCP_CC_OBJECT = REPO / "examples" / "tcp_cc" / "tcp_cc.bpf.o"
 GLOBALS_OBJECT = REPO / "tests" / "bpf" / "globals.bpf.o"
 REJECTED_OBJECT = REPO / "tests" / "bpf" / "rejected.bpf.o"
 RINGBUF_OBJECT = REPO / "tests" / "bpf" / "ringbuf.bpf.o"
+COUNT_CALLS_OBJECT = REPO / "tests" / "bpf" / "trace" / "count_calls.bpf.o"
 
 AVAILABLE_CC = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 BPFFS = Path("/sys/fs/bpf")

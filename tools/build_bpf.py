@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_DIRS = ("examples", "tests/bpf")
+SOURCE_DIRS = ("bpfoom/bpf", "examples", "tests/bpf")
 CLANG = os.environ.get("BPFOOM_CLANG", "clang-19")
 STRIP = os.environ.get("BPFOOM_LLVM_STRIP", "llvm-strip-19")
 HEADERS_ENV = "BPFOOM_LIBBPF_HEADERS"
