@@ -50,6 +50,8 @@ from .link import Link, LinkInfo, links
 from .map import Map, MapInfo, StructOpsFields, StructOpsMap
 from .attachments import Attachment, attached
 from .events import DecisionEvent
+from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent
+from .kill_watch import KillWatcher
 from .policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
 from .object import BpfObject, NoStructOpsError, Program
 from .ringbuf import RingBuffer
@@ -66,6 +68,7 @@ __all__ = [
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
+    "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",

@@ -6,7 +6,10 @@
   switched to this run's freshly loaded object (a link update, atomic), or
   kept as it is where the kernel cannot update that struct_ops type.
 * Running: each policy's decisions are written as log lines (``text`` or
-  ``json``, one object per line).
+  ``json``, one object per line), and so is every OOM kill on the machine,
+  whoever made it (a :class:`~bpfoom.kill_watch.KillWatcher`: events "kill",
+  "oom_no_kill", "overrun" with the fields of ``bpfoom events --json``).
+  Where the watcher cannot run, one "kills_not_watched" warning says why.
 * SIGHUP: the configuration is read again and only the difference is
   applied, all or nothing: tunables living in ``.data``/``.bss`` change in
   place, other changes load a new object and switch the link to it with a
@@ -41,6 +44,7 @@ from ._pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpf
 from .cgroup import Cgroup
 from .daemon_config import Config, ConfigError, Entry, read_config
 from .errors import BpfError, BusyError
+from .kill_watch import KillWatcher
 from .link import Link
 
 __all__ = ["Daemon", "run_daemon", "check_config"]
@@ -125,6 +129,7 @@ class Daemon:
         self.running: dict[str, Running] = {}
         self._stop = False
         self._reload = False
+        self._watcher: KillWatcher | None = None
 
     # -- helpers ---------------------------------------------------------------
     def _pin_path(self, config: Config, entry: Entry) -> Path | None:
@@ -424,6 +429,7 @@ class Daemon:
             (signal.SIGHUP, self.request_reload))}
         try:
             self.start()
+            self._watch_kills()
             _sd_notify.notify(f"READY=1\nSTATUS={len(self.running)} policies attached\nMAINPID={os.getpid()}")
             self.log("info", "ready", attached=len(self.running), pid=os.getpid())
             while not self._stop:
@@ -436,6 +442,9 @@ class Daemon:
             _sd_notify.notify("STOPPING=1")
             return 0
         finally:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
             self.stop()
             os.close(lock)
             for sig, handler in previous.items():
@@ -455,8 +464,24 @@ class Daemon:
                             "its own pin_dir") from None
         return fd
 
+    def _watch_kills(self) -> None:
+        """Log every OOM kill on the machine; without a watcher, say why once and go on."""
+        try:
+            self._watcher = KillWatcher()
+        except BpfError as exc:
+            self.log("warning", "kills_not_watched", error=str(exc))
+            return
+
+        def kill(event: Any) -> None:
+            fields = event.to_json()
+            self.log("warning" if fields["kind"] == "overrun" else "info", fields.pop("kind"),
+                     **fields)
+        self._watcher.on_event(kill)
+
     def _poll(self) -> None:
         sources = []
+        if self._watcher is not None:
+            sources.append((None, lambda ms: self._watcher.poll(ms / 1000)))
         for running in self.running.values():
             if running.live_object and running.loaded.policy is not None:
                 sources.append((running, lambda ms, r=running: r.loaded.policy.poll(ms / 1000)))
@@ -470,7 +495,8 @@ class Daemon:
             try:
                 poll(share_ms)
             except BpfError as exc:  # e.g. a record of another schema: report, keep running
-                self.log("error", "events_unreadable", id=running.entry.id, error=str(exc))
+                self.log("error", "events_unreadable",
+                         id=running.entry.id if running else "kill_watcher", error=str(exc))
 
 
 def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:

@@ -1,0 +1,190 @@
+"""KillWatcher: every OOM kill on the machine, whoever made it, as events.
+
+The watcher loads bpfoom/bpf/kill_watch.bpf.o and attaches its three
+tracing programs (fentry and fexit on ``out_of_memory``, the
+``oom/mark_victim`` tracepoint).  It needs no policy and sees the kernel's
+own killer, bpfoom's policies and any other BPF OOM policy alike; each kill
+names the policy the kernel reported (``oom_policy=``) or ``default``::
+
+    with bpfoom.KillWatcher() as watcher:
+        for event in watcher.events(timeout=60):
+            print(event)        # KillEvent, OomNoKillEvent or OverrunEvent
+
+Nothing is lost silently: when the ring buffer had no room, the next read
+yields an :class:`~bpfoom.kill_events.OverrunEvent` with the number of
+records lost.  Closing the watcher detaches everything; it never pins.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import BpfError, ClosedError, StateError
+from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent, decode_kill_record
+from .link import Link
+from .object import BpfObject
+from .ringbuf import RingBuffer
+
+__all__ = ["KillWatcher", "WATCHER_OBJECT", "KillWatchEvent"]
+
+WATCHER_OBJECT = Path(__file__).resolve().parent / "bpf" / "kill_watch.bpf.o"
+_RING = "kills"
+
+KillWatchEvent = KillEvent | OomNoKillEvent | OverrunEvent
+
+
+class KillWatcher:
+    """Loaded and attached kill watcher; a context manager, :meth:`close` detaches it."""
+
+    def __init__(self, *, ring_size: int | None = None) -> None:
+        """Load and attach the watcher.
+
+        ``ring_size`` is the ring buffer's size in bytes (a power of two and a
+        multiple of the page size; default 256 KiB, about 1400 kills between
+        two reads).  Nothing stays attached if this raises.
+        """
+        self._lock = threading.RLock()
+        self._callbacks: list[Callable[[KillWatchEvent], object]] = []
+        self._pending: collections.deque[KillWatchEvent] = collections.deque()
+        self._links: list[Link] = []
+        self._ring: RingBuffer | None = None
+        self._dropped_seen = 0
+        self.object = BpfObject.open(WATCHER_OBJECT)
+        try:
+            if ring_size is not None:
+                self.object.maps[_RING].max_entries = ring_size
+            try:
+                self.object.load()
+            except BpfError as err:
+                raise type(err)(err.errno, f"{err.strerror}; the kill watcher needs fentry/fexit "
+                                "programs on out_of_memory and the oom/mark_victim tracepoint "
+                                "(a kernel with BTF, ftrace and BPF trampolines, CAP_BPF and "
+                                "CAP_PERFMON)", log=err.log, feature=err.feature) from err
+            for program in self.object.programs.values():
+                self._links.append(program.attach())
+            self._ring = RingBuffer(self.object.maps[_RING], self._receive)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- events -----------------------------------------------------------------
+    @staticmethod
+    def decode(data: bytes) -> KillEvent | OomNoKillEvent:
+        """One record of the watcher's ring buffer (e.g. read from a pin) as its event."""
+        return decode_kill_record(data)
+
+    def _receive(self, data: bytes) -> None:
+        self._deliver(decode_kill_record(data))
+
+    def _deliver(self, event: KillWatchEvent) -> None:
+        if self._callbacks:
+            for callback in list(self._callbacks):
+                callback(event)
+        else:
+            self._pending.append(event)
+
+    def _report_drops(self) -> None:
+        """Turn growth of the BPF side's drop counter into one OverrunEvent."""
+        total = self.events_dropped
+        if total > self._dropped_seen:
+            lost, self._dropped_seen = total - self._dropped_seen, total
+            self._deliver(OverrunEvent(lost=lost, total_lost=total,
+                                       monotonic_ns=time.monotonic_ns()))
+
+    def _live_ring(self) -> RingBuffer:
+        ring = self._ring
+        if ring is None:
+            raise ClosedError(errno.EBADF, "the kill watcher is closed; start a new KillWatcher")
+        return ring
+
+    def on_event(self, callback: Callable[[KillWatchEvent], object]) -> None:
+        """Call ``callback(event)`` for each event, from :meth:`poll` (not with :meth:`events`)."""
+        if not callable(callback):
+            raise TypeError("on_event() takes a callable: callback(event)")
+        with self._lock:
+            self._live_ring()
+            self._callbacks.append(callback)
+
+    def poll(self, timeout: float | None = None) -> int:
+        """Wait up to ``timeout`` seconds (None: forever) for records; how many arrived.
+
+        An overrun found meanwhile is delivered (and counted) after them.
+        """
+        with self._lock:
+            ring = self._live_ring()
+            count = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
+            before = self._dropped_seen
+            self._report_drops()
+            return count + (self._dropped_seen != before)
+
+    def events(self, timeout: float | None = None) -> Iterator[KillWatchEvent]:
+        """Events as they come; ends after ``timeout`` seconds without one (None: never)."""
+        if self._callbacks:
+            raise StateError(errno.EBUSY, "events() and on_event() callbacks both want the "
+                             "events; use one of them")
+        while True:
+            while self._pending:
+                yield self._pending.popleft()
+            started = time.monotonic()
+            while not self._pending:
+                left = None if timeout is None else timeout - (time.monotonic() - started)
+                if left is not None and left <= 0:
+                    return
+                self.poll(None if left is None else max(0.001, left))
+
+    @property
+    def events_dropped(self) -> int:
+        """Records the ring buffer had no room for since load (the BPF side counts them)."""
+        with self._lock:
+            return self.object.bss["events_dropped"]
+
+    @property
+    def ooms_seen(self) -> int:
+        """OOMs (calls of out_of_memory) seen since load."""
+        with self._lock:
+            return self.object.bss["ooms_seen"]
+
+    @property
+    def links(self) -> list[Link]:
+        """The watcher's three links (fentry, tracepoint, fexit) while open."""
+        with self._lock:
+            return [link for link in self._links if not link.closed]
+
+    # -- lifetime ---------------------------------------------------------------
+    def close(self) -> None:
+        """Detach the programs, free the ring buffer and the object.  Idempotent."""
+        with self._lock:
+            links, self._links = self._links, []
+            for link in links:
+                link.close()
+            ring, self._ring = self._ring, None
+            if ring is not None:
+                ring.close()
+            self.object.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.object.state == "closed"
+
+    def __enter__(self) -> "KillWatcher":
+        if self.closed:
+            raise ClosedError(errno.EBADF, "the kill watcher is closed; start a new KillWatcher")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self.closed:
+                self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<KillWatcher {'closed' if self.closed else 'attached'}>"
