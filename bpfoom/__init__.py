@@ -16,6 +16,13 @@ Where this differs from or adds to the issue-3 API contract:
   ``exist_ok``; ``Cgroup.child(name)`` creates the child.
 * ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
   ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
+* ``Program.attach()`` attaches a tracing program (fentry, fexit, tp_btf, ...)
+  where its section says and returns an owned ``Link`` (same lifetime rules
+  as struct_ops links); ``Map.max_entries`` is settable before load (a ring
+  buffer's size must be a power-of-two multiple of the page size).
+* ``KillWatcher`` reports every OOM victim the kernel marks and every OOM
+  that ended without one (``KillEvent``, ``OomNoKillEvent``), and lost
+  records as ``OverrunEvent``; see bpfoom/kill_watch.py.
 
 The object layer (issue 3)::
 

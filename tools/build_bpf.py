@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Rebuild every committed BPF object from its source, reproducibly.
 
-The `.bpf.o` files under examples/ and tests/bpf/ are committed so that users
-and tests need no compiler, and a test (`--check`) proves each one still is
-what its source compiles to.  For that the build must not depend on where the
-repository or libbpf's headers live: sources are compiled from the repository
-root under their relative names, both prefixes are mapped to fixed names, and
-DWARF (which would carry more paths) is stripped while BTF is kept.
+The `.bpf.o` files under bpfoom/bpf/ (shipped in the package), examples/ and
+tests/bpf/ are committed so that users and tests need no compiler, and a test
+(`--check`) proves each one still is what its source compiles to.  For that
+the build must not depend on where the repository or libbpf's headers live:
+sources are compiled from the repository root under their relative names,
+both prefixes are mapped to fixed names, and DWARF (which would carry more
+paths) is stripped while BTF is kept.
 
     python3 tools/build_bpf.py            # rebuild in place
     python3 tools/build_bpf.py --check    # rebuild into a temp dir, list differences
