@@ -17,6 +17,9 @@
     pin = true                             # optional, default true (false: detached on exit)
     [attach.tunables]
     min_usage_mb = 16
+    [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
+    "web" = "task"                         # cgroup (relative: under `cgroup`) = "task" | "cgroup" | "subtree"
+    "/sys/fs/cgroup/batch/jobs" = "subtree"
 
 Unknown keys are errors that suggest the key meant, so a typo cannot
 silently leave a policy with its defaults.
@@ -28,7 +31,7 @@ import errno
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 try:
     import tomllib
@@ -38,11 +41,14 @@ except ModuleNotFoundError:  # Python < 3.11
 from ._load import suggest
 from .errors import BpfError, NotFoundError
 
-__all__ = ["Config", "ConfigError", "Entry", "read_config", "DEFAULT_PIN_DIR"]
+__all__ = ["Config", "ConfigError", "Entry", "read_config", "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES",
+           "apply_granularity"]
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format")
-_ENTRY_KEYS = ("id", "policy", "cgroup", "map", "name", "pin", "tunables")
+_ENTRY_KEYS = ("id", "policy", "cgroup", "map", "name", "pin", "tunables", "granularity")
+# What OomPolicy.set_granularity takes (bpfoom.policy.GRANULARITIES).
+GRANULARITY_CHOICES = ("task", "cgroup", "subtree")
 _ID = re.compile(r"^[A-Za-z0-9_@+-]{1,200}$")
 
 
@@ -61,6 +67,7 @@ class Entry:
     name: str | None = None
     pin: bool = True
     tunables: dict[str, Any] = field(default_factory=dict)
+    granularity: dict[str, str] = field(default_factory=dict)  # absolute cgroup path -> choice
 
     def same_program(self, other: "Entry") -> bool:
         """Same object, map, name and target: only tunables may differ."""
@@ -123,7 +130,59 @@ def _entry(where: str, table: Any, base: Path | None) -> Entry:
     if not isinstance(tunables, dict):
         raise ConfigError(errno.EINVAL, f"{where}: tunables must be a table ([attach.tunables])")
     return Entry(entry_id, policy, cgroup, _string(where, table, "map"),
-                 _string(where, table, "name"), pin, dict(tunables))
+                 _string(where, table, "name"), pin, dict(tunables),
+                 _granularity(where, table.get("granularity", {}), cgroup))
+
+
+def _granularity(where: str, table: Any, cgroup: str | None) -> dict[str, str]:
+    """[attach.granularity]: cgroup path (relative: under the entry's cgroup) -> choice."""
+    if not isinstance(table, dict):
+        raise ConfigError(errno.EINVAL, f"{where}: granularity must be a table ([attach.granularity]) "
+                          "of cgroup path = \"task\" | \"cgroup\" | \"subtree\"")
+    found: dict[str, str] = {}
+    for path, choice in table.items():
+        if choice not in GRANULARITY_CHOICES:
+            raise ConfigError(errno.EINVAL, f"{where}: granularity of {path!r} is {choice!r}, not one "
+                              f"of {', '.join(map(repr, GRANULARITY_CHOICES))}"
+                              f"{suggest(str(choice), GRANULARITY_CHOICES)}")
+        if not Path(path).is_absolute():
+            if cgroup is None:
+                raise ConfigError(errno.EINVAL, f"{where}: granularity cgroup {path!r} is relative but "
+                                  "the entry is system-wide; give an absolute cgroup path")
+            path = str(Path(cgroup) / path)
+        found[str(Path(path))] = choice
+    return found
+
+
+def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) -> Callable[[], None]:
+    """Set ``entry``'s [attach.granularity] on its loaded OomPolicy; returns an undo.
+
+    Settings ``before`` had and ``entry`` has not are dropped (back to the
+    policy's default).  Applied before attach, or in place on reload: a
+    granularity never needs the policy reloaded.
+    """
+    wanted = entry.granularity
+    dropped = set(before.granularity) - set(wanted) if before is not None else set()
+    if not wanted and not dropped:
+        return lambda: None
+    if not hasattr(policy, "set_granularity"):
+        raise ConfigError(errno.EINVAL, f"entry {entry.id!r}: granularity applies only to "
+                          "bpf_oom_ops policies that include policy_granularity.h (the shipped "
+                          "ones); remove [attach.granularity] from this entry")
+    previous = {path: policy.granularity(path) for path in {*wanted, *dropped}}
+
+    def undo() -> None:
+        for path, choice in previous.items():
+            policy.set_granularity(path, choice)
+    try:
+        for path in dropped:
+            policy.set_granularity(path, None)
+        for path, choice in wanted.items():
+            policy.set_granularity(path, choice)
+    except BaseException:
+        undo()
+        raise
+    return undo
 
 
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:

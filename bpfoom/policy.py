@@ -20,7 +20,10 @@ its committed ``.bpf.o``; :func:`policies` describes them:
             print(event)
 
 Decisions arrive as :class:`~bpfoom.events.DecisionEvent` from the policy's
-``events`` ring buffer (examples/policies/policy_event.h).
+``events`` ring buffer (examples/policies/policy_event.h), each with its
+explanation; :meth:`OomPolicy.decisions` re-reads the last 16 without
+consuming them.  What dies once a victim is chosen is set per cgroup with
+:meth:`OomPolicy.set_granularity` (examples/policies/policy_granularity.h).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from .cgroup import Cgroup
 from .errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
                      VariableNotFoundError)
 from .events import DecisionEvent, decode_event
+from .decisions import DECISIONS_MAP, read_decisions
 from .features import KFUNCS, features
 from .link import Link
 from .map import StructOpsMap
@@ -50,12 +54,15 @@ from .object import BpfObject
 from .ringbuf import RingBuffer
 
 __all__ = ["PolicyInfo", "TunableInfo", "OomPolicy", "PsiHandler", "policies", "policy_info",
-           "Attachment", "attached", "POLICY_PATH_ENV"]
+           "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES"]
 
 POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
 _SHIPPED_DIR = Path(__file__).resolve().parent.parent / "examples" / "policies"
 _KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
 _EVENTS_MAP = "events"
+_GRANULARITY_MAP = "granularity"
+# enum policy_granularity of policy_event.h: what dies once the victim cgroup is chosen
+GRANULARITIES = {"task": 1, "cgroup": 2, "subtree": 3}
 
 _TUNABLE = re.compile(
     r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
@@ -405,11 +412,66 @@ class _Handler:
         return f"<{type(self).__name__} {self._ops.name} {self.object.state}>"
 
 
+def _cgroup_id(cgroup: str | os.PathLike | Cgroup | int) -> int:
+    """The id of a cgroup given as an id, an open Cgroup or a cgroup v2 path."""
+    if isinstance(cgroup, bool) or not isinstance(cgroup, (int, str, os.PathLike, Cgroup)):
+        raise TypeError(f"a cgroup is a cgroup v2 path, a bpfoom.Cgroup or a cgroup id, "
+                        f"not {cgroup!r}")
+    if isinstance(cgroup, int):
+        return cgroup
+    if isinstance(cgroup, Cgroup):
+        return cgroup.id
+    with Cgroup.open(cgroup) as opened:
+        return opened.id
+
+
 class OomPolicy(_Handler):
     """A loaded ``bpf_oom_ops`` policy: attach it to a cgroup or system-wide, read its decisions."""
 
     kind = "oom"
     struct_name = "bpf_oom_ops"
+
+    def _granularity_map(self):
+        if _GRANULARITY_MAP not in self.object.maps:
+            raise StateError(errno.ENOENT, f"{self.name} takes no per-cgroup granularity (it has "
+                             f"no `{_GRANULARITY_MAP}` map); include policy_granularity.h in its "
+                             "source, as the shipped policies do")
+        return self.object.maps[_GRANULARITY_MAP]
+
+    def set_granularity(self, cgroup: str | os.PathLike | Cgroup | int,
+                        granularity: str | None) -> None:
+        """What dies when this policy's victim is in ``cgroup`` or below it, from the next OOM on.
+
+        "task": one task (the policy's chosen one, or the victim cgroup's
+        largest); "cgroup": every task of the victim cgroup; "subtree": every
+        task of ``cgroup`` and its descendants; None: the policy's default.
+        The setting nearest the victim cgroup wins.  memory.oom.group still
+        makes the kernel kill a whole group; the decision event says so.
+        """
+        if granularity is not None and granularity not in GRANULARITIES:
+            raise InvalidValueError(errno.EINVAL, f"granularity {granularity!r} is not one of "
+                                    f"{', '.join(map(repr, GRANULARITIES))}"
+                                    f"{suggest(str(granularity), GRANULARITIES)}; or None for the "
+                                    "policy's default")
+        settings = self._granularity_map()
+        cgroup_id = _cgroup_id(cgroup)
+        if granularity is None:
+            if cgroup_id in settings:
+                del settings[cgroup_id]
+        else:
+            settings[cgroup_id] = GRANULARITIES[granularity]
+
+    def granularity(self, cgroup: str | os.PathLike | Cgroup | int) -> str | None:
+        """The granularity set on ``cgroup`` itself (None: none; an ancestor's may apply)."""
+        value = self._granularity_map().get(_cgroup_id(cgroup))
+        return next((name for name, number in GRANULARITIES.items() if number == value), None)
+
+    def decisions(self) -> list[DecisionEvent]:
+        """The last 16 decisions, oldest first, without consuming :meth:`events`."""
+        if DECISIONS_MAP not in self.object.maps:
+            raise StateError(errno.ENOENT, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
+                             "include this bpfoom's policy_event.h in its source")
+        return read_decisions(self.object.maps[DECISIONS_MAP].fd)
 
 
 class PsiHandler(_Handler):

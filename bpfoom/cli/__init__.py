@@ -31,6 +31,7 @@ examples:
   bpfoom list --json                      what is attached where
   bpfoom detach --cgroup /sys/fs/cgroup/batch
   bpfoom events --follow --json           decisions, one JSON object per line
+  bpfoom explain --last 3                 the last decisions: candidates, exclusions, rule
   bpfoom run /etc/bpfoom/policies.toml    the daemon: attach a config, stay, detach on SIGTERM
 
 exit status: 0 ok, 1 the operation failed, 2 bad usage
@@ -38,7 +39,7 @@ exit status: 0 ok, 1 the operation failed, 2 bad usage
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _attach, _events, _show
+    from . import _attach, _events, _explain, _show
 
     parser = argparse.ArgumentParser(
         prog="bpfoom", description="Load BPF out-of-memory policies and attach them to cgroups.",
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _show.add_parsers(commands)
     _attach.add_parsers(commands)
     _events.add_parser(commands)
+    _explain.add_parser(commands)
     run = commands.add_parser(
         "run", help="run the daemon on a TOML config", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Attach every policy of CONFIG (all or nothing), stream their decisions as "

@@ -69,6 +69,7 @@ struct cgroup {
 
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
+	bool oom_group; /* memory.oom.group */
 } __attribute__((preserve_access_index));
 
 struct percpu_counter {

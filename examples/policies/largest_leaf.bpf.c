@@ -5,7 +5,8 @@
  * oom_score_adj is -1000.
  *
  * While one of its victims is still exiting the policy waits for it instead of
- * killing again (policy_kill.h).  In a system-wide OOM the scope is every
+ * killing again (policy_kill.h).  A granularity setting narrows the kill to
+ * the leaf's largest task or widens it to a subtree (policy_granularity.h).  In a system-wide OOM the scope is every
  * leaf memcg of the machine.
  */
 #include "bpfoom_kernel.h"
@@ -14,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "largest_leaf"
+#define POLICY_DEFAULT_GRANULARITY GRANULARITY_CGROUP
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,6 +30,7 @@ __u64 victim_wait_ms = 5000;
 #include "policy_scope.h"
 #include "policy_leaves.h"
 #include "policy_kill.h"
+#include "policy_granularity.h"
 
 static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
@@ -50,7 +53,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_BELOW_MINIMUM);
 		return 0;
 	}
-	if (!kill_leaf(oc, choice.id, "bpfoom largest_leaf")) {
+	if (!take_victims(oc, scope, choice.id, 0, "bpfoom largest_leaf")) {
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}

@@ -5,7 +5,8 @@
  * kernel threads and tasks with oom_score_adj -1000.
  *
  * While its victim is still exiting the policy waits for it instead of
- * killing again (policy_kill.h).  In a system-wide OOM every task of the
+ * killing again (policy_kill.h).  A granularity setting on the task's
+ * cgroup or an ancestor can widen the kill (policy_granularity.h).  In a system-wide OOM every task of the
  * machine is a candidate.
  */
 #include "bpfoom_kernel.h"
@@ -15,6 +16,7 @@
 
 #define POLICY_NAME "largest_task"
 #define POLICY_REASON REASON_LARGEST_TASK
+#define POLICY_DEFAULT_GRANULARITY GRANULARITY_TASK
 #define POLICY_KILL_MESSAGE "bpfoom largest_task"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -30,6 +32,7 @@ __u64 victim_wait_ms = 5000;
 #include "policy_scope.h"
 #include "policy_leaves.h"
 #include "policy_kill.h"
+#include "policy_granularity.h"
 #include "policy_tasks.h"
 
 static __u64 task_rank(struct task_struct *task, __u64 memory)

@@ -4,6 +4,8 @@
  * and the tasks largest_leaf would kill, then returns 0, so the kernel's
  * own killer (or the next policy in the chain) decides as if it were absent.
  * Compare its events with the kernel's kills to see what a policy would change.
+ * Its events carry largest_leaf's explanation (candidates, exclusions) and
+ * honour the same granularity settings (policy_granularity.h).
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -11,6 +13,8 @@
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "observe"
+#define POLICY_DEFAULT_GRANULARITY GRANULARITY_CGROUP
+#define POLICY_DRY_RUN
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -20,23 +24,7 @@ const volatile bool exclude_page_cache = true;
 #include "policy_event.h"
 #include "policy_scope.h"
 #include "policy_leaves.h"
-
-/* The pids kill_leaf() would kill. */
-static void list_leaf(__u64 id)
-{
-	struct bpf_iter_css_task it;
-	struct task_struct *task;
-	struct cgroup *cgrp;
-
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
-		return;
-	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
-	while ((task = bpf_iter_css_task_next(&it)))
-		event_add_pid(task->tgid);
-	bpf_iter_css_task_destroy(&it);
-	bpf_cgroup_release(cgrp);
-}
+#include "policy_granularity.h"
 
 static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
@@ -53,7 +41,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 	}
 	event.victim_cgroup_id = choice.id;
 	event.usage_bytes = choice.size;
-	list_leaf(choice.id);
+	take_victims(oc, scope, choice.id, 0, "");
 	event_send(ACTION_DRY_RUN, REASON_LARGEST_LEAF);
 	return 0;
 }

@@ -114,34 +114,4 @@ static inline bool wait_for_victim(struct oom_control *oc, struct mem_cgroup *ro
 	return false;
 }
 
-/* OOM-kill every task of cgroup `id`, recording pids (and a failure's -errno) in `event`. */
-static inline __u32 kill_leaf(struct oom_control *oc, __u64 id, const char *message)
-{
-	struct bpf_iter_css_task it;
-	struct task_struct *task;
-	struct cgroup *cgrp;
-	__u32 killed = 0;
-	int err;
-
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
-		return 0;
-	victims_forget();
-	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
-	while ((task = bpf_iter_css_task_next(&it))) {
-		err = bpf_oom_kill_process(oc, task, message);
-		if (err) {
-			if (!event.error)
-				event.error = err;
-			continue;
-		}
-		event_add_pid(task->tgid);
-		victims_add(task->tgid, id);
-		killed = 1;
-	}
-	bpf_iter_css_task_destroy(&it);
-	bpf_cgroup_release(cgrp);
-	return killed;
-}
-
 #endif

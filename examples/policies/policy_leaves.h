@@ -4,7 +4,7 @@
  *
  * Two steps, because the sleepable stats flush cannot run under
  * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
- * RCU, then measure each leaf from its id (policy_kill.h kills).  Counters
+ * RCU, then measure each leaf from its id (policy_granularity.h kills).  Counters
  * live in globals for the reason given at `event` in policy_event.h.
  */
 #ifndef BPFOOM_POLICY_LEAVES_H
@@ -17,10 +17,11 @@ __u64 leaf_ids[MAX_LEAVES];
 __u32 nr_leaves;
 
 struct leaf_stats {
+	__u64 usage;		/* memory.current */
 	__u64 size;		/* usage, minus page cache when asked */
 	bool has_tasks;
-	bool unkillable;	/* a task has oom_score_adj -1000 */
-	bool exiting;		/* a task is already an OOM victim (not one of ours) */
+	__s32 unkillable_pid;	/* a task with oom_score_adj -1000 (0: none) */
+	__s32 exiting_pid;	/* a task already an OOM victim, not one of ours (0: none) */
 };
 
 struct leaf_choice {
@@ -32,8 +33,11 @@ struct leaf_choice {
 
 struct leaf_choice choice;
 
-/* Fill leaf_ids/nr_leaves with the leaf cgroups under `root` (itself if it has no children). */
-static inline void collect_leaves(struct mem_cgroup *root)
+/*
+ * Fill leaf_ids/nr_leaves with the cgroups under `root`, itself included:
+ * only the leaves (itself if it has no children), or all of them.
+ */
+static inline void collect_cgroups(struct cgroup_subsys_state *root, bool leaves_only)
 {
 	struct cgroup_subsys_state *css;
 	struct bpf_iter_css it;
@@ -41,9 +45,9 @@ static inline void collect_leaves(struct mem_cgroup *root)
 
 	nr_leaves = 0;
 	bpf_rcu_read_lock();
-	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	bpf_iter_css_new(&it, root, BPF_CGROUP_ITER_DESCENDANTS_PRE);
 	while ((css = bpf_iter_css_next(&it))) {
-		if (css->cgroup->nr_descendants)
+		if (leaves_only && css->cgroup->nr_descendants)
 			continue;
 		n = nr_leaves;
 		if (n >= MAX_LEAVES)
@@ -55,6 +59,8 @@ static inline void collect_leaves(struct mem_cgroup *root)
 	bpf_rcu_read_unlock();
 }
 
+#define collect_leaves(memcg) collect_cgroups(&(memcg)->css, true)
+
 static inline void scan_tasks(struct cgroup *cgrp, struct leaf_stats *st)
 {
 	struct bpf_iter_css_task it;
@@ -64,9 +70,9 @@ static inline void scan_tasks(struct cgroup *cgrp, struct leaf_stats *st)
 	while ((task = bpf_iter_css_task_next(&it))) {
 		st->has_tasks = true;
 		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
-			st->unkillable = true;
+			st->unkillable_pid = task->tgid;
 		if (bpf_task_is_oom_victim(task))
-			st->exiting = true;
+			st->exiting_pid = task->tgid;
 	}
 	bpf_iter_css_task_destroy(&it);
 }
@@ -88,12 +94,31 @@ static inline bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_s
 		usage = bpf_mem_cgroup_usage(memcg);
 		cache = exclude_page_cache ? bpf_mem_cgroup_page_state(memcg,
 				bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES)) : 0;
+		st->usage = usage;
 		st->size = usage > cache ? usage - cache : 0;
 		bpf_put_mem_cgroup(memcg);
 	}
 	scan_tasks(cgrp, st);
 	bpf_cgroup_release(cgrp);
 	return true;
+}
+
+/*
+ * Whether a measured leaf with tasks can be a candidate; if not, the
+ * explanation says why.  A leaf holding an OOM victim makes the policy wait.
+ */
+static __always_inline bool leaf_is_candidate(__u64 id, struct leaf_stats *st)
+{
+	if (st->exiting_pid) {
+		choice.exiting_id = id;
+		explain_exclusion(EXCLUDED_OOM_VICTIM, id, st->exiting_pid);
+		return false;
+	}
+	if (st->unkillable_pid) {
+		explain_exclusion(EXCLUDED_UNKILLABLE, id, st->unkillable_pid);
+		return false;
+	}
+	return st->size != 0;
 }
 
 /* Set `choice` to the largest leaf under `root` with tasks, none of them unkillable. */
@@ -109,11 +134,10 @@ static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_pag
 		id = leaf_ids[i & (MAX_LEAVES - 1)];
 		if (!measure_leaf(id, exclude_page_cache, &st) || !st.has_tasks)
 			continue;
-		if (st.exiting)
-			choice.exiting_id = id;
-		if (st.unkillable || !st.size)
+		if (!leaf_is_candidate(id, &st))
 			continue;
 		choice.candidates++;
+		explain_candidate(id, 0, st.usage, st.size, 0, false);
 		if (st.size > choice.size) {
 			choice.size = st.size;
 			choice.id = id;

@@ -6,7 +6,9 @@
  *
  * A policy including this defines, before including it, POLICY_REASON (its
  * enum policy_reason) and POLICY_KILL_MESSAGE, plus the globals
- * min_victim_bytes and count_swap, and after it task_rank().
+ * min_victim_bytes and count_swap, and after it task_rank().  What dies is
+ * the chosen task, or more if a granularity setting says so
+ * (policy_granularity.h, included before this).
  */
 #ifndef BPFOOM_POLICY_TASKS_H
 #define BPFOOM_POLICY_TASKS_H
@@ -25,21 +27,6 @@ struct task_choice task_choice;
 /* The policy's ordering: the killable task with the largest rank dies. */
 static __u64 task_rank(struct task_struct *task, __u64 memory);
 
-/* Resident plus (optionally) swapped bytes, as the kernel's OOM badness counts them. */
-static __u64 task_memory(struct task_struct *task)
-{
-	struct mm_struct *mm = task->mm;
-	__s64 pages;
-
-	if (!mm)
-		return 0;
-	pages = mm->rss_stat[MM_FILEPAGES].count + mm->rss_stat[MM_ANONPAGES].count +
-		mm->rss_stat[MM_SHMEMPAGES].count;
-	if (count_swap)
-		pages += mm->rss_stat[MM_SWAPENTS].count;
-	return pages > 0 ? pages * POLICY_PAGE_SIZE : 0;
-}
-
 static void rank_tasks_of(__u64 id)
 {
 	struct bpf_iter_css_task it;
@@ -52,18 +39,27 @@ static void rank_tasks_of(__u64 id)
 		return;
 	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
+		if (task->flags & PF_KTHREAD)
+			continue;
 		if (bpf_task_is_oom_victim(task)) {
 			task_choice.exiting_id = id;
+			explain_exclusion(EXCLUDED_OOM_VICTIM, id, task->tgid);
 			continue;
 		}
-		if ((task->flags & PF_KTHREAD) ||
-		    task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
+		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN) {
+			explain_exclusion(EXCLUDED_UNKILLABLE, id, task->tgid);
 			continue;
-		memory = task_memory(task);
-		if (!memory || memory < min_victim_bytes)
+		}
+		memory = task_memory(task, count_swap);
+		if (!memory)
 			continue;
+		if (memory < min_victim_bytes) {
+			explain_exclusion(EXCLUDED_BELOW_MINIMUM, id, task->tgid);
+			continue;
+		}
 		task_choice.candidates++;
 		rank = task_rank(task, memory);
+		explain_candidate(id, task->tgid, memory, rank, 0, false);
 		if (!task_choice.pid || rank > task_choice.rank) {
 			task_choice.pid = task->tgid;
 			task_choice.cgroup_id = id;
@@ -86,27 +82,6 @@ static void choose_task(struct mem_cgroup *root)
 		rank_tasks_of(leaf_ids[i & (MAX_LEAVES - 1)]);
 }
 
-/* Kill the chosen task; 0 or the kfunc's -errno (also in event.error). */
-static int kill_chosen_task(struct oom_control *oc)
-{
-	struct task_struct *task;
-	int err;
-
-	task = bpf_task_from_pid(task_choice.pid);
-	if (!task)
-		return -3; /* -ESRCH: it exited meanwhile */
-	err = bpf_oom_kill_process(oc, task, POLICY_KILL_MESSAGE);
-	bpf_task_release(task);
-	if (err) {
-		event.error = err;
-		return err;
-	}
-	victims_forget();
-	victims_add(task_choice.pid, task_choice.cgroup_id);
-	event_add_pid(task_choice.pid);
-	return 0;
-}
-
 static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 {
 	if (wait_for_victim(oc, scope))
@@ -124,7 +99,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		}
 		return 0;
 	}
-	if (kill_chosen_task(oc)) {
+	if (!take_victims(oc, scope, task_choice.cgroup_id, task_choice.pid, POLICY_KILL_MESSAGE)) {
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}

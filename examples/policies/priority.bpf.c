@@ -20,6 +20,7 @@
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "priority"
+#define POLICY_DEFAULT_GRANULARITY GRANULARITY_CGROUP
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -48,6 +49,7 @@ __u64 victim_wait_ms = 5000;
 #include "policy_scope.h"
 #include "policy_leaves.h"
 #include "policy_kill.h"
+#include "policy_granularity.h"
 
 struct priority_choice {
 	__u64 id;
@@ -118,13 +120,14 @@ static void choose_by_priority(struct mem_cgroup *root)
 		id = leaf_ids[i & (MAX_LEAVES - 1)];
 		if (!measure_leaf(id, exclude_page_cache, &st) || !st.has_tasks)
 			continue;
-		if (st.exiting)
-			choice.exiting_id = id;
-		if (st.unkillable || !st.size)
+		if (!leaf_is_candidate(id, &st))
 			continue;
 		best.candidates++;
 		setting_of(id, root_level);
 		protected = found_setting.protected != 0;
+		explain_candidate(id, 0, st.usage, st.size, found_setting.priority, protected);
+		if (protected)
+			explain_exclusion(EXCLUDED_PROTECTED, id, 0);
 		if (worse_than_best(protected, found_setting.priority, st.size)) {
 			best.id = id;
 			best.size = st.size;
@@ -132,6 +135,9 @@ static void choose_by_priority(struct mem_cgroup *root)
 			best.protected = protected;
 		}
 	}
+	if (best.protected) /* nothing unprotected: no protected leaf was passed over */
+		__builtin_memset(&event.excluded[EXCLUDED_PROTECTED], 0,
+				 sizeof(event.excluded[EXCLUDED_PROTECTED]));
 }
 
 static int decide(struct oom_control *oc, struct mem_cgroup *scope)
@@ -151,7 +157,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_NOTHING_KILLABLE);
 		return 0;
 	}
-	if (!kill_leaf(oc, best.id, "bpfoom priority")) {
+	if (!take_victims(oc, scope, best.id, 0, "bpfoom priority")) {
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}

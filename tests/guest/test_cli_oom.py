@@ -44,7 +44,7 @@ def test_attach_list_events_detach_around_an_oom(cgroup, memory_hog):
         assert events.returncode == 0, events.stderr
         decisions = [json.loads(line) for line in events.stdout.splitlines()]
         killed = [d for d in decisions if d["action"] == "killed"]
-        assert killed and killed[0]["schema"] == 1
+        assert killed and killed[0]["schema"] == 2
         assert large.pid in killed[0]["pids"] and killed[0]["victim_cgroup_id"] == big.id
 
         # --follow prints the next decision as it happens.

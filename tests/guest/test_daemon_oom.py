@@ -83,7 +83,7 @@ def test_the_daemon_logs_decisions_reloads_and_detaches(cgroup, memory_hog, daem
     assert large.wait_dead() == "SIGKILL" and little.alive
     decision = daemon.wait_event("decision")
     assert decision["action"] == "killed" and large.pid in decision["pids"]
-    assert decision["schema"] == 1 and decision["id"] == "leaf"
+    assert decision["schema"] == 2 and decision["id"] == "leaf"
 
     # A .data tunable changes in place: a 1 GiB minimum makes the policy decline.
     write_config(config, pin_dir, cgroup.path, min_victim_bytes=1 << 30)

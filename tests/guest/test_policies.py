@@ -93,7 +93,7 @@ def test_task_policies_kill_one_task(load_policy, cgroups, hogs, kernel_log, pol
     policy.attach(cgroup=top)
     started = holders(hogs, {"big": work, "old": work, "young": work},
                       {"old": 6, "big": 20, "young": 8})
-    overrun(hogs, alloc, 30)  # 64 MiB wanted; either victim leaves room
+    allocator = overrun(hogs, alloc, 30)  # 64 MiB wanted; either victim leaves room
 
     assert first_kill(kernel_log) == (started[victim].pid, f"bpfoom {policy_name}")
     assert sigkilled(started[victim].wait_dead())
@@ -103,6 +103,16 @@ def test_task_policies_kill_one_task(load_policy, cgroups, hogs, kernel_log, pol
     assert decision.reason == policy_name
     assert decision.candidates == 3
     assert all(hog.alive() for name, hog in started.items() if name != victim)
+    # The explanation: the three tasks in the order they would die, the allocator excluded.
+    order = {"largest_task": ("big", "young", "old"), "newest_task": ("young", "big", "old")}
+    assert [c.pid for c in decision.considered] == [started[n].pid for n in order[policy_name]]
+    assert all(c.cgroup_id == work.id for c in decision.considered)
+    ranks = [c.rank for c in decision.considered]
+    assert ranks == sorted(ranks, reverse=True)
+    if policy_name == "largest_task":
+        assert ranks == [c.usage_bytes for c in decision.considered]
+    assert decision.excluded["unkillable"].first == ((alloc.id, allocator.pid),)
+    assert decision.granularity == "task"
 
 
 def test_observe_reports_largest_leaf_and_lets_the_kernel_decide(load_policy, cgroups, hogs,
@@ -124,6 +134,9 @@ def test_observe_reports_largest_leaf_and_lets_the_kernel_decide(load_policy, cg
     dry = next(e for e in events if e.action == "dry_run")
     assert dry.victim_cgroup_id == leaves["large"].id
     assert dry.pids == (started["large"].pid,)
+    # largest_leaf's explanation, though the kernel's killer decides.
+    assert [c.cgroup_id for c in dry.considered] == [leaves["large"].id, leaves["favoured"].id]
+    assert [cgroup_id for cgroup_id, _ in dry.excluded["unkillable"].first] == [leaves["alloc"].id]
     assert not kills(events)
     wait_until(lambda: memory_events(leaves["favoured"])["oom_kill"] == 1,
                what="the kernel's kill to be counted")

@@ -22,6 +22,9 @@ def test_a_protected_cgroup_survives_while_an_unprotected_one_exists(load_policy
     decision = only_kill(policy, kernel_log)
     assert decision.reason == "priority_class"
     assert decision.victim_cgroup_id == leaves["spare"].id
+    assert [(c.cgroup_id, c.protected) for c in decision.considered] == [
+        (leaves["spare"].id, False), (leaves["precious"].id, True)]
+    assert decision.excluded["protected"].first == ((leaves["precious"].id, 0),)
     assert started["precious"].alive()
     assert memory_events(leaves["precious"])["oom_kill"] == 0
 

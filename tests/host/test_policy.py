@@ -81,7 +81,7 @@ def test_the_oom_demo_names_the_missing_feature_and_fails():
 
 
 def test_an_event_of_an_unknown_schema_is_refused():
-    record = bytearray(160)
-    record[0:4] = (2).to_bytes(2, "little") + (160).to_bytes(2, "little")
-    with pytest.raises(bpfoom.InvalidValueError, match="schema 2"):
+    record = bytearray(160)  # schema 1: the record before explanations
+    record[0:4] = (1).to_bytes(2, "little") + (160).to_bytes(2, "little")
+    with pytest.raises(bpfoom.InvalidValueError, match="schema 1 and size 160.*reads schema 2"):
         bpfoom.DecisionEvent.from_bytes(bytes(record))
