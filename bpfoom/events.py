@@ -54,7 +54,7 @@ import datetime
 import errno
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InvalidValueError, errno_name
 
@@ -151,7 +151,7 @@ class DecisionEvent:
     error: int | None
     monotonic_ns: int
     considered: tuple[Candidate, ...] = ()
-    excluded: dict[str, Exclusion] | None = None
+    excluded: dict[str, Exclusion] | None = field(default=None, hash=False)
     granularity: str | None = None
     granularity_cgroup_id: int = 0
     oom_group_cgroup_id: int = 0

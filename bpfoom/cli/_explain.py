@@ -80,8 +80,11 @@ def _render(entry: PolicyDecisions, event: DecisionEvent, paths: dict[int, str])
 def _explain(args: argparse.Namespace) -> int:
     from ..attachments import _cgroup_paths
 
+    from ..features import features
+
     found = recent_decisions()
     if not found:
+        features().require("bpf_oom_ops")  # says what the kernel lacks, if it does
         raise NotFoundError(errno.ENOENT, "no bpf_oom_ops policy is attached, so there is nothing "
                             "to explain; attach one (bpfoom attach largest_leaf --cgroup PATH)")
     decisions = sorted(((event.monotonic_ns, index, event) for index, entry in enumerate(found)
