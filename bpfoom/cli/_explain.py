@@ -60,12 +60,15 @@ def _render(entry: PolicyDecisions, event: DecisionEvent, paths: dict[int, str])
               "killed that whole group")
     if event.considered:
         print(f"  candidates ({event.candidates} compared, best first):")
-        rows = [["#", "CGROUP", "PID", "USAGE", "RANKED BY", "CLASS"]]
+        classes = any(c.priority or c.protected for c in event.considered) or \
+            event.reason in ("priority_class", "only_protected")
+        rows = [["#", "CGROUP", "PID", "USAGE", "RANKED BY", *(["CLASS"] if classes else [])]]
         for index, candidate in enumerate(event.considered, 1):
             rows.append([str(index), _cgroup(candidate.cgroup_id, paths),
                          str(candidate.pid or "-"), _size(candidate.usage_bytes),
                          _ranked_by(event, candidate.rank),
-                         f"{candidate.priority}{' protected' if candidate.protected else ''}"])
+                         *([f"{candidate.priority}{' protected' if candidate.protected else ''}"]
+                           if classes else [])])
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("    " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
