@@ -42,7 +42,7 @@ from . import _sd_notify
 from ._load import LoadedPolicy, load
 from ._pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpffs
 from .cgroup import Cgroup
-from .daemon_config import Config, ConfigError, Entry, read_config
+from .daemon_config import Config, ConfigError, Entry, apply_granularity, read_config
 from .errors import BpfError, BusyError
 from .kill_watch import KillWatcher
 from .link import Link
@@ -142,7 +142,13 @@ class Daemon:
             return cgroup.id
 
     def _load(self, entry: Entry) -> LoadedPolicy:
-        return load(entry.policy, entry.tunables, map_name=entry.map, register_as=entry.name)
+        loaded = load(entry.policy, entry.tunables, map_name=entry.map, register_as=entry.name)
+        try:
+            apply_granularity(loaded.policy, entry)  # before attach: the first OOM uses it
+        except BaseException:
+            loaded.close()
+            raise
+        return loaded
 
     def _watch(self, entry: Entry, loaded: LoadedPolicy) -> None:
         """Log the policy's decisions (objects without a decision stream have none)."""
@@ -332,6 +338,7 @@ class Daemon:
                 running.loaded.set(key, value)
             running.entry = old_entry
         undo.append(restore)
+        undo.append(apply_granularity(running.loaded.policy, entry, old_entry))
         for key, value in changed.items():
             running.loaded.set(key, _typed(running.loaded, key, value))
         running.entry = entry

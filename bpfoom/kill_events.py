@@ -161,19 +161,23 @@ class OomNoKillEvent(_Event):
 
 @dataclass(frozen=True)
 class OverrunEvent(_Event):
-    """Kill records lost because the watcher's ring buffer was full."""
+    """Records lost because a ring buffer was full: the kill watcher's or a policy's."""
 
     lost: int
     total_lost: int
     monotonic_ns: int
+    source: str = "kill_watch"  # or the name of the policy whose decisions were lost
     kind = "overrun"
 
     def _fields(self) -> dict:
-        return {"lost": self.lost, "total_lost": self.total_lost}
+        return {"source": self.source, "lost": self.lost, "total_lost": self.total_lost}
 
     def __str__(self) -> str:
-        return (f"kill watcher overrun: {self.lost} records lost ({self.total_lost} in all); "
-                "read faster or give KillWatcher a larger ring_size")
+        if self.source == "kill_watch":
+            return (f"kill watcher overrun: {self.lost} records lost ({self.total_lost} in all); "
+                    "read faster or give KillWatcher a larger ring_size")
+        return (f"{self.source} overrun: {self.lost} decisions lost ({self.total_lost} in all); "
+                "read faster or load the policy with a larger ring_size")
 
 
 def decode_kill_record(data: bytes) -> KillEvent | OomNoKillEvent:

@@ -46,6 +46,7 @@ from .cgroup import Cgroup
 from .errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
                      VariableNotFoundError)
 from .events import DecisionEvent, decode_event
+from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
 from .features import KFUNCS, features
 from .link import Link
@@ -213,17 +214,22 @@ class _Handler:
         self._ops = ops
         self._links: list[Link] = []
         self._callbacks: list[Callable[[DecisionEvent], object]] = []
+        self._dropped_seen = 0
         self._pending: collections.deque[DecisionEvent] = collections.deque()
         self._ring: RingBuffer | None = None
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike, **tunables: Any):
+    def load(cls, name_or_path: str | os.PathLike, *, ring_size: int | None = None,
+             **tunables: Any):
         """Open a shipped policy (by name) or any policy object (by path), set tunables, load it.
 
         Tunables are checked before anything reaches the kernel: an unknown
         name raises VariableNotFoundError suggesting the close match, a bad
         value InvalidValueError.  On a kernel without this handler's
         struct_ops type NotSupportedError names the missing feature.
+        ``ring_size`` sizes the decision ring buffer (bytes, a power-of-two
+        number of pages); decisions it has no room for are reported as an
+        :class:`~bpfoom.OverrunEvent`, never dropped silently.
         """
         info, path = cls._resolve(name_or_path)
         obj = BpfObject.open(path)
@@ -234,6 +240,8 @@ class _Handler:
                 raise ObjectFileError(errno.EINVAL, f"{path} holds a {ops.struct_name}, not a "
                                       f"{cls.struct_name}; load it with bpfoom.{other}")
             handler = cls(obj, ops, info)
+            if ring_size is not None:
+                handler._events_map().max_entries = ring_size
             for name, value in tunables.items():
                 handler._section_of(name, write_after_load=False)[name] = value
             features().require(cls.struct_name)
@@ -328,17 +336,30 @@ class _Handler:
                 link.close()
 
     # -- events ---------------------------------------------------------------
+    def _events_map(self):
+        if _EVENTS_MAP not in self.object.maps:
+            raise StateError(errno.ENOENT, f"{self.name} has no `{_EVENTS_MAP}` ring buffer "
+                             "of decision events; include policy_event.h in its source")
+        return self.object.maps[_EVENTS_MAP]
+
     def _ring_buffer(self) -> RingBuffer:
         with self._lock:
             if self._ring is None:
-                if _EVENTS_MAP not in self.object.maps:
-                    raise StateError(errno.ENOENT, f"{self.name} has no `{_EVENTS_MAP}` ring buffer "
-                                     "of decision events; include policy_event.h in its source")
-                self._ring = RingBuffer(self.object.maps[_EVENTS_MAP], self._receive)
+                self._ring = RingBuffer(self._events_map(), self._receive)
             return self._ring
 
     def _receive(self, data: bytes) -> None:
-        event = decode_event(data)
+        self._deliver(decode_event(data))
+
+    def _report_drops(self) -> None:
+        """Turn growth of the policy's drop counter into one OverrunEvent, after what arrived."""
+        total = self.events_dropped
+        if total > self._dropped_seen:
+            lost, self._dropped_seen = total - self._dropped_seen, total
+            self._deliver(OverrunEvent(lost=lost, total_lost=total,
+                                       monotonic_ns=time.monotonic_ns(), source=self.name))
+
+    def _deliver(self, event: DecisionEvent | OverrunEvent) -> None:
         if self._callbacks:
             for callback in list(self._callbacks):
                 callback(event)
@@ -355,10 +376,15 @@ class _Handler:
     def poll(self, timeout: float | None = None) -> int:
         """Wait up to ``timeout`` seconds (None: forever) for decisions; how many arrived."""
         ring = self._ring_buffer()
-        return ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
+        handled = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
+        self._report_drops()
+        return handled
 
     def events(self, timeout: float | None = None) -> Iterator[DecisionEvent]:
-        """Decisions as they come; ends after ``timeout`` seconds without one (None: never)."""
+        """Decisions as they come; ends after ``timeout`` seconds without one (None: never).
+
+        Decisions lost to a full ring buffer come as one OverrunEvent after those that arrived.
+        """
         if self._callbacks:
             raise StateError(errno.EBUSY, "events() and on_event() callbacks both want the "
                              "decisions; use one of them")
@@ -372,6 +398,7 @@ class _Handler:
                 if left is not None and left <= 0:
                     return
                 ring.poll(-1 if left is None else max(1, int(left * 1000)))
+                self._report_drops()
 
     @property
     def events_dropped(self) -> int:

@@ -23,9 +23,13 @@ _JSON_EPILOG = """\
 --json: one object per line, each with "schema" (the version of that kind's fields: 1 for
 kill, oom_no_kill and overrun; a decision's is DecisionEvent's), "kind", "monotonic_ns"
 (CLOCK_MONOTONIC, the same clock for every kind) and "time" (ISO 8601, UTC).
-  "kind": "decision"     a policy's decision: "policy", "action", "reason",
+  "kind": "decision"     (schema 2) a policy's decision: "policy", "action", "reason",
                          "scope_cgroup_id", "oom_cgroup_id", "victim_cgroup_id",
-                         "usage_bytes", "pids", "nr_pids", "candidates", "error": ENAME|null
+                         "usage_bytes", "pids", "nr_pids", "candidates" (how many were
+                         compared), "error": ENAME|null, and why: the best ranked in
+                         "considered", the "excluded" by reason, the "granularity"
+                         applied and "oom_group_cgroup_id" (memory.oom.group)
+                         (every field: docs/surfaces.md, "Decisions explained")
   "kind": "kill"         (with --follow) the kernel marked an OOM victim: "policy" (the
                          BPF policy that chose it, or "default"), "by_bpf", "pid", "tgid",
                          "comm", "uid", "oom_score_adj", "victim_cgroup_id", "oom_cgroup_id",
