@@ -142,3 +142,58 @@ def test_a_restart_after_sigkill_readopts_the_policy(cgroup, memory_hog, daemons
     assert second.wait() == 0
     assert not any(a.cgroup_id == cgroup.id for a in bpfoom.attached())
     assert list(pin_dir.iterdir()) == []  # link and events pins both gone
+
+
+def test_the_daemon_applies_granularity_and_changes_it_on_reload(cgroup, memory_hog, daemons,
+                                                                  pin_dir, tmp_path):
+    cgroup.write("memory.max", str(64 << 20))
+    trio, alloc = cgroup.child("trio"), cgroup.child("alloc")
+    config = tmp_path / "bpfoom.toml"
+
+    def configure(choice: str) -> None:
+        write_config(config, pin_dir, cgroup.path)
+        with config.open("a") as toml:
+            toml.write(f'[attach.granularity]\n"trio" = "{choice}"\n')
+
+    def three() -> list:
+        hogs = [memory_hog(trio, mib) for mib in (14, 10, 8)]
+        for hog in hogs:
+            hog.release()
+            assert hog.wait_allocated()
+        return hogs
+
+    def overflow() -> None:
+        """Unkillable 40 MiB on top of the trio's 32 (and the hogs' own): one OOM; then stopped."""
+        allocator = memory_hog(alloc, 40, oom_score_adj=-1000)
+        allocator.release()
+        assert allocator.wait_allocated()
+        allocator.stop()
+
+    def kill_decision() -> dict:
+        while (decision := daemon.wait_event("decision"))["action"] != "killed":
+            pass  # "waiting" for a victim to exit
+        return decision
+
+    configure("task")
+    daemon = daemons(config)
+    daemon.wait_event("ready")
+    hogs = three()
+    overflow()
+    decision = kill_decision()
+    assert decision["granularity"] == "task" and decision["pids"] == [hogs[0].pid]
+    assert hogs[0].wait_dead() == "SIGKILL" and hogs[1].alive and hogs[2].alive
+
+    configure("cgroup")  # in place, at the next OOM
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_event("reloaded")
+    assert [a.cgroup_id for a in bpfoom.attached()].count(cgroup.id) == 1
+    hogs = hogs[1:] + [memory_hog(trio, 14)]
+    hogs[-1].release()
+    assert hogs[-1].wait_allocated()
+    overflow()
+    decision = kill_decision()
+    assert decision["granularity"] == "cgroup"
+    assert sorted(decision["pids"]) == sorted(hog.pid for hog in hogs)
+    assert all(hog.wait_dead() == "SIGKILL" for hog in hogs)
+    trio.close()
+    alloc.close()
