@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +62,12 @@ class KillWatcher:
             try:
                 self.object.load()
             except BpfError as err:
+                if err.errno == errno.EPERM and os.geteuid() == 0:
+                    raise type(err)(err.errno, "this kernel refuses the kill watcher's fentry/fexit "
+                                    "programs even to root (kernel lockdown, or no BPF "
+                                    "trampolines), so OOM kills cannot be watched here; "
+                                    "policies' own decisions are still reported",
+                                    log=err.log, feature=err.feature) from err
                 raise type(err)(err.errno, f"{err.strerror}; the kill watcher needs fentry/fexit "
                                 "programs on out_of_memory and the oom/mark_victim tracepoint "
                                 "(a kernel with BTF, ftrace and BPF trampolines, CAP_BPF and "
