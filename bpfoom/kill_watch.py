@@ -17,15 +17,13 @@ records lost.  Closing the watcher detaches everything; it never pins.
 
 from __future__ import annotations
 
-import collections
 import errno
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import BpfError, ClosedError, StateError
+from ._event_stream import EventStream
+from .errors import BpfError, ClosedError
 from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent, decode_kill_record
 from .link import Link
 from .object import BpfObject
@@ -39,7 +37,7 @@ _RING = "kills"
 KillWatchEvent = KillEvent | OomNoKillEvent | OverrunEvent
 
 
-class KillWatcher:
+class KillWatcher(EventStream):
     """Loaded and attached kill watcher; a context manager, :meth:`close` detaches it."""
 
     def __init__(self, *, ring_size: int | None = None) -> None:
@@ -50,11 +48,9 @@ class KillWatcher:
         two reads).  Nothing stays attached if this raises.
         """
         self._lock = threading.RLock()
-        self._callbacks: list[Callable[[KillWatchEvent], object]] = []
-        self._pending: collections.deque[KillWatchEvent] = collections.deque()
         self._links: list[Link] = []
         self._ring: RingBuffer | None = None
-        self._dropped_seen = 0
+        self._init_stream()
         self.object = BpfObject.open(WATCHER_OBJECT)
         try:
             if ring_size is not None:
@@ -88,61 +84,13 @@ class KillWatcher:
     def _receive(self, data: bytes) -> None:
         self._deliver(decode_kill_record(data))
 
-    def _deliver(self, event: KillWatchEvent) -> None:
-        if self._callbacks:
-            for callback in list(self._callbacks):
-                callback(event)
-        else:
-            self._pending.append(event)
+    _overrun_source = "kill_watch"
 
-    def _report_drops(self) -> None:
-        """Turn growth of the BPF side's drop counter into one OverrunEvent."""
-        total = self.events_dropped
-        if total > self._dropped_seen:
-            lost, self._dropped_seen = total - self._dropped_seen, total
-            self._deliver(OverrunEvent(lost=lost, total_lost=total,
-                                       monotonic_ns=time.monotonic_ns()))
-
-    def _live_ring(self) -> RingBuffer:
+    def _event_ring(self) -> RingBuffer:
         ring = self._ring
         if ring is None:
             raise ClosedError(errno.EBADF, "the kill watcher is closed; start a new KillWatcher")
         return ring
-
-    def on_event(self, callback: Callable[[KillWatchEvent], object]) -> None:
-        """Call ``callback(event)`` for each event, from :meth:`poll` (not with :meth:`events`)."""
-        if not callable(callback):
-            raise TypeError("on_event() takes a callable: callback(event)")
-        with self._lock:
-            self._live_ring()
-            self._callbacks.append(callback)
-
-    def poll(self, timeout: float | None = None) -> int:
-        """Wait up to ``timeout`` seconds (None: forever) for records; how many arrived.
-
-        An overrun found meanwhile is delivered (and counted) after them.
-        """
-        with self._lock:
-            ring = self._live_ring()
-            count = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
-            before = self._dropped_seen
-            self._report_drops()
-            return count + (self._dropped_seen != before)
-
-    def events(self, timeout: float | None = None) -> Iterator[KillWatchEvent]:
-        """Events as they come; ends after ``timeout`` seconds without one (None: never)."""
-        if self._callbacks:
-            raise StateError(errno.EBUSY, "events() and on_event() callbacks both want the "
-                             "events; use one of them")
-        while True:
-            while self._pending:
-                yield self._pending.popleft()
-            started = time.monotonic()
-            while not self._pending:
-                left = None if timeout is None else timeout - (time.monotonic() - started)
-                if left is not None and left <= 0:
-                    return
-                self.poll(None if left is None else max(0.001, left))
 
     @property
     def events_dropped(self) -> int:

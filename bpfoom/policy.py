@@ -28,14 +28,11 @@ consuming them.  What dies once a victim is chosen is set per cgroup with
 
 from __future__ import annotations
 
-import collections
 import difflib
 import errno
 import os
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,8 +42,8 @@ from .btf import Kind
 from .cgroup import Cgroup
 from .errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
                      VariableNotFoundError)
+from ._event_stream import EventStream
 from .events import DecisionEvent, decode_event
-from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
 from .features import KFUNCS, features
 from .link import Link
@@ -200,7 +197,7 @@ def _policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
 
 # -- loaded handlers ------------------------------------------------------------
 
-class _Handler:
+class _Handler(EventStream):
     """What OomPolicy and PsiHandler share: load, attach, decision events, tunables, close."""
 
     kind: ClassVar[str]
@@ -213,10 +210,8 @@ class _Handler:
         self.info = info
         self._ops = ops
         self._links: list[Link] = []
-        self._callbacks: list[Callable[[DecisionEvent], object]] = []
-        self._dropped_seen = 0
-        self._pending: collections.deque[DecisionEvent] = collections.deque()
         self._ring: RingBuffer | None = None
+        self._init_stream()
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike, *, ring_size: int | None = None,
@@ -342,7 +337,7 @@ class _Handler:
                              "of decision events; include policy_event.h in its source")
         return self.object.maps[_EVENTS_MAP]
 
-    def _ring_buffer(self) -> RingBuffer:
+    def _event_ring(self) -> RingBuffer:
         with self._lock:
             if self._ring is None:
                 self._ring = RingBuffer(self._events_map(), self._receive)
@@ -351,54 +346,9 @@ class _Handler:
     def _receive(self, data: bytes) -> None:
         self._deliver(decode_event(data))
 
-    def _report_drops(self) -> None:
-        """Turn growth of the policy's drop counter into one OverrunEvent, after what arrived."""
-        total = self.events_dropped
-        if total > self._dropped_seen:
-            lost, self._dropped_seen = total - self._dropped_seen, total
-            self._deliver(OverrunEvent(lost=lost, total_lost=total,
-                                       monotonic_ns=time.monotonic_ns(), source=self.name))
-
-    def _deliver(self, event: DecisionEvent | OverrunEvent) -> None:
-        if self._callbacks:
-            for callback in list(self._callbacks):
-                callback(event)
-        else:
-            self._pending.append(event)
-
-    def on_event(self, callback: Callable[[DecisionEvent], object]) -> None:
-        """Call ``callback(event)`` for each decision, from :meth:`poll` (not with :meth:`events`)."""
-        if not callable(callback):
-            raise TypeError("on_event() takes a callable: callback(event: DecisionEvent)")
-        self._ring_buffer()
-        self._callbacks.append(callback)
-
-    def poll(self, timeout: float | None = None) -> int:
-        """Wait up to ``timeout`` seconds (None: forever) for decisions; how many arrived."""
-        ring = self._ring_buffer()
-        handled = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
-        self._report_drops()
-        return handled
-
-    def events(self, timeout: float | None = None) -> Iterator[DecisionEvent]:
-        """Decisions as they come; ends after ``timeout`` seconds without one (None: never).
-
-        Decisions lost to a full ring buffer come as one OverrunEvent after those that arrived.
-        """
-        if self._callbacks:
-            raise StateError(errno.EBUSY, "events() and on_event() callbacks both want the "
-                             "decisions; use one of them")
-        ring = self._ring_buffer()
-        while True:
-            while self._pending:
-                yield self._pending.popleft()
-            started = time.monotonic()
-            while not self._pending:
-                left = None if timeout is None else timeout - (time.monotonic() - started)
-                if left is not None and left <= 0:
-                    return
-                ring.poll(-1 if left is None else max(1, int(left * 1000)))
-                self._report_drops()
+    @property
+    def _overrun_source(self) -> str:
+        return self.name
 
     @property
     def events_dropped(self) -> int:
