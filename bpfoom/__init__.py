@@ -45,23 +45,23 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from . import _log
-from .cgroup import Cgroup
-from .errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidValueError,
+from .bpf import _log
+from .bpf.cgroup import Cgroup
+from .bpf.errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidValueError,
                      KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
                      ObjectFileError, PermissionDeniedError, ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
-from .features import Feature, Features, features
-from .globals import GlobalSection
-from .link import Link, LinkInfo, links
-from .map import Map, MapInfo, StructOpsFields, StructOpsMap
-from .attachments import Attachment, attached
-from .events import DecisionEvent
-from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent
-from .kill_watch import KillWatcher
-from .policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
-from .object import BpfObject, NoStructOpsError, Program
-from .ringbuf import RingBuffer
+from .bpf.features import Feature, Features, features
+from .bpf.globals import GlobalSection
+from .bpf.link import Link, LinkInfo, links
+from .bpf.map import Map, MapInfo, StructOpsFields, StructOpsMap
+from .oom.attachments import Attachment, attached
+from .oom.events import DecisionEvent
+from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
+from .oom.kill_watch import KillWatcher
+from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
+from .bpf.object import BpfObject, NoStructOpsError, Program
+from .bpf.ringbuf import RingBuffer
 
 try:
     __version__ = _metadata.version("bpfoom")

@@ -24,7 +24,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_DIRS = ("bpfoom/bpf", "examples", "tests/bpf")
+SOURCE_DIRS = ("bpfoom/oom", "examples", "tests/bpf")
+# The headers policies, the kill watcher and test programs include (shipped: bpfoom.get_include()).
+INCLUDE_DIR = "bpfoom/oom/include"
 CLANG = os.environ.get("BPFOOM_CLANG", "clang-19")
 STRIP = os.environ.get("BPFOOM_LLVM_STRIP", "llvm-strip-19")
 HEADERS_ENV = "BPFOOM_LIBBPF_HEADERS"
@@ -84,6 +86,7 @@ def build_one(source: Path, output: Path, headers: Path) -> None:
         f"-ffile-prefix-map={headers}={HEADERS_ALIAS}",
         "-fdebug-compilation-dir=.",
         "-I", str(headers),
+        "-I", INCLUDE_DIR,
         "-c", str(source), "-o", str(unstripped),
     ])
     # .comment names the exact clang package build; dropping it keeps objects

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..errors import BpfError, errno_name
+from ..bpf.errors import BpfError, errno_name
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..daemon import check_config, run_daemon
+    from ..daemon.loop import check_config, run_daemon
 
     if args.check:
         config = check_config(args.config)

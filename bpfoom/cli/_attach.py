@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from ..errors import NotFoundError
+from ..bpf.errors import NotFoundError
 from . import UsageError
 from ._show import attachment_json, emit_json
 
@@ -28,7 +28,7 @@ def default_pin(name: str, cgroup_id: int | None) -> Path:
 
 
 def _tunables(pairs: list[str]) -> dict[str, str]:
-    from .._load import parse_assignment
+    from ..oom.loader import parse_assignment
 
     out = {}
     for text in pairs:
@@ -41,9 +41,9 @@ def _tunables(pairs: list[str]) -> dict[str, str]:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from .._load import load
-    from .._pinned_events import pin_events, require_bpffs
-    from ..cgroup import Cgroup
+    from ..oom.loader import load
+    from ..oom.pinned_events import pin_events, require_bpffs
+    from ..bpf.cgroup import Cgroup
     from ._show import all_attachments
 
     tunables = _tunables(args.set)
@@ -82,7 +82,7 @@ def _attach(args: argparse.Namespace) -> int:
 
 def _remove_pin(path: Path) -> None:
     """Remove a link pin and the events pin beside it."""
-    from .._pinned_events import EVENTS_SUFFIX
+    from ..oom.pinned_events import EVENTS_SUFFIX
 
     for each in (path, Path(f"{path}{EVENTS_SUFFIX}")):
         try:
@@ -92,9 +92,9 @@ def _remove_pin(path: Path) -> None:
 
 
 def _detach(args: argparse.Namespace) -> int:
-    from .._link_id import detach_struct_ops_link
-    from ..cgroup import Cgroup
-    from ..link import Link
+    from ..oom.link_id import detach_struct_ops_link
+    from ..bpf.cgroup import Cgroup
+    from ..bpf.link import Link
     from ._show import all_attachments
 
     if args.pin:

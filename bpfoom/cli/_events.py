@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import BpfError
-from ..events import DecisionEvent
+from ..bpf.errors import BpfError
+from ..oom.events import DecisionEvent
 
 __all__ = ["add_parser", "event_json"]
 
@@ -51,7 +51,7 @@ def event_json(event) -> dict:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from .._pinned_events import PinnedEvents, event_pins
+    from ..oom.pinned_events import PinnedEvents, event_pins
 
     def show(event) -> None:
         if args.json:
@@ -98,7 +98,7 @@ def _events(args: argparse.Namespace) -> int:
 
 def _start_watcher(deliver):
     """A KillWatcher feeding `deliver`, or None (said on stderr) where it cannot run."""
-    from ..kill_watch import KillWatcher
+    from ..oom.kill_watch import KillWatcher
 
     try:
         watcher = KillWatcher()

@@ -10,9 +10,9 @@ import argparse
 import errno
 import sys
 
-from ..decisions import PolicyDecisions, recent_decisions
-from ..errors import NotFoundError
-from ..events import DecisionEvent
+from ..oom.decisions import PolicyDecisions, recent_decisions
+from ..bpf.errors import NotFoundError
+from ..oom.events import DecisionEvent
 from ._show import attachment_json, emit_json
 
 __all__ = ["add_parser"]
@@ -81,9 +81,9 @@ def _render(entry: PolicyDecisions, event: DecisionEvent, paths: dict[int, str])
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from ..attachments import _cgroup_paths
+    from ..oom.attachments import _cgroup_paths
 
-    from ..features import features
+    from ..bpf.features import features
 
     found = recent_decisions()
     if not found:

@@ -24,7 +24,7 @@ def _table(rows: list[list[str]]) -> None:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from ..features import features
+    from ..bpf.features import features
 
     feats = features()
     if args.json:
@@ -41,8 +41,8 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _policies(args: argparse.Namespace) -> int:
-    from ..features import features
-    from ..policy import policies
+    from ..bpf.features import features
+    from ..oom.policy import policies
 
     feats = features()
     found = policies()
@@ -88,11 +88,11 @@ def _target(entry: dict[str, Any]) -> str:
 
 def all_attachments(every_struct_ops: bool) -> list[Any]:
     """attached() (OOM and PSI policies), plus other struct_ops links with ``every_struct_ops``."""
-    from .. import attachments
-    from ..btf import Btf
-    from .._ffi import lib
-    from ..errors import check_ptr
-    from ..link import links
+    from ..oom import attachments
+    from ..bpf.btf import Btf
+    from ..bpf._ffi import lib
+    from ..bpf.errors import check_ptr
+    from ..bpf.link import links
 
     found = attachments.attached()
     if not every_struct_ops:

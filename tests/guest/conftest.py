@@ -2,7 +2,7 @@
 
 These tests need our patched kernel (bpf_oom_ops, cgroup-targeted struct_ops)
 and a cgroup2 hierarchy with the memory controller, which the VM harness
-sets up:  python3 -m bpfoom.vm -- .venv/bin/python -m pytest tests/guest
+sets up:  python3 -m bpfoom.testing.vm -- .venv/bin/python -m pytest tests/guest
 
 Elsewhere every test is skipped with the missing capability as the reason;
 with BPFOOM_REQUIRE_VM_TESTS=1 (CI) a session where no test passed fails.

@@ -30,7 +30,7 @@ def missing_capability() -> str | None:
     """Why these tests cannot run here, or None when they can."""
     if os.environ.get("BPFOOM_IN_VM") != "1":
         return ("not inside the bpfoom VM (BPFOOM_IN_VM unset): run "
-                "`python3 -m bpfoom.vm -- .venv/bin/python -m pytest tests/guest`")
+                "`python3 -m bpfoom.testing.vm -- .venv/bin/python -m pytest tests/guest`")
     if os.geteuid() != 0:
         return "needs root inside the VM"
     feats = bpfoom.features()

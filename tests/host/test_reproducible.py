@@ -15,7 +15,7 @@ def test_bpf_objects_reproducible(clang_toolchain):
 
 
 def test_every_source_has_its_committed_object():
-    sources = [source for pattern in ("bpfoom/bpf/*.bpf.c", "examples/**/*.bpf.c", "tests/bpf/**/*.bpf.c")
+    sources = [source for pattern in ("bpfoom/oom/**/*.bpf.c", "examples/**/*.bpf.c", "tests/bpf/**/*.bpf.c")
                for source in sorted(facts.REPO.glob(pattern))]
     assert sources
     missing = [str(s) for s in sources if not s.with_name(s.name[:-2] + ".o").is_file()]

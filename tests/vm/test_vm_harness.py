@@ -50,7 +50,7 @@ def test_guest_has_cgroup2_memory_and_logs_a_memcg_oom(vm_kernel: Path) -> None:
 def test_shell_entry_point_fails_on_a_kernel_warning(vm_kernel: Path, tmp_path: Path) -> None:
     log = tmp_path / "kernel.log"
     proc = subprocess.run(
-        [sys.executable, "-m", "bpfoom.vm", "--kernel", str(vm_kernel), "--kernel-log", str(log),
+        [sys.executable, "-m", "bpfoom.testing.vm", "--kernel", str(vm_kernel), "--kernel-log", str(log),
          "--", "sh", "-c", "echo 'WARNING: CPU: 0 PID: 1 at bpfoom/harness-test' > /dev/kmsg"],
         cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 1, proc.stderr

@@ -38,24 +38,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .attachments import Attachment, attached
-from .btf import Kind
-from .cgroup import Cgroup
-from .errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
+from ..bpf.btf import Kind
+from ..bpf.cgroup import Cgroup
+from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
                      VariableNotFoundError)
-from ._event_stream import EventStream
+from ..bpf.event_stream import EventStream
 from .events import DecisionEvent, decode_event
 from .decisions import DECISIONS_MAP, read_decisions
-from .features import KFUNCS, features
-from .link import Link
-from .map import StructOpsMap
-from .object import BpfObject
-from .ringbuf import RingBuffer
+from ..bpf.features import KFUNCS, features
+from ..bpf.link import Link
+from ..bpf.map import StructOpsMap
+from ..bpf.object import BpfObject
+from ..bpf.ringbuf import RingBuffer
 
 __all__ = ["PolicyInfo", "TunableInfo", "OomPolicy", "PsiHandler", "policies", "policy_info",
            "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES"]
 
 POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
-_SHIPPED_DIR = Path(__file__).resolve().parent.parent / "examples" / "policies"
+_SHIPPED_DIR = Path(__file__).resolve().parent / "policies"
 _KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
 _EVENTS_MAP = "events"
 _GRANULARITY_MAP = "granularity"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import StateError
-from .kill_events import OverrunEvent
+from ..oom.kill_events import OverrunEvent
 from .ringbuf import RingBuffer
 
 __all__ = ["EventStream"]

@@ -56,7 +56,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from .errors import InvalidValueError, errno_name
+from ..bpf.errors import InvalidValueError, errno_name
 
 __all__ = ["DecisionEvent", "Candidate", "Exclusion", "SCHEMA", "ACTIONS", "REASONS",
            "EXCLUSIONS", "GRANULARITIES", "decode_event"]

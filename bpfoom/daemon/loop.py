@@ -38,14 +38,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from . import _sd_notify
-from ._load import LoadedPolicy, load
-from ._pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpffs
-from .cgroup import Cgroup
-from .daemon_config import Config, ConfigError, Entry, apply_granularity, read_config
-from .errors import BpfError, BusyError
-from .kill_watch import KillWatcher
-from .link import Link
+from . import sd_notify as _sd_notify
+from ..oom.loader import LoadedPolicy, load
+from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpffs
+from ..bpf.cgroup import Cgroup
+from .config import Config, ConfigError, Entry, apply_granularity, read_config
+from ..bpf.errors import BpfError, BusyError
+from ..oom.kill_watch import KillWatcher
+from ..bpf.link import Link
 
 __all__ = ["Daemon", "run_daemon", "check_config"]
 
@@ -508,7 +508,7 @@ class Daemon:
 
 def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:
     """A TOML string for a numeric tunable is converted like `--set` text."""
-    from ._load import convert_text
+    from ..oom.loader import convert_text
 
     current = loaded.current(key)
     if isinstance(value, str) and current is not None and not isinstance(current, str):
@@ -518,7 +518,7 @@ def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:
 
 def check_config(config_path: str | os.PathLike) -> Config:
     """Read CONFIG and check that each entry's policy exists, without loading anything."""
-    from ._load import is_known_source
+    from ..oom.loader import is_known_source
 
     config = read_config(config_path)
     for entry in config.entries:

@@ -7,7 +7,7 @@ result is the command's own exit status and output, plus the guest's kernel
 log, scanned for the splats that mean a kernel bug (WARNING, BUG, Oops, KASAN,
 lockdep).  A whole pytest session runs as one command: one boot.
 
-    python3 -m bpfoom.vm [--kernel BZIMAGE] [--debug] -- CMD ARGS...
+    python3 -m bpfoom.testing.vm [--kernel BZIMAGE] [--debug] -- CMD ARGS...
 
 Standard library only: the future pytest plugin imports this before anything
 heavy, and it must work on a host where bpfoom's extension is not built.
@@ -155,7 +155,7 @@ def accelerator(kernel: Path) -> str:
             choice = "tcg"
     decisions[key] = choice
     cache.write_text(json.dumps(decisions, indent=1) + "\n")
-    print(f"bpfoom.vm: using {choice} for guests on this host (cached in {cache})",
+    print(f"bpfoom.testing.vm: using {choice} for guests on this host (cached in {cache})",
           file=sys.stderr)
     return choice
 
@@ -297,7 +297,7 @@ def run(command: Sequence[str] | str, *, kernel: Path | str | None = None, debug
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m bpfoom.vm",
+        prog="python3 -m bpfoom.testing.vm",
         description="Run a command as root in a guest booted on bpfoom's kernel; exit with its "
                     "status, or 1 if the kernel log shows a warning, BUG, Oops, KASAN or lockdep.")
     parser.add_argument("--kernel", type=Path, help="bzImage (default: current build)")
@@ -318,12 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.kernel_log and err.kernel_log:
             args.kernel_log.write_text(err.kernel_log)
         tail = "\n".join(err.kernel_log.splitlines()[-40:])
-        print(f"bpfoom.vm: {err}\nlast kernel log lines:\n{tail}", file=sys.stderr)
+        print(f"bpfoom.testing.vm: {err}\nlast kernel log lines:\n{tail}", file=sys.stderr)
         return 125
     if args.kernel_log:
         args.kernel_log.write_text(result.kernel_log)
     if result.kernel_log_problems:
-        print("bpfoom.vm: the guest's kernel log shows problems:", file=sys.stderr)
+        print("bpfoom.testing.vm: the guest's kernel log shows problems:", file=sys.stderr)
         for line in result.kernel_log_problems:
             print(f"  {line}", file=sys.stderr)
         return result.returncode or 1

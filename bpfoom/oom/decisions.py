@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ._ffi import ffi, lib
+from ..bpf._ffi import ffi, lib
 from .attachments import Attachment, attached
-from .btf import Btf
-from .errors import check, check_ptr
+from ..bpf.btf import Btf
+from ..bpf.errors import check, check_ptr
 from .events import DecisionEvent
 
 __all__ = ["DECISIONS_MAP", "PolicyDecisions", "read_decisions", "recent_decisions"]

@@ -15,7 +15,7 @@ Fixtures:
 
 Marker ``@pytest.mark.bpfoom_vm``: when the running kernel lacks
 ``bpf_oom_ops``, the marked tests run inside bpfoom's VM (one boot for all of
-them, see :mod:`bpfoom.vm`) and each reports the in-VM result as its own.
+them, see :mod:`bpfoom.testing.vm`) and each reports the in-VM result as its own.
 
 The plugin is loaded in every pytest session of an environment with bpfoom
 installed, so it imports bpfoom's extension only when a fixture is used.

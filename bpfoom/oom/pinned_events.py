@@ -15,10 +15,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ._ffi import ffi, lib
-from .errors import InvalidValueError, NotFoundError, check, check_ptr
+from ..bpf._ffi import ffi, lib
+from ..bpf.errors import InvalidValueError, NotFoundError, check, check_ptr
 from .events import DecisionEvent, decode_event
-from .map import Map
+from ..bpf.map import Map
 
 __all__ = ["EVENTS_SUFFIX", "pin_events", "event_pins", "PinnedEvents", "require_bpffs"]
 

@@ -55,7 +55,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from .errors import InvalidValueError
+from ..bpf.errors import InvalidValueError
 
 __all__ = ["KillEvent", "OomNoKillEvent", "OverrunEvent", "KILL_SCHEMA", "CONSTRAINTS",
            "decode_kill_record"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 import os
 
-from ._ffi import lib
-from .errors import InvalidValueError, NotFoundError, check
-from .link import LinkInfo, link_info_from_fd
+from ..bpf._ffi import lib
+from ..bpf.errors import InvalidValueError, NotFoundError, check
+from ..bpf.link import LinkInfo, link_info_from_fd
 
 __all__ = ["detach_struct_ops_link"]
 

@@ -38,8 +38,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-from ._load import suggest
-from .errors import BpfError, NotFoundError
+from ..oom.loader import suggest
+from ..bpf.errors import BpfError, NotFoundError
 
 __all__ = ["Config", "ConfigError", "Entry", "read_config", "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES",
            "apply_granularity"]

@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import BpfError, InvalidValueError, NotFoundError, StateError, VariableNotFoundError
-from .link import Link
-from .map import StructOpsMap
-from .object import BpfObject
+from ..bpf.errors import BpfError, InvalidValueError, NotFoundError, StateError, VariableNotFoundError
+from ..bpf.link import Link
+from ..bpf.map import StructOpsMap
+from ..bpf.object import BpfObject
 
 __all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest"]
 

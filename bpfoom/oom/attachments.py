@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ._ffi import ffi, lib
-from .btf import Btf
-from .errors import check, check_ptr
-from .link import link_info_from_fd, links
+from ..bpf._ffi import ffi, lib
+from ..bpf.btf import Btf
+from ..bpf.errors import check, check_ptr
+from ..bpf.link import link_info_from_fd, links
 
 __all__ = ["Attachment", "attached"]
 

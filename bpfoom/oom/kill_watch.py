@@ -22,16 +22,16 @@ import os
 import threading
 from pathlib import Path
 
-from ._event_stream import EventStream
-from .errors import BpfError, ClosedError
+from ..bpf.event_stream import EventStream
+from ..bpf.errors import BpfError, ClosedError
 from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent, decode_kill_record
-from .link import Link
-from .object import BpfObject
-from .ringbuf import RingBuffer
+from ..bpf.link import Link
+from ..bpf.object import BpfObject
+from ..bpf.ringbuf import RingBuffer
 
 __all__ = ["KillWatcher", "WATCHER_OBJECT", "KillWatchEvent"]
 
-WATCHER_OBJECT = Path(__file__).resolve().parent / "bpf" / "kill_watch.bpf.o"
+WATCHER_OBJECT = Path(__file__).resolve().parent / "kill_watch.bpf.o"
 _RING = "kills"
 
 KillWatchEvent = KillEvent | OomNoKillEvent | OverrunEvent
