@@ -51,10 +51,11 @@ from .bpf.errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidV
                      KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
                      ObjectFileError, PermissionDeniedError, ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
-from .bpf.features import Feature, Features, features
+from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
 from .bpf.link import Link, LinkInfo, links
-from .bpf.map import Map, MapInfo, StructOpsFields, StructOpsMap
+from .bpf.map import Map, MapInfo
+from .bpf.struct_ops import StructOpsFields, StructOpsMap
 from .oom.attachments import Attachment, attached
 from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent

@@ -15,21 +15,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import StateError
-from ..oom.kill_events import OverrunEvent
 from .ringbuf import RingBuffer
 
 __all__ = ["EventStream"]
 
 
 class EventStream:
-    """Mixin: subclasses provide ``_event_ring()``, ``events_dropped`` and ``_overrun_source``."""
-
-    _overrun_source: str
+    """Mixin: subclasses provide ``_event_ring()``, ``events_dropped`` and ``_overrun_event()``."""
 
     def _init_stream(self) -> None:
         self._callbacks: list[Callable[[Any], object]] = []
         self._pending: collections.deque = collections.deque()
         self._dropped_seen = 0
+
+    def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> Any:
+        """The event that reports ``lost`` records lost (``total_lost`` so far)."""
+        raise NotImplementedError
 
     def _event_ring(self) -> RingBuffer:
         """The ring buffer to read (ClosedError once closed)."""
@@ -52,8 +53,7 @@ class EventStream:
         if total <= self._dropped_seen:
             return False
         lost, self._dropped_seen = total - self._dropped_seen, total
-        self._deliver(OverrunEvent(lost=lost, total_lost=total, monotonic_ns=time.monotonic_ns(),
-                                   source=self._overrun_source))
+        self._deliver(self._overrun_event(lost, total, time.monotonic_ns()))
         return True
 
     def on_event(self, callback: Callable[[Any], object]) -> None:

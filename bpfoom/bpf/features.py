@@ -1,6 +1,8 @@
-"""What the running kernel supports, probed once per process.
+"""What the running kernel supports, probed once per process: generic BPF facts.
 
-Each :class:`Feature` says what was checked.  ``supported`` is True or False
+A :class:`Features` table is built from the struct_ops types and kfuncs its
+user cares about (the OOM layer's table is :func:`bpfoom.features`); this
+layer knows no OOM names.  Each :class:`Feature` says what was checked.  ``supported`` is True or False
 only when the probe was conclusive; ``None`` means unknown (for example the
 kernel's BTF could not be read) and is never treated as supported.
 
@@ -19,17 +21,10 @@ from ._ffi import ffi, lib
 from .btf import Btf, Kind
 from .errors import NotSupportedError, errno_name
 
-__all__ = ["Feature", "Features", "features", "KFUNCS"]
+__all__ = ["Feature", "Features", "generic_features", "require_cgroup_attach",
+           "cgroup_attach_supported"]
 
-# Spec section 4 (memcg and OOM kfuncs) and section 5 (PSI trigger kfunc).
-KFUNCS = (
-    "bpf_get_root_mem_cgroup", "bpf_get_mem_cgroup", "bpf_put_mem_cgroup",
-    "bpf_mem_cgroup_vm_events", "bpf_mem_cgroup_memory_events", "bpf_mem_cgroup_usage",
-    "bpf_mem_cgroup_page_state", "bpf_mem_cgroup_flush_stats",
-    "bpf_oom_kill_process", "bpf_task_is_oom_victim", "bpf_out_of_memory",
-    "bpf_psi_create_trigger",
-)
-_STRUCT_OPS_TYPES = ("bpf_oom_ops", "bpf_psi_ops")
+_GENERIC = ("bpf_syscall", "btf", "struct_ops_link", "struct_ops_cgroup_attach")
 
 
 @dataclass(frozen=True)
@@ -47,12 +42,13 @@ class Feature:
 class Features(Mapping[str, Feature]):
     """Feature name -> Feature; each probe runs on first access and is cached."""
 
-    def __init__(self) -> None:
+    def __init__(self, struct_ops_types: tuple[str, ...] = (), kfuncs: tuple[str, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._results: dict[str, Feature] = {}
         self._btf_facts: dict[str, Feature] | None = None
-        self._names = ["bpf_syscall", "btf", "struct_ops_link", "struct_ops_cgroup_attach",
-                       *_STRUCT_OPS_TYPES, *(f"kfunc:{name}" for name in KFUNCS)]
+        self._struct_ops_types = struct_ops_types
+        self._kfuncs = kfuncs
+        self._names = [*_GENERIC, *struct_ops_types, *(f"kfunc:{name}" for name in kfuncs)]
 
     def __getitem__(self, name: str) -> Feature:
         if name not in self._names:
@@ -64,7 +60,7 @@ class Features(Mapping[str, Feature]):
                     found = _probe_bpf_syscall()
                 else:
                     if self._btf_facts is None:
-                        self._btf_facts = _probe_btf()
+                        self._btf_facts = _probe_btf(self._struct_ops_types, self._kfuncs)
                     found = self._btf_facts[name]
                 self._results[name] = found
             return found
@@ -90,21 +86,26 @@ class Features(Mapping[str, Feature]):
         return {name: asdict(self[name]) for name in self}
 
 
-_features = Features()
+_generic = Features()
 
 
-def features() -> Features:
-    """The process-wide, lazily probed feature table."""
-    return _features
+def generic_features() -> Features:
+    """The process-wide table of generic facts (no struct_ops types, no kfuncs)."""
+    return _generic
+
+
+def struct_ops_type(name: str) -> Feature:
+    """Whether vmlinux BTF has struct_ops type ``name`` (probed on each call)."""
+    return _probe_btf((name,), ())[name]
 
 
 def require_cgroup_attach() -> None:
     """NotSupportedError unless struct_ops can be attached to a cgroup (BTF-only probe)."""
-    _features.require("struct_ops_cgroup_attach")
+    _generic.require("struct_ops_cgroup_attach")
 
 
 def cgroup_attach_supported() -> bool:
-    return _features["struct_ops_cgroup_attach"].supported is True
+    return _generic["struct_ops_cgroup_attach"].supported is True
 
 
 def _probe_bpf_syscall() -> Feature:
@@ -124,10 +125,10 @@ def _probe_bpf_syscall() -> Feature:
                    f"{errno_name(code)}: {why}")
 
 
-def _probe_btf() -> dict[str, Feature]:
+def _probe_btf(struct_ops_types: tuple[str, ...], kfuncs: tuple[str, ...]) -> dict[str, Feature]:
     """Answer every vmlinux-BTF question in one read of /sys/kernel/btf/vmlinux."""
-    names = ["btf", "struct_ops_link", "struct_ops_cgroup_attach", *_STRUCT_OPS_TYPES,
-             *(f"kfunc:{k}" for k in KFUNCS)]
+    names = ["btf", "struct_ops_link", "struct_ops_cgroup_attach", *struct_ops_types,
+             *(f"kfunc:{k}" for k in kfuncs)]
     ptr = lib.btf__load_vmlinux_btf()
     if ptr == ffi.NULL:
         why = f"vmlinux BTF could not be loaded ({errno_name(ffi.errno or errno.ENOENT)}); " \
@@ -159,14 +160,14 @@ def _probe_btf() -> dict[str, Feature]:
                 "vmlinux BTF struct bpf_struct_ops_link " + ("has" if has_cgroup else "has no")
                 + " member cgroup_id")
 
-        for name in _STRUCT_OPS_TYPES:
+        for name in struct_ops_types:
             has_struct = btf.find(name, Kind.STRUCT) is not None
             has_value = btf.find(f"bpf_struct_ops_{name}", Kind.STRUCT) is not None
             detail = (f"vmlinux BTF struct {name}: {'present' if has_struct else 'absent'}, "
                       f"struct bpf_struct_ops_{name}: {'present' if has_value else 'absent'}")
             facts[name] = Feature(name, has_struct and has_value, detail)
 
-        for kfunc in KFUNCS:
+        for kfunc in kfuncs:
             present = btf.find(kfunc, Kind.FUNC) is not None
             facts[f"kfunc:{kfunc}"] = Feature(
                 f"kfunc:{kfunc}", present,

@@ -32,9 +32,10 @@ from . import _log
 from ._ffi import ffi, lib
 from .errors import BusyError, ClosedError, NotFoundError, StateError, check, check_ptr
 from .features import cgroup_attach_supported
+from .map import Map
 
 if TYPE_CHECKING:
-    from .map import StructOpsMap
+    from .struct_ops import StructOpsMap
 
 __all__ = ["Link", "LinkInfo", "links"]
 
@@ -233,9 +234,7 @@ class Link:
 
     def update(self, new_map: "StructOpsMap") -> None:
         """Switch the link to another loaded struct_ops map of the same struct type."""
-        from .map import StructOpsMap
-
-        if not isinstance(new_map, StructOpsMap):
+        if not isinstance(new_map, Map) or not new_map.is_struct_ops:
             raise TypeError(f"update() takes a StructOpsMap, not {type(new_map).__name__}")
         with self._lock:
             ptr = self._live()

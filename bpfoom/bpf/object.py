@@ -18,7 +18,7 @@ import errno
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from . import _log
 from ._ffi import ffi, lib
@@ -26,11 +26,11 @@ from .btf import Btf, Kind
 from .errors import (ClosedError, NotFoundError, NotSupportedError, ObjectFileError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
+from .features import struct_ops_type
 from .globals import GlobalSection
-from .map import Map, StructOpsMap
-
-if TYPE_CHECKING:
-    from .link import Link
+from .link import Link
+from .map import Map
+from .struct_ops import StructOpsMap
 
 __all__ = ["BpfObject", "Program", "NoStructOpsError"]
 
@@ -264,10 +264,8 @@ class BpfObject:
                                  log=text)
         err = error_from_errno(code, action, detail=_log.cause(warnings))
         if isinstance(err, NotSupportedError):
-            from .features import features
-            feats = features()
             for struct_name in struct_names:
-                if struct_name in feats and feats[struct_name].supported is not True:
+                if struct_ops_type(struct_name).supported is False:
                     return NotSupportedError(err.errno, f"{err.strerror}; this kernel has no "
                                              f"struct {struct_name}", feature=struct_name)
         return err
@@ -437,8 +435,6 @@ class Program:
         it was pinned (the same rules as struct_ops links).  A struct_ops
         program is attached through its map (``StructOpsMap.attach()``).
         """
-        from .link import Link
-
         with self._obj._lock:
             self._obj._require_loaded(f"attach program {self.name!r}")
             if lib.bpf_program__type(self._ptr) == lib.BPF_PROG_TYPE_STRUCT_OPS:

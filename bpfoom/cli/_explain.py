@@ -83,7 +83,7 @@ def _render(entry: PolicyDecisions, event: DecisionEvent, paths: dict[int, str])
 def _explain(args: argparse.Namespace) -> int:
     from ..oom.attachments import _cgroup_paths
 
-    from ..bpf.features import features
+    from ..oom.features import features
 
     found = recent_decisions()
     if not found:

@@ -24,7 +24,7 @@ def _table(rows: list[list[str]]) -> None:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from ..bpf.features import features
+    from ..oom.features import features
 
     feats = features()
     if args.json:
@@ -41,7 +41,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _policies(args: argparse.Namespace) -> int:
-    from ..bpf.features import features
+    from ..oom.features import features
     from ..oom.policy import policies
 
     feats = features()

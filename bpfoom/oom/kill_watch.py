@@ -84,7 +84,9 @@ class KillWatcher(EventStream):
     def _receive(self, data: bytes) -> None:
         self._deliver(decode_kill_record(data))
 
-    _overrun_source = "kill_watch"
+    def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> OverrunEvent:
+        return OverrunEvent(lost=lost, total_lost=total_lost, monotonic_ns=monotonic_ns,
+                            source="kill_watch")
 
     def _event_ring(self) -> RingBuffer:
         ring = self._ring

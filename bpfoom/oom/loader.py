@@ -19,7 +19,7 @@ from typing import Any
 
 from ..bpf.errors import BpfError, InvalidValueError, NotFoundError, StateError, VariableNotFoundError
 from ..bpf.link import Link
-from ..bpf.map import StructOpsMap
+from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
 
 __all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest"]

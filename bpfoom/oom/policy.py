@@ -44,10 +44,11 @@ from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectF
                      VariableNotFoundError)
 from ..bpf.event_stream import EventStream
 from .events import DecisionEvent, decode_event
+from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
-from ..bpf.features import KFUNCS, features
+from .features import KFUNCS, features
 from ..bpf.link import Link
-from ..bpf.map import StructOpsMap
+from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
 from ..bpf.ringbuf import RingBuffer
 
@@ -346,9 +347,9 @@ class _Handler(EventStream):
     def _receive(self, data: bytes) -> None:
         self._deliver(decode_event(data))
 
-    @property
-    def _overrun_source(self) -> str:
-        return self.name
+    def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> OverrunEvent:
+        return OverrunEvent(lost=lost, total_lost=total_lost, monotonic_ns=monotonic_ns,
+                            source=self.name)
 
     @property
     def events_dropped(self) -> int:

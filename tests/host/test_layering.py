@@ -68,3 +68,115 @@ def test_the_check_sees_imports(tmp_path):
     probe.write_text("import libbpf_ffi\nfrom bpfoom import _ffi\nfrom bpfoom.errors import BpfError\nfrom bpfoom import Link\n")
     flagged = [name for name in imported_modules(probe) if reaches_past_public_api(name)]
     assert flagged == ["libbpf_ffi", "bpfoom._ffi", "bpfoom.errors.BpfError"]
+
+
+# -- the package's own layers -------------------------------------------------
+
+# Each layer may import only from the layers listed for it (and itself).
+LAYERS = {
+    "bpf": set(),
+    "oom": {"bpf"},
+    "daemon": {"bpf", "oom"},
+    "cli": {"bpf", "oom", "daemon"},
+    "testing": {"bpf", "oom"},
+}
+# Layers built on the public API as a user would (`import bpfoom`).
+PUBLIC_API_USERS = {"testing"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(facts.REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_imports(path: Path) -> set[str]:
+    """bpfoom modules `path` imports at run time (TYPE_CHECKING blocks excluded), resolved."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "bpfoom")
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            if target.split(".")[0] != "bpfoom":
+                continue
+            for alias in node.names:  # "from . import x" may name a submodule
+                sub = f"{target}.{alias.name}"
+                found.add(sub if (facts.REPO / Path(*sub.split("."))).with_suffix(".py").exists()
+                          or (facts.REPO / Path(*sub.split("."))).is_dir() else target)
+    return found
+
+
+def package_graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in (facts.REPO / "bpfoom").rglob("*.py")
+               if "__pycache__" not in p.parts}
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in package_imports(path) if m in modules and m != name}
+    return graph
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_layers_import_only_downwards():
+    offenders = []
+    for module, imports in package_graph().items():
+        layer = layer_of(module)
+        if layer is None:
+            continue
+        for target in imports:
+            other = layer_of(target)
+            if other is None and target != "bpfoom":
+                continue
+            if target == "bpfoom" and layer in PUBLIC_API_USERS:
+                continue
+            if target == "bpfoom" or (other != layer and other not in LAYERS[layer]):
+                offenders.append(f"{module} -> {target}")
+    assert not offenders, f"imports against the layering: {sorted(offenders)}"
+
+
+def test_no_import_cycles_in_the_package():
+    graph = package_graph()
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "active"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "active" and not _is_parent_package(nxt, node):
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def _is_parent_package(package: str, module: str) -> bool:
+    """A package's __init__ re-exporting its own modules is not a cycle."""
+    return module.startswith(package + ".")
+
+
+def test_the_layering_check_sees_a_violation(tmp_path, monkeypatch):
+    fake = tmp_path / "bpfoom" / "bpf"
+    fake.mkdir(parents=True)
+    (fake / "x.py").write_text("from ..oom import policy\nif TYPE_CHECKING:\n    from ..cli import y\n")
+    (tmp_path / "bpfoom" / "oom").mkdir()
+    (tmp_path / "bpfoom" / "oom" / "policy.py").write_text("")
+    monkeypatch.setattr(facts, "REPO", tmp_path)
+    assert package_imports(fake / "x.py") == {"bpfoom.oom.policy"}

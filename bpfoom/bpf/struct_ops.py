@@ -1,0 +1,228 @@
+"""StructOpsMap: a struct_ops map of a BpfObject, its data fields, programs and attach().
+
+Attaching returns an owned :class:`~bpfoom.bpf.link.Link`; a cgroup target is
+refused on kernels whose struct_ops links would ignore it (they would attach
+system-wide).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from . import _log
+from ._ffi import ffi, lib
+from .btf import Btf, Kind, RecordCodec, encode_for
+from .cgroup import Cgroup
+from .errors import (NotSupportedError,
+                     StateError, VariableNotFoundError, check_ptr)
+from .features import require_cgroup_attach
+from .link import Link
+from .map import Map
+
+if TYPE_CHECKING:
+    from .object import BpfObject
+
+__all__ = ["StructOpsMap", "StructOpsFields"]
+
+
+class StructOpsMap(Map):
+    """A struct_ops map: data fields (before load), its programs, and attach()."""
+
+    is_struct_ops = True
+
+    def __init__(self, obj: "BpfObject", ptr, name: str) -> None:
+        super().__init__(obj, ptr, name)
+        btf = obj._btf
+        type_id = lib.bpf_map__btf_value_type_id(ptr)
+        struct = btf.resolve(type_id) if btf is not None and type_id else None
+        self.struct_name: str = struct.name if struct is not None else ""
+        self._struct = struct
+
+    @property
+    def is_link(self) -> bool:
+        """Whether the map is link-based (SEC(".struct_ops.link")), which attach() needs."""
+        return bool(self._meta(lib.bpf_map__map_flags) & lib.BPF_F_LINK)
+
+    @property
+    def fields(self) -> "StructOpsFields":
+        """Data members (not program slots) of the struct_ops value, writable before load()."""
+        self._obj._check_open()
+        return StructOpsFields(self)
+
+    @property
+    def programs(self) -> dict[str, str]:
+        """Program slot (struct member) -> name of the program libbpf put there."""
+        with self._obj._lock:
+            self._obj._live()
+            data, _ = self._value_memory()
+            by_address = {int(ffi.cast("uintptr_t", p._ptr)): n
+                          for n, p in self._obj._programs.items()}
+            btf = self._obj._btf
+            out = {}
+            for member in self._struct.members if self._struct else ():
+                if member.name and btf.is_func_pointer(member.type_id):
+                    offset = member.offset // 8
+                    address = int.from_bytes(data[offset:offset + 8], "little")
+                    if address in by_address:
+                        out[member.name] = by_address[address]
+            return out
+
+    def _value_memory(self):
+        """libbpf's copy of the struct_ops value (program slots hold program pointers)."""
+        size = ffi.new("size_t *")
+        ptr = lib.bpf_map__initial_value(self._ptr, size)
+        return ffi.buffer(ffi.cast("char *", ptr), size[0]), size[0]
+
+    def _kernel_value(self) -> bytes:
+        """The value the kernel expects for this map: the struct in the kernel's layout with
+        program fds in the slots, built the way libbpf builds it at load.
+
+        Needed to switch a link libbpf did not create (one opened from a pin)
+        to this map; lock held, object loaded.
+        """
+        vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
+                            advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
+        try:
+            kernel = Btf(vmlinux)
+            wrapper_id = kernel.find(f"bpf_struct_ops_{self.struct_name}", Kind.STRUCT)
+            struct_id = kernel.find(self.struct_name, Kind.STRUCT)
+            if wrapper_id is None or struct_id is None:
+                raise NotSupportedError(errno.EOPNOTSUPP, f"struct {self.struct_name} is not in the "
+                                        "kernel's vmlinux BTF (module struct_ops are not supported "
+                                        "here); update through the Link returned by attach()",
+                                        feature=self.struct_name)
+            wrapper = kernel.type(wrapper_id)
+            base = next(m.offset // 8 for m in wrapper.members if m.name == "data")
+            kernel_members = {m.name: m for m in kernel.type(struct_id).members}
+            local = self._obj._btf
+            memory, _ = self._value_memory()
+            programs = {int(ffi.cast("uintptr_t", p._ptr)): p for p in self._obj._programs.values()}
+            value = bytearray(wrapper.size)
+            for member in self._struct.members:
+                offset = member.offset // 8
+                size = local.size_of(member.type_id)
+                chunk = memory[offset:offset + size]
+                target = kernel_members.get(member.name)
+                if target is None:
+                    if any(chunk):
+                        raise NotSupportedError(errno.EOPNOTSUPP, f"the kernel's struct "
+                                                f"{self.struct_name} has no member {member.name!r}",
+                                                feature=self.struct_name)
+                    continue
+                at = base + target.offset // 8
+                if local.is_func_pointer(member.type_id):
+                    program = programs.get(int.from_bytes(chunk, "little"))
+                    if program is not None:
+                        fd = lib.bpf_program__fd(program._ptr)
+                        value[at:at + 8] = fd.to_bytes(8, "little")
+                else:
+                    value[at:at + size] = chunk
+            return bytes(value)
+        finally:
+            lib.btf__free(vmlinux)
+
+    def attach(self, cgroup: "str | os.PathLike | Cgroup | int | None" = None) -> "Link":
+        """Register the struct_ops with the kernel through a link; returns the Link.
+
+        ``cgroup`` None attaches system-wide; a path, a :class:`Cgroup` or a
+        cgroup directory fd attaches to that cgroup, which needs a kernel with
+        cgroup-targeted struct_ops (else NotSupportedError, raised before any
+        BPF call so nothing can attach system-wide by mistake).
+        """
+        if cgroup is not None and (isinstance(cgroup, bool) or
+                                   not isinstance(cgroup, (str, os.PathLike, Cgroup, int))):
+            raise TypeError("cgroup must be None, a path, a bpfoom.Cgroup or a cgroup fd, "
+                            f"not {type(cgroup).__name__}")
+        temporary = None
+        relative_fd = 0
+        if cgroup is not None:
+            require_cgroup_attach()
+            if isinstance(cgroup, Cgroup):
+                relative_fd = cgroup.fd
+            elif isinstance(cgroup, int):
+                Cgroup.check_fd(cgroup)
+                relative_fd = cgroup
+            else:
+                temporary = Cgroup.open(Path(cgroup))
+                relative_fd = temporary.fd
+        try:
+            with self._obj._lock:
+                self._obj._require_loaded(f"attach struct_ops map {self.name!r}")
+                ptr = self._ptr
+                if not self.is_link:
+                    raise StateError(errno.EINVAL, f"cannot attach struct_ops map {self.name!r}: it is "
+                                     "not link-based; declare it in SEC(\".struct_ops.link\")")
+                opts = ffi.new("struct bpf_struct_ops_opts *")
+                opts.sz = ffi.sizeof("struct bpf_struct_ops_opts")
+                opts.relative_fd = relative_fd
+                with _log.capture() as warnings:
+                    link = lib.bpf_map__attach_struct_ops_opts(ptr, opts)
+                code = ffi.errno
+                where = "system-wide" if cgroup is None else f"to cgroup {cgroup}"
+                busy = ("the target already has this struct_ops (or one of the same name) "
+                        "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
+                check_ptr(link, f"attach struct_ops map {self.name!r} {where}", advice=busy,
+                          detail=_log.cause(warnings))
+                return Link._from_attach(link, self.name)
+        finally:
+            if temporary is not None:
+                temporary.close()
+
+
+class StructOpsFields(MutableMapping[str, Any]):
+    """The data members of a struct_ops value by name, typed from BTF.
+
+    Readable any time the object is open, writable only before load().
+    Program slots are not here (see StructOpsMap.programs); nor are other
+    pointers, which belong to the kernel.
+    """
+
+    def __init__(self, map_: StructOpsMap) -> None:
+        self._map = map_
+        btf = map_._obj._btf
+        struct = map_._struct
+        members = [] if struct is None else [
+            (m.name, m.offset, m.bitfield_size, btf.codec(m.type_id)) for m in struct.members
+            if m.name and btf.resolve(m.type_id).kind.name != "PTR"]
+        self._codec = RecordCodec(btf.describe(struct.id) if struct else "struct_ops",
+                                  struct.size if struct else 0, members, False)
+
+    def _check_name(self, name: str) -> None:
+        if name not in self._codec.fields:
+            raise VariableNotFoundError(
+                errno.ENOENT, f"struct {self._map.struct_name} has no data field {name!r}; "
+                f"it has: {', '.join(self._codec.fields) or 'none'}")
+
+    def __getitem__(self, name: str) -> Any:
+        self._check_name(name)
+        obj = self._map._obj
+        with obj._lock:
+            obj._live()
+            memory, _ = self._map._value_memory()
+            return self._codec.decode(memory)[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._check_name(name)
+        obj = self._map._obj
+        with obj._lock:
+            obj._require_unloaded(f"write field {name!r} of struct_ops map {self._map.name!r}")
+            memory, size = self._map._value_memory()
+            raw = encode_for(f"field {name!r} of struct_ops map {self._map.name!r}", self._codec,
+                             {name: value}, memory[:size])
+            memory[:size] = raw
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError(f"struct_ops fields cannot be deleted; assign fields[{name!r}] instead")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._codec.fields))
+
+    def __len__(self) -> int:
+        return len(self._codec.fields)
+
+    def __repr__(self) -> str:
+        return f"<StructOpsFields of {self._map.name!r}: {list(self._codec.fields)!r}>"
