@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..daemon.loop import check_config, run_daemon
+    from ..daemon import check_config, run_daemon
 
     if args.check:
         config = check_config(args.config)

@@ -38,10 +38,10 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-from ..oom.loader import suggest
+from ..oom.loader import is_known_source, suggest
 from ..bpf.errors import BpfError, NotFoundError
 
-__all__ = ["Config", "ConfigError", "Entry", "read_config", "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES",
+__all__ = ["Config", "ConfigError", "Entry", "read_config", "check_config", "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES",
            "apply_granularity"]
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
@@ -212,6 +212,14 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
                   _choice(where, daemon, "on_exit", ("detach", "keep")),
                   _string(where, daemon, "log", "-"),
                   _choice(where, daemon, "log_format", ("text", "json")))
+
+
+def check_config(path: str | Path) -> Config:
+    """Read the file at ``path`` and check that each entry's policy exists, loading nothing."""
+    config = read_config(path)
+    for entry in config.entries:
+        is_known_source(entry.policy, where=f"{path} entry {entry.id!r}")
+    return config
 
 
 def read_config(path: str | Path) -> Config:

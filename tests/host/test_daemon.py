@@ -214,6 +214,56 @@ def test_readiness_is_reported_to_systemd(daemons, cc, tmp_path):
         assert daemon.wait() == 0
 
 
+def test_a_refused_reload_tells_systemd_why(daemons, cc, tmp_path):
+    """`systemctl reload` must not look like it applied a config the daemon refused."""
+    address = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(address))
+        listener.settimeout(WAIT_S)
+        daemon = daemons(cc.write(tmp_path), env={"NOTIFY_SOCKET": str(address)})
+        assert "STATUS=1 policies attached" in listener.recv(4096).decode()
+        cc.path.write_text(cc.path.read_text() + "[attach.bogus]\n")
+        daemon.signal(signal.SIGHUP)
+        assert "RELOADING=1" in listener.recv(4096).decode()
+        after = dict(line.split("=", 1) for line in listener.recv(4096).decode().splitlines())
+        assert after["READY"] == "1"  # the reload is over (systemd waits for this)...
+        assert after["STATUS"].startswith("reload failed, previous configuration kept")
+        assert "unknown key 'bogus'" in after["STATUS"]  # ...and the status says why
+        cc.write(tmp_path)
+        daemon.signal(signal.SIGHUP)
+        assert "RELOADING=1" in listener.recv(4096).decode()
+        assert "STATUS=1 policies attached" in listener.recv(4096).decode()  # fixed: said so
+        daemon.signal(signal.SIGTERM)
+        assert "STOPPING=1" in listener.recv(4096).decode()
+        assert daemon.wait() == 0
+
+
+def test_a_log_that_cannot_be_written_detaches_nothing(daemons, cc, tmp_path):
+    """A full disk under the log file is reported on stderr; the policies stay attached."""
+    config = cc.write(tmp_path, extra="")
+    config.write_text(config.read_text().replace('log_format = "json"',
+                                                 'log_format = "json"\nlog = "/dev/full"'))
+    address = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(address))
+        listener.settimeout(WAIT_S)
+        daemon = daemons(config, env={"NOTIFY_SOCKET": str(address)})
+        assert "READY=1" in listener.recv(4096).decode()
+        assert registered(cc.name) == 1 and cc.pin.exists()
+        cc.write(tmp_path, increments=2)
+        cc.path.write_text(cc.path.read_text().replace('log_format = "json"',
+                                                       'log_format = "json"\nlog = "/dev/full"'))
+        daemon.signal(signal.SIGHUP)  # a reload logs too
+        assert "RELOADING=1" in listener.recv(4096).decode()
+        assert "STATUS=1 policies attached" in listener.recv(4096).decode()
+        assert registered(cc.name) == 1
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+    assert registered(cc.name) == 0 and not cc.pin.exists()
+    reports = [line for line in daemon.seen + list(daemon.lines.queue) if isinstance(line, str)]
+    assert any("cannot write the log" in line and "No space left" in line for line in reports)
+
+
 @pytest.mark.parametrize("text, words", [
     ("[[attach]]\npolicy = 'largest_leaf'\ncgroupp = '/x'\n", ["unknown key 'cgroupp'", "'cgroup'"]),
     ("[daemon]\non_exit = 'kep'\n", ["on_exit", "'keep'"]),

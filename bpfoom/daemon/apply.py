@@ -1,0 +1,360 @@
+"""Attach, replace and detach the daemon's entries, undoing a change that fails halfway.
+
+Every entry is attached with its link pinned at ``pin_dir/<id>`` and its
+decision events pinned beside it (``<id>.events``), so a later run re-adopts
+the link and ``bpfoom events`` reads the decisions.  Whatever happens, a pin
+names the link that runs the entry, and the events pin the object that link
+runs.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..bpf.cgroup import Cgroup
+from ..bpf.errors import BpfError
+from ..bpf.link import Link
+from ..oom.loader import LoadedPolicy, convert_text, load
+from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events
+from .config import Entry, apply_granularity
+from .log import Log
+from .plan import Plan, Step
+
+__all__ = ["Running", "Applier"]
+
+# A link update of a struct_ops type without .update: EOPNOTSUPP (or the kernel's ENOTSUPP).
+_NO_UPDATE = (errno.EOPNOTSUPP, 524)
+
+Undo = Callable[[], None]
+
+
+@dataclass
+class Running:
+    """One attached entry: its config, the object this run loaded, and its link."""
+
+    entry: Entry
+    loaded: LoadedPolicy
+    link: Link
+    pin: Path | None
+    live_object: bool  # False: the link still runs the previous run's object
+    adopted: bool = False  # pinned by an earlier run
+    earlier_events: PinnedEvents | None = None  # the previous run's decisions, when not live
+
+    @property
+    def events_pin(self) -> Path | None:
+        return None if self.pin is None else Path(f"{self.pin}{EVENTS_SUFFIX}")
+
+    def repin_events(self) -> None:
+        """Point the events pin at the decisions of the object the link now runs."""
+        if self.events_pin is not None:
+            self.events_pin.unlink(missing_ok=True)
+            pin_events(self.loaded.object.maps, self.pin)
+
+    def pin_link(self) -> None:
+        """Point the entry's pin at its current link (replacing what was pinned there)."""
+        if self.pin is not None:
+            self.pin.unlink(missing_ok=True)
+            self.link.pin(self.pin)
+
+    def close(self, detach: bool) -> None:
+        """Detach and unpin (``detach``), or just drop our references."""
+        try:
+            if self.earlier_events is not None:
+                self.earlier_events.close()
+            if detach:
+                if not self.link.detached:
+                    self.link.detach()
+                if self.link.pinned_path is not None:
+                    self.link.unpin()
+                elif self.pin is not None and self.pin.exists():
+                    self.pin.unlink()
+                if self.events_pin is not None:
+                    self.events_pin.unlink(missing_ok=True)
+            self.link.close()
+        finally:
+            self.loaded.close()
+
+
+class Applier:
+    """The entries this daemon keeps attached, and every change made to them."""
+
+    def __init__(self, pin_dir: Path, log: Log,
+                 on_decision: Callable[[str, Any], None]) -> None:
+        self.pin_dir = pin_dir
+        self.log = log
+        self.on_decision = on_decision
+        self.running: dict[str, Running] = {}
+
+    # -- one entry -------------------------------------------------------------------
+    def _pin_path(self, entry: Entry) -> Path | None:
+        return self.pin_dir / entry.id if entry.pin else None
+
+    def _load(self, entry: Entry) -> LoadedPolicy:
+        loaded = load(entry.policy, entry.tunables, map_name=entry.map, register_as=entry.name)
+        try:
+            apply_granularity(loaded.policy, entry)  # before attach: the first OOM uses it
+        except BaseException:
+            loaded.close()
+            raise
+        return loaded
+
+    def _watch(self, entry: Entry, loaded: LoadedPolicy) -> None:
+        """Report the policy's decisions (objects without a decision stream have none)."""
+        if loaded.policy is not None:
+            loaded.policy.on_event(lambda event: self.on_decision(entry.id, event))
+
+    def _attach(self, entry: Entry, loaded: LoadedPolicy) -> Running:
+        """Attach and pin the link, and the decision events beside it (for a later run)."""
+        pin = self._pin_path(entry)
+        if pin is not None:
+            pin.parent.mkdir(parents=True, exist_ok=True)
+            Path(f"{pin}{EVENTS_SUFFIX}").unlink(missing_ok=True)  # a stale one of a dead run
+        link = loaded.attach(cgroup=entry.cgroup, pin=pin)
+        running = Running(entry, loaded, link, pin, True)
+        if pin is not None:
+            try:
+                pin_events(loaded.object.maps, pin)
+            except BaseException:
+                running.close(detach=True)
+                raise
+        return running
+
+    def _log_attached(self, running: Running) -> None:
+        self.log("info", "attached", id=running.entry.id, policy=running.loaded.name,
+                 target=running.entry.cgroup or "system", link=running.link.id, pin=running.pin)
+
+    def _adopt(self, entry: Entry) -> Running | None:
+        """Take over the link an earlier run pinned for ``entry``; None if there is none."""
+        pin = self._pin_path(entry)
+        if pin is None or not pin.exists():
+            return None
+        link = Link.from_pinned(pin)
+        try:
+            info = link.info()
+            if not info.map_id or (info.cgroup_id is not None and info.cgroup_id != _cgroup_id(entry)):
+                self.log("warning", "stale_pin", id=entry.id, pin=pin, link=info.id,
+                         why="detached or attached elsewhere; replacing it")
+                if info.map_id:
+                    link.detach()
+                link.unpin()
+                link.close()
+                return None
+            loaded = self._load(entry)
+            try:
+                link.update(loaded.struct_ops)
+                live = True
+            except BpfError as exc:
+                if exc.errno not in _NO_UPDATE:
+                    loaded.close()
+                    raise
+                live = False
+                self.log("warning", "adopted_without_update", id=entry.id, link=info.id,
+                         why=f"the kernel cannot switch this link to a new object ({exc}); the "
+                         "previous run's object keeps running until a reload changes it")
+            running = Running(entry, loaded, link, pin, live, adopted=True)
+            if live:
+                running.repin_events()
+            elif running.events_pin.exists():
+                running.earlier_events = PinnedEvents(
+                    running.events_pin, lambda event: self.on_decision(entry.id, event))
+            self.log("info", "adopted", id=entry.id, policy=loaded.name, link=info.id, pin=pin,
+                     decisions="logged" if live or running.earlier_events else "not available")
+            return running
+        except BaseException:
+            link.close()
+            raise
+
+    # -- start and stop --------------------------------------------------------------
+    def start(self, entries: Iterable[Entry]) -> None:
+        """Attach (or adopt) every entry, or nothing."""
+        done: list[Running] = []
+        current = "-"
+        try:
+            for entry in entries:
+                current = entry.id
+                running = self._adopt(entry)
+                if running is None:
+                    loaded = self._load(entry)
+                    try:
+                        running = self._attach(entry, loaded)
+                    except BaseException:
+                        loaded.close()
+                        raise
+                    self._log_attached(running)
+                done.append(running)
+        except BaseException as exc:
+            for running in reversed(done):
+                running.close(detach=not running.adopted)  # an adopted pin stays as it was
+            self.log("error", "start_failed", entry=current, error=str(exc), rolled_back=len(done))
+            raise
+        for running in done:
+            self.running[running.entry.id] = running
+            if running.live_object:
+                self._watch(running.entry, running.loaded)
+
+    def stop(self, keep: bool) -> None:
+        """Detach everything (``keep``: leave the pinned links attached for the next run)."""
+        for key, running in list(self.running.items()):
+            kept = keep and running.pin is not None
+            try:
+                running.close(detach=not kept)
+                self.log("info", "kept" if kept else "detached", id=key, pin=running.pin)
+            except BpfError as exc:
+                self.log("error", "detach_failed", id=key, error=str(exc))
+            del self.running[key]
+
+    # -- a reload ----------------------------------------------------------------------
+    def apply(self, plan: Plan) -> None:
+        """Carry out ``plan``, all or nothing: on failure every step taken is undone and the
+        error raised.  Objects are loaded before anything attached changes."""
+        prepared: dict[str, LoadedPolicy] = {}
+        undo: list[Undo] = []
+        after: list[Undo] = []  # commits that cannot fail: run once all steps succeeded
+        try:
+            for step in plan.loads():
+                prepared[step.id] = self._load(step.entry)
+            for step in plan.steps:
+                self._step(step, prepared, undo, after)
+        except BaseException:
+            for back in reversed(undo):
+                try:
+                    back()
+                except BpfError as failure:
+                    self.log("error", "rollback_failed", error=str(failure))
+            for loaded in prepared.values():
+                loaded.close()
+            raise
+        for commit in after:
+            commit()
+
+    def _step(self, step: Step, prepared: dict[str, LoadedPolicy], undo: list[Undo],
+              after: list[Undo]) -> None:
+        if step.action == "remove":
+            self._remove(step.id, self.running[step.id], undo, after)
+        elif step.action == "retune":
+            self._retune(self.running[step.id], step.entry, step.tunables, undo)
+        elif step.action == "switch":
+            self._switch(self.running[step.id], step.entry, prepared[step.id], undo, after)
+        else:
+            self._add(step.entry, prepared[step.id], undo, after)
+
+    def _add(self, entry: Entry, loaded: LoadedPolicy, undo: list[Undo], after: list[Undo]) -> None:
+        running = self._attach(entry, loaded)
+        undo.append(lambda: running.close(detach=True))
+
+        def commit() -> None:
+            self.running[entry.id] = running
+            self._watch(entry, loaded)
+            self._log_attached(running)
+        after.append(commit)
+
+    def _retune(self, running: Running, entry: Entry, changed: dict[str, Any],
+                undo: list[Undo]) -> None:
+        """Change tunables (and granularity) on the live object."""
+        before = {key: running.loaded.current(key) for key in changed}
+        old_entry = running.entry
+
+        def restore() -> None:
+            for key, value in before.items():
+                running.loaded.set(key, value)
+            running.entry = old_entry
+        undo.append(restore)
+        undo.append(apply_granularity(running.loaded.policy, entry, old_entry))
+        for key, value in changed.items():
+            running.loaded.set(key, _typed(running.loaded, key, value))
+        running.entry = entry
+        self.log("info", "tunables_set", id=entry.id, **{f"set.{k}": v for k, v in changed.items()})
+
+    def _switch(self, running: Running, entry: Entry, loaded: LoadedPolicy, undo: list[Undo],
+                after: list[Undo]) -> None:
+        """Point the entry's link at a newly loaded object: a link update (atomic), or, where
+        the kernel cannot update this struct_ops type, detach and attach anew."""
+        old_loaded, old_entry, old_link = running.loaded, running.entry, running.link
+        try:
+            running.link.update(loaded.struct_ops)
+            how = "updated"
+        except BpfError as exc:
+            if exc.errno not in _NO_UPDATE:
+                raise
+            self._replace(running, loaded)
+            how = "replaced"
+        running.loaded, running.entry, running.live_object = loaded, entry, True
+        running.repin_events()
+
+        def back() -> None:
+            if how == "updated":
+                running.link.update(old_loaded.struct_ops)
+            else:
+                self._replace(running, old_loaded)
+            running.loaded, running.entry = old_loaded, old_entry
+            running.repin_events()
+        undo.append(back)
+
+        def commit() -> None:
+            if how == "replaced":
+                old_link.close()
+                self.log("warning", "replaced", id=entry.id, policy=loaded.name,
+                         link=running.link.id, why="this kernel cannot update the link of a "
+                         f"{loaded.struct_ops.struct_name} in place, so it was detached and "
+                         "attached again (briefly, the next handler up decided)")
+            else:
+                self.log("info", "updated", id=entry.id, policy=loaded.name, link=running.link.id)
+            old_loaded.close()
+            self._watch(entry, loaded)
+        after.append(commit)
+
+    def _replace(self, running: Running, loaded: LoadedPolicy) -> None:
+        """Detach the running link, attach ``loaded`` to the same target, move the pin to it.
+
+        If ``loaded`` cannot attach, the running object is attached again and the pin
+        moved to that new link: the pin never names a detached link."""
+        old = running.link
+        old.detach()
+        if old.pinned_path is not None:
+            old.unpin()
+        try:
+            link = loaded.attach(cgroup=running.entry.cgroup, pin=None)
+        except BaseException:
+            old.close()
+            running.link = running.loaded.attach(cgroup=running.entry.cgroup, pin=None)
+            running.pin_link()
+            raise
+        running.link = link
+        running.pin_link()
+        if running.earlier_events is not None:
+            running.earlier_events.close()
+            running.earlier_events = None
+
+    def _remove(self, key: str, running: Running, undo: list[Undo], after: list[Undo]) -> None:
+        """Detach an entry that left the config (undo: attach its object again)."""
+        running.link.detach()
+
+        def back() -> None:
+            running.link.close()
+            running.link = running.loaded.attach(cgroup=running.entry.cgroup, pin=None)
+            running.pin_link()
+        undo.append(back)
+
+        def commit() -> None:
+            self.running.pop(key)
+            running.close(detach=True)
+            self.log("info", "detached", id=key, why="removed from the configuration")
+        after.append(commit)
+
+
+def _cgroup_id(entry: Entry) -> int:
+    if entry.cgroup is None:
+        return 0
+    with Cgroup.open(entry.cgroup) as cgroup:
+        return cgroup.id
+
+
+def _typed(loaded: LoadedPolicy, key: str, value: Any) -> Any:
+    """A TOML string for a numeric tunable is converted like `--set` text."""
+    current = loaded.current(key)
+    if isinstance(value, str) and current is not None and not isinstance(current, str):
+        return convert_text(value, current)
+    return value
