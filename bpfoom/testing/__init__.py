@@ -1,0 +1,21 @@
+"""Testing OOM behaviour: throw-away memory cgroups, memory hogs, the pytest plugin, the VM.
+
+Public (tests may import these, as bpfoom's own tests do)::
+
+    from bpfoom.testing import MemoryHog, memory_hogs, cgroup_tree, memory_events, vm
+
+* :class:`CgroupTree` / :func:`cgroup_tree`: memory cgroups under one root,
+  each with its own memcg and swap off, killed and removed afterwards.
+* :class:`MemoryHog` / :func:`memory_hogs`: processes that join a cgroup and
+  allocate (after :meth:`MemoryHog.release` when gated), and report how they died.
+* :mod:`~bpfoom.testing.vm`: bpfoom's VM (our kernel): ``python -m bpfoom.testing.vm -- CMD``.
+* ``pytest_plugin``: the ``cgroup``, ``memory_hog`` and ``oom_policy`` fixtures
+  and the ``bpfoom_vm`` marker, loaded by pytest through the entry point.
+"""
+
+from . import vm
+from .cgroups import CgroupTree, cgroup2_root, cgroup_tree, memory_events, remove_cgroup_tree
+from .hog import DEATH_TIMEOUT_S, MemoryHog, memory_hogs
+
+__all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "remove_cgroup_tree", "memory_events",
+           "MemoryHog", "memory_hogs", "DEATH_TIMEOUT_S", "vm"]

@@ -18,200 +18,46 @@ Marker ``@pytest.mark.bpfoom_vm``: when the running kernel lacks
 them, see :mod:`bpfoom.testing.vm`) and each reports the in-VM result as its own.
 
 The plugin is loaded in every pytest session of an environment with bpfoom
-installed, so it imports bpfoom's extension only when a fixture is used.
+installed.  The helpers behind the fixtures are public for tests that need
+more than one cgroup or hog: :mod:`bpfoom.testing`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from .cgroups import cgroup2_root, cgroup_tree
+from .hog import MemoryHog, memory_hogs
+
 RESULTS_ENV = "BPFOOM_VM_RESULTS"
-DEATH_TIMEOUT_S = 60.0
-
-# Joins the cgroup after Python's start-up (so the interpreter's own memory is
-# charged elsewhere), says "joined", waits for a line, allocates and touches
-# MIB MiB, says "allocated", and holds it until killed or stdin closes.
-_HOG_SCRIPT = r"""
-import mmap, os, sys
-procs, mib, adj = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with open("/proc/self/oom_score_adj", "w") as f:
-    f.write(adj)
-with open(procs, "w") as f:
-    f.write(str(os.getpid()))
-print("joined", flush=True)
-sys.stdin.readline()
-memory = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-for offset in range(0, len(memory), 4096):
-    memory[offset] = 1
-print("allocated", flush=True)
-sys.stdin.readline()
-"""
 
 
-# -- cgroups ------------------------------------------------------------------------
-
-def cgroup2_root() -> Path | None:
-    """The writable cgroup2 mount to create test cgroups in (the unified root first)."""
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-              if line.split()[2] == "cgroup2"]
-    for candidate in sorted(mounts, key=lambda path: path != "/sys/fs/cgroup"):
-        if os.access(candidate, os.W_OK):
-            return Path(candidate)
-    return None
-
-
-def remove_cgroup_tree(path: Path, timeout: float = 10.0) -> None:
-    """Kill every process in the subtree, then remove it bottom-up."""
-    if not path.is_dir():
-        return
-    for child in [entry for entry in path.iterdir() if entry.is_dir()]:
-        remove_cgroup_tree(child, timeout)
-    for name, value in (("cgroup.freeze", "0"), ("cgroup.kill", "1")):
-        try:
-            (path / name).write_text(value)
-        except OSError:
-            pass
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
+# -- cgroups and memory hogs (bpfoom.testing.cgroups, bpfoom.testing.hog) -------------
 
 @pytest.fixture
 def cgroup() -> Iterator[Any]:
     """A fresh cgroup v2 directory, removed with its whole subtree afterwards."""
-    import bpfoom
-
     root = cgroup2_root()
     if root is None:
         pytest.skip("needs a writable cgroup2 mount (root, and cgroup v2 mounted)")
-    path = root / f"bpfoom-pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    cg = bpfoom.Cgroup.create(path)
-    try:
-        if "memory" in cg.read("cgroup.controllers").split():
-            cg.write("cgroup.subtree_control", "+memory")  # children get their own memcg
-            if (path / "memory.swap.max").exists():
-                cg.write("memory.swap.max", "0")
-        yield cg
-    finally:
-        cg.close()
-        remove_cgroup_tree(path)
-
-
-# -- memory hogs --------------------------------------------------------------------
-
-@dataclass
-class MemoryHog:
-    """A process in ``cgroup`` that allocates ``mib`` MiB once released."""
-
-    proc: subprocess.Popen
-    cgroup_path: Path
-    mib: int
-    lines: list[str] = field(default_factory=list)
-    _pending: str = ""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _wait_for(self, word: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while word not in self.lines:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    return False
-                self._pending += chunk.decode()
-                *complete, self._pending = self._pending.split("\n")
-                self.lines.extend(line.strip() for line in complete)
-        return True
-
-    def release(self) -> None:
-        """Let the hog allocate."""
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.flush()
-
-    def wait_allocated(self, timeout: float = DEATH_TIMEOUT_S) -> bool:
-        """True once all the memory is touched; False if it died (or timed out) first."""
-        return self._wait_for("allocated", timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_dead(self, timeout: float = DEATH_TIMEOUT_S) -> str:
-        """How it died: "SIGKILL", another signal name, or "exit N"; fails the test on timeout."""
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"memory hog {self.pid} in {self.cgroup_path} still alive after "
-                        f"{timeout:.0f} s")
-        return self.death
-
-    @property
-    def death(self) -> str | None:
-        """"SIGKILL", "SIGTERM", ..., "exit N", or None while alive."""
-        code = self.proc.poll()
-        if code is None:
-            return None
-        return signal.Signals(-code).name if code < 0 else f"exit {code}"
-
-    @property
-    def oom_killed(self) -> bool:
-        """Died by SIGKILL after being released (what the OOM killer sends)."""
-        return self.death == "SIGKILL"
-
-    def stop(self) -> None:
-        if self.alive:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            stream.close()
+    with cgroup_tree(root / f"bpfoom-pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}") as tree:
+        yield tree.make(memory_for_children=True)
 
 
 @pytest.fixture
 def memory_hog() -> Iterator[Callable[..., MemoryHog]]:
     """``memory_hog(cgroup, mib, oom_score_adj=0)``: a frozen hog inside ``cgroup``."""
-    started: list[MemoryHog] = []
-
-    def start(cg: Any, mib: int, oom_score_adj: int = 0) -> MemoryHog:
-        path = Path(getattr(cg, "path", cg))
-        proc = subprocess.Popen([sys.executable, "-S", "-c", _HOG_SCRIPT,
-                                 str(path / "cgroup.procs"), str(mib), str(oom_score_adj)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        hog = MemoryHog(proc, path, mib)
-        started.append(hog)
-        if not hog._wait_for("joined", 30):
-            pytest.fail(f"memory hog did not join {path} (exit status {proc.poll()})")
-        return hog
-
-    yield start
-    for hog in started:
-        hog.stop()
+    with memory_hogs(gated=True) as start:
+        yield start
 
 
 # -- policies -----------------------------------------------------------------------

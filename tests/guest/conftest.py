@@ -23,9 +23,8 @@ from typing import Callable, Iterator
 import pytest
 
 import bpfoom
-from bpfoom import vm
-from oomtest import (CGROUP_ROOT, Forker, Hog, KernelLog, kill_and_remove, missing_capability,
-                     open_probe, HOG_SCRIPT)
+from bpfoom.testing import CgroupTree, MemoryHog, memory_hogs, vm
+from oomtest import CGROUP_ROOT, Forker, KernelLog, missing_capability, open_probe
 
 REQUIRE_ENV = "BPFOOM_REQUIRE_VM_TESTS"
 
@@ -66,58 +65,22 @@ def cgroups() -> Iterator[Callable[..., bpfoom.Cgroup]]:
     """Make memory cgroups under a per-test root: cgroups("a"), cgroups("a/b", memory_max="64M").
 
     Every cgroup gets +memory in its parent's subtree_control (so it has its own
-    memcg), swap off, and is killed and removed at the end of the test.
+    memcg), swap off, and is killed and removed at the end of the test
+    (bpfoom.testing.CgroupTree).
     """
-    root = CGROUP_ROOT / f"bpfoom-test-{os.getpid()}-{next(_names)}"
-    opened: list[bpfoom.Cgroup] = []
-
-    def make(relative: str = "", *, memory_max: str | None = None,
-             oom_group: bool = False) -> bpfoom.Cgroup:
-        chain = [root]
-        for part in Path(relative).parts:
-            chain.append(chain[-1] / part)
-        for parent, path in zip([None, *chain[:-1]], chain):
-            if parent is not None:
-                (parent / "cgroup.subtree_control").write_text("+memory")
-            if not path.exists():
-                path.mkdir()
-                swap = path / "memory.swap.max"
-                if swap.exists():
-                    swap.write_text("0")
-        cg = bpfoom.Cgroup.open(chain[-1])
-        opened.append(cg)
-        if memory_max is not None:
-            cg.write("memory.max", memory_max)
-        if oom_group:
-            cg.write("memory.oom.group", "1")
-        return cg
-
-    yield make
-    for cg in opened:
-        cg.close()
-    kill_and_remove(root)
+    tree = CgroupTree(CGROUP_ROOT / f"bpfoom-test-{os.getpid()}-{next(_names)}")
+    yield tree.make
+    tree.close()
 
 
 @pytest.fixture
-def hogs() -> Iterator[Callable[..., Hog]]:
-    """Start memory hogs: hogs(cg, mib, oom_score_adj=0, gated=False); all stopped at the end."""
-    started: list[Hog] = []
+def hogs() -> Iterator[Callable[..., MemoryHog]]:
+    """Start memory hogs: hogs(cg, mib, oom_score_adj=0, gated=False); all stopped at the end.
 
-    def start(cg: bpfoom.Cgroup, mib: int, *, oom_score_adj: int = 0,
-              gated: bool = False, wait_joined: bool = True) -> Hog:
-        proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", HOG_SCRIPT, str(cg.path / "cgroup.procs"), str(mib),
-             str(oom_score_adj), "1" if gated else "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        hog = Hog(proc, cg, mib)
-        started.append(hog)
-        if wait_joined:
-            assert hog.wait_for("joined", 30), f"hog did not join {cg.path}"
-        return hog
-
-    yield start
-    for hog in started:
-        hog.stop()
+    A gated hog allocates once released (hog.release()); bpfoom.testing.MemoryHog.
+    """
+    with memory_hogs(gated=False) as start:
+        yield start
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
-"""Helpers for the guest kernel tests: capability check, memory hogs, memory.events,
-kernel log slices, and the recording policy's controls (see oom_probe.bpf.c)."""
+"""Helpers for the guest kernel tests: capability check, kernel log slices, the recording
+policy's controls (see oom_probe.bpf.c), and a fast allocator.
+
+Memory cgroups and memory hogs come from bpfoom.testing (the same code as the
+pytest plugin's fixtures); their old names here stay importable."""
 from __future__ import annotations
 
 import json
@@ -9,18 +12,21 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 import bpfoom
+from bpfoom.testing import (DEATH_TIMEOUT_S, MemoryHog, memory_events,  # noqa: F401 (re-exported)
+                            remove_cgroup_tree)
 
 REPO = Path(__file__).resolve().parents[2]
 BPF_DIR = REPO / "tests" / "bpf" / "oom"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-DEATH_TIMEOUT_S = 60.0
+Hog = MemoryHog  # the name these tests used before bpfoom.testing
+kill_and_remove = remove_cgroup_tree
 
 # Actions of oom_probe.bpf.c's `actions` map.
 DECLINE, KILL_PID, CLAIM_WITHOUT_KILL, KILL_CURRENT = 0, 1, 2, 3
@@ -41,117 +47,6 @@ def missing_capability() -> str | None:
     if not controllers.exists() or "memory" not in controllers.read_text().split():
         return f"{CGROUP_ROOT} is not a cgroup2 root with +memory in cgroup.subtree_control"
     return None
-
-
-def kill_and_remove(path: Path) -> None:
-    """Remove a test cgroup tree: kill its tasks, then rmdir bottom-up."""
-    if not path.exists():
-        return
-    for child in [entry for entry in path.iterdir() if entry.is_dir()]:
-        kill_and_remove(child)
-    try:
-        (path / "cgroup.freeze").write_text("0")
-        (path / "cgroup.kill").write_text("1")
-    except OSError:
-        pass
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def memory_events(cg: bpfoom.Cgroup) -> dict[str, int]:
-    """memory.events as a dict (oom, oom_kill, ...)."""
-    return {key: int(value) for key, value in
-            (line.split() for line in cg.read("memory.events").splitlines())}
-
-
-# -- memory hogs ----------------------------------------------------------------
-
-# Joins the cgroup itself, after Python's start-up, so the interpreter's own
-# memory is charged to the test runner's cgroup and the hog's cgroup sees
-# (almost) only the MiB it asked for.  Prints "joined" and "allocated", then
-# holds the memory until killed or its stdin closes.
-HOG_SCRIPT = r"""
-import mmap, os, sys
-procs, mib, adj, gate = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
-with open("/proc/self/oom_score_adj", "w") as f:  # the runner's -1000 is inherited
-    f.write(adj)
-with open(procs, "w") as f:
-    f.write(str(os.getpid()))
-print("joined", flush=True)
-if gate:
-    sys.stdin.readline()
-memory = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-for offset in range(0, len(memory), 4096):
-    memory[offset] = 1
-print("allocated", flush=True)
-sys.stdin.readline()
-"""
-
-
-@dataclass
-class Hog:
-    """A process that allocates `mib` MiB of anonymous memory inside a cgroup."""
-
-    proc: subprocess.Popen
-    cgroup: bpfoom.Cgroup
-    mib: int
-    lines: list[str] = field(default_factory=list)
-    _pending: str = ""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_for(self, word: str, timeout: float = DEATH_TIMEOUT_S) -> bool:
-        """True once the hog printed `word`; False if it exited or timed out first.
-
-        Reads the raw pipe: a buffered reader could hold a second line that
-        select() then never reports.
-        """
-        deadline = time.monotonic() + timeout
-        while word not in self.lines:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    return False
-                self._pending += chunk.decode()
-                *complete, self._pending = self._pending.split("\n")
-                self.lines.extend(line.strip() for line in complete)
-        return True
-
-    def go(self) -> None:
-        """Let a gated hog start allocating."""
-        self.proc.stdin.write(b"go\n")
-
-    def wait_dead(self, timeout: float = DEATH_TIMEOUT_S) -> int:
-        """The hog's exit status (negative: killed by that signal); fails on timeout."""
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"hog {self.pid} in {self.cgroup.path} still alive after {timeout:.0f} s")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            stream.close()
 
 
 # Forks one child per request (no interpreter start-up per OOM, which costs
@@ -275,8 +170,10 @@ def recorded_calls(obj: bpfoom.BpfObject) -> list[tuple[int, int]]:
     return list(zip(obj.bss["call_ctx_ids"][:count], obj.bss["call_oom_ids"][:count]))
 
 
-def sigkilled(status: int) -> bool:
-    return status == -signal.SIGKILL
+def sigkilled(status: int | str) -> bool:
+    """Killed by SIGKILL: an exit status (-9, as subprocess reports it) or a
+    MemoryHog.wait_dead() answer ("SIGKILL")."""
+    return status in (-signal.SIGKILL, "SIGKILL")
 
 
 def link_ids() -> set[int]:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import bpfoom
-from oomtest import Hog, KernelLog, killed_pids, wait_until
+from bpfoom.testing import MemoryHog
+from oomtest import KernelLog, killed_pids, wait_until
 
 KERNEL_REASON = "Memory cgroup out of memory"
 
@@ -63,15 +64,15 @@ def first_kill(kernel_log: KernelLog, timeout: float = 60.0) -> tuple[int, str]:
     return killed_pids(kernel_log)[0]
 
 
-def overrun(hogs, cg: bpfoom.Cgroup, mib: int) -> Hog:
+def overrun(hogs, cg: bpfoom.Cgroup, mib: int) -> MemoryHog:
     """Start an unkillable (oom_score_adj -1000) hog of `mib` MiB in `cg`, which runs it out of memory."""
     hog = hogs(cg, mib, oom_score_adj=-1000, gated=True)
-    hog.go()
+    hog.release()
     return hog
 
 
 def holders(hogs, cg_by_name: dict[str, bpfoom.Cgroup], sizes: dict[str, int],
-            adj: dict[str, int] | None = None) -> dict[str, Hog]:
+            adj: dict[str, int] | None = None) -> dict[str, MemoryHog]:
     """One hog per name, each allocated and holding its MiB before the next starts."""
     started = {}
     for name, mib in sizes.items():

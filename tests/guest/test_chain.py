@@ -33,7 +33,7 @@ def test_chain_runs_from_the_oom_memcg_up_and_stops_at_the_first_that_frees(
         hog = hogs(child, 96, gated=True)
         for target, cgroup_id in ids.items():
             set_action(probe, cgroup_id, KILL_PID if target == killer else DECLINE, hog.pid)
-        hog.go()
+        hog.release()
         assert sigkilled(hog.wait_dead())
 
     calls = recorded_calls(probe)
@@ -52,7 +52,7 @@ def test_a_claim_without_a_kill_does_not_end_the_chain(probe, tree, hogs, kernel
         hog = hogs(child, 96, gated=True)
         set_action(probe, child.id, CLAIM_WITHOUT_KILL)
         set_action(probe, parent.id, KILL_PID, hog.pid)
-        hog.go()
+        hog.release()
         assert sigkilled(hog.wait_dead())
     assert [ctx for ctx, _ in recorded_calls(probe)] == [child.id, parent.id]
     assert policy_lines(kernel_log) == ["oom_policy=bpfoom_probe"]
@@ -66,7 +66,7 @@ def test_a_policy_below_the_oom_memcg_is_not_asked(probe, hogs, cgroups):
     with ops.attach(cgroup=below), ops.attach(cgroup=limited):
         hog = hogs(below, 96, gated=True)
         set_action(probe, limited.id, KILL_PID, hog.pid)
-        hog.go()
+        hog.release()
         assert sigkilled(hog.wait_dead())
     # The OOM is in `limited` (its memory.max), so `below`'s policy is not in the chain.
     assert recorded_calls(probe) == [(limited.id, limited.id)]
@@ -86,7 +86,7 @@ def test_a_system_wide_oom_goes_to_the_system_wide_policy(probe, cgroups, hogs, 
         hog = hogs(cg, total_mib - 16, oom_score_adj=1000, gated=True)  # within overcommit
         set_action(probe, 0, KILL_PID, hog.pid)
         set_action(probe, cg.id, DECLINE)
-        hog.go()
+        hog.release()
         assert sigkilled(hog.wait_dead(timeout=300))
     calls = recorded_calls(probe)
     assert calls and calls[0] == (0, 0), calls

@@ -46,7 +46,7 @@ def test_policy_kill_is_a_real_oom_kill(probe, memcg, hogs, kernel_log):
     holder, allocator = holder_and_allocator(hogs, memcg)
     with probe.struct_ops["probe_policy"].attach(cgroup=memcg):
         set_action(probe, memcg.id, KILL_PID, holder.pid)
-        allocator.go()
+        allocator.release()
         assert sigkilled(holder.wait_dead())
     assert probe.data["last_kill_ret"] == 0
     assert probe.bss["kills"] == 1
@@ -64,7 +64,7 @@ def test_a_victim_being_killed_is_an_oom_victim(probe, memcg, hogs):
     holder, allocator = holder_and_allocator(hogs, memcg)
     with probe.struct_ops["probe_policy"].attach(cgroup=memcg):
         set_action(probe, memcg.id, KILL_PID, holder.pid)
-        allocator.go()
+        allocator.release()
         assert sigkilled(holder.wait_dead())
     assert probe.bss["victim_before_kill"] is False
     assert probe.bss["victim_after_kill"] is True
@@ -78,7 +78,7 @@ def test_the_report_names_the_policy(memcg, hogs, kernel_log, name, shown):
         holder, allocator = holder_and_allocator(hogs, memcg)
         with obj.struct_ops["probe_policy"].attach(cgroup=memcg):
             set_action(obj, memcg.id, KILL_PID, holder.pid)
-            allocator.go()
+            allocator.release()
             assert sigkilled(holder.wait_dead())
     finally:
         obj.close()
@@ -92,7 +92,7 @@ def test_memory_oom_group_kills_the_whole_group(probe, cgroups, hogs):
     assert bystander.wait_for("allocated")
     with probe.struct_ops["probe_policy"].attach(cgroup=group):
         set_action(probe, group.id, KILL_PID, holder.pid)
-        allocator.go()
+        allocator.release()
         for hog in (holder, allocator, bystander):
             assert sigkilled(hog.wait_dead()), f"hog {hog.pid} of the oom.group survived"
     assert probe.bss["kills"] == 1
@@ -106,9 +106,9 @@ def test_an_unkillable_task_gives_eperm_and_the_kernel_kills(probe, memcg, hogs,
     holder, allocator = holder_and_allocator(hogs, memcg, holder_adj=-1000)
     with probe.struct_ops["probe_policy"].attach(cgroup=memcg):
         set_action(probe, memcg.id, KILL_PID, holder.pid)
-        allocator.go()
+        allocator.release()
         assert sigkilled(allocator.wait_dead())
-    assert holder.alive()
+    assert holder.alive
     assert probe.data["last_kill_ret"] == -errno.EPERM
     assert probe.bss["kills"] == 0
     assert policy_lines(kernel_log) == ["oom_policy=default"]

@@ -110,7 +110,7 @@ def test_bpf_policy_kill_is_seen_once_under_its_name(watched, load_policy, cgrou
     assert (kill.tgid,) == decision.pids
     assert decision.monotonic_ns <= kill.monotonic_ns  # stamped when the handler started
     assert memory_events(leaves["a"])["oom_kill"] == 1
-    assert all(hog.alive() for name, hog in started.items() if name != "a")
+    assert all(hog.alive for name, hog in started.items() if name != "a")
 
 
 def test_declined_oom_shows_the_decline_then_the_kernels_kill(watched, load_policy, cgroups,
@@ -140,7 +140,7 @@ def test_oom_with_nothing_killable_ends_in_an_event(watched, cgroups, hogs, kern
     """Only an unkillable task in the memcg: every OOM it causes ends in an oom_no_kill event."""
     cg = cgroups("stuck", memory_max="16M")
     hog = hogs(cg, 32, oom_score_adj=-1000, gated=True)
-    hog.go()
+    hog.release()
     watched.until(lambda seen: any(isinstance(e, bpfoom.OomNoKillEvent)
                                    and e.oom_cgroup_id == cg.id for e in seen),
                   what="an OOM that ended without a kill")

@@ -48,7 +48,7 @@ def run_scenario(cgroups, hogs):
     for hog in started.values():
         assert hog.wait_for("joined"), "a thawed task did not run"
     for name in ("cg1", "cg3/cg4", "cg3/cg5"):
-        started[name].go()
+        started[name].release()
         assert started[name].wait_for("allocated"), f"{name} could not allocate below the limit"
     return top, groups, started
 
@@ -60,7 +60,7 @@ def first_death(started, kernel_log) -> tuple[str, str]:
     kernel's (see test_kill.py on the MMF_OOM_SKIP window), so the order comes
     from the kernel log, not from who is dead when we look.
     """
-    started["cg2"].go()
+    started["cg2"].release()
     wait_until(lambda: killed_pids(kernel_log), timeout=60, what="a task to be OOM-killed")
     pid, reason = killed_pids(kernel_log)[0]
     names = {hog.pid: name for name, hog in started.items()}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
-from oomtest import memory_events
+from bpfoom.testing import memory_events
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_oom_tree_reference_scenario_through_oom_policy(load_policy, cgroups, ho
     assert memory_events(groups["cg3/cg4"])["oom_kill"] == 1
     # One kill in all: while cg4's task exits the policy waits instead of killing again.
     assert [pid for pid, _ in killed_pids(kernel_log)] == [started["cg3/cg4"].pid]
-    assert all(hog.alive() for name, hog in started.items() if name != "cg3/cg4")
+    assert all(hog.alive for name, hog in started.items() if name != "cg3/cg4")
 
 
 def test_every_kill_appears_once_in_the_event_stream(load_policy, cgroups, hogs, kernel_log):
@@ -102,7 +102,7 @@ def test_task_policies_kill_one_task(load_policy, cgroups, hogs, kernel_log, pol
     assert decision.victim_cgroup_id == work.id
     assert decision.reason == policy_name
     assert decision.candidates == 3
-    assert all(hog.alive() for name, hog in started.items() if name != victim)
+    assert all(hog.alive for name, hog in started.items() if name != victim)
     # The explanation: the three tasks in the order they would die, the allocator excluded.
     order = {"largest_task": ("big", "young", "old"), "newest_task": ("young", "big", "old")}
     assert [c.pid for c in decision.considered] == [started[n].pid for n in order[policy_name]]

@@ -70,7 +70,7 @@ def test_a_system_wide_oom_is_decided_by_the_system_wide_policy(load_policy, cgr
     total_mib = int(open("/proc/meminfo").readline().split()[1]) // 1024  # MemTotal
     policy.attach()
     hog = hogs(cg, total_mib - 16, oom_score_adj=1000, gated=True)  # within overcommit
-    hog.go()
+    hog.release()
     assert first_kill(kernel_log, timeout=300) == (hog.pid, "bpfoom largest_leaf")
     assert sigkilled(hog.wait_dead(timeout=300))
     decision = next(e for e in policy.events(timeout=5) if e.action == "killed")

@@ -34,7 +34,7 @@ def test_task_then_cgroup_then_oom_group(load_policy, cgroups, hogs, kernel_log)
     tasks = three((14, 10, 8))
     decision = oom(40)  # 32 + 40 MiB > 64
     assert sigkilled(tasks[0].wait_dead())
-    assert tasks[1].alive() and tasks[2].alive()
+    assert tasks[1].alive and tasks[2].alive
     assert (decision.granularity, decision.granularity_cgroup_id) == ("task", trio.id)
     assert decision.pids == (tasks[0].pid,) and decision.oom_group_cgroup_id == 0
     assert memory_events(trio)["oom_kill"] == 1

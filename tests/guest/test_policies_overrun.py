@@ -15,7 +15,7 @@ def test_a_tiny_decision_ring_reports_its_overrun(load_policy, cgroups, hogs):
     policy.attach(cgroup=top)
     for _ in range(OOMS):  # each OOM decided and its victim dead before the next; nobody reads
         hog = hogs(leaf, 64, gated=True)
-        hog.go()
+        hog.release()
         assert sigkilled(hog.wait_dead(timeout=60))
     made = policy.object.bss["decisions_made"]
     assert made >= OOMS

@@ -25,7 +25,7 @@ def test_a_protected_cgroup_survives_while_an_unprotected_one_exists(load_policy
     assert [(c.cgroup_id, c.protected) for c in decision.considered] == [
         (leaves["spare"].id, False), (leaves["precious"].id, True)]
     assert decision.excluded["protected"].first == ((leaves["precious"].id, 0),)
-    assert started["precious"].alive()
+    assert started["precious"].alive
     assert memory_events(leaves["precious"])["oom_kill"] == 0
 
 
@@ -55,4 +55,4 @@ def test_priorities_changed_while_attached_apply_at_the_next_oom(load_policy, cg
     assert second.victim_cgroup_id == leaves["y"].id
     assert second.pids == (started["y"].pid,)
     assert again.wait_for("allocated"), "x's new task did not get its memory"
-    assert again.alive()
+    assert again.alive

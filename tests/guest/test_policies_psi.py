@@ -24,7 +24,7 @@ def test_psi_guard_kills_a_thrashing_cgroup_and_leaves_an_idle_one(cgroups, hogs
         hungry = cgroups("guarded/hungry")
         hungry.write("memory.high", MEMORY_HIGH)  # no swap: a hog above it stalls, never OOMs
         hog = hogs(hungry, 200, gated=True)
-        hog.go()
+        hog.release()
         assert sigkilled(hog.wait_dead(timeout=120))
         events = collect(guard, lambda seen: any(e.action == "declared_oom" for e in seen))
         declared = next(e for e in events if e.action == "declared_oom")
@@ -37,7 +37,7 @@ def test_psi_guard_kills_a_thrashing_cgroup_and_leaves_an_idle_one(cgroups, hogs
         assert memory_events(hungry)["max"] == 0  # memory.max (unlimited) was never hit
         events += list(guard.events(timeout=2))
         assert all(e.oom_cgroup_id != idle.id for e in events), [str(e) for e in events]
-        assert sleeper.alive()
+        assert sleeper.alive
         assert memory_events(idle)["oom_kill"] == 0
     finally:
         guard.detach()

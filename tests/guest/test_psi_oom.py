@@ -44,7 +44,7 @@ def test_psi_reference_scenario(cgroups, hogs, kernel_log):
     hog = hogs(hungry, 200, gated=True)
     hungry.write("cgroup.freeze", "1")
     wait_until(lambda: "frozen 1" in hungry.read("cgroup.events"), 30, "the hungry cgroup to freeze")
-    hog.go()  # read once thawed
+    hog.release()  # read once thawed
     obj = open_psi_probe(Trigger(hungry.id, PSI_MEM | BPF_PSI_FULL, 100_000, 1_000_000),
                          Trigger(other_id, PSI_IO, 100_000, 1_000_000))
     try:

@@ -9,6 +9,9 @@ import facts
 SKIPPED_DIRS = {".git", ".venv", "build", "dist", "__pycache__"}
 FETCHED_SOURCES = ("third_party", "libbpf", "src")  # libbpf's own tree, not ours
 PROJECT_PACKAGES = {"bpfoom", "libbpf_ffi"}
+# Public subpackages: tests and examples may import the names their __init__ lists in
+# __all__ (bpfoom.testing: cgroup and memory-hog helpers, the VM harness), nothing below.
+PUBLIC_SUBPACKAGES = ("testing",)
 
 
 def python_files(root: Path):
@@ -31,14 +34,28 @@ def imported_modules(path: Path) -> list[str]:
     return names
 
 
+def declared_public(subpackage: str) -> set[str]:
+    """The names bpfoom/<subpackage>/__init__.py lists in __all__ (read, not imported)."""
+    tree = ast.parse((facts.REPO / "bpfoom" / subpackage / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return {element.value for element in node.value.elts}
+    return set()
+
+
 def reaches_past_public_api(name: str) -> bool:
-    """True for project imports other than "bpfoom" itself and its public top-level names."""
+    """True for project imports other than "bpfoom" itself, its public top-level names, and
+    the public names of its public subpackages."""
     parts = name.split(".")
     if parts[0] not in PROJECT_PACKAGES:
         return False
     if parts[0] != "bpfoom":
         return True
-    return len(parts) > 2 or any(part.startswith("_") for part in parts[1:])
+    if any(part.startswith("_") for part in parts[1:]):
+        return True
+    if len(parts) == 3 and parts[1] in PUBLIC_SUBPACKAGES:
+        return parts[2] not in declared_public(parts[1])
+    return len(parts) > 2
 
 
 def test_only_bpfoom_imports_libbpf_ffi():
@@ -65,9 +82,19 @@ def test_tests_and_examples_use_only_the_public_bpfoom_api():
 
 def test_the_check_sees_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("import libbpf_ffi\nfrom bpfoom import _ffi\nfrom bpfoom.errors import BpfError\nfrom bpfoom import Link\n")
+    probe.write_text("import libbpf_ffi\nfrom bpfoom import _ffi\nfrom bpfoom.errors import BpfError\n"
+                     "from bpfoom import Link\nfrom bpfoom.testing import MemoryHog, vm\n"
+                     "from bpfoom.testing import _SCRIPT\nfrom bpfoom.testing.hog import MemoryHog\n"
+                     "from bpfoom.daemon import run_daemon\n")
     flagged = [name for name in imported_modules(probe) if reaches_past_public_api(name)]
-    assert flagged == ["libbpf_ffi", "bpfoom._ffi", "bpfoom.errors.BpfError"]
+    assert flagged == ["libbpf_ffi", "bpfoom._ffi", "bpfoom.errors.BpfError", "bpfoom.testing._SCRIPT",
+                       "bpfoom.testing.hog", "bpfoom.testing.hog.MemoryHog", "bpfoom.daemon.run_daemon"]
+
+
+def test_public_subpackages_declare_only_public_names():
+    for subpackage in PUBLIC_SUBPACKAGES:
+        names = declared_public(subpackage)
+        assert names and not [name for name in names if name.startswith("_")], names
 
 
 # -- the package's own layers -------------------------------------------------

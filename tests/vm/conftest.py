@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfoom import vm
+from bpfoom.testing import vm
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bpfoom import vm
+from bpfoom.testing import vm
 
 REPO = Path(__file__).resolve().parents[2]
 
