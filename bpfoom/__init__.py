@@ -22,7 +22,7 @@ Where this differs from or adds to the issue-3 API contract:
   buffer's size must be a power-of-two multiple of the page size).
 * ``KillWatcher`` reports every OOM victim the kernel marks and every OOM
   that ended without one (``KillEvent``, ``OomNoKillEvent``), and lost
-  records as ``OverrunEvent``; see bpfoom/kill_watch.py.
+  records as ``OverrunEvent``; see bpfoom/oom/kill_watch.py.
 
 The object layer (issue 3)::
 
