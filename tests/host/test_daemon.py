@@ -79,6 +79,26 @@ cwnd_increments_per_rtt = {increments}
             link.unpin()
 
 
+@pytest.fixture
+def systemd(tmp_path):
+    """A NOTIFY_SOCKET to start daemons with (``env``), and the messages it receives."""
+
+    class Notifications:
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def next(self) -> dict[str, str]:
+            """The next datagram as KEY=VALUE pairs."""
+            return dict(line.split("=", 1) for line in self.sock.recv(4096).decode().splitlines())
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(Notifications.env["NOTIFY_SOCKET"])
+        listener.settimeout(WAIT_S)
+        yield Notifications(listener)
+
+
 def registered(name: str) -> int:
     return facts.available_congestion_control().count(name)
 
@@ -197,68 +217,57 @@ name = "{cc.name}"
     assert list(cc.pin_dir.iterdir()) == []
 
 
-def test_readiness_is_reported_to_systemd(daemons, cc, tmp_path):
-    address = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(str(address))
-        listener.settimeout(WAIT_S)
-        daemon = daemons(cc.write(tmp_path), env={"NOTIFY_SOCKET": str(address)})
-        ready = listener.recv(4096).decode()
-        assert "READY=1" in ready and f"MAINPID={daemon.proc.pid}" in ready
-        assert registered(cc.name) == 1  # READY only once attached
-        daemon.signal(signal.SIGHUP)
-        assert "RELOADING=1" in listener.recv(4096).decode()
-        assert "READY=1" in listener.recv(4096).decode()
-        daemon.signal(signal.SIGTERM)
-        assert "STOPPING=1" in listener.recv(4096).decode()
-        assert daemon.wait() == 0
+def test_readiness_is_reported_to_systemd(daemons, cc, tmp_path, systemd):
+    daemon = daemons(cc.write(tmp_path), env=systemd.env)
+    ready = systemd.next()
+    assert ready["READY"] == "1" and ready["MAINPID"] == str(daemon.proc.pid)
+    assert registered(cc.name) == 1  # READY only once attached
+    daemon.signal(signal.SIGHUP)
+    assert systemd.next()["RELOADING"] == "1"
+    assert systemd.next()["READY"] == "1"
+    daemon.signal(signal.SIGTERM)
+    assert systemd.next()["STOPPING"] == "1"
+    assert daemon.wait() == 0
 
 
-def test_a_refused_reload_tells_systemd_why(daemons, cc, tmp_path):
+def test_a_refused_reload_tells_systemd_why(daemons, cc, tmp_path, systemd):
     """`systemctl reload` must not look like it applied a config the daemon refused."""
-    address = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(str(address))
-        listener.settimeout(WAIT_S)
-        daemon = daemons(cc.write(tmp_path), env={"NOTIFY_SOCKET": str(address)})
-        assert "STATUS=1 policies attached" in listener.recv(4096).decode()
-        cc.path.write_text(cc.path.read_text() + "[attach.bogus]\n")
-        daemon.signal(signal.SIGHUP)
-        assert "RELOADING=1" in listener.recv(4096).decode()
-        after = dict(line.split("=", 1) for line in listener.recv(4096).decode().splitlines())
-        assert after["READY"] == "1"  # the reload is over (systemd waits for this)...
-        assert after["STATUS"].startswith("reload failed, previous configuration kept")
-        assert "unknown key 'bogus'" in after["STATUS"]  # ...and the status says why
-        cc.write(tmp_path)
-        daemon.signal(signal.SIGHUP)
-        assert "RELOADING=1" in listener.recv(4096).decode()
-        assert "STATUS=1 policies attached" in listener.recv(4096).decode()  # fixed: said so
-        daemon.signal(signal.SIGTERM)
-        assert "STOPPING=1" in listener.recv(4096).decode()
-        assert daemon.wait() == 0
+    daemon = daemons(cc.write(tmp_path), env=systemd.env)
+    assert systemd.next()["STATUS"] == "1 policies attached"
+    cc.path.write_text(cc.path.read_text() + "[attach.bogus]\n")
+    daemon.signal(signal.SIGHUP)
+    assert systemd.next()["RELOADING"] == "1"
+    after = systemd.next()
+    assert after["READY"] == "1"  # the reload is over (systemd waits for this)...
+    assert after["STATUS"].startswith("reload failed, previous configuration kept")
+    assert "unknown key 'bogus'" in after["STATUS"]  # ...and the status says why
+    cc.write(tmp_path)
+    daemon.signal(signal.SIGHUP)
+    assert systemd.next()["RELOADING"] == "1"
+    assert systemd.next()["STATUS"] == "1 policies attached"  # fixed: said so
+    daemon.signal(signal.SIGTERM)
+    assert systemd.next()["STOPPING"] == "1"
+    assert daemon.wait() == 0
 
 
-def test_a_log_that_cannot_be_written_detaches_nothing(daemons, cc, tmp_path):
+def test_a_log_that_cannot_be_written_detaches_nothing(daemons, cc, tmp_path, systemd):
     """A full disk under the log file is reported on stderr; the policies stay attached."""
-    config = cc.write(tmp_path, extra="")
-    config.write_text(config.read_text().replace('log_format = "json"',
+    def write(**tunables) -> Path:
+        path = cc.write(tmp_path, **tunables)
+        path.write_text(path.read_text().replace('log_format = "json"',
                                                  'log_format = "json"\nlog = "/dev/full"'))
-    address = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(str(address))
-        listener.settimeout(WAIT_S)
-        daemon = daemons(config, env={"NOTIFY_SOCKET": str(address)})
-        assert "READY=1" in listener.recv(4096).decode()
-        assert registered(cc.name) == 1 and cc.pin.exists()
-        cc.write(tmp_path, increments=2)
-        cc.path.write_text(cc.path.read_text().replace('log_format = "json"',
-                                                       'log_format = "json"\nlog = "/dev/full"'))
-        daemon.signal(signal.SIGHUP)  # a reload logs too
-        assert "RELOADING=1" in listener.recv(4096).decode()
-        assert "STATUS=1 policies attached" in listener.recv(4096).decode()
-        assert registered(cc.name) == 1
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait() == 0
+        return path
+
+    daemon = daemons(write(), env=systemd.env)
+    assert systemd.next()["READY"] == "1"
+    assert registered(cc.name) == 1 and cc.pin.exists()
+    write(increments=2)
+    daemon.signal(signal.SIGHUP)  # a reload logs too
+    assert systemd.next()["RELOADING"] == "1"
+    assert systemd.next()["STATUS"] == "1 policies attached"
+    assert registered(cc.name) == 1
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
     assert registered(cc.name) == 0 and not cc.pin.exists()
     reports = [line for line in daemon.seen + list(daemon.lines.queue) if isinstance(line, str)]
     assert any("cannot write the log" in line and "No space left" in line for line in reports)
