@@ -13,9 +13,10 @@ Public (tests may import these, as bpfoom's own tests do)::
   and the ``bpfoom_vm`` marker, loaded by pytest through the entry point.
 """
 
-from . import vm
 from .cgroups import CgroupTree, cgroup2_root, cgroup_tree, memory_events, remove_cgroup_tree
 from .hog import DEATH_TIMEOUT_S, MemoryHog, memory_hogs
 
+# "vm" is a submodule: `from bpfoom.testing import vm` imports it (not done here, so that
+# `python -m bpfoom.testing.vm` does not find it imported already).
 __all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "remove_cgroup_tree", "memory_events",
            "MemoryHog", "memory_hogs", "DEATH_TIMEOUT_S", "vm"]
