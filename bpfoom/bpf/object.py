@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
@@ -96,6 +97,7 @@ class BpfObject:
         self._label = label
         self._state = "open"
         self._closed_because = ""
+        self._rings: weakref.WeakSet = weakref.WeakSet()  # RingBuffers on our maps: closed with us
         btf_ptr = lib.bpf_object__btf(ptr)
         self._btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
         self._programs: dict[str, Program] = {}
@@ -281,6 +283,10 @@ class BpfObject:
             return
         self._state = "closed"
         self._closed_because = because
+        for ring in list(self._rings):
+            ring.close()  # wakes its pollers; never waits for them
+        if self._btf is not None:
+            self._btf._release()
         lib.bpf_object__close(ptr)
         self._keepalive = ()
 
