@@ -41,6 +41,7 @@ class StructOpsMap(Map):
         struct = btf.resolve(type_id) if btf is not None and type_id else None
         self.struct_name: str = struct.name if struct is not None else ""
         self._struct = struct
+        self._fields: StructOpsFields | None = None
 
     @property
     def is_link(self) -> bool:
@@ -50,8 +51,11 @@ class StructOpsMap(Map):
     @property
     def fields(self) -> "StructOpsFields":
         """Data members (not program slots) of the struct_ops value, writable before load()."""
-        self._obj._check_open()
-        return StructOpsFields(self)
+        with self._obj._lock:
+            self._obj._live()  # the codec reads the object's BTF: not after close()
+            if self._fields is None:
+                self._fields = StructOpsFields(self)
+            return self._fields
 
     @property
     def programs(self) -> dict[str, str]:
@@ -182,6 +186,7 @@ class StructOpsFields(MutableMapping[str, Any]):
     """
 
     def __init__(self, map_: StructOpsMap) -> None:
+        """Built by StructOpsMap.fields with the object's lock held (it reads the BTF)."""
         self._map = map_
         btf = map_._obj._btf
         struct = map_._struct
