@@ -8,7 +8,11 @@ Where this differs from or adds to the issue-3 API contract:
   ``NoStructOpsError`` (both ``ObjectFileError`` and ``MapNotFoundError``).
 * Lookups by name raise ``MapNotFoundError`` / ``ProgramNotFoundError`` /
   ``VariableNotFoundError``, a missing map key ``KeyNotFoundError``: all are
-  ``NotFoundError`` and ``KeyError``.
+  ``NotFoundError`` and ``KeyError``, never ``FileNotFoundError``; a missing
+  file, pin or cgroup path is ``PathNotFoundError`` (``NotFoundError`` and
+  ``FileNotFoundError``).
+* ``StateError`` (a ``RuntimeError``) carries EBADFD when the call falls on
+  the wrong side of ``load()``, EINVAL when it never fits the object.
 * ``StructOpsMap.programs`` lists only the slots that hold a program.
 * ``attach()`` needs a link-based map (``SEC(".struct_ops.link")``); a
   legacy ``SEC(".struct_ops")`` map raises ``StateError``.
@@ -49,7 +53,8 @@ from .bpf import _log
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidValueError,
                      KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
-                     ObjectFileError, PermissionDeniedError, ProgramNotFoundError, StateError,
+                     ObjectFileError, PathNotFoundError, PermissionDeniedError,
+                     ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
 from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
@@ -79,7 +84,7 @@ __all__ = [
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
-    "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
+    "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
     "InvalidValueError", "CgroupError", "StateError", "__version__",
 ]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._ffi import ffi, lib
 from .btf import BytesCodec, Codec, encode_for
-from .errors import (BpfError, InvalidValueError, KeyNotFoundError, check)
+from .errors import BpfError, InvalidValueError, KeyNotFoundError, StateError, check
 
 if TYPE_CHECKING:
     from .object import BpfObject
@@ -177,10 +177,18 @@ class Map:
     def __contains__(self, key: Any) -> bool:
         return self.get(key, _MISSING) is not _MISSING
 
+    def _frozen(self) -> bool:
+        """A .rodata/.kconfig map: libbpf freezes it at load, user space can never write it."""
+        return bool(lib.bpf_map__is_internal(self._ptr)
+                    and lib.bpf_map__map_flags(self._ptr) & lib.BPF_F_RDONLY_PROG)
+
     def __setitem__(self, key: Any, value: Any) -> None:
         obj = self._obj
         with obj._lock:
             if obj._state != "loaded":
+                if obj._live() and lib.bpf_map__is_internal(self._ptr):
+                    raise StateError(errno.EBADFD, f"cannot write map {self.name!r} before load(); "
+                                     "set globals before load() through obj.rodata/.data/.bss")
                 obj._require_loaded(f"write map {self.name!r}")
             ptr = self._ptr
             key_codec, value_codec = self._codecs or self._element_codecs()
@@ -189,6 +197,10 @@ class Map:
             rc = lib.bpf_map__update_elem(ptr, raw_key, len(raw_key), raw_value,
                                           len(raw_value), lib.BPF_ANY)
             if rc < 0:
+                if rc == -errno.EPERM and self._frozen():
+                    raise StateError(errno.EBADFD, f"cannot write map {self.name!r} after load(): "
+                                     "read-only globals are frozen at load; set them before "
+                                     "load() through obj.rodata")
                 if rc == -errno.E2BIG:
                     raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the "
                                    f"map is full ({lib.bpf_map__max_entries(ptr)} entries); delete "

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind
-from .errors import (ClosedError, NotFoundError, NotSupportedError, ObjectFileError,
+from .errors import (ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
@@ -153,7 +153,7 @@ class BpfObject:
             label = path
             action = f"open BPF object {path!r}"
             if not os.path.exists(path):
-                raise NotFoundError(errno.ENOENT, f"could not {action}: no such file; check the path")
+                raise PathNotFoundError(errno.ENOENT, f"could not {action}: no such file; check the path")
             if os.path.isdir(path):
                 raise ObjectFileError(errno.EISDIR, f"could not {action}: it is a directory; "
                                       f"{_BPF_OBJECT_ADVICE}")
@@ -199,14 +199,15 @@ class BpfObject:
         """The C object, if loaded; StateError before load().  Lock held."""
         ptr = self._live()
         if self._state != "loaded":
-            raise StateError(errno.EPERM, f"cannot {what} before load(); call load() first")
+            raise StateError(errno.EBADFD, f"cannot {what} before load(); call load() first")
         return ptr
 
     def _require_unloaded(self, what: str):
         """The C object, if not loaded yet; StateError after load().  Lock held."""
         ptr = self._live()
         if self._state != "open":
-            raise StateError(errno.EPERM, f"cannot {what} after load(); set it before load()")
+            raise StateError(errno.EBADFD, f"cannot {what} after load(); set it before load() "
+                             "(open the object again to change it)")
         return ptr
 
     # -- load / close ----------------------------------------------------------
@@ -225,8 +226,8 @@ class BpfObject:
         with self._lock:
             ptr = self._live()
             if self._state == "loaded":
-                raise StateError(errno.EPERM, f"BPF object {self._label!r} is already loaded; "
-                                 "open it again to load another copy")
+                raise StateError(errno.EBADFD, f"BPF object {self._label!r} is already loaded; "
+                                 "load() runs once: open it again to load another copy")
             buffers = {}
             for prog in self._programs.values():
                 if not lib.bpf_program__autoload(prog._ptr):
@@ -373,7 +374,7 @@ class BpfObject:
                 if t.kind == Kind.DATASEC and t.name == section:
                     found = self._sections[section] = GlobalSection(self, m, t)
                     return found
-        raise NotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no {section} section: "
+        raise MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no {section} section: "
                             "it declares no such globals")
 
 
@@ -416,7 +417,7 @@ class Program:
             self._obj._require_loaded(f"get the fd of program {self.name!r}")
             fd = lib.bpf_program__fd(self._ptr)
             if fd < 0:
-                raise StateError(errno.ENOENT, f"program {self.name!r} was not loaded "
+                raise StateError(errno.EBADFD, f"program {self.name!r} was not loaded "
                                  "(autoload off); set autoload before load()")
             return fd
 
@@ -447,7 +448,7 @@ class Program:
                 raise StateError(errno.EINVAL, f"program {self.name!r} is a struct_ops program; "
                                  "attach its struct_ops map instead (obj.struct_ops[...].attach())")
             if lib.bpf_program__fd(self._ptr) < 0:
-                raise StateError(errno.ENOENT, f"cannot attach program {self.name!r}: it was not "
+                raise StateError(errno.EBADFD, f"cannot attach program {self.name!r}: it was not "
                                  "loaded (autoload off); set autoload before load()")
             action = f"attach program {self.name!r} ({self.section})"
             with _log.capture() as warnings:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from collections.abc import Iterator, MutableMapping
+from types import MappingProxyType
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import _log
@@ -58,8 +59,8 @@ class StructOpsMap(Map):
             return self._fields
 
     @property
-    def programs(self) -> dict[str, str]:
-        """Program slot (struct member) -> name of the program libbpf put there."""
+    def programs(self) -> Mapping[str, str]:
+        """Program slot (struct member) -> name of the program libbpf put there (read-only)."""
         with self._obj._lock:
             self._obj._live()
             data, _ = self._value_memory()
@@ -73,7 +74,7 @@ class StructOpsMap(Map):
                     address = int.from_bytes(data[offset:offset + 8], "little")
                     if address in by_address:
                         out[member.name] = by_address[address]
-            return out
+            return MappingProxyType(out)
 
     def _value_memory(self):
         """libbpf's copy of the struct_ops value (program slots hold program pointers)."""
