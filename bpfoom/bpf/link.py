@@ -296,5 +296,12 @@ class Link:
             pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._ptr is None else ("detached" if self._detached else "open")
-        return f"<Link {self._label} {state}>"
+        """Label, kernel id, state and pin; no C memory after close."""
+        ident = "" if self._id is None else f" id={self._id}"
+        with self._lock:
+            ptr = self._ptr
+            if ptr is None:
+                return f"<Link {self._label}{ident} closed>"
+            raw = lib.bpf_link__pin_path(ptr)
+            pin = f" pinned at {ffi.string(raw).decode()!r}" if raw != ffi.NULL else ""
+        return f"<Link {self._label}{ident} {'detached' if self._detached else 'attached'}{pin}>"

@@ -307,7 +307,11 @@ class BpfObject:
             pass
 
     def __repr__(self) -> str:
-        return f"<BpfObject {self._label!r} {self._state}>"
+        """Label, state and parts; Python data only, so safe on a closed object."""
+        if self._state == "closed":
+            return f"<BpfObject {self._label!r} closed{self._closed_because}>"
+        return (f"<BpfObject {self._label!r} {self._state} maps={list(self._maps)!r} "
+                f"programs={list(self._programs)!r}>")
 
     # -- parts -------------------------------------------------------------------
     @property
@@ -386,6 +390,7 @@ class Program:
         self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
         self.section: str = ffi.string(lib.bpf_program__section_name(ptr)).decode()
         self._log: str | None = None
+        self._id: int | None = None
 
     @property
     def type(self) -> str:
@@ -423,12 +428,15 @@ class Program:
 
     @property
     def id(self) -> int:
-        """The kernel's id of the loaded program."""
+        """The kernel's id of the loaded program (asked once: it never changes)."""
         with self._obj._lock:
-            info = ffi.new("struct bpf_prog_info *")
-            size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
-            check(lib.bpf_prog_get_info_by_fd(self.fd, info, size), f"query program {self.name!r}")
-            return info.id
+            fd = self.fd
+            if self._id is None:
+                info = ffi.new("struct bpf_prog_info *")
+                size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+                check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"query program {self.name!r}")
+                self._id = info.id
+            return self._id
 
     @property
     def log(self) -> str | None:
@@ -461,4 +469,13 @@ class Program:
             return Link._from_program(ptr, f"{self.section} {self.name}")
 
     def __repr__(self) -> str:
-        return f"<Program {self.name!r} section={self.section!r}>"
+        """Name, section, state and the kernel's id once loaded; no C memory after close."""
+        with self._obj._lock:
+            state = self._obj._state
+            detail = ""
+            if state == "loaded":
+                try:
+                    detail = f" id={self.id}"
+                except OSError:  # not loaded (autoload off); a repr never raises
+                    detail = " (not loaded: autoload off)"
+        return f"<Program {self.name!r} section={self.section!r} {state}{detail}>"

@@ -42,6 +42,9 @@ class StructOpsMap(Map):
         self._struct = struct
         self._fields: StructOpsFields | None = None
 
+    def __repr__(self) -> str:
+        return f"<StructOpsMap {self.name!r} struct {self.struct_name}{self._repr_detail()}>"
+
     @property
     def is_link(self) -> bool:
         """Whether the map is link-based (SEC(".struct_ops.link")), which attach() needs."""
