@@ -18,6 +18,12 @@ Where this differs from or adds to the issue-3 API contract:
   legacy ``SEC(".struct_ops")`` map raises ``StateError``.
 * ``Cgroup.create(existing)`` raises ``CgroupError`` (EEXIST) unless
   ``exist_ok``; ``Cgroup.child(name)`` creates the child.
+* An ``int`` cgroup argument is always a cgroup id (``attach(cgroup=)`` took
+  an fd): ``Cgroup.from_fd(fd)`` wraps a raw fd, ``Cgroup.from_id(id)`` opens
+  by id.
+* ``close()`` from any thread wakes a ``RingBuffer.poll()`` (ClosedError) or
+  an ``events()`` loop (it ends) blocked in another; ``fileno()`` on ring
+  buffers and event streams is for selectors and asyncio.
 * ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
   ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
 * ``Program.attach()`` attaches a tracing program (fentry, fexit, tp_btf, ...)
