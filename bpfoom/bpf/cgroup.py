@@ -126,13 +126,17 @@ class Cgroup:
             raise NotFoundError(errno.ENOENT, f"could not open cgroup id {cgroup_id}: no cgroup2 "
                                 "file system is mounted; mount one (mount -t cgroup2 none DIR)")
         handle = ctypes.create_string_buffer(struct.pack("=IiQ", 8, FILEID_KERNFS, cgroup_id))
-        mount_fd = os.open(mounts[0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fd = _libc.open_by_handle_at(mount_fd, handle,
-                                         os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            code = ctypes.get_errno()
-        finally:
-            os.close(mount_fd)
+        fd, code = -1, errno.ESTALE
+        for mount in mounts:  # a mount of a subtree (a container's) opens only what is below it
+            mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = _libc.open_by_handle_at(mount_fd, handle,
+                                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                code = ctypes.get_errno()
+            finally:
+                os.close(mount_fd)
+            if fd >= 0 or code != errno.ESTALE:
+                break
         if fd < 0:
             if code == errno.ESTALE:
                 raise NotFoundError(errno.ENOENT, f"there is no cgroup with id {cgroup_id} (it may "
