@@ -8,12 +8,22 @@ Where this differs from or adds to the issue-3 API contract:
   ``NoStructOpsError`` (both ``ObjectFileError`` and ``MapNotFoundError``).
 * Lookups by name raise ``MapNotFoundError`` / ``ProgramNotFoundError`` /
   ``VariableNotFoundError``, a missing map key ``KeyNotFoundError``: all are
-  ``NotFoundError`` and ``KeyError``.
+  ``NotFoundError`` and ``KeyError``, never ``FileNotFoundError``; a missing
+  file, pin or cgroup path is ``PathNotFoundError`` (``NotFoundError`` and
+  ``FileNotFoundError``).
+* ``StateError`` (a ``RuntimeError``) carries EBADFD when the call falls on
+  the wrong side of ``load()``, EINVAL when it never fits the object.
 * ``StructOpsMap.programs`` lists only the slots that hold a program.
 * ``attach()`` needs a link-based map (``SEC(".struct_ops.link")``); a
   legacy ``SEC(".struct_ops")`` map raises ``StateError``.
 * ``Cgroup.create(existing)`` raises ``CgroupError`` (EEXIST) unless
   ``exist_ok``; ``Cgroup.child(name)`` creates the child.
+* An ``int`` cgroup argument is always a cgroup id (``attach(cgroup=)`` took
+  an fd): ``Cgroup.from_fd(fd)`` wraps a raw fd, ``Cgroup.from_id(id)`` opens
+  by id.
+* ``close()`` from any thread wakes a ``RingBuffer.poll()`` (ClosedError) or
+  an ``events()`` loop (it ends) blocked in another; ``fileno()`` on ring
+  buffers and event streams is for selectors and asyncio.
 * ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
   ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
 * ``Program.attach()`` attaches a tracing program (fentry, fexit, tp_btf, ...)
@@ -49,7 +59,8 @@ from .bpf import _log
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidValueError,
                      KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
-                     ObjectFileError, PermissionDeniedError, ProgramNotFoundError, StateError,
+                     ObjectFileError, PathNotFoundError, PermissionDeniedError,
+                     ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
 from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
@@ -79,7 +90,7 @@ __all__ = [
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
-    "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
+    "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
     "InvalidValueError", "CgroupError", "StateError", "__version__",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._ffi import ffi, lib
-from .errors import InvalidValueError
+from .errors import ClosedError, InvalidValueError
 
 __all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "Kind", "encode_for"]
 
@@ -89,8 +89,10 @@ class BtfType:
 class Btf:
     """Read-only view of a ``struct btf`` owned by someone else (object or probe).
 
-    The owner guarantees the pointer outlives this view; types and codecs are
-    cached because BTF never changes once loaded.
+    The owner reads it under its own lock and calls :meth:`_release` before
+    freeing the pointer, so a stray later read raises ClosedError instead of
+    reading freed memory; types and codecs are cached because BTF never
+    changes once loaded.
     """
 
     def __init__(self, ptr) -> None:
@@ -98,11 +100,22 @@ class Btf:
         self._types: dict[int, BtfType] = {}
         self._codecs: dict[int, Codec] = {}
 
+    def _release(self) -> None:
+        """The owner is about to free the C BTF: refuse every later read."""
+        self._ptr = None
+
+    def _live(self):
+        ptr = self._ptr
+        if ptr is None:
+            raise ClosedError(errno.EBADF, "this BTF belonged to a BPF object that is closed; "
+                              "open the object again")
+        return ptr
+
     # -- raw type access ---------------------------------------------------
     def _name(self, offset: int) -> str:
         if offset == 0:
             return ""
-        raw = lib.btf__name_by_offset(self._ptr, offset)
+        raw = lib.btf__name_by_offset(self._live(), offset)
         return "" if raw == ffi.NULL else ffi.string(raw).decode("utf-8", "replace")
 
     def type(self, type_id: int) -> BtfType:
@@ -113,7 +126,7 @@ class Btf:
         if type_id == 0:
             parsed = BtfType(0, Kind.UNKN, "void")
         else:
-            ptr = lib.btf__type_by_id(self._ptr, type_id)
+            ptr = lib.btf__type_by_id(self._live(), type_id)
             if ptr == ffi.NULL:
                 raise InvalidValueError(errno.EINVAL, f"BTF has no type id {type_id}; the object's BTF is inconsistent")
             parsed = self._parse(type_id, ffi.cast("char *", ptr))
@@ -166,7 +179,7 @@ class Btf:
 
     def find(self, name: str, kind: Kind) -> int | None:
         """Id of the type called ``name`` of ``kind``, or None."""
-        type_id = lib.btf__find_by_name_kind(self._ptr, name.encode(), int(kind))
+        type_id = lib.btf__find_by_name_kind(self._live(), name.encode(), int(kind))
         return type_id if type_id > 0 else None
 
     def resolve(self, type_id: int) -> BtfType:

@@ -5,6 +5,11 @@ and a v1 hierarchy (or a plain directory) would silently mean something
 else.  The check is the file system magic of the directory (fstatfs), the
 id is the directory's inode number, which is the kernel's cgroup id.
 
+Wherever bpfoom takes "a cgroup" it takes a path, a :class:`Cgroup`, or an
+``int``, and an ``int`` is always a cgroup **id** (what :attr:`Cgroup.id`,
+events and ``LinkInfo.cgroup_id`` report), never a file descriptor: wrap a
+raw fd with :meth:`Cgroup.from_fd`.
+
 Thread safety: every method takes the object's lock; using a Cgroup after
 close() raises ClosedError.
 """
@@ -14,19 +19,28 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
+import struct
 import threading
 from pathlib import Path
+from typing import Union
 
-from .errors import CgroupError, ClosedError, NotFoundError, error_from_errno
+from .errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
+                     PathNotFoundError, error_from_errno)
 
-__all__ = ["Cgroup"]
+__all__ = ["Cgroup", "CgroupTarget"]
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_SUPER_MAGIC = 0x27E0EB  # cgroup v1
+FILEID_KERNFS = 0xFE  # a kernfs file handle: the node id, which for cgroup2 is the cgroup id
+
+# What API functions accept as "a cgroup": a v2 path, an open Cgroup, or a cgroup id.
+CgroupTarget = Union[str, "os.PathLike[str]", "Cgroup", int]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 
 
 def _fs_magic(fd: int) -> int:
@@ -36,6 +50,32 @@ def _fs_magic(fd: int) -> int:
         code = ctypes.get_errno()
         raise error_from_errno(code, "inspect the cgroup fd")
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def _os_error(exc: OSError, action: str, **how):
+    """A BpfError for an OSError of a path operation (ENOENT: PathNotFoundError)."""
+    code = exc.errno or errno.EIO
+    return error_from_errno(code, action, cls=PathNotFoundError if code == errno.ENOENT else None,
+                            **how)
+
+
+def _cgroup2_mounts() -> list[str]:
+    """Mount points of the cgroup2 file system (/proc/self/mountinfo: fs type after " - ")."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        lines = [line.split(" - ", 1) for line in mountinfo]
+    return [before.split()[4] for before, after in (pair for pair in lines if len(pair) == 2)
+            if after.split()[0] == "cgroup2"]
+
+
+def _checked_id(cgroup_id: int) -> int:
+    if cgroup_id <= 0:
+        raise InvalidValueError(errno.EINVAL, f"{cgroup_id} is not a cgroup id (ids are positive; "
+                                "0 in link info means system-wide: pass None for that)")
+    return cgroup_id
+
+
+_TARGET_TYPES = ("a cgroup is a cgroup v2 path, a bpfoom.Cgroup or a cgroup id (int), not {}; "
+                 "for a raw directory fd use bpfoom.Cgroup.from_fd(fd)")
 
 
 class Cgroup:
@@ -61,19 +101,100 @@ class Cgroup:
                               "directory under a cgroup2 mount (see /proc/self/mountinfo)")
 
     @classmethod
+    def from_fd(cls, fd: int) -> "Cgroup":
+        """A Cgroup for a raw cgroup v2 directory fd; it duplicates the fd (yours stays yours)."""
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"from_fd() takes an fd (int), not {type(fd).__name__}")
+        try:
+            own = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+        except OSError as exc:
+            raise error_from_errno(exc.errno or errno.EBADF, f"use fd {fd} as a cgroup") from None
+        return cls._adopt(own, f"fd {fd}")
+
+    @classmethod
+    def from_id(cls, cgroup_id: int) -> "Cgroup":
+        """Open the cgroup whose id is ``cgroup_id`` (as reported by events and link info).
+
+        Uses a kernfs file handle (open_by_handle_at), which needs
+        CAP_DAC_READ_SEARCH, i.e. root, like attaching does.
+        """
+        if isinstance(cgroup_id, bool) or not isinstance(cgroup_id, int):
+            raise TypeError(f"from_id() takes a cgroup id (int), not {type(cgroup_id).__name__}")
+        _checked_id(cgroup_id)
+        mounts = _cgroup2_mounts()
+        if not mounts:
+            raise NotFoundError(errno.ENOENT, f"could not open cgroup id {cgroup_id}: no cgroup2 "
+                                "file system is mounted; mount one (mount -t cgroup2 none DIR)")
+        handle = ctypes.create_string_buffer(struct.pack("=IiQ", 8, FILEID_KERNFS, cgroup_id))
+        fd, code = -1, errno.ESTALE
+        for mount in mounts:  # a mount of a subtree (a container's) opens only what is below it
+            mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = _libc.open_by_handle_at(mount_fd, handle,
+                                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                code = ctypes.get_errno()
+            finally:
+                os.close(mount_fd)
+            if fd >= 0 or code != errno.ESTALE:
+                break
+        if fd < 0:
+            if code == errno.ESTALE:
+                raise NotFoundError(errno.ENOENT, f"there is no cgroup with id {cgroup_id} (it may "
+                                    "have been removed); check the id") from None
+            raise error_from_errno(code, f"open cgroup id {cgroup_id}",
+                                   advice="opening a cgroup by id needs CAP_DAC_READ_SEARCH (root)"
+                                   if code in (errno.EPERM, errno.EACCES) else None)
+        return cls._adopt(fd, f"cgroup id {cgroup_id}")
+
+    @classmethod
+    def _adopt(cls, fd: int, label: str) -> "Cgroup":
+        """Own ``fd`` if it is a cgroup v2 directory (closed otherwise)."""
+        try:
+            cls.check_fd(fd, label)
+            path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd)
+
+    @classmethod
+    def _of(cls, target: CgroupTarget) -> "Cgroup":
+        """A new Cgroup (the caller closes it) for an API argument: path, Cgroup or id."""
+        if isinstance(target, Cgroup):
+            with target._lock:
+                return cls._adopt(os.dup(target._live()), repr(str(target._path)))
+        if isinstance(target, int) and not isinstance(target, bool):
+            return cls.from_id(target)
+        if isinstance(target, (str, os.PathLike)):
+            return cls.open(target)
+        raise TypeError(_TARGET_TYPES.format(type(target).__name__))
+
+    @staticmethod
+    def id_of(target: CgroupTarget) -> int:
+        """The cgroup id of a path, a Cgroup or an id (an id is taken as it is)."""
+        if isinstance(target, int) and not isinstance(target, bool):
+            return _checked_id(target)
+        if isinstance(target, Cgroup):
+            return target.id
+        if isinstance(target, (str, os.PathLike)):
+            with Cgroup.open(target) as opened:
+                return opened.id
+        raise TypeError(_TARGET_TYPES.format(type(target).__name__))
+
+    @classmethod
     def open(cls, path: str | os.PathLike) -> "Cgroup":
         """Open an existing cgroup v2 directory."""
         target = Path(os.fsdecode(path)).absolute()
         try:
             fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise NotFoundError(errno.ENOENT, f"cgroup {str(target)!r} does not exist; create it "
+            raise PathNotFoundError(errno.ENOENT, f"cgroup {str(target)!r} does not exist; create it "
                                 "with Cgroup.create() or check the path") from None
         except NotADirectoryError:
             raise CgroupError(errno.ENOTDIR, f"{str(target)!r} is not a directory; give a cgroup v2 "
                               "directory") from None
         except OSError as exc:
-            raise error_from_errno(exc.errno or errno.EIO, f"open cgroup {str(target)!r}") from None
+            raise _os_error(exc, f"open cgroup {str(target)!r}") from None
         try:
             cls.check_fd(fd, repr(str(target)))
         except BaseException:
@@ -93,7 +214,7 @@ class Cgroup:
                 raise CgroupError(errno.EEXIST, f"cgroup {str(target)!r} already exists; pass "
                                   "exist_ok=True to use it") from None
         except OSError as exc:
-            raise error_from_errno(exc.errno or errno.EIO, f"create cgroup {str(target)!r}") from None
+            raise _os_error(exc, f"create cgroup {str(target)!r}") from None
         return cls.open(target)
 
     # -- properties ---------------------------------------------------------
@@ -139,8 +260,7 @@ class Cgroup:
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
             except OSError as exc:
-                raise error_from_errno(exc.errno or errno.EIO,
-                                       f"read {name} of cgroup {str(self._path)!r}") from None
+                raise _os_error(exc, f"read {name} of cgroup {str(self._path)!r}") from None
             with os.fdopen(fd, "r") as stream:
                 return stream.read().rstrip("\n")
 
@@ -157,8 +277,7 @@ class Cgroup:
                 finally:
                     os.close(fd)
             except OSError as exc:
-                raise error_from_errno(exc.errno or errno.EIO,
-                                       f"write {value!r} to {name} of cgroup {str(self._path)!r}") from None
+                raise _os_error(exc, f"write {value!r} to {name} of cgroup {str(self._path)!r}") from None
 
     def child(self, name: str, exist_ok: bool = False) -> "Cgroup":
         """Create (or with exist_ok, open) the child cgroup ``name``."""
@@ -177,8 +296,8 @@ class Cgroup:
                 os.rmdir(self._path)
             except OSError as exc:
                 advice = {errno.EBUSY: "move its processes out and remove its children first"}
-                raise error_from_errno(exc.errno or errno.EIO, f"remove cgroup {str(self._path)!r}",
-                                       advice=advice.get(exc.errno)) from None
+                raise _os_error(exc, f"remove cgroup {str(self._path)!r}",
+                                advice=advice.get(exc.errno)) from None
             self.close()
 
     def close(self) -> None:
@@ -203,4 +322,8 @@ class Cgroup:
             pass
 
     def __repr__(self) -> str:
-        return f"<Cgroup {str(self._path)!r}{' closed' if self._fd is None else ''}>"
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                return f"<Cgroup {str(self._path)!r} closed>"
+            return f"<Cgroup {str(self._path)!r} id={os.fstat(fd).st_ino} open>"

@@ -13,7 +13,7 @@ import os
 
 __all__ = [
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError",
-    "ObjectFileError", "NotFoundError", "MapNotFoundError",
+    "ObjectFileError", "NotFoundError", "PathNotFoundError", "MapNotFoundError",
     "ProgramNotFoundError", "VariableNotFoundError", "KeyNotFoundError",
     "ClosedError", "VerifierError", "InvalidValueError", "CgroupError",
     "StateError", "check", "check_ptr", "error_from_errno",
@@ -114,12 +114,23 @@ class ObjectFileError(BpfError):
     """The file is not a usable BPF object (not ELF, truncated, no BTF, ...)."""
 
 
-class NotFoundError(BpfError, FileNotFoundError):
-    """A file, pin or named part of an object does not exist."""
+class NotFoundError(BpfError):
+    """ENOENT: something named does not exist.
+
+    Which builtin it also is depends on what was missing: a path is a
+    :class:`PathNotFoundError` (``FileNotFoundError``), a name or key looked
+    up in an object or map is a ``KeyError`` (so ``except FileNotFoundError``
+    never swallows a missing map key); others (a kernel object by id) are
+    neither.
+    """
+
+
+class PathNotFoundError(NotFoundError, FileNotFoundError):
+    """A file, directory, pin or cgroup path does not exist."""
 
 
 class MapNotFoundError(NotFoundError, KeyError):
-    """The object has no map (or struct_ops map) of that name."""
+    """The object has no map (or struct_ops map, or global section) of that name."""
 
 
 class ProgramNotFoundError(NotFoundError, KeyError):
@@ -135,7 +146,7 @@ class KeyNotFoundError(NotFoundError, KeyError):
 
 
 class ClosedError(BpfError, ValueError):
-    """The object, link, cgroup or ring buffer was already closed."""
+    """EBADF: the object, link, cgroup or ring buffer was already closed (like a closed file)."""
 
 
 class VerifierError(BpfError):
@@ -151,7 +162,14 @@ class CgroupError(BpfError):
 
 
 class StateError(BpfError, RuntimeError):
-    """The operation does not fit the object's state (e.g. rodata after load)."""
+    """The operation does not fit the object's state.
+
+    errno EBADFD ("in bad state") when it comes before or after load()
+    (rodata or a struct_ops field written after load, a map read before,
+    a second load); EINVAL when it never fits this object (attaching a
+    struct_ops program on its own, unpinning what is not pinned); EDEADLK and
+    EBUSY where a ring buffer's own callback or a second reader is in the way.
+    """
 
 
 _CLASS_BY_ERRNO: dict[int, type[BpfError]] = {

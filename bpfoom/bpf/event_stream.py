@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import StateError
+from .errors import ClosedError, StateError
 from .ringbuf import RingBuffer
 
 __all__ = ["EventStream"]
@@ -67,23 +67,41 @@ class EventStream:
         """Wait up to ``timeout`` seconds (None: forever) for records; how many events arrived.
 
         An overrun found meanwhile is delivered (and counted) after them.
+        ClosedError if the stream is closed before or while it waits.
         """
         ring = self._event_ring()
         count = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
         return count + self._report_drops()
 
+    def fileno(self) -> int:
+        """An fd readable while records wait (see RingBuffer.fileno); then call poll(0)."""
+        return self._event_ring().fileno()
+
     def events(self, timeout: float | None = None) -> Iterator[Any]:
-        """Events as they come; ends after ``timeout`` seconds without one (None: never)."""
+        """Events as they come; ends after ``timeout`` seconds without one (None: never).
+
+        Also ends, after the events already received, when the stream is
+        closed from another thread; ClosedError at once if it is closed already.
+        """
         if self._callbacks:
             raise StateError(errno.EBUSY, "events() and on_event() callbacks both want the "
                              "events; use one of them")
         self._event_ring()
+        return self._iterate(timeout)
+
+    def _iterate(self, timeout: float | None) -> Iterator[Any]:
+        closed = False
         while True:
             while self._pending:
                 yield self._pending.popleft()
+            if closed:
+                return
             started = time.monotonic()
-            while not self._pending:
+            while not self._pending and not closed:
                 left = None if timeout is None else timeout - (time.monotonic() - started)
                 if left is not None and left <= 0:
                     return
-                self.poll(None if left is None else max(0.001, left))
+                try:
+                    self.poll(None if left is None else max(0.001, left))
+                except ClosedError:
+                    closed = True

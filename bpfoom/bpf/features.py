@@ -38,6 +38,14 @@ class Feature:
     def __bool__(self) -> bool:
         return self.supported is True
 
+    @property
+    def verdict(self) -> str:
+        """"supported", "not supported" or "unknown"."""
+        return {True: "supported", False: "not supported"}.get(self.supported, "unknown")
+
+    def __repr__(self) -> str:
+        return f"<Feature {self.name}: {self.verdict} ({self.detail})>"
+
 
 class Features(Mapping[str, Feature]):
     """Feature name -> Feature; each probe runs on first access and is cached."""
@@ -80,6 +88,12 @@ class Features(Mapping[str, Feature]):
                                     f"({feature.detail}); run `bpfoom features` for details",
                                     feature=name)
         return feature
+
+    def __repr__(self) -> str:
+        """The whole table, one probe per line (probing what was not probed yet)."""
+        width = max(map(len, self._names), default=0)
+        rows = [f"  {f.name:<{width}}  {f.verdict:<13}  {f.detail}" for f in self.values()]
+        return "<Features\n" + "\n".join(rows) + ">"
 
     def as_dict(self) -> dict[str, dict]:
         """Every feature as plain data (for JSON)."""

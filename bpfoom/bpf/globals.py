@@ -84,4 +84,5 @@ class GlobalSection(MutableMapping[str, Any]):
         return len(self._vars)
 
     def __repr__(self) -> str:
-        return f"<GlobalSection {self.section} {list(self._vars)!r}>"
+        return (f"<GlobalSection {self.section} of {self._obj._label!r} {self._obj._state}: "
+                f"{list(self._vars)!r}>")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from . import _log
 from ._ffi import ffi, lib
-from .errors import BusyError, ClosedError, NotFoundError, StateError, check, check_ptr
+from .errors import BusyError, ClosedError, PathNotFoundError, StateError, check, check_ptr
 from .features import cgroup_attach_supported
 from .map import Map
 
@@ -148,7 +148,7 @@ class Link:
         with _log.capture():
             ptr = lib.bpf_link__open(os.fsencode(text))
         if ptr == ffi.NULL and ffi.errno == errno.ENOENT:
-            raise NotFoundError(errno.ENOENT, f"could not {action}: nothing is pinned there; "
+            raise PathNotFoundError(errno.ENOENT, f"could not {action}: nothing is pinned there; "
                                 "check the path (pins live on the BPF filesystem)")
         check_ptr(ptr, action)
         link = cls(ptr, f"pinned {text}", from_attach=False)
@@ -216,7 +216,7 @@ class Link:
                                 f"pinned at {current!r}; unpin() it first")
             parent = os.path.dirname(os.path.abspath(text))
             if not os.path.isdir(parent):
-                raise NotFoundError(errno.ENOENT, f"could not pin the link at {text!r}: directory "
+                raise PathNotFoundError(errno.ENOENT, f"could not pin the link at {text!r}: directory "
                                     f"{parent!r} does not exist; create it on the BPF filesystem")
             with _log.capture() as warned:
                 rc = lib.bpf_link__pin(ptr, os.fsencode(text))
@@ -296,5 +296,12 @@ class Link:
             pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._ptr is None else ("detached" if self._detached else "open")
-        return f"<Link {self._label} {state}>"
+        """Label, kernel id, state and pin; no C memory after close."""
+        ident = "" if self._id is None else f" id={self._id}"
+        with self._lock:
+            ptr = self._ptr
+            if ptr is None:
+                return f"<Link {self._label}{ident} closed>"
+            raw = lib.bpf_link__pin_path(ptr)
+            pin = f" pinned at {ffi.string(raw).decode()!r}" if raw != ffi.NULL else ""
+        return f"<Link {self._label}{ident} {'detached' if self._detached else 'attached'}{pin}>"

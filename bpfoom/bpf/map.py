@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._ffi import ffi, lib
 from .btf import BytesCodec, Codec, encode_for
-from .errors import (BpfError, InvalidValueError, KeyNotFoundError, check)
+from .errors import BpfError, InvalidValueError, KeyNotFoundError, StateError, check
 
 if TYPE_CHECKING:
     from .object import BpfObject
@@ -54,13 +54,29 @@ class Map:
 
     def __init__(self, obj: "BpfObject", ptr, name: str) -> None:
         self._obj, self._ptr, self.name = obj, ptr, name
+        self._type = _type_name(lib.bpf_map__type(ptr))  # fixed at open: repr needs no C call
+        self._id: int | None = None
         self._codecs: tuple[Codec, Codec] | None = None
         self._value_buf = None
         self._key_label = f"a key of map {name!r}"
         self._value_label = f"a value of map {name!r}"
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"
+        """Name, type, state, and the kernel's id once loaded; no C memory after close."""
+        return f"<{type(self).__name__} {self.name!r} {self._type}{self._repr_detail()}>"
+
+    def _repr_detail(self) -> str:
+        with self._obj._lock:
+            state = self._obj._state
+            if state == "closed":
+                return " closed"
+            detail = f" {state} max_entries={lib.bpf_map__max_entries(self._ptr)}"
+            if state == "loaded":
+                try:
+                    detail += f" id={self.id}"
+                except OSError:  # a repr never raises
+                    pass
+            return detail
 
     # -- metadata ----------------------------------------------------------
     def _meta(self, getter):
@@ -71,7 +87,8 @@ class Map:
     @property
     def type(self) -> str:
         """Map type as libbpf spells it ("hash", "array", "struct_ops", ...)."""
-        return self._meta(lambda p: _type_name(lib.bpf_map__type(p)))
+        self._obj._check_open()
+        return self._type
 
     @property
     def key_size(self) -> int:
@@ -125,8 +142,13 @@ class Map:
 
     @property
     def id(self) -> int:
-        """The kernel's id of the created map."""
-        return self.info().id
+        """The kernel's id of the created map (asked once: it never changes)."""
+        with self._obj._lock:
+            if self._id is None:
+                self._id = self.info().id
+            else:
+                self._obj._require_loaded(f"get the id of map {self.name!r}")
+            return self._id
 
     # -- elements ----------------------------------------------------------
     def _element_codecs(self) -> tuple[Codec, Codec]:
@@ -141,7 +163,7 @@ class Map:
                 else BytesCodec(f"key of map {self.name!r}", key_size)
             value = btf.codec(value_id) if value_id and btf.size_of(value_id) == value_size \
                 else BytesCodec(f"value of map {self.name!r}", value_size)
-            if "percpu" in _type_name(lib.bpf_map__type(self._ptr)):
+            if "percpu" in self._type:
                 value = _PerCpuCodec(value, lib.libbpf_num_possible_cpus())
             self._codecs = (key, value)
         return self._codecs
@@ -177,10 +199,18 @@ class Map:
     def __contains__(self, key: Any) -> bool:
         return self.get(key, _MISSING) is not _MISSING
 
+    def _frozen(self) -> bool:
+        """A .rodata/.kconfig map: libbpf freezes it at load, user space can never write it."""
+        return bool(lib.bpf_map__is_internal(self._ptr)
+                    and lib.bpf_map__map_flags(self._ptr) & lib.BPF_F_RDONLY_PROG)
+
     def __setitem__(self, key: Any, value: Any) -> None:
         obj = self._obj
         with obj._lock:
             if obj._state != "loaded":
+                if obj._live() and lib.bpf_map__is_internal(self._ptr):
+                    raise StateError(errno.EBADFD, f"cannot write map {self.name!r} before load(); "
+                                     "set globals before load() through obj.rodata/.data/.bss")
                 obj._require_loaded(f"write map {self.name!r}")
             ptr = self._ptr
             key_codec, value_codec = self._codecs or self._element_codecs()
@@ -189,6 +219,10 @@ class Map:
             rc = lib.bpf_map__update_elem(ptr, raw_key, len(raw_key), raw_value,
                                           len(raw_value), lib.BPF_ANY)
             if rc < 0:
+                if rc == -errno.EPERM and self._frozen():
+                    raise StateError(errno.EBADFD, f"cannot write map {self.name!r} after load(): "
+                                     "read-only globals are frozen at load; set them before "
+                                     "load() through obj.rodata")
                 if rc == -errno.E2BIG:
                     raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the "
                                    f"map is full ({lib.bpf_map__max_entries(ptr)} entries); delete "
@@ -203,7 +237,7 @@ class Map:
             rc = lib.bpf_map__delete_elem(ptr, raw_key, len(raw_key), 0)
             if rc == -errno.ENOENT:
                 raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
-            if rc == -errno.EINVAL and "array" in _type_name(lib.bpf_map__type(ptr)):
+            if rc == -errno.EINVAL and "array" in self._type:
                 raise InvalidValueError(errno.EINVAL, f"could not delete from array map {self.name!r}: "
                                         "array elements cannot be deleted; assign a zero value instead")
             check(rc, f"delete {key!r} from map {self.name!r}")

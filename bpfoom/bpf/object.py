@@ -17,13 +17,14 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind
-from .errors import (ClosedError, NotFoundError, NotSupportedError, ObjectFileError,
+from .errors import (ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
@@ -96,6 +97,7 @@ class BpfObject:
         self._label = label
         self._state = "open"
         self._closed_because = ""
+        self._rings: weakref.WeakSet = weakref.WeakSet()  # RingBuffers on our maps: closed with us
         btf_ptr = lib.bpf_object__btf(ptr)
         self._btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
         self._programs: dict[str, Program] = {}
@@ -151,7 +153,7 @@ class BpfObject:
             label = path
             action = f"open BPF object {path!r}"
             if not os.path.exists(path):
-                raise NotFoundError(errno.ENOENT, f"could not {action}: no such file; check the path")
+                raise PathNotFoundError(errno.ENOENT, f"could not {action}: no such file; check the path")
             if os.path.isdir(path):
                 raise ObjectFileError(errno.EISDIR, f"could not {action}: it is a directory; "
                                       f"{_BPF_OBJECT_ADVICE}")
@@ -197,14 +199,15 @@ class BpfObject:
         """The C object, if loaded; StateError before load().  Lock held."""
         ptr = self._live()
         if self._state != "loaded":
-            raise StateError(errno.EPERM, f"cannot {what} before load(); call load() first")
+            raise StateError(errno.EBADFD, f"cannot {what} before load(); call load() first")
         return ptr
 
     def _require_unloaded(self, what: str):
         """The C object, if not loaded yet; StateError after load().  Lock held."""
         ptr = self._live()
         if self._state != "open":
-            raise StateError(errno.EPERM, f"cannot {what} after load(); set it before load()")
+            raise StateError(errno.EBADFD, f"cannot {what} after load(); set it before load() "
+                             "(open the object again to change it)")
         return ptr
 
     # -- load / close ----------------------------------------------------------
@@ -223,8 +226,8 @@ class BpfObject:
         with self._lock:
             ptr = self._live()
             if self._state == "loaded":
-                raise StateError(errno.EPERM, f"BPF object {self._label!r} is already loaded; "
-                                 "open it again to load another copy")
+                raise StateError(errno.EBADFD, f"BPF object {self._label!r} is already loaded; "
+                                 "load() runs once: open it again to load another copy")
             buffers = {}
             for prog in self._programs.values():
                 if not lib.bpf_program__autoload(prog._ptr):
@@ -281,6 +284,10 @@ class BpfObject:
             return
         self._state = "closed"
         self._closed_because = because
+        for ring in list(self._rings):
+            ring.close()  # wakes its pollers; never waits for them
+        if self._btf is not None:
+            self._btf._release()
         lib.bpf_object__close(ptr)
         self._keepalive = ()
 
@@ -300,7 +307,11 @@ class BpfObject:
             pass
 
     def __repr__(self) -> str:
-        return f"<BpfObject {self._label!r} {self._state}>"
+        """Label, state and parts; Python data only, so safe on a closed object."""
+        if self._state == "closed":
+            return f"<BpfObject {self._label!r} closed{self._closed_because}>"
+        return (f"<BpfObject {self._label!r} {self._state} maps={list(self._maps)!r} "
+                f"programs={list(self._programs)!r}>")
 
     # -- parts -------------------------------------------------------------------
     @property
@@ -367,7 +378,7 @@ class BpfObject:
                 if t.kind == Kind.DATASEC and t.name == section:
                     found = self._sections[section] = GlobalSection(self, m, t)
                     return found
-        raise NotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no {section} section: "
+        raise MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no {section} section: "
                             "it declares no such globals")
 
 
@@ -379,6 +390,7 @@ class Program:
         self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
         self.section: str = ffi.string(lib.bpf_program__section_name(ptr)).decode()
         self._log: str | None = None
+        self._id: int | None = None
 
     @property
     def type(self) -> str:
@@ -410,18 +422,21 @@ class Program:
             self._obj._require_loaded(f"get the fd of program {self.name!r}")
             fd = lib.bpf_program__fd(self._ptr)
             if fd < 0:
-                raise StateError(errno.ENOENT, f"program {self.name!r} was not loaded "
+                raise StateError(errno.EBADFD, f"program {self.name!r} was not loaded "
                                  "(autoload off); set autoload before load()")
             return fd
 
     @property
     def id(self) -> int:
-        """The kernel's id of the loaded program."""
+        """The kernel's id of the loaded program (asked once: it never changes)."""
         with self._obj._lock:
-            info = ffi.new("struct bpf_prog_info *")
-            size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
-            check(lib.bpf_prog_get_info_by_fd(self.fd, info, size), f"query program {self.name!r}")
-            return info.id
+            fd = self.fd
+            if self._id is None:
+                info = ffi.new("struct bpf_prog_info *")
+                size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+                check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"query program {self.name!r}")
+                self._id = info.id
+            return self._id
 
     @property
     def log(self) -> str | None:
@@ -441,7 +456,7 @@ class Program:
                 raise StateError(errno.EINVAL, f"program {self.name!r} is a struct_ops program; "
                                  "attach its struct_ops map instead (obj.struct_ops[...].attach())")
             if lib.bpf_program__fd(self._ptr) < 0:
-                raise StateError(errno.ENOENT, f"cannot attach program {self.name!r}: it was not "
+                raise StateError(errno.EBADFD, f"cannot attach program {self.name!r}: it was not "
                                  "loaded (autoload off); set autoload before load()")
             action = f"attach program {self.name!r} ({self.section})"
             with _log.capture() as warnings:
@@ -454,4 +469,13 @@ class Program:
             return Link._from_program(ptr, f"{self.section} {self.name}")
 
     def __repr__(self) -> str:
-        return f"<Program {self.name!r} section={self.section!r}>"
+        """Name, section, state and the kernel's id once loaded; no C memory after close."""
+        with self._obj._lock:
+            state = self._obj._state
+            detail = ""
+            if state == "loaded":
+                try:
+                    detail = f" id={self.id}"
+                except OSError:  # not loaded (autoload off); a repr never raises
+                    detail = " (not loaded: autoload off)"
+        return f"<Program {self.name!r} section={self.section!r} {state}{detail}>"

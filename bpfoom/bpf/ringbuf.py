@@ -1,18 +1,25 @@
 """RingBuffer: read BPF ring buffer maps, one Python callback per record.
 
-The callback runs inside libbpf's poll loop, so it must not raise into C:
-its exception is stored, the loop is stopped, and the exception is raised
-from :meth:`RingBuffer.poll` / :meth:`RingBuffer.consume` once libbpf
-returns.
+The callback runs inside libbpf's consume loop, so it must not raise into
+C: its exception is stored, the loop is stopped, and the exception is
+raised from :meth:`RingBuffer.poll` / :meth:`RingBuffer.consume` once
+libbpf returns.
 
-Thread safety: poll/consume/close serialize on the ring buffer's lock.  The
-ring buffer keeps its map's BpfObject alive and refuses to run once that
-object is closed.
+Thread safety and closing: :meth:`poll` waits (on libbpf's epoll fd and an
+eventfd of our own) without holding any lock, so :meth:`close` from any
+thread returns at once and wakes every waiting poller, which raises
+:class:`ClosedError`.  Records are consumed by one thread at a time; a
+close during delivery stops after the current record.  The C ring buffer is
+freed by whoever leaves last: ``close()`` itself when nobody is polling,
+else the last poller on its way out.  Closing the map's BpfObject closes
+its ring buffers too.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import select
 import threading
 from collections.abc import Callable
 
@@ -44,12 +51,15 @@ class RingBuffer:
         if not callable(callback):
             raise TypeError("callback must be callable: callback(data: bytes) -> None")
         self._ptr = None
-        self._lock = threading.RLock()
+        self._closed = True  # until the C ring buffer exists
+        self._lock = threading.Lock()  # the fields below; never held across a wait or a callback
+        self._consume_lock = threading.Lock()  # one consumer at a time, held across the callbacks
+        self._users = 0  # threads inside poll()/consume(): the C ring buffer outlives them
+        self._delivering: int | None = None  # thread running the callback (re-entry check)
+        self._delivered = 0
+        self._error: BaseException | None = None
         self._map = map_
         self._callback = callback
-        self._error: BaseException | None = None
-        self._delivering = False  # poll() from inside the callback would re-enter libbpf
-        self._close_pending = False
         self._handle = ffi.new_handle(self)
         obj = map_._obj
         with obj._lock:
@@ -59,64 +69,120 @@ class RingBuffer:
                                         "not a ringbuf; give a BPF_MAP_TYPE_RINGBUF map")
             ptr = lib.ring_buffer__new(lib.bpf_map__fd(map_._ptr),
                                        lib.libbpf_ffi_ring_buffer_sample, self._handle, ffi.NULL)
-        self._ptr = check_ptr(ptr, f"open ring buffer {map_.name!r}")
+            check_ptr(ptr, f"open ring buffer {map_.name!r}")
+            self._ptr, self._closed = ptr, False
+            self._epoll_fd = lib.ring_buffer__epoll_fd(ptr)
+            self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # readable once closed
+            obj._rings.add(self)
 
+    # -- delivery ------------------------------------------------------------
     def _deliver(self, data, size: int) -> int:
-        self._delivering = True
         try:
             self._callback(bytes(ffi.buffer(data, size)))
         except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
             self._error = exc
             return _STOPPED_BY_CALLBACK
-        finally:
-            self._delivering = False
-        return _STOPPED_BY_CALLBACK if self._close_pending else 0
+        self._delivered += 1
+        return _STOPPED_BY_CALLBACK if self._closed else 0
 
-    def _run(self, call, what: str) -> int:
+    def _closed_error(self, why: str = "") -> ClosedError:
+        return ClosedError(errno.EBADF, f"ring buffer {self._map.name!r} is closed{why}; "
+                           "make a new RingBuffer")
+
+    def _enter(self, what: str) -> None:
+        """Count this thread as a user (the C ring buffer stays until it leaves)."""
         with self._lock:
-            if self._delivering:
-                raise StateError(errno.EDEADLK, f"cannot {what} ring buffer {self._map.name!r} from "
-                                 "its own callback; return from the callback instead")
-            ptr = self._ptr
-            if ptr is None:
-                raise ClosedError(errno.EBADF, f"ring buffer {self._map.name!r} is closed; "
-                                  "make a new RingBuffer")
-            with self._map._obj._lock:
-                self._map._obj._live()
-            self._error = None
-            rc = call(ptr)
-            closing, self._close_pending = self._close_pending, False
-            if closing:
-                self.close()
+            if self._delivering == threading.get_ident():
+                raise StateError(errno.EDEADLK, f"cannot {what} ring buffer {self._map.name!r} "
+                                 "from its own callback; return from the callback instead")
+            if self._closed:
+                raise self._closed_error()
+            self._users += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._closed and self._users == 0:
+                self._free()
+
+    def _consume(self, what: str) -> int:
+        """Deliver every record available now; the caller is a user."""
+        with self._consume_lock:
+            if self._closed:
+                raise self._closed_error(" (closed while waiting)")
+            self._error, self._delivered = None, 0
+            self._delivering = threading.get_ident()
+            try:
+                rc = lib.ring_buffer__consume(self._ptr)
+            finally:
+                self._delivering = None
             error, self._error = self._error, None
             if error is not None:
                 raise error
-            if closing or rc == -errno.EINTR:
-                return max(rc, 0)
-            return check(rc, f"{what} ring buffer {self._map.name!r}")
+            if rc < 0 and rc != _STOPPED_BY_CALLBACK:
+                check(rc, f"{what} ring buffer {self._map.name!r}")
+            return self._delivered
 
+    # -- API -------------------------------------------------------------------
     def poll(self, timeout_ms: int = -1) -> int:
-        """Wait up to ``timeout_ms`` (-1 = forever) for records; returns how many were handled."""
-        if not isinstance(timeout_ms, int):
+        """Wait up to ``timeout_ms`` (-1 = forever) for records; returns how many were handled.
+
+        Raises ClosedError if the ring buffer is closed before or while it waits.
+        """
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
             raise TypeError("timeout_ms must be an int (milliseconds, -1 waits forever)")
-        return self._run(lambda ptr: lib.ring_buffer__poll(ptr, timeout_ms), "poll")
+        self._enter("poll")
+        try:
+            waiter = select.poll()
+            waiter.register(self._epoll_fd, select.POLLIN)
+            waiter.register(self._wake, select.POLLIN)
+            if not waiter.poll(timeout_ms if timeout_ms >= 0 else None) and not self._closed:
+                return 0
+            return self._consume("poll")
+        finally:
+            self._leave()
 
     def consume(self) -> int:
         """Handle every record available now without waiting; returns how many."""
-        return self._run(lib.ring_buffer__consume, "consume")
+        self._enter("consume")
+        try:
+            return self._consume("consume")
+        finally:
+            self._leave()
 
-    def close(self) -> None:
-        """Free the ring buffer (the map stays with its object).  Idempotent.
+    def fileno(self) -> int:
+        """An fd that is readable while records wait (libbpf's epoll fd), for selectors/asyncio.
 
-        Called from the callback, the free waits until libbpf's loop returns.
+        Owned by the ring buffer: valid until close(); call consume() when it is readable.
         """
         with self._lock:
-            if self._delivering:
-                self._close_pending = True
+            if self._closed:
+                raise self._closed_error()
+            return self._epoll_fd
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close from any thread (the callback included) and wake every waiting poll().  Idempotent.
+
+        The C ring buffer is freed now, or by the last poll() still running.
+        """
+        with self._lock:
+            if self._closed:
                 return
-            ptr, self._ptr = self._ptr, None
-            if ptr is not None:
-                lib.ring_buffer__free(ptr)
+            self._closed = True
+            os.eventfd_write(self._wake, 1)
+            if self._users == 0:
+                self._free()
+
+    def _free(self) -> None:
+        """Lock held, closed, no users left."""
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.ring_buffer__free(ptr)
+            os.close(self._wake)
 
     def __enter__(self) -> "RingBuffer":
         return self
@@ -129,3 +195,7 @@ class RingBuffer:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RingBuffer of map {self._map.name!r} {state}>"

@@ -8,15 +8,14 @@ system-wide).
 from __future__ import annotations
 
 import errno
-import os
-from pathlib import Path
-from collections.abc import Iterator, MutableMapping
+from types import MappingProxyType
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind, RecordCodec, encode_for
-from .cgroup import Cgroup
+from .cgroup import Cgroup, CgroupTarget
 from .errors import (NotSupportedError,
                      StateError, VariableNotFoundError, check_ptr)
 from .features import require_cgroup_attach
@@ -41,6 +40,10 @@ class StructOpsMap(Map):
         struct = btf.resolve(type_id) if btf is not None and type_id else None
         self.struct_name: str = struct.name if struct is not None else ""
         self._struct = struct
+        self._fields: StructOpsFields | None = None
+
+    def __repr__(self) -> str:
+        return f"<StructOpsMap {self.name!r} struct {self.struct_name}{self._repr_detail()}>"
 
     @property
     def is_link(self) -> bool:
@@ -50,12 +53,15 @@ class StructOpsMap(Map):
     @property
     def fields(self) -> "StructOpsFields":
         """Data members (not program slots) of the struct_ops value, writable before load()."""
-        self._obj._check_open()
-        return StructOpsFields(self)
+        with self._obj._lock:
+            self._obj._live()  # the codec reads the object's BTF: not after close()
+            if self._fields is None:
+                self._fields = StructOpsFields(self)
+            return self._fields
 
     @property
-    def programs(self) -> dict[str, str]:
-        """Program slot (struct member) -> name of the program libbpf put there."""
+    def programs(self) -> Mapping[str, str]:
+        """Program slot (struct member) -> name of the program libbpf put there (read-only)."""
         with self._obj._lock:
             self._obj._live()
             data, _ = self._value_memory()
@@ -69,7 +75,7 @@ class StructOpsMap(Map):
                     address = int.from_bytes(data[offset:offset + 8], "little")
                     if address in by_address:
                         out[member.name] = by_address[address]
-            return out
+            return MappingProxyType(out)
 
     def _value_memory(self):
         """libbpf's copy of the struct_ops value (program slots hold program pointers)."""
@@ -125,31 +131,20 @@ class StructOpsMap(Map):
         finally:
             lib.btf__free(vmlinux)
 
-    def attach(self, cgroup: "str | os.PathLike | Cgroup | int | None" = None) -> "Link":
+    def attach(self, cgroup: CgroupTarget | None = None) -> "Link":
         """Register the struct_ops with the kernel through a link; returns the Link.
 
         ``cgroup`` None attaches system-wide; a path, a :class:`Cgroup` or a
-        cgroup directory fd attaches to that cgroup, which needs a kernel with
+        cgroup id (an int is always an id; wrap a raw fd with
+        ``Cgroup.from_fd``) attaches to that cgroup, which needs a kernel with
         cgroup-targeted struct_ops (else NotSupportedError, raised before any
         BPF call so nothing can attach system-wide by mistake).
         """
-        if cgroup is not None and (isinstance(cgroup, bool) or
-                                   not isinstance(cgroup, (str, os.PathLike, Cgroup, int))):
-            raise TypeError("cgroup must be None, a path, a bpfoom.Cgroup or a cgroup fd, "
-                            f"not {type(cgroup).__name__}")
-        temporary = None
-        relative_fd = 0
-        if cgroup is not None:
-            require_cgroup_attach()
-            if isinstance(cgroup, Cgroup):
-                relative_fd = cgroup.fd
-            elif isinstance(cgroup, int):
-                Cgroup.check_fd(cgroup)
-                relative_fd = cgroup
-            else:
-                temporary = Cgroup.open(Path(cgroup))
-                relative_fd = temporary.fd
+        # Our own fd for the cgroup: a caller's Cgroup closed meanwhile cannot pull it away.
+        target = None if cgroup is None else Cgroup._of(cgroup)
         try:
+            if target is not None:
+                require_cgroup_attach()
             with self._obj._lock:
                 self._obj._require_loaded(f"attach struct_ops map {self.name!r}")
                 ptr = self._ptr
@@ -158,19 +153,20 @@ class StructOpsMap(Map):
                                      "not link-based; declare it in SEC(\".struct_ops.link\")")
                 opts = ffi.new("struct bpf_struct_ops_opts *")
                 opts.sz = ffi.sizeof("struct bpf_struct_ops_opts")
-                opts.relative_fd = relative_fd
+                opts.relative_fd = 0 if target is None else target.fd
                 with _log.capture() as warnings:
                     link = lib.bpf_map__attach_struct_ops_opts(ptr, opts)
                 code = ffi.errno
-                where = "system-wide" if cgroup is None else f"to cgroup {cgroup}"
+                where = ("system-wide" if target is None
+                         else f"to cgroup {str(target.path)!r} (id {target.id})")
                 busy = ("the target already has this struct_ops (or one of the same name) "
                         "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
                 check_ptr(link, f"attach struct_ops map {self.name!r} {where}", advice=busy,
                           detail=_log.cause(warnings))
                 return Link._from_attach(link, self.name)
         finally:
-            if temporary is not None:
-                temporary.close()
+            if target is not None:
+                target.close()
 
 
 class StructOpsFields(MutableMapping[str, Any]):
@@ -182,6 +178,7 @@ class StructOpsFields(MutableMapping[str, Any]):
     """
 
     def __init__(self, map_: StructOpsMap) -> None:
+        """Built by StructOpsMap.fields with the object's lock held (it reads the BTF)."""
         self._map = map_
         btf = map_._obj._btf
         struct = map_._struct

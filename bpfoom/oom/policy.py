@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 from .attachments import Attachment, attached
 from ..bpf.btf import Kind
-from ..bpf.cgroup import Cgroup
+from ..bpf.cgroup import Cgroup, CgroupTarget
 from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
                      VariableNotFoundError)
 from ..bpf.event_stream import EventStream
@@ -390,19 +390,6 @@ class _Handler(EventStream):
         return f"<{type(self).__name__} {self._ops.name} {self.object.state}>"
 
 
-def _cgroup_id(cgroup: str | os.PathLike | Cgroup | int) -> int:
-    """The id of a cgroup given as an id, an open Cgroup or a cgroup v2 path."""
-    if isinstance(cgroup, bool) or not isinstance(cgroup, (int, str, os.PathLike, Cgroup)):
-        raise TypeError(f"a cgroup is a cgroup v2 path, a bpfoom.Cgroup or a cgroup id, "
-                        f"not {cgroup!r}")
-    if isinstance(cgroup, int):
-        return cgroup
-    if isinstance(cgroup, Cgroup):
-        return cgroup.id
-    with Cgroup.open(cgroup) as opened:
-        return opened.id
-
-
 class OomPolicy(_Handler):
     """A loaded ``bpf_oom_ops`` policy: attach it to a cgroup or system-wide, read its decisions."""
 
@@ -416,8 +403,7 @@ class OomPolicy(_Handler):
                              "source, as the shipped policies do")
         return self.object.maps[_GRANULARITY_MAP]
 
-    def set_granularity(self, cgroup: str | os.PathLike | Cgroup | int,
-                        granularity: str | None) -> None:
+    def set_granularity(self, cgroup: CgroupTarget, granularity: str | None) -> None:
         """What dies when this policy's victim is in ``cgroup`` or below it, from the next OOM on.
 
         "task": one task (the policy's chosen one, or the victim cgroup's
@@ -425,6 +411,7 @@ class OomPolicy(_Handler):
         task of ``cgroup`` and its descendants; None: the policy's default.
         The setting nearest the victim cgroup wins.  memory.oom.group still
         makes the kernel kill a whole group; the decision event says so.
+        ``cgroup`` is a path, a Cgroup or a cgroup id (an int is always an id).
         """
         if granularity is not None and granularity not in GRANULARITIES:
             raise InvalidValueError(errno.EINVAL, f"granularity {granularity!r} is not one of "
@@ -432,16 +419,16 @@ class OomPolicy(_Handler):
                                     f"{suggest(str(granularity), GRANULARITIES)}; or None for the "
                                     "policy's default")
         settings = self._granularity_map()
-        cgroup_id = _cgroup_id(cgroup)
+        cgroup_id = Cgroup.id_of(cgroup)
         if granularity is None:
             if cgroup_id in settings:
                 del settings[cgroup_id]
         else:
             settings[cgroup_id] = GRANULARITIES[granularity]
 
-    def granularity(self, cgroup: str | os.PathLike | Cgroup | int) -> str | None:
+    def granularity(self, cgroup: CgroupTarget) -> str | None:
         """The granularity set on ``cgroup`` itself (None: none; an ancestor's may apply)."""
-        value = self._granularity_map().get(_cgroup_id(cgroup))
+        value = self._granularity_map().get(Cgroup.id_of(cgroup))
         return next((name for name, number in GRANULARITIES.items() if number == value), None)
 
     def decisions(self) -> list[DecisionEvent]:

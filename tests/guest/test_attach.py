@@ -65,7 +65,7 @@ def test_a_non_cgroup_fd_attaches_nothing(probe):
     fd = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
     try:
         with pytest.raises(bpfoom.CgroupError):
-            probe.struct_ops["probe_policy"].attach(cgroup=fd)
+            probe.struct_ops["probe_policy"].attach(cgroup=bpfoom.Cgroup.from_fd(fd))
     finally:
         os.close(fd)
     assert link_ids() == before
@@ -96,8 +96,8 @@ def test_a_removed_cgroup_attaches_nothing(probe, cgroups):
     doomed.close()
     before = link_ids()
     try:
-        with pytest.raises(bpfoom.BpfError) as caught:
-            probe.struct_ops["probe_policy"].attach(cgroup=fd)
+        with bpfoom.Cgroup.from_fd(fd) as raw, pytest.raises(bpfoom.BpfError) as caught:
+            probe.struct_ops["probe_policy"].attach(cgroup=raw)
         assert caught.value.errno == errno.ENOENT
         assert link_ids() == before
     finally:

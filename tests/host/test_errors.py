@@ -25,12 +25,47 @@ def test_error_text_names_errno_and_says_what_to_do(tmp_path):
 def test_the_hierarchy_matches_builtins():
     assert issubclass(bpfoom.BpfError, OSError)
     assert issubclass(bpfoom.PermissionDeniedError, PermissionError)
-    assert issubclass(bpfoom.NotFoundError, FileNotFoundError)
+    assert issubclass(bpfoom.PathNotFoundError, FileNotFoundError)
+    assert issubclass(bpfoom.PathNotFoundError, bpfoom.NotFoundError)
+    for name in ("MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
+                 "KeyNotFoundError"):
+        cls = getattr(bpfoom, name)
+        assert issubclass(cls, KeyError) and issubclass(cls, bpfoom.NotFoundError)
+        assert not issubclass(cls, FileNotFoundError), f"except FileNotFoundError would swallow {name}"
     assert issubclass(bpfoom.ClosedError, ValueError)
     assert issubclass(bpfoom.InvalidValueError, ValueError)
     assert issubclass(bpfoom.StateError, RuntimeError)
     for name in ("NotSupportedError", "BusyError", "ObjectFileError", "VerifierError", "CgroupError"):
         assert issubclass(getattr(bpfoom, name), bpfoom.BpfError)
+
+
+def test_a_missing_map_key_is_a_key_error_not_a_missing_file(bpf_privileges):
+    with bpfoom.BpfObject.open(facts.GLOBALS_OBJECT) as obj:
+        obj.load()
+        try:
+            obj.maps["counts"][12345]
+        except FileNotFoundError:
+            pytest.fail("a missing map key was caught as a missing file")
+        except KeyError as error:
+            assert isinstance(error, bpfoom.KeyNotFoundError) and error.errno == errno.ENOENT
+        with pytest.raises(KeyError):
+            del obj.maps["counts"][12345]
+
+
+def test_missing_paths_are_missing_files(tmp_path, bpf_privileges):
+    for missing in (lambda: bpfoom.BpfObject.open(tmp_path / "absent.bpf.o"),
+                    lambda: bpfoom.Link.from_pinned(tmp_path / "absent")):
+        with pytest.raises(FileNotFoundError) as caught:
+            missing()
+        assert isinstance(caught.value, bpfoom.PathNotFoundError)
+
+
+def test_state_errors_carry_a_state_errno(bpf_privileges):
+    with bpfoom.BpfObject.open(facts.GLOBALS_OBJECT) as obj:
+        with pytest.raises(bpfoom.StateError) as caught:
+            obj.maps["counts"][1]
+        assert caught.value.errno == errno.EBADFD
+        assert not isinstance(caught.value, PermissionError)
 
 
 def load_without_privileges(image: bytes) -> dict:

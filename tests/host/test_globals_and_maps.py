@@ -172,7 +172,7 @@ def test_rodata_is_frozen_after_load(globals_object):
     globals_object.load()
     with pytest.raises(bpfoom.StateError) as caught:
         globals_object.rodata["ro_u32"] = 5
-    assert caught.value.errno == errno.EPERM
+    assert caught.value.errno == errno.EBADFD
     assert globals_object.rodata["ro_u32"] == 32
 
 

@@ -5,8 +5,11 @@ socket receives, so each event here was produced by the kernel.
 """
 from __future__ import annotations
 
+import selectors
 import socket
 import struct
+import threading
+import time
 
 import pytest
 
@@ -107,3 +110,79 @@ def test_a_non_ringbuf_map_is_refused():
         obj.load()
         with pytest.raises(bpfoom.BpfError):
             bpfoom.RingBuffer(obj.maps["counts"], lambda raw: None)
+
+
+def blocked_poller(ring: bpfoom.RingBuffer) -> tuple[threading.Thread, list]:
+    """A thread blocked in ring.poll(-1); `outcome` gets what the poll returned or raised."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(ring.poll(-1))
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.3)  # let it reach the wait
+    assert thread.is_alive() and outcome == [], "poll(-1) returned without records"
+    return thread, outcome
+
+
+def close_within(closeable, seconds: float) -> None:
+    closer = threading.Thread(target=closeable.close, daemon=True)
+    closer.start()
+    closer.join(seconds)
+    assert not closer.is_alive(), f"close() did not return within {seconds}s while poll() waited"
+
+
+def test_close_from_another_thread_wakes_a_blocked_poll(filtered_socket):
+    obj, _ = filtered_socket
+    ring = bpfoom.RingBuffer(obj.maps["events"], lambda raw: None)
+    thread, outcome = blocked_poller(ring)
+    started = time.monotonic()
+    close_within(ring, 2)
+    thread.join(2)
+    assert not thread.is_alive(), "poll(-1) still blocked 2 s after close()"
+    assert time.monotonic() - started < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], bpfoom.ClosedError), outcome
+
+
+def test_closing_the_object_wakes_a_blocked_poll(filtered_socket):
+    obj, _ = filtered_socket
+    ring = bpfoom.RingBuffer(obj.maps["events"], lambda raw: None)
+    thread, outcome = blocked_poller(ring)
+    close_within(obj, 2)
+    thread.join(2)
+    assert not thread.is_alive(), "poll(-1) still blocked 2 s after the object's close()"
+    assert isinstance(outcome[0], bpfoom.ClosedError), outcome
+    assert ring.closed
+
+
+def test_close_from_the_callback_stops_after_that_record(filtered_socket):
+    """A close while records are being delivered stops after the current record."""
+    obj, receiver = filtered_socket
+    received: list[bytes] = []
+    ring = bpfoom.RingBuffer(obj.maps["events"], lambda raw: (received.append(raw), ring.close()))
+    send_datagrams(receiver, 3)
+    assert ring.poll(1000) == 1
+    assert len(received) == 1 and ring.closed
+    with pytest.raises(bpfoom.ClosedError):
+        ring.poll(0)
+
+
+def test_fileno_is_readable_when_records_wait(filtered_socket):
+    obj, receiver = filtered_socket
+    received: list[bytes] = []
+    with bpfoom.RingBuffer(obj.maps["events"], received.append) as ring, \
+            selectors.DefaultSelector() as selector:
+        selector.register(ring.fileno(), selectors.EVENT_READ)
+        assert selector.select(timeout=0) == []
+        send_datagrams(receiver, 2)
+        assert [key.fd for key, _ in selector.select(timeout=5)] == [ring.fileno()]
+        assert ring.consume() == 2
+        assert selector.select(timeout=0) == []
+        selector.unregister(ring.fileno())
+    with pytest.raises(bpfoom.ClosedError):
+        ring.fileno()
+    assert [EVENT.unpack(raw)[2] for raw in received] == [0, 1]
