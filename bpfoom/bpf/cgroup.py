@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import CgroupError, ClosedError, NotFoundError, error_from_errno
 
-__all__ = ["Cgroup"]
+__all__ = ["Cgroup", "mounts"]
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_SUPER_MAGIC = 0x27E0EB  # cgroup v1
@@ -36,6 +36,13 @@ def _fs_magic(fd: int) -> int:
         code = ctypes.get_errno()
         raise error_from_errno(code, "inspect the cgroup fd")
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def mounts(fs_type: str) -> list[Path]:
+    """Where file systems of ``fs_type`` ("cgroup2", "bpf", ...) are mounted, from /proc/self/mounts."""
+    with open("/proc/self/mounts") as table:
+        fields = [line.split() for line in table]
+    return [Path(f[1]) for f in fields if len(f) > 2 and f[2] == fs_type]
 
 
 class Cgroup:

@@ -81,14 +81,11 @@ def _attach(args: argparse.Namespace) -> int:
 
 
 def _remove_pin(path: Path) -> None:
-    """Remove a link pin and the events pin beside it."""
-    from ..oom.pinned_events import EVENTS_SUFFIX
+    """Remove a link pin and the events pins beside it."""
+    from ..oom.pinned_events import unpin_events
 
-    for each in (path, Path(f"{path}{EVENTS_SUFFIX}")):
-        try:
-            os.unlink(each)
-        except FileNotFoundError:
-            pass
+    path.unlink(missing_ok=True)
+    unpin_events(path)
 
 
 def _detach(args: argparse.Namespace) -> int:

@@ -40,7 +40,8 @@ from typing import Any, Callable, TextIO
 
 from . import sd_notify as _sd_notify
 from ..oom.loader import LoadedPolicy, load
-from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpffs
+from ..oom.pinned_events import (EVENTS_SUFFIX, PinnedEvents, pin_events, require_bpffs,
+                                 unpin_events)
 from ..bpf.cgroup import Cgroup
 from .config import Config, ConfigError, Entry, apply_granularity, read_config
 from ..bpf.errors import BpfError, BusyError
@@ -96,8 +97,8 @@ class Running:
 
     def repin_events(self) -> None:
         """Point the events pin at the decisions of the object the link now runs."""
-        if self.events_pin is not None:
-            self.events_pin.unlink(missing_ok=True)
+        if self.pin is not None:
+            unpin_events(self.pin)
             pin_events(self.loaded.object.maps, self.pin)
 
     def close(self, detach: bool) -> None:
@@ -112,8 +113,8 @@ class Running:
                     self.link.unpin()
                 elif self.pin is not None and self.pin.exists():
                     self.pin.unlink()
-                if self.events_pin is not None:
-                    self.events_pin.unlink(missing_ok=True)
+                if self.pin is not None:
+                    unpin_events(self.pin)
             self.link.close()
         finally:
             self.loaded.close()
@@ -164,7 +165,7 @@ class Daemon:
         pin = self._pin_path(config, entry)
         if pin is not None:
             pin.parent.mkdir(parents=True, exist_ok=True)
-            Path(f"{pin}{EVENTS_SUFFIX}").unlink(missing_ok=True)  # a stale one of a dead run
+            unpin_events(pin)  # stale ones of a dead run
         link = loaded.attach(cgroup=entry.cgroup, pin=pin)
         running = Running(entry, loaded, link, pin, True)
         if pin is not None:

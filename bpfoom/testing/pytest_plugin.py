@@ -65,11 +65,11 @@ sys.stdin.readline()
 
 def cgroup2_root() -> Path | None:
     """The writable cgroup2 mount to create test cgroups in (the unified root first)."""
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-              if line.split()[2] == "cgroup2"]
-    for candidate in sorted(mounts, key=lambda path: path != "/sys/fs/cgroup"):
+    from ..bpf.cgroup import mounts
+
+    for candidate in sorted(mounts("cgroup2"), key=lambda path: path != Path("/sys/fs/cgroup")):
         if os.access(candidate, os.W_OK):
-            return Path(candidate)
+            return candidate
     return None
 
 

@@ -4,7 +4,7 @@
  * for bpf_oom_ops programs only (only they run with oom_lock held and a live
  * oom_control), so the verifier must reject this object at load.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
