@@ -49,7 +49,8 @@ def _attach(args: argparse.Namespace) -> int:
     tunables = _tunables(args.set)
     cgroup = Cgroup.open(args.cgroup) if args.cgroup else None  # a bad path fails before loading
     try:
-        loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name)
+        loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name,
+                      ring_size=args.ring_size)
         try:
             pin = Path(args.pin) if args.pin else default_pin(loaded.name, cgroup.id if cgroup else 0)
             require_bpffs(pin)
@@ -145,6 +146,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     att.add_argument("--map", metavar="NAME", help="which struct_ops map of an object with several")
     att.add_argument("--name", metavar="NAME",
                      help="register under this name (the struct_ops `name` field) for a .bpf.o")
+    att.add_argument("--ring-size", metavar="BYTES", type=int,
+                     help="size of the decision ring buffer (a power-of-two number of pages; "
+                          "decisions it has no room for are reported by `bpfoom events`)")
     att.add_argument("--json", action="store_true", help="print the attachment as JSON")
     att.set_defaults(run=_attach)
 

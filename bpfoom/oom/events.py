@@ -52,17 +52,20 @@ record of a schema this module does not know raises
 from __future__ import annotations
 
 import datetime
+import errno
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..bpf.btf import Btf
-from ..bpf.errors import errno_name
+from ..bpf.errors import StateError, errno_name
+from ..bpf.map import Map
+from ..bpf.object import BpfObject
 from .records import RecordLayout, shipped_layout
 
 __all__ = ["DecisionEvent", "Candidate", "Exclusion", "SCHEMA", "ACTIONS", "REASONS",
-           "EXCLUSIONS", "GRANULARITIES", "EVENTS_MAP", "DROPPED_MAP", "decision_layout",
+           "EXCLUSIONS", "GRANULARITIES", "EVENTS_MAP", "DROPPED_MAP", "events_map", "decision_layout",
            "pinned_decision_layout"]
 
 SCHEMA = 2
@@ -94,6 +97,14 @@ _HOW = dict(what="policy event", schema=SCHEMA,
             advice="rebuild the policy with this bpfoom's policy_event.h")
 # The object whose BTF decodes records given without one (DecisionEvent.from_bytes).
 _REFERENCE_OBJECT = Path(__file__).resolve().parent / "policies" / "largest_leaf.bpf.o"
+
+
+def events_map(obj: BpfObject, name: str) -> Map:
+    """An object's decision ring buffer; StateError if its source lacks policy_event.h."""
+    if EVENTS_MAP not in obj.maps:
+        raise StateError(errno.ENOENT, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
+                         "events; include policy_event.h in its source")
+    return obj.maps[EVENTS_MAP]
 
 
 def decision_layout(btf: Btf | None, where: str) -> RecordLayout:

@@ -20,6 +20,7 @@ from ..bpf.errors import BpfError, NotFoundError, StateError
 from ..bpf.link import Link
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
+from .events import events_map
 from .features import POLICY_KINDS, features
 from .policy import HANDLERS, PolicyInfo, _policy_map, policies
 from .tunables import convert_text, global_sections, load_object, suggest
@@ -148,11 +149,12 @@ def is_known_source(source: str, where: str = "") -> None:
 
 
 def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str | None = None,
-         register_as: str | None = None) -> LoadedPolicy:
+         register_as: str | None = None, ring_size: int | None = None) -> LoadedPolicy:
     """Load ``source`` (a shipped policy name or a .bpf.o path) with ``tunables``.
 
     Text values are converted to the tunable's type; ``register_as`` renames
-    the struct_ops (its ``name`` field) before load.  An object with an OOM
+    the struct_ops (its ``name`` field) before load; ``ring_size`` sizes the
+    decision ring buffer (policy_event.h's ``events``).  An object with an OOM
     policy or PSI handler (and no ``map_name`` choosing another map) comes
     back with its :class:`OomPolicy` / :class:`PsiHandler` in ``policy``.
     """
@@ -167,6 +169,8 @@ def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str |
         return _link_map(obj, source, map_name)
 
     def prepare(obj: BpfObject, ops: StructOpsMap) -> None:
+        if ring_size is not None:
+            events_map(obj, repr(source)).max_entries = ring_size
         if ops.struct_name in POLICY_KINDS:
             if register_as is not None:
                 raise BpfError(errno.EINVAL, f"policy {source!r} cannot be renamed; load one copy "

@@ -42,7 +42,7 @@ from ..bpf.cgroup import Cgroup
 from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
                      VariableNotFoundError)
 from ..bpf.event_stream import EventStream
-from .events import DROPPED_MAP, EVENTS_MAP, GRANULARITIES, DecisionEvent, decision_layout
+from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
 from .features import KFUNCS, POLICY_KINDS, features
@@ -220,7 +220,7 @@ class _Handler(EventStream):
 
         def prepare(obj: BpfObject, ops: StructOpsMap) -> None:
             if ring_size is not None:
-                _events_map(obj, info.name if info else str(path)).max_entries = ring_size
+                events_map(obj, info.name if info else str(path)).max_entries = ring_size
             features().require(cls.struct_name)
 
         label = repr(info.name) if info is not None else repr(str(path))
@@ -325,7 +325,7 @@ class _Handler(EventStream):
             if self._ring is None:
                 layout = self._decision_layout()
                 self._ring = RingBuffer(
-                    _events_map(self.object, self.name),
+                    events_map(self.object, self.name),
                     lambda data: self._deliver(DecisionEvent.from_bytes(data, layout)))
             return self._ring
 
@@ -368,14 +368,6 @@ class _Handler(EventStream):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._ops.name} {self.object.state}>"
-
-
-def _events_map(obj: BpfObject, name: str):
-    """The policy's decision ring buffer; StateError if its source lacks policy_event.h."""
-    if EVENTS_MAP not in obj.maps:
-        raise StateError(errno.ENOENT, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
-                         "events; include policy_event.h in its source")
-    return obj.maps[EVENTS_MAP]
 
 
 def _cgroup_id(cgroup: str | os.PathLike | Cgroup | int) -> int:
