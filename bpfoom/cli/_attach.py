@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 from pathlib import Path
 
 from ..bpf.errors import NotFoundError

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import datetime
 import errno
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from ..bpf.btf import Btf
 from ..bpf.errors import StateError, errno_name
 from ..bpf.map import Map
 from ..bpf.object import BpfObject
+from .kill_events import wall_time
 from .records import RecordLayout, shipped_layout
 
 __all__ = ["DecisionEvent", "Candidate", "Exclusion", "SCHEMA", "ACTIONS", "REASONS",
@@ -215,9 +215,7 @@ class DecisionEvent:
     @property
     def wall_time(self) -> datetime.datetime:
         """The decision's wall-clock time (converted from CLOCK_MONOTONIC now)."""
-        offset_ns = time.time_ns() - time.monotonic_ns()
-        return datetime.datetime.fromtimestamp((self.monotonic_ns + offset_ns) / 1e9,
-                                               tz=datetime.timezone.utc)
+        return wall_time(self.monotonic_ns)
 
     def to_json(self) -> dict:
         """The documented, versioned JSON form (``"schema": 2``)."""

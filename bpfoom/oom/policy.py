@@ -39,15 +39,14 @@ from typing import Any, ClassVar
 from .attachments import Attachment, attached
 from ..bpf.btf import Kind
 from ..bpf.cgroup import Cgroup
-from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
-                     VariableNotFoundError)
+from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError
 from ..bpf.event_stream import EventStream
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
 from .features import KFUNCS, POLICY_KINDS, features
 from .records import RecordLayout
-from .tunables import global_sections as _global_sections, load_object, suggest
+from .tunables import global_sections as _global_sections, load_object, suggest, tunable_section
 from ..bpf.link import Link
 from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
@@ -240,21 +239,9 @@ class _Handler(EventStream):
             return info, info.path
         return None, Path(os.fsdecode(text))
 
-    def _tunable_names(self) -> list[str]:
-        if self.info is not None:
-            return list(self.info.tunables)
-        return [n for sec in self._sections() for n in sec]
-
-    def _sections(self):
-        return _global_sections(self.object)
-
     def _section_of(self, name: str, *, write_after_load: bool):
-        names = self._tunable_names()
-        if name not in names:
-            raise VariableNotFoundError(errno.ENOENT, f"{self.name} has no tunable {name!r}"
-                                        f"{suggest(name, names)}; its tunables: "
-                                        f"{', '.join(names) or 'none'}")
-        section = next(sec for sec in self._sections() if name in sec)
+        section = tunable_section(self.object, self.name, name,
+                                  None if self.info is None else self.info.tunables)
         if write_after_load and section.section == ".rodata":
             raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")

@@ -20,7 +20,7 @@ from ..bpf.errors import InvalidValueError, NotFoundError, VariableNotFoundError
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
 
-__all__ = ["suggest", "convert_text", "global_sections", "load_object"]
+__all__ = ["suggest", "convert_text", "global_sections", "tunable_section", "load_object"]
 
 _SECTIONS = ("rodata", "data", "bss")
 
@@ -58,19 +58,24 @@ def global_sections(obj: BpfObject) -> list:
     return found
 
 
+def tunable_section(obj: BpfObject, label: str, name: str, known: Iterable[str] | None = None):
+    """The global section holding tunable ``name``; VariableNotFoundError with the close match.
+
+    ``known`` limits the tunables to those names (default: every global).
+    """
+    sections = global_sections(obj)
+    names = [n for section in sections for n in section] if known is None else list(known)
+    if name not in names:
+        raise VariableNotFoundError(errno.ENOENT, f"{label} has no tunable {name!r}"
+                                    f"{suggest(name, names)}; its tunables: "
+                                    f"{', '.join(names) or 'none'}")
+    return next(section for section in sections if name in section)
+
+
 def _set_tunables(obj: BpfObject, label: str, tunables: dict[str, Any],
                   known: Iterable[str] | None, text: bool) -> None:
-    homes: dict[str, Any] = {}
-    for section in global_sections(obj):
-        for name in section:
-            homes.setdefault(name, section)
-    names = list(homes) if known is None else list(known)
     for name, value in tunables.items():
-        if name not in names:
-            raise VariableNotFoundError(errno.ENOENT, f"{label} has no tunable {name!r}"
-                                        f"{suggest(name, names)}; its tunables: "
-                                        f"{', '.join(names) or 'none'}")
-        section = homes[name]
+        section = tunable_section(obj, label, name, known)
         if text and isinstance(value, str):
             current = section[name]
             if not isinstance(current, str):
