@@ -181,6 +181,20 @@ struct bpf_psi_ops {
 	struct bpf_psi *bpf_psi;
 };
 
+/*
+ * A struct_ops every kernel registers, for test programs that must run (or be
+ * refused) outside bpf_oom_ops: include/net/tcp.h, the members they set.
+ */
+struct sock;
+
+struct tcp_congestion_ops {
+	void (*init)(struct sock *sk);
+	__u32 (*ssthresh)(struct sock *sk);
+	void (*cong_avoid)(struct sock *sk, __u32 ack, __u32 acked);
+	__u32 (*undo_cwnd)(struct sock *sk);
+	char name[16];
+};
+
 /* Opaque iterator state (kernel/bpf/cgroup_iter.c, task_iter.c, bpf_iter.c). */
 struct bpf_iter_css {
 	__u64 __opaque[3];

@@ -11,18 +11,9 @@
 
 #define POLICY_NAME "tcp_decisions"
 #include "policy_event.h"
+#include "tcp_cc_stubs.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct sock;
-
-struct tcp_congestion_ops {
-	void (*init)(struct sock *sk);
-	__u32 (*ssthresh)(struct sock *sk);
-	void (*cong_avoid)(struct sock *sk, __u32 ack, __u32 acked);
-	__u32 (*undo_cwnd)(struct sock *sk);
-	char name[16];
-};
 
 SEC("struct_ops")
 void BPF_PROG(decide_init, struct sock *sk)
@@ -30,28 +21,11 @@ void BPF_PROG(decide_init, struct sock *sk)
 	event_send_unlocked(ACTION_DECLINED, REASON_NONE, 0, 0, 0, 0);
 }
 
-SEC("struct_ops")
-__u32 BPF_PROG(decide_ssthresh, struct sock *sk)
-{
-	return 2;
-}
-
-SEC("struct_ops")
-void BPF_PROG(decide_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
-{
-}
-
-SEC("struct_ops")
-__u32 BPF_PROG(decide_undo_cwnd, struct sock *sk)
-{
-	return 2;
-}
-
 SEC(".struct_ops.link")
 struct tcp_congestion_ops tcp_decisions = {
 	.init = (void *)decide_init,
-	.ssthresh = (void *)decide_ssthresh,
-	.cong_avoid = (void *)decide_cong_avoid,
-	.undo_cwnd = (void *)decide_undo_cwnd,
+	.ssthresh = (void *)stub_ssthresh,
+	.cong_avoid = (void *)stub_cong_avoid,
+	.undo_cwnd = (void *)stub_undo_cwnd,
 	.name = "tcp_decisions",
 };
