@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # bpfoom/testing/vm.py -> the checkout
 BUILD_SCRIPT = REPO / "third_party" / "linux" / "build.py"
 DEFAULT_TIMEOUT_S = 1800.0
 PROBE_TIMEOUT_S = 120.0
