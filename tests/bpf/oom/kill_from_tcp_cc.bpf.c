@@ -12,7 +12,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("struct_ops")
-__u32 BPF_PROG(rogue_ssthresh, struct sock *sk)
+void BPF_PROG(rogue_init, struct sock *sk)
 {
 	struct task_struct *task = bpf_task_from_pid(1);
 
@@ -20,12 +20,12 @@ __u32 BPF_PROG(rogue_ssthresh, struct sock *sk)
 		bpf_oom_kill_process(NULL, task, "not an OOM handler");
 		bpf_task_release(task);
 	}
-	return 2;
 }
 
 SEC(".struct_ops.link")
 struct tcp_congestion_ops rogue_cc = {
-	.ssthresh = (void *)rogue_ssthresh,
+	.init = (void *)rogue_init,
+	.ssthresh = (void *)stub_ssthresh,
 	.cong_avoid = (void *)stub_cong_avoid,
 	.undo_cwnd = (void *)stub_undo_cwnd,
 	.name = "bpfoom_rogue",

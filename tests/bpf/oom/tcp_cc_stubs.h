@@ -2,7 +2,8 @@
 /*
  * The callbacks a tcp_congestion_ops must have, doing nothing, for test
  * programs that use a congestion control only as a struct_ops any kernel
- * registers.  Include after bpfoom_kernel.h and bpf_tracing.h.
+ * registers.  Include after bpfoom_kernel.h and bpf_tracing.h, and use all
+ * three: libbpf refuses an object with a struct_ops program no map uses.
  */
 #ifndef BPFOOM_TCP_CC_STUBS_H
 #define BPFOOM_TCP_CC_STUBS_H
