@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import pytest
 
 import bpfoom
-from bpfoom.testing import vm
+from bpfoom import vm
 from oomtest import (CGROUP_ROOT, Forker, Hog, KernelLog, kill_and_remove, missing_capability,
                      open_probe, HOG_SCRIPT)
 
