@@ -15,16 +15,19 @@ Types are read straight from the BTF blob libbpf holds (12-byte
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidValueError
+from .errors import ClosedError, InvalidValueError, check_ptr
 
-__all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "Kind", "encode_for"]
+__all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "RecordCodec", "Kind", "encode_for",
+           "vmlinux_btf", "kernel_btf"]
 
 
 class Kind(enum.IntEnum):
@@ -259,6 +262,32 @@ class Btf:
             elif m.name:
                 out.append((m.name, bit, m.bitfield_size, self.codec(m.type_id)))
         return out
+
+
+@contextlib.contextmanager
+def _owned(load: Callable[[], Any], action: str, advice: str) -> Iterator[Btf]:
+    ptr = check_ptr(load(), action, advice=advice)
+    try:
+        yield Btf(ptr)
+    finally:
+        lib.btf__free(ptr)
+
+
+def vmlinux_btf() -> contextlib.AbstractContextManager[Btf]:
+    """The running kernel's BTF for one ``with`` block (freed after: it is megabytes)."""
+    return _owned(lib.btf__load_vmlinux_btf, "read the kernel's BTF",
+                  "use a kernel with CONFIG_DEBUG_INFO_BTF")
+
+
+def kernel_btf(btf_id: int) -> contextlib.AbstractContextManager[Btf]:
+    """A BTF object the kernel holds (a map's or program's ``btf_id``) for one ``with`` block.
+
+    What a process that only has a pinned map uses to learn the types of the
+    object that created it.
+    """
+    return _owned(lambda: lib.btf__load_from_kernel_by_id(btf_id),
+                  f"read BTF object {btf_id} from the kernel",
+                  "reading BTF by id needs CAP_SYS_ADMIN")
 
 
 # ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Union
 from .errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                      PathNotFoundError, error_from_errno)
 
-__all__ = ["Cgroup", "CgroupTarget"]
+__all__ = ["Cgroup", "CgroupTarget", "mounts"]
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_SUPER_MAGIC = 0x27E0EB  # cgroup v1
@@ -59,14 +59,6 @@ def _os_error(exc: OSError, action: str, **how):
                             **how)
 
 
-def _cgroup2_mounts() -> list[str]:
-    """Mount points of the cgroup2 file system (/proc/self/mountinfo: fs type after " - ")."""
-    with open("/proc/self/mountinfo") as mountinfo:
-        lines = [line.split(" - ", 1) for line in mountinfo]
-    return [before.split()[4] for before, after in (pair for pair in lines if len(pair) == 2)
-            if after.split()[0] == "cgroup2"]
-
-
 def _checked_id(cgroup_id: int) -> int:
     if cgroup_id <= 0:
         raise InvalidValueError(errno.EINVAL, f"{cgroup_id} is not a cgroup id (ids are positive; "
@@ -76,6 +68,13 @@ def _checked_id(cgroup_id: int) -> int:
 
 _TARGET_TYPES = ("a cgroup is a cgroup v2 path, a bpfoom.Cgroup or a cgroup id (int), not {}; "
                  "for a raw directory fd use bpfoom.Cgroup.from_fd(fd)")
+
+
+def mounts(fs_type: str) -> list[Path]:
+    """Where file systems of ``fs_type`` ("cgroup2", "bpf", ...) are mounted, from /proc/self/mounts."""
+    with open("/proc/self/mounts") as table:
+        fields = [line.split() for line in table]
+    return [Path(f[1]) for f in fields if len(f) > 2 and f[2] == fs_type]
 
 
 class Cgroup:
@@ -121,13 +120,13 @@ class Cgroup:
         if isinstance(cgroup_id, bool) or not isinstance(cgroup_id, int):
             raise TypeError(f"from_id() takes a cgroup id (int), not {type(cgroup_id).__name__}")
         _checked_id(cgroup_id)
-        mounts = _cgroup2_mounts()
-        if not mounts:
+        cgroup2 = mounts("cgroup2")
+        if not cgroup2:
             raise NotFoundError(errno.ENOENT, f"could not open cgroup id {cgroup_id}: no cgroup2 "
                                 "file system is mounted; mount one (mount -t cgroup2 none DIR)")
         handle = ctypes.create_string_buffer(struct.pack("=IiQ", 8, FILEID_KERNFS, cgroup_id))
         fd, code = -1, errno.ESTALE
-        for mount in mounts:  # a mount of a subtree (a container's) opens only what is below it
+        for mount in cgroup2:  # a mount of a subtree (a container's) opens only what is below it
             mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 fd = _libc.open_by_handle_at(mount_fd, handle,

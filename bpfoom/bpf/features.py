@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 from ._ffi import ffi, lib
-from .btf import Btf, Kind
-from .errors import NotSupportedError, errno_name
+from .btf import Btf, Kind, vmlinux_btf
+from .errors import BpfError, NotSupportedError, errno_name
 
 __all__ = ["Feature", "Features", "generic_features", "require_cgroup_attach",
            "cgroup_attach_supported"]
@@ -143,49 +143,51 @@ def _probe_btf(struct_ops_types: tuple[str, ...], kfuncs: tuple[str, ...]) -> di
     """Answer every vmlinux-BTF question in one read of /sys/kernel/btf/vmlinux."""
     names = ["btf", "struct_ops_link", "struct_ops_cgroup_attach", *struct_ops_types,
              *(f"kfunc:{k}" for k in kfuncs)]
-    ptr = lib.btf__load_vmlinux_btf()
-    if ptr == ffi.NULL:
-        why = f"vmlinux BTF could not be loaded ({errno_name(ffi.errno or errno.ENOENT)}); " \
+    try:
+        with vmlinux_btf() as btf:
+            return _btf_facts(btf, struct_ops_types, kfuncs)
+    except BpfError as err:
+        why = f"vmlinux BTF could not be loaded ({errno_name(err.errno or errno.ENOENT)}); " \
               "use a kernel with CONFIG_DEBUG_INFO_BTF"
         facts = {n: Feature(n, None, why) for n in names}
         facts["btf"] = Feature("btf", False, why)
         return facts
-    try:
-        btf = Btf(ptr)
-        facts = {"btf": Feature("btf", True, "/sys/kernel/btf/vmlinux loaded")}
 
-        link_type = btf.find("bpf_link_type", Kind.ENUM)
-        has_link = link_type is not None and any(
-            m.name == "BPF_LINK_TYPE_STRUCT_OPS" for m in btf.type(link_type).members)
-        facts["struct_ops_link"] = Feature(
-            "struct_ops_link", has_link,
-            "vmlinux BTF enum bpf_link_type " + ("has" if has_link else "lacks")
-            + " BPF_LINK_TYPE_STRUCT_OPS")
 
-        link_struct = btf.find("bpf_struct_ops_link", Kind.STRUCT)
-        if link_struct is None:
-            facts["struct_ops_cgroup_attach"] = Feature(
-                "struct_ops_cgroup_attach", False,
-                "vmlinux BTF has no struct bpf_struct_ops_link")
-        else:
-            has_cgroup = any(m.name == "cgroup_id" for m in btf.type(link_struct).members)
-            facts["struct_ops_cgroup_attach"] = Feature(
-                "struct_ops_cgroup_attach", has_cgroup,
-                "vmlinux BTF struct bpf_struct_ops_link " + ("has" if has_cgroup else "has no")
-                + " member cgroup_id")
+def _btf_facts(btf: Btf, struct_ops_types: tuple[str, ...],
+               kfuncs: tuple[str, ...]) -> dict[str, Feature]:
+    facts = {"btf": Feature("btf", True, "/sys/kernel/btf/vmlinux loaded")}
 
-        for name in struct_ops_types:
-            has_struct = btf.find(name, Kind.STRUCT) is not None
-            has_value = btf.find(f"bpf_struct_ops_{name}", Kind.STRUCT) is not None
-            detail = (f"vmlinux BTF struct {name}: {'present' if has_struct else 'absent'}, "
-                      f"struct bpf_struct_ops_{name}: {'present' if has_value else 'absent'}")
-            facts[name] = Feature(name, has_struct and has_value, detail)
+    link_type = btf.find("bpf_link_type", Kind.ENUM)
+    has_link = link_type is not None and any(
+        m.name == "BPF_LINK_TYPE_STRUCT_OPS" for m in btf.type(link_type).members)
+    facts["struct_ops_link"] = Feature(
+        "struct_ops_link", has_link,
+        "vmlinux BTF enum bpf_link_type " + ("has" if has_link else "lacks")
+        + " BPF_LINK_TYPE_STRUCT_OPS")
 
-        for kfunc in kfuncs:
-            present = btf.find(kfunc, Kind.FUNC) is not None
-            facts[f"kfunc:{kfunc}"] = Feature(
-                f"kfunc:{kfunc}", present,
-                f"vmlinux BTF {'has' if present else 'has no'} FUNC {kfunc}")
-        return facts
-    finally:
-        lib.btf__free(ptr)
+    link_struct = btf.find("bpf_struct_ops_link", Kind.STRUCT)
+    if link_struct is None:
+        facts["struct_ops_cgroup_attach"] = Feature(
+            "struct_ops_cgroup_attach", False,
+            "vmlinux BTF has no struct bpf_struct_ops_link")
+    else:
+        has_cgroup = any(m.name == "cgroup_id" for m in btf.type(link_struct).members)
+        facts["struct_ops_cgroup_attach"] = Feature(
+            "struct_ops_cgroup_attach", has_cgroup,
+            "vmlinux BTF struct bpf_struct_ops_link " + ("has" if has_cgroup else "has no")
+            + " member cgroup_id")
+
+    for name in struct_ops_types:
+        has_struct = btf.find(name, Kind.STRUCT) is not None
+        has_value = btf.find(f"bpf_struct_ops_{name}", Kind.STRUCT) is not None
+        detail = (f"vmlinux BTF struct {name}: {'present' if has_struct else 'absent'}, "
+                  f"struct bpf_struct_ops_{name}: {'present' if has_value else 'absent'}")
+        facts[name] = Feature(name, has_struct and has_value, detail)
+
+    for kfunc in kfuncs:
+        present = btf.find(kfunc, Kind.FUNC) is not None
+        facts[f"kfunc:{kfunc}"] = Feature(
+            f"kfunc:{kfunc}", present,
+            f"vmlinux BTF {'has' if present else 'has no'} FUNC {kfunc}")
+    return facts

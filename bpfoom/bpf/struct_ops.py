@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _log
 from ._ffi import ffi, lib
-from .btf import Btf, Kind, RecordCodec, encode_for
+from .btf import Btf, Kind, RecordCodec, encode_for, vmlinux_btf
 from .cgroup import Cgroup, CgroupTarget
 from .errors import (NotSupportedError,
                      StateError, VariableNotFoundError, check_ptr)
@@ -90,10 +90,7 @@ class StructOpsMap(Map):
         Needed to switch a link libbpf did not create (one opened from a pin)
         to this map; lock held, object loaded.
         """
-        vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
-                            advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
-        try:
-            kernel = Btf(vmlinux)
+        with vmlinux_btf() as kernel:
             wrapper_id = kernel.find(f"bpf_struct_ops_{self.struct_name}", Kind.STRUCT)
             struct_id = kernel.find(self.struct_name, Kind.STRUCT)
             if wrapper_id is None or struct_id is None:
@@ -128,8 +125,6 @@ class StructOpsMap(Map):
                 else:
                     value[at:at + size] = chunk
             return bytes(value)
-        finally:
-            lib.btf__free(vmlinux)
 
     def attach(self, cgroup: CgroupTarget | None = None) -> "Link":
         """Register the struct_ops with the kernel through a link; returns the Link.

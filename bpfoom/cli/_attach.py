@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 from pathlib import Path
 
 from ..bpf.errors import NotFoundError
@@ -49,7 +48,8 @@ def _attach(args: argparse.Namespace) -> int:
     tunables = _tunables(args.set)
     cgroup = Cgroup.open(args.cgroup) if args.cgroup else None  # a bad path fails before loading
     try:
-        loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name)
+        loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name,
+                      ring_size=args.ring_size)
         try:
             pin = Path(args.pin) if args.pin else default_pin(loaded.name, cgroup.id if cgroup else 0)
             require_bpffs(pin)
@@ -81,14 +81,11 @@ def _attach(args: argparse.Namespace) -> int:
 
 
 def _remove_pin(path: Path) -> None:
-    """Remove a link pin and the events pin beside it."""
-    from ..oom.pinned_events import EVENTS_SUFFIX
+    """Remove a link pin and the events pins beside it."""
+    from ..oom.pinned_events import unpin_events
 
-    for each in (path, Path(f"{path}{EVENTS_SUFFIX}")):
-        try:
-            os.unlink(each)
-        except FileNotFoundError:
-            pass
+    path.unlink(missing_ok=True)
+    unpin_events(path)
 
 
 def _detach(args: argparse.Namespace) -> int:
@@ -148,6 +145,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     att.add_argument("--map", metavar="NAME", help="which struct_ops map of an object with several")
     att.add_argument("--name", metavar="NAME",
                      help="register under this name (the struct_ops `name` field) for a .bpf.o")
+    att.add_argument("--ring-size", metavar="BYTES", type=int,
+                     help="size of the decision ring buffer (a power-of-two number of pages; "
+                          "decisions it has no room for are reported by `bpfoom events`)")
     att.add_argument("--json", action="store_true", help="print the attachment as JSON")
     att.set_defaults(run=_attach)
 

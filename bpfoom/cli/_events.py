@@ -36,7 +36,8 @@ kill, oom_no_kill and overrun; a decision's is DecisionEvent's), "kind", "monoto
                          "constraint", "constraint_text", "oom_seq", "victim_nr"
   "kind": "oom_no_kill"  (with --follow) an OOM ended without a victim: "pid", "tgid",
                          "comm", "oom_cgroup_id", "constraint", "handled", "oom_seq"
-  "kind": "overrun"      (with --follow) kill records were lost: "lost", "total_lost"
+  "kind": "overrun"      records were lost: "source" (the policy's link pin name, or
+                         "kill_watch" with --follow), "lost", "total_lost"
 examples:
   bpfoom events --follow --json | jq 'select(.kind == "kill") | .pid'
   bpfoom events --json | jq .pids"""

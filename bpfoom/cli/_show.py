@@ -89,9 +89,7 @@ def _target(entry: dict[str, Any]) -> str:
 def all_attachments(every_struct_ops: bool) -> list[Any]:
     """attached() (OOM and PSI policies), plus other struct_ops links with ``every_struct_ops``."""
     from ..oom import attachments
-    from ..bpf.btf import Btf
-    from ..bpf._ffi import lib
-    from ..bpf.errors import check_ptr
+    from ..bpf.btf import vmlinux_btf
     from ..bpf.link import links
 
     found = attachments.attached()
@@ -101,13 +99,8 @@ def all_attachments(every_struct_ops: bool) -> list[Any]:
     others = [info for info in links() if info.map_id and info.id not in known]
     if not others:
         return found
-    vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
-                        advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
-    try:
-        kernel = Btf(vmlinux)
+    with vmlinux_btf() as kernel:
         values = {info.map_id: attachments._struct_ops_value(info.map_id, kernel) for info in others}
-    finally:
-        lib.btf__free(vmlinux)
     pins = attachments._pins({info.id for info in others})
     paths = attachments._cgroup_paths({info.cgroup_id for info in others if info.cgroup_id})
     for info in others:

@@ -18,7 +18,7 @@ from ..bpf.cgroup import Cgroup
 from ..bpf.errors import BpfError
 from ..bpf.link import Link
 from ..oom.loader import LoadedPolicy, convert_text, load
-from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events
+from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, unpin_events
 from .config import Entry, apply_granularity
 from .log import Log
 from .plan import Plan, Step
@@ -49,8 +49,8 @@ class Running:
 
     def repin_events(self) -> None:
         """Point the events pin at the decisions of the object the link now runs."""
-        if self.events_pin is not None:
-            self.events_pin.unlink(missing_ok=True)
+        if self.pin is not None:
+            unpin_events(self.pin)
             pin_events(self.loaded.object.maps, self.pin)
 
     def pin_link(self) -> None:
@@ -71,8 +71,8 @@ class Running:
                     self.link.unpin()
                 elif self.pin is not None and self.pin.exists():
                     self.pin.unlink()
-                if self.events_pin is not None:
-                    self.events_pin.unlink(missing_ok=True)
+                if self.pin is not None:
+                    unpin_events(self.pin)
             self.link.close()
         finally:
             self.loaded.close()
@@ -111,7 +111,7 @@ class Applier:
         pin = self._pin_path(entry)
         if pin is not None:
             pin.parent.mkdir(parents=True, exist_ok=True)
-            Path(f"{pin}{EVENTS_SUFFIX}").unlink(missing_ok=True)  # a stale one of a dead run
+            unpin_events(pin)  # stale ones of a dead run
         link = loaded.attach(cgroup=entry.cgroup, pin=pin)
         running = Running(entry, loaded, link, pin, True)
         if pin is not None:

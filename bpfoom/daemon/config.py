@@ -38,7 +38,9 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-from ..oom.loader import is_known_source, suggest
+from ..oom.loader import is_known_source
+from ..oom.events import GRANULARITIES
+from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
 
 __all__ = ["Config", "ConfigError", "Entry", "read_config", "check_config", "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES",
@@ -47,8 +49,8 @@ __all__ = ["Config", "ConfigError", "Entry", "read_config", "check_config", "DEF
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "map", "name", "pin", "tunables", "granularity")
-# What OomPolicy.set_granularity takes (bpfoom.policy.GRANULARITIES).
-GRANULARITY_CHOICES = ("task", "cgroup", "subtree")
+# What OomPolicy.set_granularity takes.
+GRANULARITY_CHOICES = tuple(GRANULARITIES)
 _ID = re.compile(r"^[A-Za-z0-9_@+-]{1,200}$")
 
 

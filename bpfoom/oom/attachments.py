@@ -14,13 +14,14 @@ import os
 from dataclasses import dataclass
 
 from ..bpf._ffi import ffi, lib
-from ..bpf.btf import Btf
-from ..bpf.errors import check, check_ptr
+from ..bpf.btf import Btf, vmlinux_btf
+from ..bpf.cgroup import mounts
+from ..bpf.errors import check
 from ..bpf.link import link_info_from_fd, links
+from .features import POLICY_KINDS
 
 __all__ = ["Attachment", "attached"]
 
-_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
 _WRAPPER_PREFIX = "bpf_struct_ops_"
 
 
@@ -41,15 +42,10 @@ class Attachment:
     pin_path: str | None
 
 
-def _mounts(fs_type: str) -> list[str]:
-    with open("/proc/self/mounts") as mounts:
-        return [line.split()[1] for line in mounts if line.split()[2] == fs_type]
-
-
 def _cgroup_paths(ids: set[int]) -> dict[int, str]:
     """cgroup id (directory inode) -> path, for the ids asked for."""
     found: dict[int, str] = {}
-    for mount in _mounts("cgroup2"):
+    for mount in mounts("cgroup2"):
         for directory, _, _ in os.walk(mount):
             try:
                 inode = os.stat(directory).st_ino
@@ -65,7 +61,7 @@ def _cgroup_paths(ids: set[int]) -> dict[int, str]:
 def _pins(ids: set[int]) -> dict[int, str]:
     """link id -> pin path, for links pinned on a mounted BPF filesystem."""
     found: dict[int, str] = {}
-    for mount in _mounts("bpf"):
+    for mount in mounts("bpf"):
         for directory, _, files in os.walk(mount):
             for name in files:
                 path = os.path.join(directory, name)
@@ -116,18 +112,13 @@ def attached() -> list[Attachment]:
     candidates = [info for info in links() if info.map_id]
     if not candidates:
         return []
-    vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
-                        advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
-    try:
-        kernel = Btf(vmlinux)
+    with vmlinux_btf() as kernel:
         values = {info.map_id: _struct_ops_value(info.map_id, kernel) for info in candidates}
-    finally:
-        lib.btf__free(vmlinux)
-    ours = [info for info in candidates if values[info.map_id][0] in _KINDS]
+    ours = [info for info in candidates if values[info.map_id][0] in POLICY_KINDS]
     paths = _cgroup_paths({info.cgroup_id for info in ours if info.cgroup_id})
     pins = _pins({info.id for info in ours})
     return [
-        Attachment(policy_name=values[info.map_id][1], kind=_KINDS[values[info.map_id][0]],
+        Attachment(policy_name=values[info.map_id][1], kind=POLICY_KINDS[values[info.map_id][0]],
                    cgroup_path=paths.get(info.cgroup_id) if info.cgroup_id else None,
                    cgroup_id=info.cgroup_id or 0, link_id=info.id, map_id=info.map_id,
                    pin_path=pins.get(info.id))

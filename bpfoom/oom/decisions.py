@@ -1,6 +1,6 @@
 """The last decisions of OOM policies, read without taking them from anyone.
 
-A policy built on examples/policies/policy_event.h sends each decision to
+A policy built on bpfoom/oom/include/policy_event.h sends each decision to
 its ``events`` ring buffer, which has one consumer (``bpfoom events``, the
 daemon, :meth:`OomPolicy.events`), and also keeps its last 16 decisions in
 the array map ``decisions``.  Reading that map consumes nothing, so
@@ -20,22 +20,26 @@ from dataclasses import dataclass
 
 from ..bpf._ffi import ffi, lib
 from .attachments import Attachment, attached
-from ..bpf.btf import Btf
-from ..bpf.errors import check, check_ptr
-from .events import DecisionEvent
+from ..bpf.btf import Btf, vmlinux_btf
+from ..bpf.errors import check
+from .events import DecisionEvent, pinned_decision_layout
+from .records import RecordLayout, map_info as _map_info
 
 __all__ = ["DECISIONS_MAP", "PolicyDecisions", "read_decisions", "recent_decisions"]
 
 DECISIONS_MAP = "decisions"
 
 
-def read_decisions(map_fd: int) -> list[DecisionEvent]:
+def read_decisions(map_fd: int, layout: RecordLayout | None = None) -> list[DecisionEvent]:
     """The decisions kept in a ``decisions`` map (by fd), oldest first.
 
-    An unused slot (schema 0) is skipped; a record of a schema this bpfoom does
-    not read raises InvalidValueError, as :meth:`DecisionEvent.from_bytes` does.
+    ``layout`` is the writer's; by default it comes from the BTF of the
+    object that created the map.  An unused slot (schema 0) is skipped; a
+    record of a schema this bpfoom does not read raises InvalidValueError,
+    as :meth:`DecisionEvent.from_bytes` does.
     """
     info = _map_info(map_fd)
+    layout = layout or pinned_decision_layout(map_fd)
     value = ffi.new("char[]", info.value_size)
     key = ffi.new("__u32 *")
     found = []
@@ -44,7 +48,7 @@ def read_decisions(map_fd: int) -> list[DecisionEvent]:
         check(lib.bpf_map_lookup_elem(map_fd, key, value), f"read slot {slot} of the decisions map")
         record = bytes(ffi.buffer(value, info.value_size))
         if record[:2] != b"\0\0":
-            found.append(DecisionEvent.from_bytes(record))
+            found.append(DecisionEvent.from_bytes(record, layout))
     return sorted(found, key=lambda event: event.monotonic_ns)
 
 
@@ -54,13 +58,6 @@ class PolicyDecisions:
 
     attachment: Attachment
     decisions: list[DecisionEvent] | None
-
-
-def _map_info(fd: int):
-    info = ffi.new("struct bpf_map_info *")
-    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
-    check(lib.bpf_map_get_info_by_fd(fd, info, size), "query a BPF map")
-    return info
 
 
 def _program_ids(struct_ops_map_id: int, kernel: Btf) -> list[int]:
@@ -129,10 +126,5 @@ def recent_decisions() -> list[PolicyDecisions]:
     policies = [a for a in attached() if a.kind == "oom"]
     if not policies:
         return []
-    vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
-                        advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
-    try:
-        kernel = Btf(vmlinux)
+    with vmlinux_btf() as kernel:
         return [PolicyDecisions(a, _decisions_of(a, kernel)) for a in policies]
-    finally:
-        lib.btf__free(vmlinux)

@@ -1,9 +1,10 @@
 """DecisionEvent: one OOM decision a bpfoom policy reported, with its explanation.
 
-The record is ``struct policy_event`` of examples/policies/policy_event.h.
-Its ``schema`` field versions the layout; a record of a schema this module
-does not know raises :class:`~bpfoom.errors.InvalidValueError` rather than
-being misread.  :meth:`DecisionEvent.to_json` is the documented JSON form
+The record is ``struct policy_event`` of bpfoom/oom/include/policy_event.h,
+decoded with the layout in the BTF of the object that wrote it (see
+:mod:`bpfoom.oom.records`).  Its ``schema`` field versions the record; a
+record of a schema this module does not know raises
+:class:`~bpfoom.errors.InvalidValueError` rather than being misread.  :meth:`DecisionEvent.to_json` is the documented JSON form
 (``"schema": 2``), one object per event:
 
 ``schema``            2 (1 had no explanation: no ``considered``, ``excluded``,
@@ -52,19 +53,25 @@ from __future__ import annotations
 
 import datetime
 import errno
-import struct
-import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from ..bpf.errors import InvalidValueError, errno_name
+from ..bpf.btf import Btf
+from ..bpf.errors import StateError, errno_name
+from ..bpf.map import Map
+from ..bpf.object import BpfObject
+from .kill_events import wall_time
+from .records import RecordLayout, shipped_layout
 
 __all__ = ["DecisionEvent", "Candidate", "Exclusion", "SCHEMA", "ACTIONS", "REASONS",
-           "EXCLUSIONS", "GRANULARITIES", "decode_event"]
+           "EXCLUSIONS", "GRANULARITIES", "EVENTS_MAP", "DROPPED_MAP", "events_map", "decision_layout",
+           "pinned_decision_layout"]
 
 SCHEMA = 2
-MAX_PIDS = 16
-MAX_CANDIDATES = 8
-MAX_EXCLUDED_IDS = 4
+# The maps of policy_event.h: the decision ring buffer and its drop counter.
+EVENTS_MAP = "events"
+DROPPED_MAP = "events_dropped"
 
 # enum policy_action / policy_reason / policy_exclusion / policy_granularity of policy_event.h
 ACTIONS = {1: "killed", 2: "waiting", 3: "declined", 4: "dry_run", 5: "cgroup_offline",
@@ -75,16 +82,45 @@ REASONS = {
     9: "below_minimum", 10: "kill_failed", 11: "memory_pressure",
 }
 EXCLUSIONS = ("unkillable", "protected", "oom_victim", "below_minimum")
-GRANULARITIES = {1: "task", 2: "cgroup", 3: "subtree"}
+# What dies once the victim is chosen: the names OomPolicy.set_granularity and the daemon's
+# configuration take, and the numbers policies read from their `granularity` map.
+GRANULARITIES = {"task": 1, "cgroup": 2, "subtree": 3}
+_GRANULARITY_NAMES = {number: name for name, number in GRANULARITIES.items()}
 _CANDIDATE_PROTECTED = 1
 
-_HEADER = struct.Struct("<HH")
-_CANDIDATE = "QQQiiII"
-_EXCLUSION = f"II{MAX_EXCLUDED_IDS}Q{MAX_EXCLUDED_IDS}i"
-_RECORD = struct.Struct(f"<HHHH32sQQQQQiIIHH{MAX_PIDS}iQQII"
-                        f"{_CANDIDATE * MAX_CANDIDATES}{_EXCLUSION * len(EXCLUSIONS)}")
-_CANDIDATE_FIELDS = 7
-_EXCLUSION_FIELDS = 2 + 2 * MAX_EXCLUDED_IDS
+_STRUCT = "policy_event"
+_FIELDS = ("action", "reason", "policy", "time_ns", "scope_cgroup_id", "oom_cgroup_id",
+           "victim_cgroup_id", "usage_bytes", "error", "candidates", "nr_pids", "granularity",
+           "pids", "granularity_cgroup_id", "oom_group_cgroup_id", "nr_candidates", "candidate",
+           "excluded")
+_HOW = dict(what="policy event", schema=SCHEMA,
+            advice="rebuild the policy with this bpfoom's policy_event.h")
+# The object whose BTF decodes records given without one (DecisionEvent.from_bytes).
+_REFERENCE_OBJECT = Path(__file__).resolve().parent / "policies" / "largest_leaf.bpf.o"
+
+
+def events_map(obj: BpfObject, name: str) -> Map:
+    """An object's decision ring buffer; StateError if its source lacks policy_event.h."""
+    if EVENTS_MAP not in obj.maps:
+        raise StateError(errno.ENOENT, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
+                         "events; include policy_event.h in its source")
+    return obj.maps[EVENTS_MAP]
+
+
+def decision_layout(btf: Btf | None, where: str) -> RecordLayout:
+    """The layout of struct policy_event in a policy's BTF (InvalidValueError if it has none)."""
+    return RecordLayout.from_btf(btf, _STRUCT, _FIELDS, where=where, **_HOW)
+
+
+def pinned_decision_layout(fd: int) -> RecordLayout | None:
+    """The layout in the BTF of the policy that created map ``fd`` (None: the map has no BTF)."""
+    return RecordLayout.of_map(fd, _STRUCT, _FIELDS, **_HOW)
+
+
+def reference_layout() -> RecordLayout:
+    """The layout of the shipped policies (read once from one of their objects)."""
+    return shipped_layout(_REFERENCE_OBJECT, _STRUCT, _FIELDS, _HOW["what"], SCHEMA,
+                          _HOW["advice"])
 
 
 @dataclass(frozen=True)
@@ -115,22 +151,16 @@ class Exclusion:
                 "first": [{"cgroup_id": cgroup_id, "pid": pid} for cgroup_id, pid in self.first]}
 
 
-def _candidates(fields: list[int], count: int) -> tuple[Candidate, ...]:
-    found = []
-    for index in range(min(count, MAX_CANDIDATES)):
-        cgroup_id, usage, rank, pid, priority, flags, _ = \
-            fields[index * _CANDIDATE_FIELDS:(index + 1) * _CANDIDATE_FIELDS]
-        found.append(Candidate(cgroup_id, pid, usage, rank, priority,
-                               bool(flags & _CANDIDATE_PROTECTED)))
-    return tuple(found)
+def _candidates(slots: list[dict[str, Any]], count: int) -> tuple[Candidate, ...]:
+    return tuple(Candidate(c["cgroup_id"], c["pid"], c["usage_bytes"], c["rank"], c["priority"],
+                           bool(c["flags"] & _CANDIDATE_PROTECTED)) for c in slots[:count])
 
 
-def _exclusions(fields: list[int]) -> dict[str, Exclusion]:
+def _exclusions(slots: list[dict[str, Any]]) -> dict[str, Exclusion]:
     found = {}
-    for index, why in enumerate(EXCLUSIONS):
-        count, _, *rest = fields[index * _EXCLUSION_FIELDS:(index + 1) * _EXCLUSION_FIELDS]
-        ids, pids = rest[:MAX_EXCLUDED_IDS], rest[MAX_EXCLUDED_IDS:]
-        found[why] = Exclusion(count, tuple(zip(ids, pids))[:min(count, MAX_EXCLUDED_IDS)])
+    for why, slot in zip(EXCLUSIONS, slots):
+        firsts = tuple(zip(slot["cgroup_ids"], slot["pids"]))
+        found[why] = Exclusion(slot["count"], firsts[:slot["count"]])
     return found
 
 
@@ -158,43 +188,34 @@ class DecisionEvent:
     schema: int = SCHEMA
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "DecisionEvent":
-        """Decode one record; InvalidValueError for an unknown schema or size."""
-        if len(data) < _HEADER.size:
-            raise InvalidValueError(errno.EINVAL, f"a {len(data)}-byte record is not a policy "
-                                    "event; the policy's `events` map must carry struct policy_event")
-        schema, size = _HEADER.unpack_from(data)
-        if schema != SCHEMA or size != _RECORD.size or len(data) < _RECORD.size:
-            raise InvalidValueError(errno.EINVAL, f"policy event of schema {schema} and size {size} "
-                                    f"(this bpfoom reads schema {SCHEMA}, {_RECORD.size} bytes); "
-                                    "rebuild the policy with this bpfoom's policy_event.h")
-        fields = list(_RECORD.unpack_from(data))
-        (_, _, action, reason, name, time_ns, scope, oom, victim, usage, error, candidates,
-         nr_pids, granularity, _reserved) = fields[:15]
-        pids = fields[15:15 + MAX_PIDS]
-        granularity_cgroup, oom_group, nr_candidates, _reserved2 = \
-            fields[15 + MAX_PIDS:19 + MAX_PIDS]
-        rest = fields[19 + MAX_PIDS:]
-        split = _CANDIDATE_FIELDS * MAX_CANDIDATES
+    def from_bytes(cls, data: bytes, layout: RecordLayout | None = None) -> "DecisionEvent":
+        """Decode one record; InvalidValueError for an unknown schema or size.
+
+        ``layout`` is the writer's (:func:`decision_layout` of its object's
+        BTF); without one, the shipped policies' layout is used.
+        """
+        record = (layout or reference_layout()).decode(data)
+        nr_pids, error = record["nr_pids"], record["error"]
         return cls(
-            policy=name.split(b"\0", 1)[0].decode(errors="replace"),
-            action=ACTIONS.get(action, f"unknown({action})"),
-            reason=REASONS.get(reason, f"unknown({reason})"),
-            scope_cgroup_id=scope, oom_cgroup_id=oom, victim_cgroup_id=victim,
-            usage_bytes=usage, pids=tuple(pids[:min(nr_pids, MAX_PIDS)]), nr_pids=nr_pids,
-            candidates=candidates, error=-error if error else None, monotonic_ns=time_ns,
-            considered=_candidates(rest[:split], nr_candidates),
-            excluded=_exclusions(rest[split:]),
-            granularity=GRANULARITIES.get(granularity),
-            granularity_cgroup_id=granularity_cgroup, oom_group_cgroup_id=oom_group,
+            policy=record["policy"],
+            action=ACTIONS.get(record["action"], f"unknown({record['action']})"),
+            reason=REASONS.get(record["reason"], f"unknown({record['reason']})"),
+            scope_cgroup_id=record["scope_cgroup_id"], oom_cgroup_id=record["oom_cgroup_id"],
+            victim_cgroup_id=record["victim_cgroup_id"], usage_bytes=record["usage_bytes"],
+            pids=tuple(record["pids"][:nr_pids]), nr_pids=nr_pids,
+            candidates=record["candidates"], error=-error if error else None,
+            monotonic_ns=record["time_ns"],
+            considered=_candidates(record["candidate"], record["nr_candidates"]),
+            excluded=_exclusions(record["excluded"]),
+            granularity=_GRANULARITY_NAMES.get(record["granularity"]),
+            granularity_cgroup_id=record["granularity_cgroup_id"],
+            oom_group_cgroup_id=record["oom_group_cgroup_id"],
         )
 
     @property
     def wall_time(self) -> datetime.datetime:
         """The decision's wall-clock time (converted from CLOCK_MONOTONIC now)."""
-        offset_ns = time.time_ns() - time.monotonic_ns()
-        return datetime.datetime.fromtimestamp((self.monotonic_ns + offset_ns) / 1e9,
-                                               tz=datetime.timezone.utc)
+        return wall_time(self.monotonic_ns)
 
     def to_json(self) -> dict:
         """The documented, versioned JSON form (``"schema": 2``)."""
@@ -227,7 +248,3 @@ class DecisionEvent:
             if self.oom_group_cgroup_id else ""
         return (f"{self.policy}: {self.action} ({self.reason}) victim cgroup "
                 f"{self.victim_cgroup_id} pids {pids} usage {self.usage_bytes} bytes{group}")
-
-
-# The ring buffer callbacks' spelling.
-decode_event = DecisionEvent.from_bytes

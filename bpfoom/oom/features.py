@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ..bpf.features import Feature, Features
 
-__all__ = ["KFUNCS", "STRUCT_OPS_TYPES", "Feature", "Features", "features"]
+__all__ = ["KFUNCS", "POLICY_KINDS", "STRUCT_OPS_TYPES", "Feature", "Features", "features"]
 
-# The spec's struct_ops types, and its kfuncs: section 4 (memcg and OOM), section 5 (PSI).
-STRUCT_OPS_TYPES = ("bpf_oom_ops", "bpf_psi_ops")
+# The spec's struct_ops types and the kind of handler each makes (OomPolicy, PsiHandler),
+# and its kfuncs: section 4 (memcg and OOM), section 5 (PSI).
+POLICY_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
+STRUCT_OPS_TYPES = tuple(POLICY_KINDS)
 KFUNCS = (
     "bpf_get_root_mem_cgroup", "bpf_get_mem_cgroup", "bpf_put_mem_cgroup",
     "bpf_mem_cgroup_vm_events", "bpf_mem_cgroup_memory_events", "bpf_mem_cgroup_usage",

@@ -1,10 +1,10 @@
 """Kill events: every OOM victim the kernel marked and every OOM that ended without one.
 
-The records come from the kill watcher (bpfoom/bpf/kill_watch.bpf.c, layout
-``struct kill_record`` of bpfoom/bpf/kill_record.h; see
-:class:`~bpfoom.kill_watch.KillWatcher`).  The record's ``schema`` versions its
-layout: one of a schema this module does not know raises
-:class:`~bpfoom.errors.InvalidValueError` rather than being misread.
+The records come from the kill watcher (bpfoom/oom/kill_watch.bpf.c, record
+``struct kill_record`` of bpfoom/oom/include/kill_record.h, decoded with the
+layout in the watcher object's BTF; see :class:`~bpfoom.kill_watch.KillWatcher`).
+The record's ``schema`` versions it: one of a schema this module does not
+know raises :class:`~bpfoom.errors.InvalidValueError` rather than being misread.
 
 ``to_json()`` is the documented JSON form, one object per event, all with
 ``"schema": 1``, a ``"kind"``, ``"monotonic_ns"`` (CLOCK_MONOTONIC, the clock
@@ -51,28 +51,36 @@ from __future__ import annotations
 
 import datetime
 import errno
-import struct
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from ..bpf.btf import Btf
 from ..bpf.errors import InvalidValueError
+from .records import RecordLayout, shipped_layout
 
 __all__ = ["KillEvent", "OomNoKillEvent", "OverrunEvent", "KILL_SCHEMA", "CONSTRAINTS",
-           "decode_kill_record"]
+           "WATCHER_OBJECT", "decode_kill_record", "kill_layout"]
 
 KILL_SCHEMA = 1
+WATCHER_OBJECT = Path(__file__).resolve().parent / "kill_watch.bpf.o"
 
 # enum kill_constraint of kill_record.h
 CONSTRAINTS = {0: "CONSTRAINT_NONE", 1: "CONSTRAINT_CPUSET", 2: "CONSTRAINT_MEMORY_POLICY",
                3: "CONSTRAINT_MEMCG", 4: "CONSTRAINT_BPF", 15: "unknown"}
 _KIND_KILL, _KIND_OOM_NO_KILL = 1, 2
 
-_HEADER = struct.Struct("<HH")
-_RECORD = struct.Struct("<HHHHQQQQiiIhBBII16s64s32s")
+_STRUCT = "kill_record"
+_FIELDS = ("kind", "constraint", "time_ns", "oom_seq", "oom_cgroup_id", "victim_cgroup_id", "pid",
+           "tgid", "uid", "oom_score_adj", "by_bpf", "result", "victim_nr", "comm", "policy",
+           "constraint_text")
+_HOW = dict(what="kill record", schema=KILL_SCHEMA,
+            advice="the kill watcher object does not match this bpfoom: reinstall it")
 
 
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode(errors="replace")
+def kill_layout(btf: Btf | None, where: str) -> RecordLayout:
+    """The layout of struct kill_record in the watcher object's BTF."""
+    return RecordLayout.from_btf(btf, _STRUCT, _FIELDS, where=where, **_HOW)
 
 
 def wall_time(monotonic_ns: int) -> datetime.datetime:
@@ -180,30 +188,28 @@ class OverrunEvent(_Event):
                 "read faster or load the policy with a larger ring_size")
 
 
-def decode_kill_record(data: bytes) -> KillEvent | OomNoKillEvent:
-    """Decode one ring buffer record; InvalidValueError for an unknown schema, size or kind."""
-    if len(data) < _HEADER.size:
-        raise InvalidValueError(errno.EINVAL, f"a {len(data)}-byte record is not a kill record")
-    schema, size = _HEADER.unpack_from(data)
-    if schema != KILL_SCHEMA or size != _RECORD.size or len(data) < _RECORD.size:
-        raise InvalidValueError(errno.EINVAL, f"kill record of schema {schema} and size {size} "
-                                f"(this bpfoom reads schema {KILL_SCHEMA}, {_RECORD.size} bytes); "
-                                "the kill watcher object does not match this bpfoom: reinstall it")
-    (_, _, kind, constraint, time_ns, oom_seq, oom_cgroup_id, victim_cgroup_id, pid, tgid, uid,
-     oom_score_adj, by_bpf, result, victim_nr, _reserved, comm, policy,
-     constraint_text) = _RECORD.unpack_from(data)
+def decode_kill_record(data: bytes, layout: RecordLayout | None = None
+                       ) -> KillEvent | OomNoKillEvent:
+    """Decode one ring buffer record; InvalidValueError for an unknown schema, size or kind.
+
+    ``layout`` is the watcher's (:func:`kill_layout` of its loaded object);
+    without one, the shipped watcher object's.
+    """
+    layout = layout or shipped_layout(WATCHER_OBJECT, _STRUCT, _FIELDS, _HOW["what"], KILL_SCHEMA,
+                                      _HOW["advice"])
+    record = layout.decode(data)
+    kind, constraint = record["kind"], record["constraint"]
     constraint_name = CONSTRAINTS.get(constraint, f"unknown({constraint})")
+    common = dict(pid=record["pid"], tgid=record["tgid"], comm=record["comm"],
+                  oom_cgroup_id=record["oom_cgroup_id"], constraint=constraint_name,
+                  oom_seq=record["oom_seq"], monotonic_ns=record["time_ns"])
     if kind == _KIND_KILL:
+        by_bpf = bool(record["by_bpf"])
         return KillEvent(
-            policy=_text(policy) if by_bpf else "default", by_bpf=bool(by_bpf), pid=pid,
-            tgid=tgid, comm=_text(comm), uid=uid, oom_score_adj=oom_score_adj,
-            victim_cgroup_id=victim_cgroup_id, oom_cgroup_id=oom_cgroup_id,
-            constraint=constraint_name, constraint_text=_text(constraint_text) or None,
-            oom_seq=oom_seq, victim_nr=victim_nr, monotonic_ns=time_ns)
+            policy=record["policy"] if by_bpf else "default", by_bpf=by_bpf, uid=record["uid"],
+            oom_score_adj=record["oom_score_adj"], victim_cgroup_id=record["victim_cgroup_id"],
+            constraint_text=record["constraint_text"] or None, victim_nr=record["victim_nr"],
+            **common)
     if kind == _KIND_OOM_NO_KILL:
-        return OomNoKillEvent(
-            pid=pid, tgid=tgid, comm=_text(comm), oom_cgroup_id=oom_cgroup_id,
-            constraint=constraint_name, handled=bool(result), oom_seq=oom_seq,
-            monotonic_ns=time_ns)
-    raise InvalidValueError(errno.EINVAL, f"kill record of unknown kind {kind}; the kill watcher "
-                            "object does not match this bpfoom: reinstall it")
+        return OomNoKillEvent(handled=bool(record["result"]), **common)
+    raise InvalidValueError(errno.EINVAL, f"kill record of unknown kind {kind}; {_HOW['advice']}")

@@ -13,7 +13,7 @@
  * marked nobody.  Records the ring buffer has no room for are counted in
  * events_dropped, never silently lost.
  */
-#include "kill_watch_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>

@@ -1,6 +1,6 @@
 """KillWatcher: every OOM kill on the machine, whoever made it, as events.
 
-The watcher loads bpfoom/bpf/kill_watch.bpf.o and attaches its three
+The watcher loads bpfoom/oom/kill_watch.bpf.o and attaches its three
 tracing programs (fentry and fexit on ``out_of_memory``, the
 ``oom/mark_victim`` tracepoint).  It needs no policy and sees the kernel's
 own killer, bpfoom's policies and any other BPF OOM policy alike; each kill
@@ -20,18 +20,17 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from pathlib import Path
 
 from ..bpf.event_stream import EventStream
 from ..bpf.errors import BpfError, ClosedError
-from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent, decode_kill_record
+from .kill_events import (WATCHER_OBJECT, KillEvent, OomNoKillEvent, OverrunEvent,
+                          decode_kill_record, kill_layout)
 from ..bpf.link import Link
 from ..bpf.object import BpfObject
 from ..bpf.ringbuf import RingBuffer
 
 __all__ = ["KillWatcher", "WATCHER_OBJECT", "KillWatchEvent"]
 
-WATCHER_OBJECT = Path(__file__).resolve().parent / "kill_watch.bpf.o"
 _RING = "kills"
 
 KillWatchEvent = KillEvent | OomNoKillEvent | OverrunEvent
@@ -68,6 +67,7 @@ class KillWatcher(EventStream):
                                 "programs on out_of_memory and the oom/mark_victim tracepoint "
                                 "(a kernel with BTF, ftrace and BPF trampolines, CAP_BPF and "
                                 "CAP_PERFMON)", log=err.log, feature=err.feature) from err
+            self._layout = kill_layout(self.object._btf, str(WATCHER_OBJECT))
             for program in self.object.programs.values():
                 self._links.append(program.attach())
             self._ring = RingBuffer(self.object.maps[_RING], self._receive)
@@ -82,7 +82,7 @@ class KillWatcher(EventStream):
         return decode_kill_record(data)
 
     def _receive(self, data: bytes) -> None:
-        self._deliver(decode_kill_record(data))
+        self._deliver(decode_kill_record(data, self._layout))
 
     def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> OverrunEvent:
         return OverrunEvent(lost=lost, total_lost=total_lost, monotonic_ns=monotonic_ns,

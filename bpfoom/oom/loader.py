@@ -11,27 +11,22 @@ globals.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 from pathlib import Path
 from typing import Any
 
-from ..bpf.errors import BpfError, InvalidValueError, NotFoundError, StateError, VariableNotFoundError
+from ..bpf.errors import BpfError, NotFoundError, StateError
 from ..bpf.link import Link
-from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
+from ..bpf.struct_ops import StructOpsMap
+from .events import events_map
+from .features import POLICY_KINDS, features
+from .policy import HANDLERS, PolicyInfo, _policy_map, policies
+from .tunables import convert_text, global_sections, load_object, suggest
 
-__all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest"]
-
-_POLICY_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
-_SECTIONS = ("rodata", "data", "bss")
-
-
-def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean X?)' for the closest of ``choices``, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+__all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest", "convert_text",
+           "is_known_source"]
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -42,49 +37,25 @@ def parse_assignment(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def convert_text(text: str, like: Any) -> Any:
-    """``text`` as a value of the same kind as ``like`` (the variable's current value)."""
-    if isinstance(like, bool):
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{text!r} is not a boolean (use true or false)")
-    if isinstance(like, int):
-        return int(text.strip(), 0)
-    if isinstance(like, float):
-        return float(text)
-    return text
-
-
 def _is_path(source: str) -> bool:
     return source.endswith(".o") or os.sep in source
 
 
-def _shipped() -> dict[str, Any]:
-    """Shipped policy name -> PolicyInfo (empty while the policy API is missing)."""
-    try:
-        from .policy import policies
-    except ImportError:
-        return {}
+def _shipped() -> dict[str, PolicyInfo]:
+    """Shipped policy name -> PolicyInfo."""
     return {info.name: info for info in policies()}
-
-
-def _inspect(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """(link-based struct_ops map -> struct name, global -> initial value), without loading."""
-    with BpfObject.open(path) as obj:
-        kinds = {name: m.struct_name for name, m in obj.struct_ops.items() if m.is_link}
-        return kinds, _globals(obj)
 
 
 def _globals(obj: BpfObject) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for section in _SECTIONS:
-        globals_ = _section(obj, section)
-        for key in globals_ or ():
-            values.setdefault(key, globals_[key])
+    for section in global_sections(obj):
+        for key in section:
+            values.setdefault(key, section[key])
     return values
+
+
+def _mutable_sections(obj: BpfObject) -> list:
+    return [section for section in global_sections(obj) if section.section != ".rodata"]
 
 
 class LoadedPolicy:
@@ -125,17 +96,16 @@ class LoadedPolicy:
         if self.policy is not None:
             self.policy.set(key, value)
             return
-        for section in ("data", "bss"):
-            globals_ = _section(self.object, section)
-            if globals_ is not None and key in globals_:
-                globals_[key] = value
+        for section in _mutable_sections(self.object):
+            if key in section:
+                section[key] = value
                 return
         raise StateError(errno.EROFS, f"tunable {key!r} cannot change after load; reload the "
                          "policy to change it")
 
     def mutable(self, key: str) -> bool:
         """Whether ``set(key)`` can change the tunable in place (it lives in .data/.bss)."""
-        return any(key in (_section(self.object, s) or ()) for s in ("data", "bss"))
+        return any(key in section for section in _mutable_sections(self.object))
 
     def current(self, key: str) -> Any:
         """A global's value as the kernel sees it now."""
@@ -148,61 +118,20 @@ class LoadedPolicy:
         self.object.close()
 
 
-def _section(obj: BpfObject, name: str):
-    try:
-        return getattr(obj, name)
-    except NotFoundError:
-        return None
-
-
-def _tunable_values(tunables: dict[str, Any], current: dict[str, Any], where: str) -> dict[str, Any]:
-    """Text values converted like the current values; unknown names suggest the close one."""
-    out = {}
-    for key, value in tunables.items():
-        if key not in current:
-            known = sorted(current)
-            raise VariableNotFoundError(
-                errno.ENOENT, f"{where} has no tunable {key!r}{suggest(key, known)}; "
-                f"it has: {', '.join(known) or 'none'}")
-        if isinstance(value, str) and not isinstance(current[key], str):
-            try:
-                value = convert_text(value, current[key])
-            except ValueError as exc:
-                raise InvalidValueError(errno.EINVAL, f"cannot set tunable {key!r} of {where}: "
-                                        f"{exc}; give a {type(current[key]).__name__}") from None
-        out[key] = value
-    return out
-
-
-def _load_object(source: str, path: Path, map_name: str | None, tunables: dict[str, Any],
-                 register_as: str | None) -> LoadedPolicy:
-    obj = BpfObject.open(path)
-    try:
-        links = [n for n, m in obj.struct_ops.items() if m.is_link]
-        if map_name is None:
-            if len(links) != 1:
-                raise NotFoundError(errno.ENOENT, f"{source!r} has {len(links)} link-based struct_ops "
-                                    f"maps ({', '.join(links) or 'none'}); choose one with --map "
-                                    "(map = ... in a config)")
-            map_name = links[0]
-        elif map_name not in links:
-            raise NotFoundError(errno.ENOENT, f"{source!r} has no link-based struct_ops map "
-                                f"{map_name!r}{suggest(map_name, links)}; it has: "
-                                f"{', '.join(links) or 'none'}")
-        ops = obj.struct_ops[map_name]
-        homes: dict[str, Any] = {}
-        for section in _SECTIONS:
-            for key in _section(obj, section) or ():
-                homes.setdefault(key, _section(obj, section))
-        for key, value in _tunable_values(tunables, _globals(obj), repr(source)).items():
-            homes[key][key] = value
-        if register_as is not None:
-            ops.fields["name"] = register_as
-        obj.load()
-        return LoadedPolicy(source, ops.struct_name, obj, ops)
-    except BaseException:
-        obj.close()
-        raise
+def _link_map(obj: BpfObject, source: str, map_name: str | None) -> StructOpsMap:
+    """The link-based struct_ops map ``map_name``, or the only one."""
+    links = [n for n, m in obj.struct_ops.items() if m.is_link]
+    if map_name is None:
+        if len(links) != 1:
+            raise NotFoundError(errno.ENOENT, f"{source!r} has {len(links)} link-based struct_ops "
+                                f"maps ({', '.join(links) or 'none'}); choose one with --map "
+                                "(map = ... in a config)")
+        map_name = links[0]
+    elif map_name not in links:
+        raise NotFoundError(errno.ENOENT, f"{source!r} has no link-based struct_ops map "
+                            f"{map_name!r}{suggest(map_name, links)}; it has: "
+                            f"{', '.join(links) or 'none'}")
+    return obj.struct_ops[map_name]
 
 
 def is_known_source(source: str, where: str = "") -> None:
@@ -220,38 +149,40 @@ def is_known_source(source: str, where: str = "") -> None:
 
 
 def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str | None = None,
-         register_as: str | None = None) -> LoadedPolicy:
+         register_as: str | None = None, ring_size: int | None = None) -> LoadedPolicy:
     """Load ``source`` (a shipped policy name or a .bpf.o path) with ``tunables``.
 
     Text values are converted to the tunable's type; ``register_as`` renames
-    the struct_ops (its ``name`` field) before load.
+    the struct_ops (its ``name`` field) before load; ``ring_size`` sizes the
+    decision ring buffer (policy_event.h's ``events``).  An object with an OOM
+    policy or PSI handler (and no ``map_name`` choosing another map) comes
+    back with its :class:`OomPolicy` / :class:`PsiHandler` in ``policy``.
     """
-    tunables = dict(tunables or {})
     is_known_source(source)
-    shipped = _shipped()
-    if not _is_path(source):
-        info = shipped[source]
-        return _load_policy(source, info.kind, info.path, tunables, info, register_as)
-    path = Path(source)
-    kinds, initial = _inspect(path)
-    policy_kinds = {_POLICY_KINDS[k] for k in kinds.values() if k in _POLICY_KINDS}
-    if len(policy_kinds) == 1:
-        typed = _tunable_values(tunables, initial, repr(source))
-        return _load_policy(source, policy_kinds.pop(), path, typed, None, register_as)
-    return _load_object(source, path, map_name, tunables, register_as)
+    info = None if _is_path(source) else _shipped()[source]
+    path = info.path if info is not None else Path(source)
 
+    def pick(obj: BpfObject) -> StructOpsMap:
+        if info is not None or (map_name is None and any(
+                m.struct_name in POLICY_KINDS for m in obj.struct_ops.values())):
+            return _policy_map(obj, path)[1]
+        return _link_map(obj, source, map_name)
 
-def _load_policy(source: str, kind: str, path: Path, tunables: dict[str, Any], info: Any,
-                 register_as: str | None) -> LoadedPolicy:
-    from . import policy as policy_api
+    def prepare(obj: BpfObject, ops: StructOpsMap) -> None:
+        if ring_size is not None:
+            events_map(obj, repr(source)).max_entries = ring_size
+        if ops.struct_name in POLICY_KINDS:
+            if register_as is not None:
+                raise BpfError(errno.EINVAL, f"policy {source!r} cannot be renamed; load one copy "
+                               "per target instead of --name")
+            features().require(ops.struct_name)
+        elif register_as is not None:
+            ops.fields["name"] = register_as
 
-    if info is not None:
-        typed = {name: t.default for name, t in info.tunables.items()}
-        tunables = _tunable_values(tunables, typed, f"policy {source!r}")
-    cls = policy_api.OomPolicy if kind == "oom" else policy_api.PsiHandler
-    if register_as is not None:
-        raise BpfError(errno.EINVAL, f"policy {source!r} cannot be renamed; load one copy per "
-                       "target instead of --name")
-    loaded = cls.load(str(path) if info is None else source, **tunables)
-    ops = next(m for m in loaded.object.struct_ops.values() if m.is_link)
-    return LoadedPolicy(source, kind, loaded.object, ops, loaded)
+    label = f"policy {source!r}" if info is not None else repr(source)
+    obj, ops = load_object(path, label, pick, dict(tunables or {}), text=True, prepare=prepare,
+                           known=None if info is None else info.tunables)
+    kind = POLICY_KINDS.get(ops.struct_name)
+    if kind is None:
+        return LoadedPolicy(source, ops.struct_name, obj, ops)
+    return LoadedPolicy(source, kind, obj, ops, HANDLERS[kind](obj, ops, info))

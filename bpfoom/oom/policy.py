@@ -28,7 +28,6 @@ consuming them.  What dies once a victim is chosen is set per cgroup with
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 import re
@@ -41,27 +40,25 @@ from .attachments import Attachment, attached
 from ..bpf.btf import Kind
 from ..bpf.cgroup import Cgroup, CgroupTarget
 from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
-                     VariableNotFoundError)
+                         VariableNotFoundError)
 from ..bpf.event_stream import EventStream
-from .events import DecisionEvent, decode_event
+from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
-from .features import KFUNCS, features
+from .features import KFUNCS, POLICY_KINDS, features
+from .records import RecordLayout
+from .tunables import global_sections as _global_sections, load_object, suggest, tunable_section
 from ..bpf.link import Link
 from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
 from ..bpf.ringbuf import RingBuffer
 
 __all__ = ["PolicyInfo", "TunableInfo", "OomPolicy", "PsiHandler", "policies", "policy_info",
-           "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES"]
+           "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES", "HANDLERS"]
 
 POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
 _SHIPPED_DIR = Path(__file__).resolve().parent / "policies"
-_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
-_EVENTS_MAP = "events"
 _GRANULARITY_MAP = "granularity"
-# enum policy_granularity of policy_event.h: what dies once the victim cgroup is chosen
-GRANULARITIES = {"task": 1, "cgroup": 2, "subtree": 3}
 
 _TUNABLE = re.compile(
     r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
@@ -159,12 +156,6 @@ def policies() -> list[PolicyInfo]:
     return [_info_for(name, path) for name, path in sorted(_objects().items())]
 
 
-def suggest(word: str, choices) -> str:
-    """" (did you mean 'x'?)" for the closest choice, or ""."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def policy_info(name: str) -> PolicyInfo:
     """The shipped policy called ``name``; NotFoundError naming the close match otherwise."""
     objects = _objects()
@@ -175,21 +166,10 @@ def policy_info(name: str) -> PolicyInfo:
     return _info_for(name, objects[name])
 
 
-def _global_sections(obj: BpfObject) -> list:
-    """The object's .rodata/.data/.bss sections that exist."""
-    found = []
-    for name in ("rodata", "data", "bss"):
-        try:
-            found.append(getattr(obj, name))
-        except NotFoundError:
-            pass
-    return found
-
-
 def _policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
     """(kind, map) of the object's one OOM/PSI struct_ops map."""
     found = [(kind, ops) for ops in obj.struct_ops.values()
-             if (kind := _KINDS.get(ops.struct_name)) is not None]
+             if (kind := POLICY_KINDS.get(ops.struct_name)) is not None]
     if len(found) != 1:
         raise ObjectFileError(errno.EINVAL, f"{path} has {len(found)} bpf_oom_ops/bpf_psi_ops "
                               "struct_ops maps; a policy object needs exactly one")
@@ -212,6 +192,7 @@ class _Handler(EventStream):
         self._ops = ops
         self._links: list[Link] = []
         self._ring: RingBuffer | None = None
+        self._layout: RecordLayout | None = None
         self._init_stream()
 
     @classmethod
@@ -228,24 +209,24 @@ class _Handler(EventStream):
         :class:`~bpfoom.OverrunEvent`, never dropped silently.
         """
         info, path = cls._resolve(name_or_path)
-        obj = BpfObject.open(path)
-        try:
+
+        def pick(obj: BpfObject) -> StructOpsMap:
             kind, ops = _policy_map(obj, path)
             if kind != cls.kind:
-                other = "OomPolicy" if kind == "oom" else "PsiHandler"
+                other = HANDLERS[kind].__name__
                 raise ObjectFileError(errno.EINVAL, f"{path} holds a {ops.struct_name}, not a "
                                       f"{cls.struct_name}; load it with bpfoom.{other}")
-            handler = cls(obj, ops, info)
+            return ops
+
+        def prepare(obj: BpfObject, ops: StructOpsMap) -> None:
             if ring_size is not None:
-                handler._events_map().max_entries = ring_size
-            for name, value in tunables.items():
-                handler._section_of(name, write_after_load=False)[name] = value
+                events_map(obj, info.name if info else str(path)).max_entries = ring_size
             features().require(cls.struct_name)
-            obj.load()
-            return handler
-        except BaseException:
-            obj.close()
-            raise
+
+        label = repr(info.name) if info is not None else repr(str(path))
+        obj, ops = load_object(path, label, pick, tunables, prepare=prepare,
+                               known=None if info is None else info.tunables)
+        return cls(obj, ops, info)
 
     @classmethod
     def _resolve(cls, name_or_path: str | os.PathLike) -> tuple[PolicyInfo | None, Path]:
@@ -253,27 +234,15 @@ class _Handler(EventStream):
         if isinstance(text, str) and os.sep not in text and not text.endswith(".o"):
             info = policy_info(text)
             if info.kind != cls.kind:
-                other = "OomPolicy" if info.kind == "oom" else "PsiHandler"
+                other = HANDLERS[info.kind].__name__
                 raise InvalidValueError(errno.EINVAL, f"{text!r} is a {info.kind} policy; load it "
                                         f"with bpfoom.{other}.load({text!r})")
             return info, info.path
         return None, Path(os.fsdecode(text))
 
-    def _tunable_names(self) -> list[str]:
-        if self.info is not None:
-            return list(self.info.tunables)
-        return [n for sec in self._sections() for n in sec]
-
-    def _sections(self):
-        return _global_sections(self.object)
-
     def _section_of(self, name: str, *, write_after_load: bool):
-        names = self._tunable_names()
-        if name not in names:
-            raise VariableNotFoundError(errno.ENOENT, f"{self.name} has no tunable {name!r}"
-                                        f"{suggest(name, names)}; its tunables: "
-                                        f"{', '.join(names) or 'none'}")
-        section = next(sec for sec in self._sections() if name in sec)
+        section = tunable_section(self.object, self.name, name,
+                                  None if self.info is None else self.info.tunables)
         if write_after_load and section.section == ".rodata":
             raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
@@ -332,20 +301,21 @@ class _Handler(EventStream):
                 link.close()
 
     # -- events ---------------------------------------------------------------
-    def _events_map(self):
-        if _EVENTS_MAP not in self.object.maps:
-            raise StateError(errno.ENOENT, f"{self.name} has no `{_EVENTS_MAP}` ring buffer "
-                             "of decision events; include policy_event.h in its source")
-        return self.object.maps[_EVENTS_MAP]
+    def _decision_layout(self) -> RecordLayout:
+        """struct policy_event as this policy's BTF lays it out."""
+        with self._lock:
+            if self._layout is None:
+                self._layout = decision_layout(self.object._btf, repr(self.name))
+            return self._layout
 
     def _event_ring(self) -> RingBuffer:
         with self._lock:
             if self._ring is None:
-                self._ring = RingBuffer(self._events_map(), self._receive)
+                layout = self._decision_layout()
+                self._ring = RingBuffer(
+                    events_map(self.object, self.name),
+                    lambda data: self._deliver(DecisionEvent.from_bytes(data, layout)))
             return self._ring
-
-    def _receive(self, data: bytes) -> None:
-        self._deliver(decode_event(data))
 
     def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> OverrunEvent:
         return OverrunEvent(lost=lost, total_lost=total_lost, monotonic_ns=monotonic_ns,
@@ -353,11 +323,9 @@ class _Handler(EventStream):
 
     @property
     def events_dropped(self) -> int:
-        """Decisions the ring buffer had no room for (the policy counts them)."""
-        for section in self._sections():
-            if "events_dropped" in section:
-                return section["events_dropped"]
-        return 0
+        """Decisions the ring buffer had no room for (the policy counts them in a map)."""
+        maps = self.object.maps
+        return maps[DROPPED_MAP][0] if DROPPED_MAP in maps else 0
 
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:
@@ -436,7 +404,7 @@ class OomPolicy(_Handler):
         if DECISIONS_MAP not in self.object.maps:
             raise StateError(errno.ENOENT, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
                              "include this bpfoom's policy_event.h in its source")
-        return read_decisions(self.object.maps[DECISIONS_MAP].fd)
+        return read_decisions(self.object.maps[DECISIONS_MAP].fd, self._decision_layout())
 
 
 class PsiHandler(_Handler):
@@ -457,3 +425,7 @@ class PsiHandler(_Handler):
                                     "attaches only system-wide; attach it without a cgroup and "
                                     "name the cgroups to watch in its tunables")
         return super().attach(None, pin)
+
+
+# The handler class of each kind (features.POLICY_KINDS).
+HANDLERS: dict[str, type[_Handler]] = {"oom": OomPolicy, "psi": PsiHandler}

@@ -13,18 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..bpf.cgroup import Cgroup
+from ..bpf.cgroup import Cgroup, mounts
 
 __all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "memory_events", "remove_cgroup_tree"]
 
 
 def cgroup2_root() -> Path | None:
     """The writable cgroup2 mount to create test cgroups in (``/sys/fs/cgroup`` first)."""
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-              if line.split()[2] == "cgroup2"]
-    for candidate in sorted(mounts, key=lambda path: path != "/sys/fs/cgroup"):
+    for candidate in sorted(mounts("cgroup2"), key=lambda path: path != Path("/sys/fs/cgroup")):
         if os.access(candidate, os.W_OK):
-            return Path(candidate)
+            return candidate
     return None
 
 

@@ -32,7 +32,7 @@ def pin_dir():
     path = BPFFS / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
     yield path
     for pin in path.glob("*") if path.exists() else ():
-        if not pin.name.endswith("_events"):
+        if not pin.name.endswith(("_events", "_events_dropped")):
             with bpfoom.Link.from_pinned(pin) as link:  # what a failed test left attached
                 link.detach()
         pin.unlink()

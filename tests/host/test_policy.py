@@ -3,6 +3,7 @@ load, and the not-supported error on a kernel without bpf_oom_ops.  (Policies
 deciding real OOMs are tested in the VM: tests/guest/test_policies*.py.)"""
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,23 @@ def test_an_event_of_an_unknown_schema_is_refused():
     record[0:4] = (1).to_bytes(2, "little") + (160).to_bytes(2, "little")
     with pytest.raises(bpfoom.InvalidValueError, match="schema 1 and size 160.*reads schema 2"):
         bpfoom.DecisionEvent.from_bytes(bytes(record))
+
+
+def test_an_event_decodes_with_the_layout_the_policy_objects_declare():
+    # struct policy_event (policy_event.h, schema 2) packed from outside, as a C reader sees it
+    layout = struct.Struct("<HHHH32sQQQQQiIIHH16iQQII" + "QQQiiII" * 8 + "II4Q4i" * 4)
+    pids = [101, 102] + [0] * 14
+    candidates = [7, 1 << 20, 1 << 19, 0, 3, 1, 0] + [0] * 7 * 7
+    excluded = [2, 0, 8, 9, 0, 0, 0, 55, 0, 0] + [0] * 10 * 3
+    record = layout.pack(2, layout.size, 1, 1, b"largest_leaf", 5, 6, 7, 8, 1 << 20, 0, 3, 2,
+                         2, 0, *pids, 9, 0, 1, 0, *candidates, *excluded)
+    event = bpfoom.DecisionEvent.from_bytes(record)
+    assert (event.policy, event.action, event.reason, event.pids, event.granularity) == (
+        "largest_leaf", "killed", "largest_leaf", (101, 102), "cgroup")
+    assert (event.scope_cgroup_id, event.victim_cgroup_id, event.granularity_cgroup_id) == (6, 8, 9)
+    assert len(event.considered) == 1
+    assert (event.considered[0].cgroup_id, event.considered[0].priority,
+            event.considered[0].protected) == (7, 3, True)
+    assert event.excluded["unkillable"].first == ((8, 0), (9, 55))
+    with pytest.raises(bpfoom.InvalidValueError, match="rebuild the policy"):
+        bpfoom.DecisionEvent.from_bytes(record[:-1])

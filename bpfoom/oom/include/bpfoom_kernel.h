@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The kernel types and kfuncs bpfoom's policies use, declared by hand.
+ * The kernel types and kfuncs bpfoom's BPF programs use, declared by hand:
+ * one header for the shipped policies, the kill watcher and the test
+ * programs (tests/bpf/oom), instead of a vmlinux.h dumped from one build.
  *
  * Every struct carries preserve_access_index, so each field access is a CO-RE
  * relocation resolved against the running kernel's BTF at load: only the
  * names must match the kernel, not the layouts.  That keeps the committed
  * objects independent of which kernel build (patch set, config) produced a
  * vmlinux.h, and the same object loads on every kernel with bpf_oom_ops.
+ * Fields only our patched kernels have (oom_control.bpf_policy_name,
+ * .bpf_constraint, CONSTRAINT_BPF) are read behind bpf_core_field_exists /
+ * bpf_core_enum_value_exists by whoever needs them to load anywhere.
  */
 #ifndef BPFOOM_KERNEL_H
 #define BPFOOM_KERNEL_H
@@ -22,6 +27,7 @@ typedef long long __s64;
 typedef __u16 __be16;
 typedef __u32 __be32;
 typedef __u32 __wsum;
+typedef __u32 uid_t;
 typedef _Bool bool;
 #define true 1
 #define false 0
@@ -46,6 +52,7 @@ enum {
 #define OOM_SCORE_ADJ_MIN (-1000)
 /* include/linux/sched.h */
 #define PF_KTHREAD 0x00200000
+#define TASK_COMM_LEN 16
 #define BPF_OOM_NAME_MAX_LEN 64
 /* x86-64, arm64 (4K pages): rss counters count pages. */
 #define POLICY_PAGE_SIZE 4096ULL
@@ -70,6 +77,10 @@ struct cgroup {
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
 	bool oom_group; /* memory.oom.group */
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup *dfl_cgrp; /* the task's cgroup2 cgroup */
 } __attribute__((preserve_access_index));
 
 struct percpu_counter {
@@ -100,14 +111,28 @@ struct task_struct {
 	int exit_state; /* non-zero from exit_notify() on: the memory is gone */
 	int pid;
 	int tgid;
+	char comm[TASK_COMM_LEN];
 	__u64 start_time; /* CLOCK_MONOTONIC ns at fork */
 	struct mm_struct *mm;
+	struct css_set *cgroups;
 	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
+/* Values libbpf relocates to the running kernel's numbers (CONSTRAINT_BPF: ours only). */
+enum oom_constraint {
+	CONSTRAINT_NONE,
+	CONSTRAINT_CPUSET,
+	CONSTRAINT_MEMORY_POLICY,
+	CONSTRAINT_MEMCG,
+	CONSTRAINT_BPF,
+};
+
 struct oom_control {
 	struct mem_cgroup *memcg; /* NULL for a system-wide OOM */
+	enum oom_constraint constraint;
 	bool bpf_memory_freed;
+	const char *bpf_policy_name; /* the running BPF handler's name, else NULL */
+	const char *bpf_constraint;  /* CONSTRAINT_BPF: the declaring handler's text */
 } __attribute__((preserve_access_index));
 
 /* spec section 3 */
@@ -122,16 +147,28 @@ struct bpf_oom_ops {
 	char name[BPF_OOM_NAME_MAX_LEN];
 };
 
-/* PSI (spec section 5); include/linux/psi_types.h resources */
-#define PSI_MEM 1
+/* PSI (spec section 5); include/linux/psi_types.h: the resources, stable since PSI began */
+enum psi_res {
+	PSI_IO = 0,
+	PSI_MEM = 1,
+	PSI_CPU = 2,
+};
 #define BPF_PSI_FULL 0x80000000
-#define BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK (1 << 0)
+
+/* bpf_out_of_memory() flags (spec section 4) */
+enum bpf_oom_flags {
+	BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK = 1 << 0,
+	BPF_OOM_FLAGS_LAST = 1 << 1,
+};
 
 struct psi_trigger {
 	__u64 cgroup_id; /* 0 for a system-wide trigger */
 } __attribute__((preserve_access_index));
 
-/* Opaque, but defined: libbpf wants kfunc pointer arguments to name a struct. */
+/*
+ * Opaque to programs, but defined: libbpf only accepts a kfunc whose pointer
+ * arguments name a struct where the kernel has one, not a forward declaration.
+ */
 struct bpf_psi {
 	int opaque;
 };
@@ -142,6 +179,20 @@ struct bpf_psi_ops {
 	void (*handle_cgroup_online)(struct bpf_psi *bpf_psi, __u64 cgroup_id);
 	void (*handle_cgroup_offline)(struct bpf_psi *bpf_psi, __u64 cgroup_id);
 	struct bpf_psi *bpf_psi;
+};
+
+/*
+ * A struct_ops every kernel registers, for test programs that must run (or be
+ * refused) outside bpf_oom_ops: include/net/tcp.h, the members they set.
+ */
+struct sock;
+
+struct tcp_congestion_ops {
+	void (*init)(struct sock *sk);
+	__u32 (*ssthresh)(struct sock *sk);
+	void (*cong_avoid)(struct sock *sk, __u32 ack, __u32 acked);
+	__u32 (*undo_cwnd)(struct sock *sk);
+	char name[16];
 };
 
 /* Opaque iterator state (kernel/bpf/cgroup_iter.c, task_iter.c, bpf_iter.c). */
@@ -182,6 +233,7 @@ extern struct cgroup *bpf_cgroup_from_id(__u64 cgid) __ksym;
 extern struct cgroup *bpf_cgroup_ancestor(struct cgroup *cgrp, int level) __ksym;
 extern void bpf_cgroup_release(struct cgroup *cgrp) __ksym;
 extern struct task_struct *bpf_task_from_pid(__s32 pid) __ksym;
+extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;
 extern void bpf_task_release(struct task_struct *p) __ksym;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The record the kill watcher writes to its `kills` ring buffer, decoded by
- * bpfoom/kill_events.py.  `schema` versions the layout: a reader refuses a
- * schema it does not know, and a new field means a new schema number.
+ * bpfoom/oom/kill_events.py with the layout read from the object's BTF.
+ * `schema` versions the record: a reader refuses a schema it does not know,
+ * and a new field means a new schema number.
  */
 #ifndef BPFOOM_KILL_RECORD_H
 #define BPFOOM_KILL_RECORD_H
@@ -47,5 +48,11 @@ struct kill_record {
 	char policy[KILL_POLICY_LEN];	/* the handler's name, empty for the kernel's killer */
 	char constraint_text[KILL_CONSTRAINT_LEN];	/* KC_BPF: the declaring handler's text */
 };
+
+/*
+ * Never written: a ring buffer map cannot name its record type, so this
+ * global puts struct kill_record into the object's BTF for readers.
+ */
+struct kill_record kill_record_layout;
 
 #endif

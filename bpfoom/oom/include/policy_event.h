@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The decision record every bpfoom policy writes to its `events` ring buffer,
- * one per decision, decoded by bpfoom/events.py.  `schema` versions the
- * layout: a reader refuses a schema it does not know instead of misreading
+ * one per decision, decoded by bpfoom/oom/events.py with the layout of
+ * struct policy_event read from the object's own BTF.  `schema` versions the
+ * record: a reader refuses a schema it does not know instead of misreading
  * it, and a new field means a new schema number.
  *
  * Define POLICY_NAME (a string literal, at most 31 characters) before
@@ -124,8 +125,18 @@ struct {
 	__type(value, struct policy_event);
 } decisions SEC(".maps");
 
-/* Records the ring buffer had no room for (user space reads it to report losses). */
-__u64 events_dropped;
+/*
+ * Records the ring buffer had no room for, in slot 0.  A map, not a global:
+ * it is pinned next to `events` (bpfoom attach, the daemon), so a reader of
+ * the pinned ring can report what it lost.  Its BTF is the object's, which
+ * also gives such a reader the layout of struct policy_event.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} events_dropped SEC(".maps");
 /* Decisions written to `decisions` so far (the next slot is this modulo POLICY_HISTORY). */
 __u64 decisions_made;
 /*
@@ -142,6 +153,15 @@ __u64 waiting_reported;
  */
 struct policy_event event;
 
+
+static __always_inline void event_dropped(void)
+{
+	__u32 slot = 0;
+	__u64 *dropped = bpf_map_lookup_elem(&events_dropped, &slot);
+
+	if (dropped)
+		__sync_fetch_and_add(dropped, 1);
+}
 
 static __always_inline void event_init(struct bpf_oom_ctx *ctx, struct oom_control *oc)
 {
@@ -173,7 +193,7 @@ static __always_inline void event_send(__u16 action, __u16 reason)
 	bpf_map_update_elem(&decisions, &slot, &event, BPF_ANY);
 	decisions_made++;
 	if (bpf_ringbuf_output(&events, &event, sizeof(event), 0))
-		__sync_fetch_and_add(&events_dropped, 1);
+		event_dropped();
 }
 
 static __always_inline void event_add_pid(__s32 pid)
@@ -269,7 +289,7 @@ static __always_inline void event_send_unlocked(__u16 action, __u16 reason, __u6
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		__sync_fetch_and_add(&events_dropped, 1);
+		event_dropped();
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));

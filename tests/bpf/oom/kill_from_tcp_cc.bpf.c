@@ -4,23 +4,15 @@
  * for bpf_oom_ops programs only (only they run with oom_lock held and a live
  * oom_control), so the verifier must reject this object at load.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "tcp_cc_stubs.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct sock;
-
-struct tcp_congestion_ops {
-	__u32 (*ssthresh)(struct sock *sk);
-	void (*cong_avoid)(struct sock *sk, __u32 ack, __u32 acked);
-	__u32 (*undo_cwnd)(struct sock *sk);
-	char name[16];
-};
-
 SEC("struct_ops")
-__u32 BPF_PROG(rogue_ssthresh, struct sock *sk)
+void BPF_PROG(rogue_init, struct sock *sk)
 {
 	struct task_struct *task = bpf_task_from_pid(1);
 
@@ -28,24 +20,13 @@ __u32 BPF_PROG(rogue_ssthresh, struct sock *sk)
 		bpf_oom_kill_process(NULL, task, "not an OOM handler");
 		bpf_task_release(task);
 	}
-	return 2;
-}
-
-SEC("struct_ops")
-void BPF_PROG(rogue_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
-{
-}
-
-SEC("struct_ops")
-__u32 BPF_PROG(rogue_undo_cwnd, struct sock *sk)
-{
-	return 2;
 }
 
 SEC(".struct_ops.link")
 struct tcp_congestion_ops rogue_cc = {
-	.ssthresh = (void *)rogue_ssthresh,
-	.cong_avoid = (void *)rogue_cong_avoid,
-	.undo_cwnd = (void *)rogue_undo_cwnd,
+	.init = (void *)rogue_init,
+	.ssthresh = (void *)stub_ssthresh,
+	.cong_avoid = (void *)stub_cong_avoid,
+	.undo_cwnd = (void *)stub_undo_cwnd,
 	.name = "bpfoom_rogue",
 };

@@ -4,7 +4,7 @@
  * on an OOM, so the kernel must refuse it (-EINVAL) when libbpf sets the
  * struct_ops value at load.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

@@ -10,7 +10,7 @@
  * or claim success without freeing anything (a buggy policy the kernel must
  * not trust).
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

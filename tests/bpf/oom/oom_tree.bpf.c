@@ -8,7 +8,7 @@
  * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
  * RCU, then measure each leaf from its id, then kill the winner's tasks.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>

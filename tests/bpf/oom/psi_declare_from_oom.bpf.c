@@ -4,7 +4,7 @@
  * for PSI handlers only (an OOM handler already runs inside one), so the
  * kfunc filter must reject this object at load.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

@@ -10,7 +10,7 @@
  * the memcg of oom_cgroup_id, or system-wide with oom_system.  The cgroup
  * callbacks record the ids they are given.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

@@ -4,7 +4,7 @@
  * to a bpf_psi, which only bpf_psi_ops programs are given, so the kfunc
  * filter must reject this object at load.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

@@ -1,0 +1,103 @@
+"""Event records read with the layout their own BPF object declares in its BTF.
+
+A policy's ``struct policy_event`` and the kill watcher's ``struct kill_record``
+are decoded field by field through the BTF codecs of the object that wrote
+them, never through a layout copied into Python.  Where that BTF comes from:
+
+* a loaded object: its own BTF;
+* a pinned map (``bpfoom events``, the daemon's re-adopted policies,
+  ``bpfoom explain``): the kernel's copy of the creating object's BTF, by the
+  map's ``btf_id``;
+* bytes with no object at hand (:meth:`bpfoom.DecisionEvent.from_bytes`):
+  the BTF of the shipped object that writes such records.
+
+Each record starts with ``schema`` and ``size``; a record whose schema this
+bpfoom does not read, or whose size is not the layout's, raises
+InvalidValueError saying what to rebuild, instead of being misread.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+from pathlib import Path
+from typing import Any
+
+from ..bpf._ffi import ffi, lib
+from ..bpf.btf import Btf, Kind, RecordCodec, kernel_btf
+from ..bpf.errors import InvalidValueError, check
+from ..bpf.object import BpfObject
+
+__all__ = ["RecordLayout", "map_info"]
+
+
+class RecordLayout:
+    """The codec of one record struct, checked against the schema this bpfoom reads."""
+
+    def __init__(self, codec: RecordCodec, *, what: str, schema: int, advice: str) -> None:
+        self.codec = codec
+        self.what, self.schema, self.advice = what, schema, advice
+        self.size = codec.size
+
+    @classmethod
+    def from_btf(cls, btf: Btf | None, struct_name: str, fields: tuple[str, ...], *, what: str,
+                 schema: int, advice: str, where: str) -> "RecordLayout":
+        """The layout of ``struct struct_name`` in ``btf``; InvalidValueError if it lacks ``fields``."""
+        type_id = btf.find(struct_name, Kind.STRUCT) if btf is not None else None
+        codec = btf.codec(type_id) if type_id is not None else None
+        missing = [f for f in ("schema", "size", *fields) if codec is None or f not in codec.fields]
+        if missing:
+            raise InvalidValueError(errno.EINVAL, f"{where} declares no struct {struct_name} with "
+                                    f"{', '.join(missing)} in its BTF; {advice}")
+        return cls(codec, what=what, schema=schema, advice=advice)
+
+    @classmethod
+    def of_object(cls, path: Path, struct_name: str, fields: tuple[str, ...], **how: Any
+                  ) -> "RecordLayout":
+        """The layout in an object file's BTF (opened, read, closed: codecs keep no pointer)."""
+        with BpfObject.open(path) as obj:
+            return cls.from_btf(obj._btf, struct_name, fields, where=str(path), **how)
+
+    @classmethod
+    def of_map(cls, fd: int, struct_name: str, fields: tuple[str, ...], **how: Any
+               ) -> "RecordLayout | None":
+        """The layout in the BTF of the object that created map ``fd``; None if it has no BTF."""
+        btf_id = map_info(fd).btf_id
+        if not btf_id:
+            return None
+        with kernel_btf(btf_id) as btf:
+            return cls.from_btf(btf, struct_name, fields, where=f"BTF object {btf_id}", **how)
+
+    def _header(self, data: bytes) -> tuple[int, int]:
+        fields = self.codec.fields
+        (schema_bit, _, schema), (size_bit, _, size) = fields["schema"], fields["size"]
+        end = max(schema_bit // 8 + schema.size, size_bit // 8 + size.size)
+        if len(data) < end:
+            raise InvalidValueError(errno.EINVAL, f"a {len(data)}-byte record is not a {self.what}; "
+                                    f"{self.advice}")
+        return schema.decode(data, schema_bit // 8), size.decode(data, size_bit // 8)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """The record's fields by name; InvalidValueError for another schema or size."""
+        schema, size = self._header(data)
+        if schema != self.schema or size != self.size or len(data) < self.size:
+            raise InvalidValueError(errno.EINVAL, f"{self.what} of schema {schema} and size {size} "
+                                    f"(this bpfoom reads schema {self.schema}, {self.size} bytes); "
+                                    f"{self.advice}")
+        return self.codec.decode(data)
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_layout(path: Path, struct_name: str, fields: tuple[str, ...], what: str, schema: int,
+                   advice: str) -> RecordLayout:
+    """:meth:`RecordLayout.of_object` for a shipped object, read once per process."""
+    return RecordLayout.of_object(path, struct_name, fields, what=what, schema=schema,
+                                  advice=advice)
+
+
+def map_info(fd: int):
+    """The kernel's ``struct bpf_map_info`` of map ``fd`` (value size, name, btf_id, ...)."""
+    info = ffi.new("struct bpf_map_info *")
+    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
+    check(lib.bpf_map_get_info_by_fd(fd, info, size), "query a BPF map")
+    return info
