@@ -61,6 +61,7 @@ from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
 from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
+from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
 
@@ -77,7 +78,7 @@ __all__ = [
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
-    "Attachment", "attached",
+    "Attachment", "attached", "targets",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
