@@ -64,6 +64,7 @@ from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
+from .bpf.aio import aevents
 
 try:
     __version__ = _metadata.version("bpfoom")
@@ -78,7 +79,7 @@ __all__ = [
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
-    "Attachment", "attached", "targets",
+    "Attachment", "attached", "targets", "aevents",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",

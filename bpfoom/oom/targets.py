@@ -29,10 +29,11 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bpf.aio import follow
 from ..bpf.errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                           NotSupportedError, error_from_errno)
 from .attachments import _mounts
@@ -308,6 +309,10 @@ class CgroupWatcher:
         gone = [CgroupChange(p, False, before[p]) for p in sorted(set(before) - set(self._current))]
         new = [CgroupChange(p, True, self._current[p]) for p in sorted(set(self._current) - set(before))]
         return gone + new
+
+    def achanges(self, timeout: float | None = None) -> AsyncIterator[CgroupChange]:
+        """The changes as they come, in an asyncio loop; ends after ``timeout`` seconds without one."""
+        return follow(self.fileno, lambda: self.changes(0), timeout)
 
     def close(self) -> None:
         """Stop watching.  Idempotent."""
