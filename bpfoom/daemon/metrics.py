@@ -8,7 +8,8 @@ half a file.  No dependency: the format is a few lines of text.
 
 Metric                                    type     labels
 ``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), reason
-                                                   (the OOM's constraint: memcg, none, cpuset, ...)
+                                                   (the OOM's constraint: memcg, none (system-wide),
+                                                   cpuset, memory_policy, bpf (declared by a PSI handler))
 ``bpfoom_decisions_total``                counter  policy, action, reason
 ``bpfoom_declines_total``                 counter  policy, reason
 ``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
@@ -82,7 +83,8 @@ class Metrics:
         stamp = datetime.fromisoformat(fields["time"]).timestamp() if "time" in fields else time.time()
         with self._lock:
             if kind == "kill":
-                self._add("bpfoom_kills_total", (fields["policy"], fields["constraint"]))
+                reason = fields["constraint"].removeprefix("CONSTRAINT_").lower()  # memcg, none, ...
+                self._add("bpfoom_kills_total", (fields["policy"], reason))
                 self._values["bpfoom_last_kill_timestamp_seconds"][(fields["policy"],)] = stamp
             elif kind == "oom_no_kill":
                 self._add("bpfoom_ooms_without_kill_total", (str(fields["handled"]).lower(),))

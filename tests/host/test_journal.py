@@ -70,7 +70,7 @@ def receive(server: socket.socket, memfd: bool = False) -> dict[str, bytes]:
 def a_kill() -> bpfoom.KillEvent:
     return bpfoom.KillEvent(policy="largest_leaf", by_bpf=True, pid=4242, tgid=4240, comm="hog",
                             uid=1000, oom_score_adj=0, victim_cgroup_id=7, oom_cgroup_id=6,
-                            constraint="memcg", constraint_text="CONSTRAINT_MEMCG", oom_seq=3,
+                            constraint="CONSTRAINT_MEMCG", constraint_text=None, oom_seq=3,
                             victim_nr=1, monotonic_ns=time.monotonic_ns())
 
 
@@ -86,7 +86,7 @@ def test_a_kill_arrives_with_its_message_id_priority_and_fields(journal_socket):
     assert (entry["BPFOOM_KIND"], entry["BPFOOM_POLICY"], entry["BPFOOM_PID"], entry["BPFOOM_COMM"],
             entry["BPFOOM_BY_BPF"], entry["BPFOOM_ENTRY"]) == (
         b"kill", b"largest_leaf", b"4242", b"hog", b"1", b"batch")
-    assert entry["BPFOOM_VICTIM_CGROUP_ID"] == b"7" and entry["BPFOOM_CONSTRAINT"] == b"memcg"
+    assert entry["BPFOOM_VICTIM_CGROUP_ID"] == b"7" and entry["BPFOOM_CONSTRAINT"] == b"CONSTRAINT_MEMCG"
 
 
 def test_values_with_newlines_use_the_length_prefixed_form(journal_socket):

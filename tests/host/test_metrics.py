@@ -6,7 +6,6 @@ counts real ones); what is judged is the text a Prometheus scraper reads.
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -14,43 +13,9 @@ import pytest
 
 import bpfoom
 from bpfoom import daemon
+from prometheus_text import parse
 
-NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse(text: str) -> dict[str, dict]:
-    """A strict reader of the text format 0.0.4: {name: {"type", "help", "samples": {labels: value}}}."""
-    assert text.endswith("\n")
-    metrics: dict[str, dict] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[7:].partition(" ")
-            metrics.setdefault(name, {"samples": {}})["help"] = help_text
-        elif line.startswith("# TYPE "):
-            name, _, kind = line[7:].partition(" ")
-            assert kind in ("counter", "gauge"), line
-            assert "samples" in metrics.get(name, {}) and not metrics[name]["samples"], \
-                f"TYPE after samples: {line}"
-            metrics[name]["type"] = kind
-        else:
-            match = re.fullmatch(rf"({NAME.pattern})(?:\{{(.*)\}})? (\S+)", line)
-            assert match, f"not a sample line: {line!r}"
-            name, labels, value = match.groups()
-            assert metrics.get(name, {}).get("type"), f"sample before its TYPE: {line}"
-            pairs = LABEL.findall(labels or "")
-            assert ",".join(f'{k}="{v}"' for k, v in pairs) == (labels or ""), line
-            key = tuple((k, re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m[1], m[1]), v)) for k, v in pairs)
-            assert key not in metrics[name]["samples"], f"duplicate series: {line}"
-            metrics[name]["samples"][key] = float(value)
-    for name, metric in metrics.items():
-        assert NAME.fullmatch(name) and metric.get("help") and metric.get("type"), name
-        if metric["type"] == "counter":
-            assert name.endswith("_total"), name
-    return metrics
-
-
-def kill(policy: str, constraint: str = "memcg", ns: int | None = None) -> bpfoom.KillEvent:
+def kill(policy: str, constraint: str = "CONSTRAINT_MEMCG", ns: int | None = None) -> bpfoom.KillEvent:
     return bpfoom.KillEvent(policy=policy, by_bpf=policy != "default", pid=4242, tgid=4242,
                             comm="hog", uid=0, oom_score_adj=0, victim_cgroup_id=7, oom_cgroup_id=6,
                             constraint=constraint, constraint_text=None, oom_seq=1, victim_nr=1,
@@ -66,7 +31,7 @@ def decision(policy: str, action: str, reason: str) -> bpfoom.DecisionEvent:
 
 def test_the_exposition_counts_by_policy_and_reason():
     metrics = daemon.Metrics()
-    for event in (kill("largest_leaf"), kill("largest_leaf"), kill("default", "none"),
+    for event in (kill("largest_leaf"), kill("largest_leaf"), kill("default", "CONSTRAINT_NONE"),
                   decision("largest_leaf", "killed", "largest_leaf"),
                   decision("observe", "declined", "nothing_killable"),
                   decision("observe", "declined", "nothing_killable"),
