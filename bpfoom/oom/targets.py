@@ -26,6 +26,7 @@ import errno
 import fnmatch
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
@@ -299,8 +300,6 @@ class CgroupWatcher:
         Removals come first, then additions, each sorted by path.  Empty when
         the wait timed out or the events changed no match.
         """
-        import select
-
         fd = self._live()
         ready, _, _ = select.select([fd], [], [], timeout)
         if not ready or not self._drain():
