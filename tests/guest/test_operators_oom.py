@@ -108,10 +108,12 @@ def test_the_daemonset_command_decides_a_besteffort_pod_oom(kubepods, example_pi
             "besteffort", "killed", [holder.pid])
         kill = process.wait_event("kill")
         assert (kill["policy"], kill["pid"]) == ("largest_leaf", holder.pid)
-    finally:
-        process.signal(signal.SIGTERM)
-        process.wait_event("kept")
-        assert process.wait() == 0
+    except BaseException:
+        process.stop()
+        raise
+    process.signal(signal.SIGTERM)
+    process.wait_event("kept")
+    assert process.wait() == 0
     assert {p.name for p in example_pins.iterdir()} >= {"besteffort", "node"}  # on_exit = "keep"
 
 
@@ -135,12 +137,13 @@ def test_the_daemon_needs_bpf_and_perfmon_and_status_needs_sys_admin(cgroups, tm
         done = subprocess.run([*without_sys_admin, sys.executable, "-P", "-m", "bpfoom", "status"],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and "EPERM" in done.stderr  # the link list needs CAP_SYS_ADMIN
-    finally:
-        process.signal(signal.SIGTERM)
-        process.wait_event("detached")
-        assert process.wait() == 0
-        if pin_dir.exists():
-            pin_dir.rmdir()
+    except BaseException:
+        process.stop()
+        shutil.rmtree(pin_dir, ignore_errors=True)  # unlinking the pins detaches what nobody holds
+        raise
+    process.signal(signal.SIGTERM)
+    process.wait_event("detached")
+    assert process.wait() == 0
     for missing in ("+bpf", "+perfmon"):  # either alone: nothing attaches
         failed = DaemonProcess(config, prefix=(setpriv, f"--bounding-set=-all,{missing}"))
         failed.wait_event("start_failed")
