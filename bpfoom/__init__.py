@@ -72,8 +72,10 @@ from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
 from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
+from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
+from .bpf.aio import aevents
 
 try:
     __version__ = _metadata.version("bpfoom")
@@ -88,7 +90,7 @@ __all__ = [
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
-    "Attachment", "attached",
+    "Attachment", "attached", "targets", "aevents",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",

@@ -18,8 +18,10 @@ WAIT_S = 60.0
 class DaemonProcess:
     """`python -m bpfoom run CONFIG` with its JSON log lines collected from stderr."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "bpfoom", "run", str(config)],
+    def __init__(self, config: Path, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
+        """``prefix``: a command that runs the daemon (e.g. setpriv limiting its capabilities)."""
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-P", "-m", "bpfoom", "run", str(config)],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, **(env or {})})
         self.lines: queue.Queue[dict | str] = queue.Queue()

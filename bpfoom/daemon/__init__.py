@@ -3,10 +3,14 @@
 ``config`` reads and checks the file, ``plan`` computes what a reload changes,
 ``apply`` attaches, replaces and detaches (undoing a change that fails
 halfway), ``log`` writes its lines, ``sd_notify`` talks to systemd, and
-``loop`` holds the signals and the event loop.
+``loop`` holds the signals and the event loop.  A program of its own can
+reuse the Prometheus metrics (:class:`Metrics`) and journal entries
+(:class:`Journal`).
 """
 
 from .config import check_config
+from .journal import Journal
 from .loop import Daemon, run_daemon
+from .metrics import Metrics
 
-__all__ = ["Daemon", "check_config", "run_daemon"]
+__all__ = ["Daemon", "Journal", "Metrics", "check_config", "run_daemon"]

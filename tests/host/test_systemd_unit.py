@@ -11,6 +11,7 @@ import pytest
 import facts
 
 UNIT = facts.REPO / "examples" / "systemd" / "bpfoom.service"
+DROP_IN = facts.REPO / "examples" / "systemd" / "bpfoom.service.d" / "local.conf"
 
 
 def unit_settings() -> dict[str, str]:
@@ -22,16 +23,28 @@ def unit_settings() -> dict[str, str]:
     return settings
 
 
-def test_systemd_accepts_the_unit(tmp_path):
+def test_systemd_accepts_the_unit_with_the_drop_in(tmp_path):
+    """The unit names `bpfoom` bare (systemd's search path); the drop-in points it at this
+    virtualenv, which verify then finds: drop-ins beside the unit are applied."""
     if shutil.which("systemd-analyze") is None:
         pytest.skip("needs systemd-analyze (Debian's systemd package)")
     console = Path(sys.executable).with_name("bpfoom")
     unit = tmp_path / "bpfoom.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/bpfoom", str(console)))
+    unit.write_text(UNIT.read_text())
+    (tmp_path / "bpfoom.service.d").mkdir()
+    (tmp_path / "bpfoom.service.d" / "local.conf").write_text(
+        DROP_IN.read_text().replace("/opt/bpfoom/bin/bpfoom", str(console)))
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "bpfoom.service" not in done.stderr, done.stderr  # no unknown keys or bad values
+
+
+def test_the_unit_hard_codes_no_install_directory():
+    commands = [line.partition("=")[2].split()[0] for line in UNIT.read_text().splitlines()
+                if line.startswith("Exec") and line.partition("=")[2]]
+    assert commands and set(commands) == {"bpfoom", "kill"}, commands
+    assert "${BPFOOM_CONFIG}" in unit_settings()["ExecStart"]
 
 
 def test_the_unit_is_notify_and_hardened():

@@ -1,0 +1,142 @@
+"""Prometheus metrics of OOM handling, in the text exposition format (version 0.0.4).
+
+The daemon feeds every event it reads to :meth:`Metrics.observe` and the
+kernel's attachment list to :meth:`Metrics.set_attached`; :meth:`Metrics.write`
+replaces a ``.prom`` file atomically (a temporary file in the same
+directory, fsync, rename), so node_exporter's textfile collector never reads
+half a file.  No dependency: the format is a few lines of text.
+
+Metric                                    type     labels
+``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), reason
+                                                   (the OOM's constraint: memcg, none (system-wide),
+                                                   cpuset, memory_policy, bpf (declared by a PSI handler))
+``bpfoom_decisions_total``                counter  policy, action, reason
+``bpfoom_declines_total``                 counter  policy, reason
+``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
+``bpfoom_overruns_total``                 counter  source (kill_watch or the policy)
+``bpfoom_records_lost_total``             counter  source
+``bpfoom_attached_policies``              gauge    policy, kind (oom, psi), target (cgroup path or "system")
+``bpfoom_last_decision_timestamp_seconds`` gauge   policy
+``bpfoom_last_kill_timestamp_seconds``    gauge    policy
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Metrics", "METRICS"]
+
+# name -> (type, help, label names)
+METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "bpfoom_kills_total": ("counter", "OOM victims the kernel marked, by the policy that chose them "
+                           "(default: the kernel's own killer) and the OOM's constraint",
+                           ("policy", "reason")),
+    "bpfoom_decisions_total": ("counter", "Decisions reported by bpfoom policies",
+                               ("policy", "action", "reason")),
+    "bpfoom_declines_total": ("counter", "Decisions where a policy declined and left the OOM to the "
+                              "next handler", ("policy", "reason")),
+    "bpfoom_ooms_without_kill_total": ("counter", "OOMs that ended without a victim",
+                                       ("handled",)),
+    "bpfoom_overruns_total": ("counter", "Ring buffer overruns (records lost because it was full)",
+                              ("source",)),
+    "bpfoom_records_lost_total": ("counter", "Records lost to ring buffer overruns", ("source",)),
+    "bpfoom_attached_policies": ("gauge", "OOM policies and PSI handlers attached, as the kernel's "
+                                 "link list shows them", ("policy", "kind", "target")),
+    "bpfoom_last_decision_timestamp_seconds": ("gauge", "Wall-clock time of the last decision",
+                                               ("policy",)),
+    "bpfoom_last_kill_timestamp_seconds": ("gauge", "Wall-clock time of the last OOM kill",
+                                           ("policy",)),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class Metrics:
+    """The counters and gauges; thread-safe, cheap to update from event callbacks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
+
+    def _add(self, name: str, labels: tuple[str, ...], amount: float = 1) -> None:
+        series = self._values[name]
+        series[labels] = series.get(labels, 0) + amount
+
+    def observe(self, event: Any) -> None:
+        """Count one event: DecisionEvent, KillEvent, OomNoKillEvent or OverrunEvent (by its JSON form)."""
+        fields = event.to_json()
+        kind = fields.get("kind")
+        stamp = datetime.fromisoformat(fields["time"]).timestamp() if "time" in fields else time.time()
+        with self._lock:
+            if kind == "kill":
+                reason = fields["constraint"].removeprefix("CONSTRAINT_").lower()  # memcg, none, ...
+                self._add("bpfoom_kills_total", (fields["policy"], reason))
+                self._values["bpfoom_last_kill_timestamp_seconds"][(fields["policy"],)] = stamp
+            elif kind == "oom_no_kill":
+                self._add("bpfoom_ooms_without_kill_total", (str(fields["handled"]).lower(),))
+            elif kind == "overrun":
+                self._add("bpfoom_overruns_total", (fields["source"],))
+                self._add("bpfoom_records_lost_total", (fields["source"],), fields["lost"])
+            elif "action" in fields:  # a policy's decision
+                policy, action, reason = fields["policy"], fields["action"], fields["reason"]
+                self._add("bpfoom_decisions_total", (policy, action, reason))
+                if action == "declined":
+                    self._add("bpfoom_declines_total", (policy, reason))
+                self._values["bpfoom_last_decision_timestamp_seconds"][(policy,)] = stamp
+            else:
+                raise TypeError(f"not an OOM event: {event!r}")
+
+    def set_attached(self, attachments: Iterable[Any]) -> None:
+        """Replace the attached-policies gauge with ``bpfoom.attached()``'s answer."""
+        series: dict[tuple[str, ...], float] = {}
+        for item in attachments:
+            target = str(item.cgroup_path) if item.cgroup_path else (
+                "system" if not item.cgroup_id else f"cgroup_id:{item.cgroup_id}")
+            key = (item.policy_name or "?", item.kind, target)
+            series[key] = series.get(key, 0) + 1
+        with self._lock:
+            self._values["bpfoom_attached_policies"] = series
+
+    def render(self) -> str:
+        """The text exposition: HELP and TYPE, then the samples, for every metric."""
+        lines = []
+        with self._lock:
+            for name, (kind, help_text, labels) in METRICS.items():
+                lines.append(f"# HELP {name} {_escape(help_text)}")
+                lines.append(f"# TYPE {name} {kind}")
+                for values, number in sorted(self._values.get(name, {}).items()):
+                    pairs = ",".join(f'{label}="{_escape(value)}"' for label, value in zip(labels, values))
+                    lines.append(f"{name}{{{pairs}}} {_number(number)}")
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Replace ``path`` atomically with :meth:`render`'s text (mode 0644); OSError on failure."""
+        target = Path(path)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w") as stream:
+                stream.write(self.render())
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
