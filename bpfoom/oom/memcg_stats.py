@@ -126,12 +126,12 @@ class MemcgStatsReader:
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         cgroup = Cgroup.open(root.path if isinstance(root, Cgroup) else root)
         try:
+            for kfunc in _KFUNCS:
+                features().require(f"kfunc:{kfunc}")
             if "memory" not in cgroup.read("cgroup.controllers").split():
                 raise CgroupError(errno.ENOENT, f"cgroup {str(cgroup.path)!r} has no memory "
                                   "controller; give a cgroup2 directory whose parent has +memory "
                                   "in cgroup.subtree_control (or the cgroup2 root)")
-            for kfunc in _KFUNCS:
-                features().require(f"kfunc:{kfunc}")
             self._root = str(cgroup.path)
             self._load(cgroup.fd, capacity)
         finally:
