@@ -1,0 +1,107 @@
+"""What the benchmarks share: the machine's description, cgroup trees, output.
+
+Benchmarks print the reference measured in the same run and the ratio, state
+the machine, and with ``--json`` write one JSON document (and nothing else)
+to stdout so that a later run can be compared.  They assert nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def machine() -> dict:
+    """Cores, load, kernel and CPU model: what the figures depend on."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    in_vm = os.environ.get("BPFOOM_IN_VM") == "1"
+    return {
+        "cpus": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+        "kernel": platform.release(), "cpu_model": model, "in_bpfoom_vm": in_vm,
+        "note": ("inside the bpfoom VM (QEMU; under TCG on hosts without nested KVM, which "
+                 "makes kernel work several times slower than on hardware)" if in_vm else
+                 "on the host"),
+    }
+
+
+def describe(info: dict) -> str:
+    load = ", ".join(f"{v:.2f}" for v in info["load_average"])
+    return (f"machine: {info['cpus']} CPUs ({info['cpu_model']}), load average {load}, "
+            f"kernel {info['kernel']}, {info['note']}")
+
+
+def median_ns(action: Callable[[], object], rounds: int) -> float:
+    """Median wall time of ``rounds`` calls of ``action``, in ns."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        action()
+        times.append(time.perf_counter_ns() - start)
+    return statistics.median(times)
+
+
+def make_tree(name: str, leaves: int, fanout: int = 100) -> tuple[Path, list[Path]]:
+    """/sys/fs/cgroup/<name>/gNNN/cNNN: ``leaves`` leaf memcgs, ``fanout`` per group.
+
+    Every level enables +memory for the next, so each cgroup has its own memcg.
+    Returns the top and the leaves.
+    """
+    top = CGROUP_ROOT / name
+    top.mkdir()
+    (top / "cgroup.subtree_control").write_text("+memory")
+    made: list[Path] = []
+    groups = (leaves + fanout - 1) // fanout
+    for g in range(groups):
+        group = top / f"g{g:03d}"
+        group.mkdir()
+        (group / "cgroup.subtree_control").write_text("+memory")
+        for c in range(min(fanout, leaves - g * fanout)):
+            leaf = group / f"c{c:03d}"
+            leaf.mkdir()
+            swap = leaf / "memory.swap.max"
+            if swap.exists():
+                swap.write_text("0")
+            made.append(leaf)
+    return top, made
+
+
+def remove_tree(top: Path) -> None:
+    """Kill what runs in the tree, then remove it bottom-up."""
+    if not top.exists():
+        return
+    try:
+        (top / "cgroup.kill").write_text("1")
+    except OSError:
+        pass
+    for directory, _subdirs, _files in sorted(os.walk(top), key=lambda e: -e[0].count("/")):
+        for _ in range(200):
+            try:
+                os.rmdir(directory)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def emit(document: dict, as_json: bool, lines: list[str]) -> None:
+    """The JSON document alone with --json, else the human-readable lines."""
+    if as_json:
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(lines))
