@@ -10,12 +10,20 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bpfoom
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BUILD = REPO / "build" / "bench"
+FUNCTIONS = ("out_of_memory", "bpf_handle_oom", "select_bad_process", "oom_kill_process",
+             "bpf_oom_kill_process")
 
 
 def machine() -> dict:
@@ -105,3 +113,56 @@ def emit(document: dict, as_json: bool, lines: list[str]) -> None:
         sys.stdout.write("\n")
     else:
         print("\n".join(lines))
+
+
+def build_helpers() -> tuple[Path, Path]:
+    """The holder (gcc) and the fentry/fexit timing object (clang), built for this run."""
+    sys.path.insert(0, str(REPO / "third_party" / "libbpf"))
+    try:
+        import prepare
+    finally:
+        sys.path.pop(0)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    holder, timing = BUILD / "holder", BUILD / "oom_timing.bpf.o"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", str(HERE / "holder.c"), "-o", str(holder)],
+                   check=True)
+    subprocess.run([os.environ.get("BPFOOM_CLANG", "clang-19"), "-g", "-O2", "-target", "bpf",
+                    "-mcpu=v3", "-Wall", "-Werror", "-I", str(prepare.include_dir()),
+                    "-c", str(HERE / "oom_timing.bpf.c"), "-o", str(timing)], check=True)
+    return holder, timing
+
+
+class OomTiming:
+    """oom_timing.bpf.o's programs, attached where this kernel has the function."""
+
+    def __init__(self, path: Path) -> None:
+        present = bpfoom.Features(kfuncs=FUNCTIONS)
+        self.functions = [f for f in FUNCTIONS if present[f"kfunc:{f}"].supported]
+        self.obj = bpfoom.BpfObject.open(path)
+        for program in self.obj.programs.values():
+            kind, target = program.section.split("/", 1)
+            program.autoload = kind == "tp_btf" or target in self.functions
+        self.obj.load()
+        self.links = [p.attach() for p in self.obj.programs.values() if p.autoload]
+
+    def reset(self) -> None:
+        for name in ("ooms", "first_ns", "first_calls", "started", "first_oom_at",
+                     "victim_marked_at", "victim_exited_at", "victim_pid"):
+            current = self.obj.bss[name]
+            self.obj.bss[name] = [0] * len(current) if isinstance(current, list) else 0
+
+    def first_oom(self) -> dict[str, dict]:
+        """Per function: ns and calls inside the round's first OOM (None: not traced)."""
+        ns, calls = self.obj.bss["first_ns"], self.obj.bss["first_calls"]
+        return {f: ({"ns": ns[i], "calls": calls[i]} if f in self.functions else None)
+                for i, f in enumerate(FUNCTIONS)} | {"ooms": self.obj.bss["ooms"]}
+
+    def stamps(self) -> dict[str, int]:
+        """CLOCK_MONOTONIC ns of the first OOM, its victim's marking and exit (0: not seen)."""
+        return {name: self.obj.bss[name] for name in
+                ("first_oom_at", "victim_marked_at", "victim_exited_at", "victim_pid")}
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
+        self.obj.close()

@@ -40,63 +40,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import benchlib  # noqa: E402
 
-REPO = HERE.parent
-BUILD = REPO / "build" / "bench"
 SIZES = (10, 100, 1000)
 POLICIES = ("largest_leaf", "priority", "largest_task")
-FUNCTIONS = ("out_of_memory", "bpf_handle_oom", "select_bad_process", "oom_kill_process",
-             "bpf_oom_kill_process")
 HOLD_KIB = 128
 HEADROOM_MIB = 8
 GROW_MIB = 64
 TARGET_RATIO = 1.0
 SYSCTLS = {"kernel/bpf_stats_enabled": "1", "vm/oom_dump_tasks": "0"}
-
-
-def build() -> tuple[Path, Path]:
-    """The holder (gcc) and the fentry/fexit timing object (clang), built for this run."""
-    sys.path.insert(0, str(REPO / "third_party" / "libbpf"))
-    try:
-        import prepare
-    finally:
-        sys.path.pop(0)
-    BUILD.mkdir(parents=True, exist_ok=True)
-    holder, timing = BUILD / "holder", BUILD / "oom_timing.bpf.o"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", str(HERE / "holder.c"), "-o", str(holder)],
-                   check=True)
-    subprocess.run([os.environ.get("BPFOOM_CLANG", "clang-19"), "-g", "-O2", "-target", "bpf",
-                    "-mcpu=v3", "-Wall", "-Werror", "-I", str(prepare.include_dir()),
-                    "-c", str(HERE / "oom_timing.bpf.c"), "-o", str(timing)], check=True)
-    return holder, timing
-
-
-class Timing:
-    """The fentry/fexit programs, attached to every function this kernel has."""
-
-    def __init__(self, path: Path) -> None:
-        present = bpfoom.Features(kfuncs=FUNCTIONS)
-        self.functions = [f for f in FUNCTIONS if present[f"kfunc:{f}"].supported]
-        self.obj = bpfoom.BpfObject.open(path)
-        for program in self.obj.programs.values():
-            program.autoload = program.section.split("/", 1)[1] in self.functions
-        self.obj.load()
-        self.links = [p.attach() for p in self.obj.programs.values() if p.autoload]
-
-    def reset(self) -> None:
-        for name in ("ooms", "first_ns", "first_calls", "started"):
-            current = self.obj.bss[name]
-            self.obj.bss[name] = [0] * len(current) if isinstance(current, list) else 0
-
-    def first_oom(self) -> dict[str, dict]:
-        """Per function: ns and calls inside the round's first OOM (None: not traced)."""
-        ns, calls = self.obj.bss["first_ns"], self.obj.bss["first_calls"]
-        return {f: ({"ns": ns[i], "calls": calls[i]} if f in self.functions else None)
-                for i, f in enumerate(FUNCTIONS)} | {"ooms": self.obj.bss["ooms"]}
-
-    def close(self) -> None:
-        for link in self.links:
-            link.close()
-        self.obj.close()
 
 
 def prog_stats(policy: bpfoom.OomPolicy | None) -> tuple[int, int]:
@@ -110,7 +60,7 @@ def prog_stats(policy: bpfoom.OomPolicy | None) -> tuple[int, int]:
     return int(fields.get("run_time_ns", 0)), int(fields.get("run_cnt", 0))
 
 
-def one_round(top: Path, trigger: Path, holder: Path, timing: Timing,
+def one_round(top: Path, trigger: Path, holder: Path, timing: benchlib.OomTiming,
               policy: bpfoom.OomPolicy | None) -> dict:
     usage = int((top / "memory.current").read_text())
     (top / "memory.max").write_text(str(usage + (HEADROOM_MIB << 20)))
@@ -141,7 +91,7 @@ def settle(top: Path) -> None:
         return
 
 
-def measure(leaves: int, rounds: int, holder: Path, timing: Timing) -> dict:
+def measure(leaves: int, rounds: int, holder: Path, timing: benchlib.OomTiming) -> dict:
     top, made = benchlib.make_tree(f"bpfoom-bench-decision-{os.getpid()}", leaves)
     trigger = top / "trigger"
     trigger.mkdir()
@@ -196,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="OOMs per variant and size")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
-    holder, timing_object = build()
+    holder, timing_object = benchlib.build_helpers()
     info = benchlib.machine()
     saved = {name: Path(f"/proc/sys/{name}").read_text().strip() for name in SYSCTLS}
     for name, value in SYSCTLS.items():
         Path(f"/proc/sys/{name}").write_text(value)
-    timing = Timing(timing_object)
+    timing = benchlib.OomTiming(timing_object)
     try:
         results = [measure(int(size), args.rounds, holder, timing) for size in args.sizes.split(",")]
     finally:

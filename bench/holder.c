@@ -5,7 +5,8 @@
  *                               of anonymous memory; prints "ready" once all did,
  *                               kills them all when its stdin closes
  *   holder grow CGROUP MIB      joins CGROUP and touches MIB MiB (until the OOM
- *                               killer ends it); exits 0 if it got them all
+ *                               killer ends it); if it got them all, prints
+ *                               "done <CLOCK_MONOTONIC ns>" and exits 0
  */
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void join(const char *cgroup)
@@ -43,8 +45,12 @@ static void touch(size_t bytes)
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "grow") == 0) {
+		struct timespec now;
+
 		join(argv[2]);
 		touch((size_t)atol(argv[3]) << 20);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		printf("done %lld\n", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
 		return 0;
 	}
 	if (argc < 4 || strcmp(argv[1], "hold") != 0) {

@@ -14,10 +14,18 @@ typedef int __s32;
 typedef unsigned short __u16;
 typedef unsigned char __u8;
 typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
 typedef _Bool bool;
 
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+struct task_struct {
+	int pid;
+} __attribute__((preserve_access_index));
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -30,12 +38,18 @@ __u64 total_ns[NR];
 __u64 ooms;
 __u64 first_ns[NR];
 __u64 first_calls[NR];
+__u64 first_oom_at;
+__u64 victim_marked_at;
+__u64 victim_exited_at;
+__s32 victim_pid;
 
 static void enter(int fn)
 {
-	if (fn == OUT_OF_MEMORY)
-		ooms++;
-	started[fn] = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_ns();
+
+	if (fn == OUT_OF_MEMORY && ++ooms == 1)
+		first_oom_at = now;
+	started[fn] = now;
 }
 
 static void leave(int fn)
@@ -73,3 +87,21 @@ SEC("fentry/bpf_oom_kill_process")
 int BPF_PROG(bpf_kill_enter) { enter(BPF_OOM_KILL_PROCESS); return 0; }
 SEC("fexit/bpf_oom_kill_process")
 int BPF_PROG(bpf_kill_exit) { leave(BPF_OOM_KILL_PROCESS); return 0; }
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(victim_marked, struct task_struct *task)
+{
+	if (!victim_pid) {
+		victim_pid = BPF_CORE_READ(task, pid);
+		victim_marked_at = bpf_ktime_get_ns();
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(task_exited, struct task_struct *task)
+{
+	if (victim_pid && !victim_exited_at && BPF_CORE_READ(task, pid) == victim_pid)
+		victim_exited_at = bpf_ktime_get_ns();
+	return 0;
+}

@@ -41,6 +41,17 @@ def _pressure(text: str) -> dict:
     return found
 
 
+def _keyed(path: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """The ``keys`` of a flat-keyed cgroup file ("name value" lines)."""
+    found = {}
+    with open(path) as stream:
+        for line in stream:
+            key, value = line.split()
+            if key in keys:
+                found[key] = int(value)
+    return found
+
+
 def read_cgroupfs(root: str) -> list[dict]:
     """What memcg_stats returns, the way a Python daemon reads it today."""
     found = []
@@ -49,18 +60,8 @@ def read_cgroupfs(root: str) -> list[dict]:
         path = pending.pop()
         with open(f"{path}/memory.current") as stream:
             usage = int(stream.read())
-        stat = {}
-        with open(f"{path}/memory.stat") as stream:
-            for line in stream:
-                key, value = line.split()
-                if key in ("anon", "file"):
-                    stat[key] = int(value)
-        events = {}
-        with open(f"{path}/memory.events") as stream:
-            for line in stream:
-                key, value = line.split()
-                if key in ("oom", "oom_kill"):
-                    events[key] = int(value)
+        stat = _keyed(f"{path}/memory.stat", ("anon", "file"))
+        events = _keyed(f"{path}/memory.events", ("oom", "oom_kill"))
         with open(f"{path}/memory.pressure") as stream:
             pressure = _pressure(stream.read())
         found.append({"path": path, "usage": usage, **stat, **events, "pressure": pressure})

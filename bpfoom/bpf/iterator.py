@@ -100,13 +100,7 @@ def attach_cgroup_iter(program: Program, cgroup: Cgroup | int,
         with _log.capture() as warnings:
             ptr = lib.bpf_program__attach_iter(program._ptr, opts)
         check_ptr(ptr, action, detail=_log.cause(warnings))
-        link = IterLink(ptr, f"{program.section} {program.name}", from_attach=False)
-    try:
-        link.info()
-    except BaseException:
-        link.close()
-        raise
-    return link
+        return IterLink._from_program(ptr, f"{program.section} {program.name}")
 
 
 def mmap_array(array: Map) -> mmap.mmap:

@@ -34,3 +34,13 @@ def test_decision_cost_runs_small():
         if name != "kernel":
             assert summary["decision_us_median"] > 0, name
             assert summary["prog_run_us_per_call_median"] > 0, name
+
+
+def test_oom_latency_runs_small():
+    document = bench("oom_latency.py", "--runs", "1")
+    assert set(document["results"]) == {"kernel", "largest_leaf", "priority"}
+    for name, result in document["results"].items():
+        assert result["grower_survived"] == 1, f"{name}: the allocating task was killed"
+        marked, exited = result["to_marked_us"]["median"], result["to_exited_us"]["median"]
+        relief = result["to_relief_us"]["median"]
+        assert 0 < marked <= exited and marked < relief, (name, result)

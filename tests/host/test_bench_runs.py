@@ -30,7 +30,7 @@ def test_each_benchmark_explains_itself(script):
 
 
 def test_the_expected_benchmarks_exist():
-    assert {"attach_cycle.py", "stats_read.py", "decision_cost.py"} <= set(SCRIPTS)
+    assert {"attach_cycle.py", "stats_read.py", "decision_cost.py", "oom_latency.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.usefixtures("tcp_struct_ops")
