@@ -2,8 +2,7 @@
 /*
  * Time spent in the kernel's OOM path, per function, with fentry/fexit:
  * out_of_memory (everything), bpf_handle_oom (the attached policies, their
- * kill included), select_bad_process (the kernel's own victim choice), and
- * the two kills: oom_kill_process (the kernel's) and bpf_oom_kill_process (a
+ * kill included), and the two kills: oom_kill_process (the kernel's) and bpf_oom_kill_process (a
  * policy's).  out_of_memory runs under oom_lock, one OOM at a time, so one
  * start time per function is enough.  bench/decision_cost.py builds this at
  * run time and loads only the programs whose function the kernel has.
@@ -29,7 +28,7 @@ struct task_struct {
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-enum { OUT_OF_MEMORY, BPF_HANDLE_OOM, SELECT_BAD_PROCESS, OOM_KILL_PROCESS, BPF_OOM_KILL_PROCESS, NR };
+enum { OUT_OF_MEMORY, BPF_HANDLE_OOM, OOM_KILL_PROCESS, BPF_OOM_KILL_PROCESS, NR };
 
 __u64 started[NR];
 __u64 calls[NR];
@@ -75,10 +74,6 @@ SEC("fentry/bpf_handle_oom")
 int BPF_PROG(handle_enter) { enter(BPF_HANDLE_OOM); return 0; }
 SEC("fexit/bpf_handle_oom")
 int BPF_PROG(handle_exit) { leave(BPF_HANDLE_OOM); return 0; }
-SEC("fentry/select_bad_process")
-int BPF_PROG(select_enter) { enter(SELECT_BAD_PROCESS); return 0; }
-SEC("fexit/select_bad_process")
-int BPF_PROG(select_exit) { leave(SELECT_BAD_PROCESS); return 0; }
 SEC("fentry/oom_kill_process")
 int BPF_PROG(kill_enter) { enter(OOM_KILL_PROCESS); return 0; }
 SEC("fexit/oom_kill_process")
