@@ -89,11 +89,16 @@ struct cgroup_subsys_state {
 	struct cgroup_subsys_state *parent;
 } __attribute__((preserve_access_index));
 
-/* include/linux/psi_types.h; the array sizes are the kernel's business (offsets below). */
+/*
+ * include/linux/psi_types.h: u64 total[NR_PSI_AGGREGATORS][NR_PSI_STATES - 1]
+ * and unsigned long avg[NR_PSI_STATES - 1][3].  Kernel BTF flattens the two
+ * dimensions into one array (so must we, for CO-RE to match) and the sizes
+ * depend on the config: only the offsets are relocated, indexes computed.
+ */
 struct psi_group {
 	bool enabled;
-	__u64 total[2][8];
-	unsigned long avg[8][3];
+	__u64 total[1];
+	unsigned long avg[1];
 } __attribute__((preserve_access_index));
 
 struct cgroup {
