@@ -13,7 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpfoom
@@ -166,3 +167,21 @@ class OomTiming:
         for link in self.links:
             link.close()
         self.obj.close()
+
+
+@contextmanager
+def timed_oom_setup(sysctls: Mapping[str, str]) -> Iterator[tuple[Path, "OomTiming"]]:
+    """The built holder and an attached OomTiming, with ``sysctls`` set; all undone after."""
+    holder, timing_object = build_helpers()
+    saved = {name: Path(f"/proc/sys/{name}").read_text().strip() for name in sysctls}
+    for name, value in sysctls.items():
+        Path(f"/proc/sys/{name}").write_text(value)
+    try:
+        timing = OomTiming(timing_object)
+        try:
+            yield holder, timing
+        finally:
+            timing.close()
+    finally:
+        for name, value in saved.items():
+            Path(f"/proc/sys/{name}").write_text(value)

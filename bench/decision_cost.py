@@ -151,22 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="OOMs per variant and size")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
-    holder, timing_object = benchlib.build_helpers()
     info = benchlib.machine()
-    saved = {name: Path(f"/proc/sys/{name}").read_text().strip() for name in SYSCTLS}
-    for name, value in SYSCTLS.items():
-        Path(f"/proc/sys/{name}").write_text(value)
-    timing = benchlib.OomTiming(timing_object)
-    try:
+    with benchlib.timed_oom_setup(SYSCTLS) as (holder, timing):
         results = [measure(int(size), args.rounds, holder, timing) for size in args.sizes.split(",")]
-    finally:
-        timing.close()
-        for name, value in saved.items():
-            Path(f"/proc/sys/{name}").write_text(value)
+        traced = timing.functions
     lines = [benchlib.describe(info),
              f"time to choose an OOM victim (median of {args.rounds} OOMs, µs; first OOM of each "
              "round; kill and report excluded)",
-             f"traced: {', '.join(timing.functions)}",
+             f"traced: {', '.join(traced)}",
              f"{'leaves':>7} {'variant':<13} {'decision':>9} {'min':>8} {'max':>8} "
              f"{'ratio':>6} {'oom() total':>11} {'handler':>8} {'prog/call':>9} {'killed':>7}"]
 
@@ -183,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{cell(s['prog_run_us_per_call_median'], '9.1f')} "
                 f"{s['rounds_killed']:>3}/{s['rounds']:<3}")
     benchlib.emit({"benchmark": "decision_cost", "machine": info, "results": results,
-                   "traced": timing.functions, "target_ratio": TARGET_RATIO,
+                   "traced": traced, "target_ratio": TARGET_RATIO,
                    "sysctls": SYSCTLS}, args.json, lines)
     return 0
 

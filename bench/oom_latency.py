@@ -103,18 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20, help="OOMs per variant")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
-    holder, timing_object = benchlib.build_helpers()
     info = benchlib.machine()
-    saved = {name: Path(f"/proc/sys/{name}").read_text().strip() for name in SYSCTLS}
-    for name, value in SYSCTLS.items():
-        Path(f"/proc/sys/{name}").write_text(value)
-    timing = benchlib.OomTiming(timing_object)
-    try:
+    with benchlib.timed_oom_setup(SYSCTLS) as (holder, timing):
         results = measure(args.runs, holder, timing)
-    finally:
-        timing.close()
-        for name, value in saved.items():
-            Path(f"/proc/sys/{name}").write_text(value)
+        traced = timing.functions
     lines = [benchlib.describe(info),
              f"from the first out_of_memory() to ... (µs; median [min-max] of {args.runs} runs)",
              f"{'variant':<13} {'victim marked':>24} {'victim exited':>24} {'allocation done':>24}"]
