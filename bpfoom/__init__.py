@@ -64,6 +64,7 @@ from .bpf.errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidV
                      VariableNotFoundError, VerifierError)
 from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
+from .bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from .bpf.link import Link, LinkInfo, links
 from .bpf.map import Map, MapInfo
 from .bpf.struct_ops import StructOpsFields, StructOpsMap
@@ -71,6 +72,7 @@ from .oom.attachments import Attachment, attached
 from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
+from .oom.memcg_stats import MemcgStats, MemcgStatsReader, Pressure, memcg_stats
 from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
@@ -87,10 +89,12 @@ _log.install()
 __all__ = [
     "BpfObject", "Program", "Map", "MapInfo", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
+    "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached", "targets", "aevents",
+    "MemcgStats", "MemcgStatsReader", "Pressure", "memcg_stats",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",

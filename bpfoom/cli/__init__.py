@@ -39,7 +39,7 @@ exit status: 0 ok, 1 the operation failed, 2 bad usage
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _attach, _events, _explain, _show, _status
+    from . import _attach, _events, _explain, _show, _status, _top
 
     parser = argparse.ArgumentParser(
         prog="bpfoom", description="Load BPF out-of-memory policies and attach them to cgroups.",
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _events.add_parser(commands)
     _explain.add_parser(commands)
     _status.add_parser(commands)
+    _top.add_parser(commands)
     run = commands.add_parser(
         "run", help="run the daemon on a TOML config", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Attach every policy of CONFIG (all or nothing), stream their decisions as "

@@ -61,6 +61,9 @@ int bpf_map_get_info_by_fd(int map_fd, struct bpf_map_info *info, __u32 *info_le
 int bpf_btf_get_info_by_fd(int btf_fd, struct bpf_btf_info *info, __u32 *info_len);
 int bpf_link_get_info_by_fd(int link_fd, struct bpf_link_info *info, __u32 *info_len);
 
+/* an iterator link's seq_file: each fd made by bpf_iter_create is one walk */
+int bpf_iter_create(int link_fd);
+
 /* running a loaded program once (BPF_PROG_TEST_RUN), e.g. SEC("syscall") */
 struct bpf_test_run_opts {
 	size_t sz;

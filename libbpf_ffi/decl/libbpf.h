@@ -155,6 +155,16 @@ int bpf_link__detach(struct bpf_link *link);
 int bpf_link__destroy(struct bpf_link *link);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
 
+/* iterator programs (SEC("iter/...")): link_info says what to walk */
+struct bpf_iter_attach_opts {
+	size_t sz;
+	union bpf_iter_link_info *link_info;
+	__u32 link_info_len;
+	...;
+};
+struct bpf_link *bpf_program__attach_iter(const struct bpf_program *prog,
+					  const struct bpf_iter_attach_opts *opts);
+
 /* ring buffers: pass libbpf_ffi_ring_buffer_sample (callbacks.h) as sample_cb */
 struct ring_buffer;
 typedef int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size);

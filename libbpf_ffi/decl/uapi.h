@@ -153,6 +153,33 @@ struct bpf_btf_info {
 	...;
 };
 
+/* cgroup iterators: where a walk starts and in which order */
+enum bpf_cgroup_iter_order {
+	BPF_CGROUP_ITER_ORDER_UNSPEC,
+	BPF_CGROUP_ITER_SELF_ONLY,
+	BPF_CGROUP_ITER_DESCENDANTS_PRE,
+	BPF_CGROUP_ITER_DESCENDANTS_POST,
+	BPF_CGROUP_ITER_ANCESTORS_UP,
+	...
+};
+
+/* Declared whole: cffi checks every member's layout against the header. */
+union bpf_iter_link_info {
+	struct {
+		__u32 map_fd;
+	} map;
+	struct {
+		enum bpf_cgroup_iter_order order;
+		__u32 cgroup_fd;
+		__u64 cgroup_id;
+	} cgroup;
+	struct {
+		__u32 tid;
+		__u32 pid;
+		__u32 pid_fd;
+	} task;
+};
+
 /* Only the union members bpfoom reads are declared, each with its exact
  * layout (cffi cannot let the compiler complete an anonymous member); the
  * build checks every declared offset and size against the real header.

@@ -1,0 +1,125 @@
+"""BPF iterators (``SEC("iter/...")``): attach a program as an iterator, run walks.
+
+An iterator link says *what* to walk (for a cgroup iterator: the start
+cgroup and the order); each :meth:`IterLink.read` opens a new iterator fd on
+it (one walk, the kernel running the program once per element) and returns
+everything the program wrote with ``bpf_seq_write``/``bpf_seq_printf``.
+
+Also :func:`mmap_array`: a read-only view of a ``BPF_F_MMAPABLE`` array map,
+the way to get bulk results out of a walk without a syscall per element.
+
+Lifetime: an :class:`IterLink` owns its link (``close()`` detaches, as for
+every :class:`Link`); the program's object must stay open while it is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+
+from . import _log
+from ._ffi import ffi, lib
+from .cgroup import Cgroup
+from .errors import InvalidValueError, StateError, check, check_ptr
+from .link import Link
+from .map import Map
+from .object import Program
+
+__all__ = ["CGROUP_ORDERS", "IterLink", "attach_cgroup_iter", "mmap_array"]
+
+# kernel/bpf/cgroup_iter.c's walk orders, by the names its fdinfo uses.
+CGROUP_ORDERS = {
+    "self_only": "BPF_CGROUP_ITER_SELF_ONLY",
+    "descendants_pre": "BPF_CGROUP_ITER_DESCENDANTS_PRE",
+    "descendants_post": "BPF_CGROUP_ITER_DESCENDANTS_POST",
+    "ancestors_up": "BPF_CGROUP_ITER_ANCESTORS_UP",
+}
+_READ_SIZE = 64 << 10  # larger than the kernel's 8-page seq buffer: one read per chunk
+
+
+class IterLink(Link):
+    """An iterator link: :meth:`read` runs one walk and returns its output."""
+
+    def read(self) -> bytes:
+        """Run one walk (a new iterator fd) and return all it wrote.
+
+        A cgroup walk whose output outgrows the kernel's buffer (8 pages)
+        fails with EOPNOTSUPP: write bulk data to a map instead.
+        """
+        with self._lock:
+            fd = check(lib.bpf_iter_create(self.fd), f"start a walk of the iterator ({self._label})")
+        chunks = []
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, _READ_SIZE)
+                except OSError as exc:
+                    advice = ("the walk wrote more than the kernel's iterator buffer holds; "
+                              "write bulk output to a map" if exc.errno == errno.EOPNOTSUPP else None)
+                    check(-(exc.errno or errno.EIO), f"read the iterator ({self._label})",
+                          advice=advice)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+
+
+def attach_cgroup_iter(program: Program, cgroup: Cgroup | int,
+                       order: str = "descendants_pre") -> IterLink:
+    """Attach a loaded ``SEC("iter/cgroup")`` (or ``iter.s/cgroup``) program to walk from ``cgroup``.
+
+    ``cgroup`` is a :class:`Cgroup` or an open cgroup directory fd; ``order``
+    is one of :data:`CGROUP_ORDERS`.  The kernel takes its own reference on
+    the cgroup: it may be closed afterwards.
+    """
+    if order not in CGROUP_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(CGROUP_ORDERS)}, not {order!r}")
+    if isinstance(cgroup, Cgroup):
+        cgroup_fd = cgroup.fd
+    elif isinstance(cgroup, int) and not isinstance(cgroup, bool) and cgroup >= 0:
+        cgroup_fd = cgroup
+    else:
+        raise TypeError(f"cgroup must be a Cgroup or an open cgroup fd (int), not {cgroup!r}")
+    info = ffi.new("union bpf_iter_link_info *")
+    info.cgroup.order = getattr(lib, CGROUP_ORDERS[order])
+    info.cgroup.cgroup_fd = cgroup_fd
+    opts = ffi.new("struct bpf_iter_attach_opts *")
+    opts.sz = ffi.sizeof("struct bpf_iter_attach_opts")
+    opts.link_info = info
+    opts.link_info_len = ffi.sizeof("union bpf_iter_link_info")
+    obj = program._obj
+    with obj._lock:
+        obj._require_loaded(f"attach iterator program {program.name!r}")
+        if lib.bpf_program__type(program._ptr) != lib.BPF_PROG_TYPE_TRACING or \
+                not program.section.startswith(("iter/", "iter.s/")):
+            raise StateError(errno.EINVAL, f"program {program.name!r} ({program.section}) is not "
+                             "an iterator; declare it in SEC(\"iter/cgroup\")")
+        action = f"attach iterator {program.name!r} ({program.section}, {order})"
+        with _log.capture() as warnings:
+            ptr = lib.bpf_program__attach_iter(program._ptr, opts)
+        check_ptr(ptr, action, detail=_log.cause(warnings))
+        return IterLink._from_program(ptr, f"{program.section} {program.name}")
+
+
+def mmap_array(array: Map) -> mmap.mmap:
+    """A read-only shared mapping of a loaded ``BPF_F_MMAPABLE`` array map's values.
+
+    Element ``i`` starts at ``i * stride``, the stride being the value size
+    rounded up to 8.  The mapping stays valid after the object closes (it
+    holds the map); close it when done.
+    """
+    with array._obj._lock:
+        fd = array.fd
+        flags = lib.bpf_map__map_flags(array._ptr)
+        if lib.bpf_map__type(array._ptr) != lib.BPF_MAP_TYPE_ARRAY or not flags & lib.BPF_F_MMAPABLE:
+            raise InvalidValueError(errno.EINVAL, f"map {array.name!r} is not an mmapable array; "
+                                    "declare it BPF_MAP_TYPE_ARRAY with map_flags BPF_F_MMAPABLE")
+        stride = (lib.bpf_map__value_size(array._ptr) + 7) & ~7
+        size = stride * lib.bpf_map__max_entries(array._ptr)
+        try:
+            return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        except OSError as exc:
+            check(-(exc.errno or errno.EIO), f"map the values of map {array.name!r}")
+            raise

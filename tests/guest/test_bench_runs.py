@@ -1,0 +1,46 @@
+"""The kernel benchmarks run in the VM at small sizes and report what they measured."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from oomtest import REPO
+
+
+def bench(script: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args, "--json"],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_stats_read_runs_small():
+    document = bench("stats_read.py", "--sizes", "10", "--rounds", "2")
+    assert document["machine"]["in_bpfoom_vm"] is True
+    (result,) = document["results"]
+    assert result["memcgs"] == result["memcgs_cgroupfs"] == 12  # top, one group, 10 leaves
+    assert result["bpf_read_ms"] > 0 and result["cgroupfs_read_ms"] > 0
+    assert result["ratio"] == result["cgroupfs_read_ms"] / result["bpf_read_ms"]
+
+
+def test_decision_cost_runs_small():
+    document = bench("decision_cost.py", "--sizes", "10", "--rounds", "1")
+    (result,) = document["results"]
+    assert result["holders"] == 10
+    assert set(result["summary"]) == {"kernel", "largest_leaf", "priority", "largest_task"}
+    for name, summary in result["summary"].items():
+        assert summary["rounds_killed"] == 1, f"{name}: the growing task was not OOM-killed"
+        if name != "kernel":
+            assert summary["decision_us_median"] > 0, name
+            assert summary["prog_run_us_per_call_median"] > 0, name
+
+
+def test_oom_latency_runs_small():
+    document = bench("oom_latency.py", "--runs", "1")
+    assert set(document["results"]) == {"kernel", "largest_leaf", "priority"}
+    for name, result in document["results"].items():
+        assert result["grower_survived"] == 1, f"{name}: the allocating task was killed"
+        marked, exited = result["to_marked_us"]["median"], result["to_exited_us"]["median"]
+        relief = result["to_relief_us"]["median"]
+        assert 0 < marked <= exited and marked < relief, (name, result)
