@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     info = benchlib.machine()
     with benchlib.timed_oom_setup(SYSCTLS) as (holder, timing):
         results = measure(args.runs, holder, timing)
-        traced = timing.functions
     lines = [benchlib.describe(info),
              f"from the first out_of_memory() to ... (µs; median [min-max] of {args.runs} runs)",
              f"{'variant':<13} {'victim marked':>24} {'victim exited':>24} {'allocation done':>24}"]

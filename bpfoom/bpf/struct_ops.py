@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _log
 from ._ffi import ffi, lib
-from .btf import Btf, Kind, RecordCodec, encode_for, vmlinux_btf
+from .btf import Kind, RecordCodec, encode_for, vmlinux_btf
 from .cgroup import Cgroup, CgroupTarget
 from .errors import (NotSupportedError,
                      StateError, VariableNotFoundError, check_ptr)

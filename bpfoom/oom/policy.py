@@ -39,8 +39,7 @@ from typing import Any, ClassVar
 from .attachments import Attachment, attached
 from ..bpf.btf import Kind
 from ..bpf.cgroup import Cgroup, CgroupTarget
-from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
-                         VariableNotFoundError)
+from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError)
 from ..bpf.event_stream import EventStream
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent

@@ -37,7 +37,7 @@ from pathlib import Path
 from ..bpf.aio import follow
 from ..bpf.errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                           NotSupportedError, error_from_errno)
-from .attachments import _mounts
+from ..bpf.cgroup import mounts
 
 __all__ = ["UNIT_SUFFIXES", "QOS_CLASSES", "cgroup2_root", "check_unit_name", "systemd_running",
            "unit_cgroup", "CgroupPattern", "CgroupChange", "CgroupWatcher", "kube_patterns",
@@ -52,11 +52,11 @@ _GLOB = re.compile(r"[*?\[]")
 
 def cgroup2_root() -> Path:
     """The cgroup2 mount holding the hierarchy (``/sys/fs/cgroup``, or ``.../unified`` on hybrid)."""
-    mounts = [Path(m) for m in _mounts("cgroup2")]
-    if not mounts:
+    cgroup2 = mounts("cgroup2")
+    if not cgroup2:
         raise CgroupError(errno.ENOENT, "no cgroup2 file system is mounted; mount one "
                           "(mount -t cgroup2 none /sys/fs/cgroup)")
-    return min(mounts, key=lambda m: (m != Path("/sys/fs/cgroup"), len(m.parts)))
+    return min(cgroup2, key=lambda m: (m != Path("/sys/fs/cgroup"), len(m.parts)))
 
 
 # -- systemd units -----------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import threading
 
-import pytest
 
 import bpfoom
 from oomtest import (BPF_OOM_FLAGS_LAST, BPF_PSI_FULL, KILL_PID, PSI_CPU, PSI_IO, PSI_MEM,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 import bpfoom
-import facts
 
 pytestmark = pytest.mark.usefixtures("bpf_privileges")
 
