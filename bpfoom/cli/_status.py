@@ -71,12 +71,12 @@ def daemons() -> list[dict[str, Any]]:
     """bpfoom daemons: directories on a BPF file system under an exclusive flock, and their pins."""
     from ..bpf.errors import BpfError
     from ..bpf.link import Link
-    from ..oom.attachments import _mounts
+    from ..bpf.cgroup import mounts
     from ..oom.pinned_events import EVENTS_SUFFIX
 
     held = _locks()
     found = []
-    for mount in _mounts("bpf"):
+    for mount in mounts("bpf"):
         for directory, _, files in os.walk(mount):
             try:
                 st = os.stat(directory)
