@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-import bpfoom
 from oomtest import await_oom_report_window
 from oomtest import killed_pids, memory_events, policy_lines, sigkilled, wait_until
 from policytest import KERNEL_REASON, collect, first_kill, holders, kills, only_kill, overrun
