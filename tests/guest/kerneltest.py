@@ -223,7 +223,10 @@ def attach_errno(ops: bpfoom.StructOpsMap, cgroup: bpfoom.Cgroup | None = None) 
 # -- raw link creation --------------------------------------------------------------
 
 def raw_struct_ops_link(map_fd: int, cgroup_fd: int = 0) -> int:
-    """BPF_LINK_CREATE for a struct_ops map, naming a cgroup fd as the spec says: fd or -errno."""
+    """BPF_LINK_CREATE for a struct_ops map, naming a cgroup fd as the spec says: fd or -errno.
+
+    The map's value must be set already (libbpf sets it at the first attach).
+    """
     attr = ctypes.create_string_buffer(64)
     struct.pack_into("=IIII", attr, 0, map_fd, 0, BPF_STRUCT_OPS, 0)
     struct.pack_into("=I", attr, 16, cgroup_fd)  # link_create.cgroup.relative_fd

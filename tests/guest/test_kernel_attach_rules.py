@@ -38,7 +38,9 @@ def test_a_type_that_did_not_opt_in_refuses_a_cgroup(cgroups):
     obj = bpfoom.BpfObject.open(REPO_TCP_CC)
     try:
         obj.load()
-        map_fd = obj.struct_ops["bpfoom_demo"].fd
+        ops = obj.struct_ops["bpfoom_demo"]
+        ops.attach().close()  # libbpf sets the map's value at the first attach
+        map_fd = ops.fd
         fd = raw_struct_ops_link(map_fd, cg.fd)
         if fd >= 0:
             os.close(fd)
@@ -55,7 +57,9 @@ def test_bpf_psi_ops_refuses_a_cgroup(cgroups):
     cg = cgroups("psi")
     obj = open_psi_probe()
     try:
-        fd = raw_struct_ops_link(obj.struct_ops[next(iter(obj.struct_ops))].fd, cg.fd)
+        ops = obj.struct_ops[next(iter(obj.struct_ops))]
+        ops.attach().close()  # libbpf sets the map's value at the first attach
+        fd = raw_struct_ops_link(ops.fd, cg.fd)
         if fd >= 0:
             os.close(fd)
         assert fd == -errno.EOPNOTSUPP
