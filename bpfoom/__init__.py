@@ -1,0 +1,84 @@
+"""bpfoom: load BPF out-of-memory policies (struct_ops) through libbpf.
+
+Where this differs from or adds to the issue-3 API contract:
+
+* A failed ``BpfObject.load()`` closes the object (libbpf has already closed
+  its fds); ``state`` is then "closed" and the exception carries the log.
+* ``obj.struct_ops[name]`` on an object with no struct_ops map at all raises
+  ``NoStructOpsError`` (both ``ObjectFileError`` and ``MapNotFoundError``).
+* Lookups by name raise ``MapNotFoundError`` / ``ProgramNotFoundError`` /
+  ``VariableNotFoundError``, a missing map key ``KeyNotFoundError``: all are
+  ``NotFoundError`` and ``KeyError``.
+* ``StructOpsMap.programs`` lists only the slots that hold a program.
+* ``attach()`` needs a link-based map (``SEC(".struct_ops.link")``); a
+  legacy ``SEC(".struct_ops")`` map raises ``StateError``.
+* ``Cgroup.create(existing)`` raises ``CgroupError`` (EEXIST) unless
+  ``exist_ok``; ``Cgroup.child(name)`` creates the child.
+* ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
+  ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
+* ``Program.attach()`` attaches a tracing program (fentry, fexit, tp_btf, ...)
+  where its section says and returns an owned ``Link`` (same lifetime rules
+  as struct_ops links); ``Map.max_entries`` is settable before load (a ring
+  buffer's size must be a power-of-two multiple of the page size).
+* ``KillWatcher`` reports every OOM victim the kernel marks and every OOM
+  that ended without one (``KillEvent``, ``OomNoKillEvent``), and lost
+  records as ``OverrunEvent``; see bpfoom/kill_watch.py.
+
+The object layer (issue 3)::
+
+    with bpfoom.BpfObject.open("policy.bpf.o") as obj:
+        obj.rodata["limit_mb"] = 64
+        ops = obj.struct_ops["my_ops"]
+        ops.fields["name"] = "my_policy"
+        obj.load()
+        with ops.attach() as link:      # closing an unpinned link detaches it
+            ...
+
+Errors are BpfError subclasses (also OSError and the matching builtin).
+Thread safety: every object serializes its operations on its own lock, so
+one object may be shared between threads; a closed object raises
+ClosedError instead of touching freed memory.  libbpf's messages go to the
+logger "bpfoom.libbpf".
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from . import _log
+from .cgroup import Cgroup
+from .errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidValueError,
+                     KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
+                     ObjectFileError, PermissionDeniedError, ProgramNotFoundError, StateError,
+                     VariableNotFoundError, VerifierError)
+from .features import Feature, Features, features
+from .globals import GlobalSection
+from .link import Link, LinkInfo, links
+from .map import Map, MapInfo, StructOpsFields, StructOpsMap
+from .attachments import Attachment, attached
+from .events import DecisionEvent
+from .kill_events import KillEvent, OomNoKillEvent, OverrunEvent
+from .kill_watch import KillWatcher
+from .policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
+from .object import BpfObject, NoStructOpsError, Program
+from .ringbuf import RingBuffer
+
+try:
+    __version__ = _metadata.version("bpfoom")
+except _metadata.PackageNotFoundError:  # a source tree without metadata
+    __version__ = "0+unknown"
+
+_log.install()
+
+__all__ = [
+    "BpfObject", "Program", "Map", "MapInfo", "StructOpsMap", "StructOpsFields",
+    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
+    "Feature", "Features", "features",
+    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
+    "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
+    "Attachment", "attached",
+    "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
+    "NotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
+    "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
+    "InvalidValueError", "CgroupError", "StateError", "__version__",
+]

@@ -1,0 +1,136 @@
+"""attached(): which OOM policies and PSI handlers the kernel runs, and where.
+
+Everything comes from the kernel, so policies attached by other processes
+(or by tools other than bpfoom) show up too: the struct_ops links (by
+enumerating link ids), each link's map value (the ``name`` the kernel
+copied at registration, read through the map's vmlinux BTF type), the
+target cgroup (by id, found under the cgroup2 mounts) and pins (by scanning
+the mounted BPF filesystems for pinned links).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ._ffi import ffi, lib
+from .btf import Btf
+from .errors import check, check_ptr
+from .link import link_info_from_fd, links
+
+__all__ = ["Attachment", "attached"]
+
+_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
+_WRAPPER_PREFIX = "bpf_struct_ops_"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attached OOM policy or PSI handler as the kernel reports it.
+
+    ``cgroup_path`` None with ``cgroup_id`` 0 means system-wide; None with a
+    non-zero id means the cgroup was not found under a cgroup2 mount.
+    """
+
+    policy_name: str | None
+    kind: str
+    cgroup_path: str | None
+    cgroup_id: int
+    link_id: int
+    map_id: int
+    pin_path: str | None
+
+
+def _mounts(fs_type: str) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[2] == fs_type]
+
+
+def _cgroup_paths(ids: set[int]) -> dict[int, str]:
+    """cgroup id (directory inode) -> path, for the ids asked for."""
+    found: dict[int, str] = {}
+    for mount in _mounts("cgroup2"):
+        for directory, _, _ in os.walk(mount):
+            try:
+                inode = os.stat(directory).st_ino
+            except OSError:
+                continue
+            if inode in ids and inode not in found:
+                found[inode] = directory
+                if len(found) == len(ids):
+                    return found
+    return found
+
+
+def _pins(ids: set[int]) -> dict[int, str]:
+    """link id -> pin path, for links pinned on a mounted BPF filesystem."""
+    found: dict[int, str] = {}
+    for mount in _mounts("bpf"):
+        for directory, _, files in os.walk(mount):
+            for name in files:
+                path = os.path.join(directory, name)
+                fd = lib.bpf_obj_get(os.fsencode(path))
+                if fd < 0:
+                    continue
+                try:
+                    info = link_info_from_fd(fd)
+                except OSError:
+                    continue  # a pinned map or program
+                finally:
+                    os.close(fd)
+                if info.id in ids:
+                    found.setdefault(info.id, path)
+    return found
+
+
+def _struct_ops_value(map_id: int, kernel: Btf) -> tuple[str | None, str | None]:
+    """(struct_ops type name, registered ``name``) of a struct_ops map, by id."""
+    fd = lib.bpf_map_get_fd_by_id(map_id)
+    if fd < 0:
+        return None, None
+    try:
+        info = ffi.new("struct bpf_map_info *")
+        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
+        check(lib.bpf_map_get_info_by_fd(fd, info, size), f"query struct_ops map {map_id}")
+        wrapper = kernel.type(info.btf_vmlinux_value_type_id)
+        struct_name = wrapper.name[len(_WRAPPER_PREFIX):] if wrapper.name.startswith(
+            _WRAPPER_PREFIX) else wrapper.name
+        value = ffi.new("char[]", info.value_size)
+        if lib.bpf_map_lookup_elem(fd, ffi.new("__u32 *", 0), value) < 0:
+            return struct_name, None
+        data = next((m for m in wrapper.members if m.name == "data"), None)
+        if data is None:
+            return struct_name, None
+        name_member = next((m for m in kernel.resolve(data.type_id).members if m.name == "name"), None)
+        if name_member is None:
+            return struct_name, None
+        start = (data.offset + name_member.offset) // 8
+        raw = ffi.buffer(value, info.value_size)[start:start + kernel.size_of(name_member.type_id)]
+        return struct_name, raw.split(b"\0", 1)[0].decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def attached() -> list[Attachment]:
+    """Every attached bpf_oom_ops / bpf_psi_ops, ordered by link id (needs CAP_SYS_ADMIN)."""
+    candidates = [info for info in links() if info.map_id]
+    if not candidates:
+        return []
+    vmlinux = check_ptr(lib.btf__load_vmlinux_btf(), "read the kernel's BTF",
+                        advice="use a kernel with CONFIG_DEBUG_INFO_BTF")
+    try:
+        kernel = Btf(vmlinux)
+        values = {info.map_id: _struct_ops_value(info.map_id, kernel) for info in candidates}
+    finally:
+        lib.btf__free(vmlinux)
+    ours = [info for info in candidates if values[info.map_id][0] in _KINDS]
+    paths = _cgroup_paths({info.cgroup_id for info in ours if info.cgroup_id})
+    pins = _pins({info.id for info in ours})
+    return [
+        Attachment(policy_name=values[info.map_id][1], kind=_KINDS[values[info.map_id][0]],
+                   cgroup_path=paths.get(info.cgroup_id) if info.cgroup_id else None,
+                   cgroup_id=info.cgroup_id or 0, link_id=info.id, map_id=info.map_id,
+                   pin_path=pins.get(info.id))
+        for info in sorted(ours, key=lambda info: info.id)
+    ]
+

@@ -1,0 +1,517 @@
+"""Typed values from BTF: decode C bytes to Python values and encode them back.
+
+Globals, struct_ops fields and map keys/values all go through the codecs
+here, so one set of rules holds everywhere: ints are range-checked, ``bool``
+is a bool, enums decode to ``IntEnum`` members, ``char`` arrays are text,
+other fixed arrays are lists, structs and unions are dicts.  A value that
+does not fit raises :class:`InvalidValueError` before anything reaches the
+kernel.
+
+Types are read straight from the BTF blob libbpf holds (12-byte
+``struct btf_type`` records followed by kind-specific data, as the kernel's
+``Documentation/bpf/btf.rst`` defines them), so the binding only needs
+``btf__type_by_id``, ``btf__name_by_offset`` and ``btf__find_by_name_kind``.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._ffi import ffi, lib
+from .errors import InvalidValueError
+
+__all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "Kind", "encode_for"]
+
+
+class Kind(enum.IntEnum):
+    """BTF_KIND_* values (UAPI, linux/btf.h)."""
+
+    UNKN = 0
+    INT = 1
+    PTR = 2
+    ARRAY = 3
+    STRUCT = 4
+    UNION = 5
+    ENUM = 6
+    FWD = 7
+    TYPEDEF = 8
+    VOLATILE = 9
+    CONST = 10
+    RESTRICT = 11
+    FUNC = 12
+    FUNC_PROTO = 13
+    VAR = 14
+    DATASEC = 15
+    FLOAT = 16
+    DECL_TAG = 17
+    TYPE_TAG = 18
+    ENUM64 = 19
+
+
+_MODIFIERS = {Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG}
+_INT_SIGNED, _INT_CHAR, _INT_BOOL = 1, 2, 4
+_RECORD = 12  # sizeof(struct btf_type)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A struct/union member, an enumerator, a datasec entry or a proto param."""
+
+    name: str
+    type_id: int = 0
+    offset: int = 0          # bits for struct members, bytes for datasec entries
+    bitfield_size: int = 0
+    value: int = 0           # enumerators
+    size: int = 0            # datasec entries
+
+
+@dataclass(frozen=True)
+class BtfType:
+    """One decoded BTF type record."""
+
+    id: int
+    kind: Kind
+    name: str
+    size: int = 0             # INT, STRUCT, UNION, ENUM*, FLOAT, DATASEC
+    ref: int = 0              # PTR, TYPEDEF, modifiers, FUNC, FUNC_PROTO (return), VAR
+    kflag: bool = False
+    int_bits: int = 0
+    int_encoding: int = 0
+    array_elem: int = 0
+    array_len: int = 0
+    members: tuple[Member, ...] = field(default_factory=tuple)
+
+
+class Btf:
+    """Read-only view of a ``struct btf`` owned by someone else (object or probe).
+
+    The owner guarantees the pointer outlives this view; types and codecs are
+    cached because BTF never changes once loaded.
+    """
+
+    def __init__(self, ptr) -> None:
+        self._ptr = ptr
+        self._types: dict[int, BtfType] = {}
+        self._codecs: dict[int, Codec] = {}
+
+    # -- raw type access ---------------------------------------------------
+    def _name(self, offset: int) -> str:
+        if offset == 0:
+            return ""
+        raw = lib.btf__name_by_offset(self._ptr, offset)
+        return "" if raw == ffi.NULL else ffi.string(raw).decode("utf-8", "replace")
+
+    def type(self, type_id: int) -> BtfType:
+        """The type with id ``type_id`` (id 0 is ``void``)."""
+        cached = self._types.get(type_id)
+        if cached is not None:
+            return cached
+        if type_id == 0:
+            parsed = BtfType(0, Kind.UNKN, "void")
+        else:
+            ptr = lib.btf__type_by_id(self._ptr, type_id)
+            if ptr == ffi.NULL:
+                raise InvalidValueError(errno.EINVAL, f"BTF has no type id {type_id}; the object's BTF is inconsistent")
+            parsed = self._parse(type_id, ffi.cast("char *", ptr))
+        self._types[type_id] = parsed
+        return parsed
+
+    def _parse(self, type_id: int, raw) -> BtfType:
+        name_off, info, size_or_type = struct.unpack("<III", ffi.buffer(raw, _RECORD))
+        vlen = info & 0xFFFF
+        kind = Kind((info >> 24) & 0x1F)
+        kflag = bool(info >> 31)
+        name = self._name(name_off)
+        common = dict(id=type_id, kind=kind, name=name, kflag=kflag)
+
+        def extra(count: int, fmt: str) -> list[tuple]:
+            width = struct.calcsize(fmt)
+            data = ffi.buffer(raw + _RECORD, count * width)
+            return list(struct.iter_unpack(fmt, data)) if count else []
+
+        if kind == Kind.INT:
+            (enc,) = extra(1, "<I")[0]
+            return BtfType(**common, size=size_or_type, int_bits=enc & 0xFF,
+                           int_encoding=(enc >> 24) & 0xF)
+        if kind == Kind.ARRAY:
+            elem, _index, count = extra(1, "<III")[0]
+            return BtfType(**common, array_elem=elem, array_len=count)
+        if kind in (Kind.STRUCT, Kind.UNION):
+            members = tuple(
+                Member(self._name(n), t, (off & 0xFFFFFF) if kflag else off,
+                       (off >> 24) if kflag else 0)
+                for n, t, off in extra(vlen, "<III"))
+            return BtfType(**common, size=size_or_type, members=members)
+        if kind == Kind.ENUM:
+            members = tuple(Member(self._name(n), value=v) for n, v in extra(vlen, "<Ii"))
+            return BtfType(**common, size=size_or_type, members=members)
+        if kind == Kind.ENUM64:
+            members = tuple(Member(self._name(n), value=lo | (hi << 32))
+                            for n, lo, hi in extra(vlen, "<III"))
+            return BtfType(**common, size=size_or_type, members=members)
+        if kind == Kind.FUNC_PROTO:
+            members = tuple(Member(self._name(n), t) for n, t in extra(vlen, "<II"))
+            return BtfType(**common, ref=size_or_type, members=members)
+        if kind == Kind.DATASEC:
+            members = tuple(Member(self.type(t).name, t, offset=off, size=sz)
+                            for t, off, sz in extra(vlen, "<III"))
+            return BtfType(**common, size=size_or_type, members=members)
+        if kind in (Kind.FLOAT,):
+            return BtfType(**common, size=size_or_type)
+        return BtfType(**common, ref=size_or_type)
+
+    def find(self, name: str, kind: Kind) -> int | None:
+        """Id of the type called ``name`` of ``kind``, or None."""
+        type_id = lib.btf__find_by_name_kind(self._ptr, name.encode(), int(kind))
+        return type_id if type_id > 0 else None
+
+    def resolve(self, type_id: int) -> BtfType:
+        """Follow typedefs and qualifiers to the underlying type."""
+        t = self.type(type_id)
+        while t.kind in _MODIFIERS:
+            t = self.type(t.ref)
+        return t
+
+    def describe(self, type_id: int) -> str:
+        """A C-like spelling of a type for error messages."""
+        t = self.type(type_id)
+        if t.kind in _MODIFIERS and t.kind != Kind.TYPEDEF:
+            return self.describe(t.ref)
+        if t.kind == Kind.ARRAY:
+            return f"{self.describe(t.array_elem)}[{t.array_len}]"
+        if t.kind == Kind.PTR:
+            return f"{self.describe(t.ref)} *"
+        prefix = {Kind.STRUCT: "struct ", Kind.UNION: "union ", Kind.ENUM: "enum ",
+                  Kind.ENUM64: "enum "}.get(t.kind, "")
+        return prefix + (t.name or "<anon>")
+
+    def size_of(self, type_id: int) -> int:
+        """Byte size of a (resolved) type."""
+        t = self.resolve(type_id)
+        if t.kind == Kind.ARRAY:
+            return t.array_len * self.size_of(t.array_elem)
+        if t.kind == Kind.PTR:
+            return 8
+        return t.size
+
+    def is_func_pointer(self, type_id: int) -> bool:
+        """True for a pointer to a function prototype (a struct_ops program slot)."""
+        t = self.resolve(type_id)
+        return t.kind == Kind.PTR and self.resolve(t.ref).kind == Kind.FUNC_PROTO
+
+    # -- codecs -------------------------------------------------------------
+    def codec(self, type_id: int) -> "Codec":
+        """The (cached) codec for values of ``type_id``."""
+        codec = self._codecs.get(type_id)
+        if codec is None:
+            codec = self._build(type_id)
+            self._codecs[type_id] = codec
+        return codec
+
+    def _build(self, type_id: int) -> "Codec":
+        label = self.describe(type_id)
+        t = self.resolve(type_id)
+        if t.kind == Kind.INT:
+            if t.int_encoding & _INT_BOOL:
+                return BoolCodec(label, t.size)
+            return IntCodec(label, t.size, bool(t.int_encoding & _INT_SIGNED))
+        if t.kind in (Kind.ENUM, Kind.ENUM64):
+            return EnumCodec(label, t, t.kflag)
+        if t.kind == Kind.PTR:
+            return IntCodec(label, 8, False)
+        if t.kind == Kind.FLOAT:
+            return FloatCodec(label, t.size)
+        if t.kind == Kind.ARRAY:
+            elem = self.resolve(t.array_elem)
+            if elem.kind == Kind.INT and elem.size == 1 and (
+                    elem.name == "char" or elem.int_encoding & _INT_CHAR):
+                return CharArrayCodec(label, t.array_len)
+            return ArrayCodec(label, self.codec(t.array_elem), t.array_len)
+        if t.kind in (Kind.STRUCT, Kind.UNION):
+            return RecordCodec(label, t.size, self._fields(t, 0), t.kind == Kind.UNION)
+        return BytesCodec(label, self.size_of(type_id))
+
+    def _fields(self, t: BtfType, base_bits: int) -> list[tuple[str, int, int, "Codec"]]:
+        """(name, bit offset, bitfield size, codec) of a record, anonymous members flattened."""
+        out = []
+        for m in t.members:
+            inner = self.resolve(m.type_id)
+            bit = base_bits + m.offset
+            if not m.name and inner.kind in (Kind.STRUCT, Kind.UNION):
+                out.extend(self._fields(inner, bit))
+            elif m.name:
+                out.append((m.name, bit, m.bitfield_size, self.codec(m.type_id)))
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Codecs: decode(buf, offset) -> value; encode_into(value, bytearray, offset)
+# ---------------------------------------------------------------------------
+
+def _bad(label: str, value: Any, expected: str) -> InvalidValueError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return InvalidValueError(errno.EINVAL, f"{shown} does not fit {label}: expected {expected}")
+
+
+def encode_for(where: str, codec: "Codec", value: Any, current: bytes | None = None) -> bytes:
+    """``codec.encode`` whose InvalidValueError names the variable, field or key written."""
+    try:
+        return codec.encode(value, current)
+    except InvalidValueError as exc:
+        raise InvalidValueError(exc.errno, f"cannot set {where}: {exc.strerror}") from None
+
+
+class Codec:
+    """Converts between the C bytes of one BTF type and a Python value."""
+
+    size: int = 0
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def decode(self, buf, offset: int = 0) -> Any:
+        raise NotImplementedError
+
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
+        raise NotImplementedError
+
+    def encode(self, value: Any, current: bytes | None = None) -> bytes:
+        """Bytes for ``value``; ``current`` supplies what a partial dict leaves unchanged."""
+        buf = bytearray(current) if current is not None else bytearray(self.size)
+        self.encode_into(value, buf, 0)
+        return bytes(buf)
+
+
+class IntCodec(Codec):
+    """Fixed-size two's-complement integers with a range check."""
+
+    def __init__(self, label: str, size: int, signed: bool) -> None:
+        super().__init__(label)
+        self.size, self.signed = size, signed
+        bits = size * 8
+        self.low = -(1 << (bits - 1)) if signed else 0
+        self.high = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+
+    def decode(self, buf, offset=0):
+        return int.from_bytes(buf[offset:offset + self.size], "little", signed=self.signed)
+
+    def check(self, value) -> int:
+        if value.__class__ is int and self.low <= value <= self.high:
+            return value
+        if isinstance(value, (str, bytes, float)) or not hasattr(value, "__index__"):
+            raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
+        number = value.__index__()
+        if not self.low <= number <= self.high:
+            raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
+        return number
+
+    def encode_into(self, value, buf, offset=0):
+        number = self.check(value)
+        buf[offset:offset + self.size] = number.to_bytes(self.size, "little", signed=self.signed)
+
+    def encode(self, value, current=None):
+        return self.check(value).to_bytes(self.size, "little", signed=self.signed)
+
+
+class BoolCodec(IntCodec):
+    """C ``_Bool``: True/False (0 and 1 accepted)."""
+
+    def __init__(self, label: str, size: int) -> None:
+        super().__init__(label, size, False)
+
+    def decode(self, buf, offset=0):
+        return bool(super().decode(buf, offset))
+
+    def check(self, value) -> int:
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return int(value)
+        raise _bad(self.label, value, "True or False")
+
+
+class EnumCodec(IntCodec):
+    """Enums decode to an IntEnum member (plain int for unnamed values); encode name or int."""
+
+    def __init__(self, label: str, t: BtfType, signed: bool) -> None:
+        super().__init__(label, t.size, signed)
+        self.by_name = {m.name: m.value for m in t.members}
+        names = {}
+        for m in t.members:
+            names.setdefault(m.name, m.value)
+        self.enum = enum.IntEnum(t.name or "anon_enum", names) if names else None
+
+    def decode(self, buf, offset=0):
+        number = super().decode(buf, offset)
+        if self.enum is not None:
+            try:
+                return self.enum(number)
+            except ValueError:
+                pass
+        return number
+
+    def check(self, value) -> int:
+        if isinstance(value, str):
+            if value not in self.by_name:
+                raise _bad(self.label, value, "one of " + ", ".join(self.by_name))
+            value = self.by_name[value]
+        return super().check(value)
+
+
+class FloatCodec(Codec):
+    """float / double."""
+
+    def __init__(self, label: str, size: int) -> None:
+        super().__init__(label)
+        self.size = size
+        self.fmt = {4: "<f", 8: "<d"}.get(size)
+
+    def decode(self, buf, offset=0):
+        if self.fmt is None:
+            return bytes(buf[offset:offset + self.size])
+        return struct.unpack_from(self.fmt, buf, offset)[0]
+
+    def encode_into(self, value, buf, offset=0):
+        if self.fmt is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(self.label, value, "a float")
+        try:
+            struct.pack_into(self.fmt, buf, offset, value)
+        except (OverflowError, struct.error) as exc:
+            raise _bad(self.label, value, "a float in range") from exc
+
+
+class CharArrayCodec(Codec):
+    """``char[N]``: str up to the first NUL; accepts str (N-1 bytes, NUL fits) or bytes (N)."""
+
+    def __init__(self, label: str, length: int) -> None:
+        super().__init__(label)
+        self.size = length
+
+    def decode(self, buf, offset=0):
+        raw = bytes(buf[offset:offset + self.size])
+        return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+    def encode_into(self, value, buf, offset=0):
+        if isinstance(value, str):
+            raw = value.encode("utf-8", "surrogateescape")
+            if b"\0" in raw or len(raw) > self.size - 1:
+                raise _bad(self.label, value, f"a str of at most {self.size - 1} UTF-8 bytes without NUL")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            if len(raw) > self.size:
+                raise _bad(self.label, value, f"at most {self.size} bytes")
+        else:
+            raise _bad(self.label, value, "str or bytes")
+        buf[offset:offset + self.size] = raw.ljust(self.size, b"\0")
+
+
+class ArrayCodec(Codec):
+    """Fixed arrays: list of exactly N element values."""
+
+    def __init__(self, label: str, elem: Codec, length: int) -> None:
+        super().__init__(label)
+        self.elem, self.length = elem, length
+        self.size = elem.size * length
+
+    def decode(self, buf, offset=0):
+        step = self.elem.size
+        return [self.elem.decode(buf, offset + i * step) for i in range(self.length)]
+
+    def encode_into(self, value, buf, offset=0):
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
+            raise _bad(self.label, value, f"a sequence of {self.length} items")
+        if len(value) != self.length:
+            raise _bad(self.label, value, f"exactly {self.length} items, got {len(value)}")
+        step = self.elem.size
+        for i, item in enumerate(value):
+            self.elem.encode_into(item, buf, offset + i * step)
+
+
+class RecordCodec(Codec):
+    """Structs and unions as dicts; encoding a dict changes only the keys it names."""
+
+    def __init__(self, label: str, size: int, fields: list, is_union: bool) -> None:
+        super().__init__(label)
+        self.size, self.is_union = size, is_union
+        self.fields = {name: (bit, bits, codec) for name, bit, bits, codec in fields}
+
+    def decode(self, buf, offset=0):
+        out = {}
+        for name, (bit, bits, codec) in self.fields.items():
+            if bits:
+                out[name] = _read_bits(buf, offset, bit, bits, codec)
+            else:
+                out[name] = codec.decode(buf, offset + bit // 8)
+        return out
+
+    def encode_into(self, value, buf, offset=0):
+        if not isinstance(value, dict):
+            raise _bad(self.label, value, "a dict of its members")
+        unknown = [k for k in value if k not in self.fields]
+        if unknown:
+            raise _bad(self.label, value, "only the members " + ", ".join(self.fields))
+        for name, item in value.items():
+            bit, bits, codec = self.fields[name]
+            if bits:
+                _write_bits(buf, offset, bit, bits, codec, item)
+            else:
+                codec.encode_into(item, buf, offset + bit // 8)
+
+
+def _bit_span(bit: int, bits: int) -> tuple[int, int, int]:
+    first = bit // 8
+    last = (bit + bits + 7) // 8
+    return first, last, bit - first * 8
+
+
+def _read_bits(buf, offset, bit, bits, codec):
+    first, last, shift = _bit_span(bit, bits)
+    word = int.from_bytes(buf[offset + first:offset + last], "little")
+    number = (word >> shift) & ((1 << bits) - 1)
+    if getattr(codec, "signed", False) and number >> (bits - 1):
+        number -= 1 << bits
+    if isinstance(codec, BoolCodec):
+        return bool(number)
+    return number
+
+
+def _write_bits(buf, offset, bit, bits, codec, value):
+    number = codec.check(value) if isinstance(codec, IntCodec) else None
+    low = -(1 << (bits - 1)) if getattr(codec, "signed", False) else 0
+    high = (1 << (bits - 1)) - 1 if getattr(codec, "signed", False) else (1 << bits) - 1
+    if number is None or not low <= number <= high:
+        raise _bad(f"{codec.label}:{bits}", value, f"an int in {low}..{high}")
+    first, last, shift = _bit_span(bit, bits)
+    mask = ((1 << bits) - 1) << shift
+    word = int.from_bytes(buf[offset + first:offset + last], "little")
+    word = (word & ~mask) | ((number & ((1 << bits) - 1)) << shift)
+    buf[offset + first:offset + last] = word.to_bytes(last - first, "little")
+
+
+class BytesCodec(Codec):
+    """Untyped data (no BTF): exactly ``size`` bytes; ints accepted for 1/2/4/8-byte slots."""
+
+    def __init__(self, label: str, size: int) -> None:
+        super().__init__(label)
+        self.size = size
+
+    def decode(self, buf, offset=0):
+        return bytes(buf[offset:offset + self.size])
+
+    def encode_into(self, value, buf, offset=0):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            if len(raw) != self.size:
+                raise _bad(self.label, value, f"exactly {self.size} bytes")
+        elif isinstance(value, int) and not isinstance(value, bool) and self.size in (1, 2, 4, 8):
+            bits = self.size * 8
+            if not -(1 << (bits - 1)) <= value < (1 << bits):
+                raise _bad(self.label, value, f"an int that fits {self.size} bytes")
+            raw = (value & ((1 << bits) - 1)).to_bytes(self.size, "little")
+        else:
+            raise _bad(self.label, value, f"{self.size} bytes")
+        buf[offset:offset + self.size] = raw

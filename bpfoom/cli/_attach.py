@@ -1,0 +1,164 @@
+"""``attach`` and ``detach``: change what the kernel runs, and pin it so it stays.
+
+A link lives as long as something holds it.  ``bpfoom attach`` exits right
+away, so it always pins the link (by default under ``/sys/fs/bpf/bpfoom/``);
+``bpfoom detach`` detaches and removes that pin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+from pathlib import Path
+
+from ..errors import NotFoundError
+from . import UsageError
+from ._show import attachment_json, emit_json
+
+__all__ = ["add_parsers", "DEFAULT_PIN_DIR", "default_pin"]
+
+DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom")
+
+
+def default_pin(name: str, cgroup_id: int | None) -> Path:
+    """``/sys/fs/bpf/bpfoom/<name>@system`` or ``<name>@cgroup-<id>`` (bpffs forbids dots)."""
+    target = "system" if not cgroup_id else f"cgroup-{cgroup_id}"
+    return DEFAULT_PIN_DIR / f"{name.replace('.', '_')}@{target}"
+
+
+def _tunables(pairs: list[str]) -> dict[str, str]:
+    from .._load import parse_assignment
+
+    out = {}
+    for text in pairs:
+        try:
+            key, value = parse_assignment(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        out[key] = value
+    return out
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from .._load import load
+    from .._pinned_events import pin_events, require_bpffs
+    from ..cgroup import Cgroup
+    from ._show import all_attachments
+
+    tunables = _tunables(args.set)
+    cgroup = Cgroup.open(args.cgroup) if args.cgroup else None  # a bad path fails before loading
+    try:
+        loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name)
+        try:
+            pin = Path(args.pin) if args.pin else default_pin(loaded.name, cgroup.id if cgroup else 0)
+            require_bpffs(pin)
+            if not args.pin:
+                pin.parent.mkdir(exist_ok=True)
+            link = loaded.attach(cgroup=cgroup.path if cgroup else None, pin=pin)
+            try:
+                pin_events(loaded.object.maps, pin)
+            except BaseException:
+                link.unpin()
+                link.close()  # unpinned and closed: detached, nothing left behind
+                raise
+            link_id, name = link.id, loaded.name
+            link.close()  # the pin holds it now
+        finally:
+            loaded.close()
+    finally:
+        if cgroup is not None:
+            cgroup.close()
+    found = next((item for item in all_attachments(True) if item.link_id == link_id), None)
+    if args.json:
+        emit_json({"attachment": attachment_json(found) if found else {"link_id": link_id,
+                                                                         "pin": str(pin)}})
+        return 0
+    where = f"cgroup {args.cgroup}" if args.cgroup else "the whole system"
+    print(f"attached {name} to {where}: link {link_id}, pinned at {pin}")
+    print(f"detach with: bpfoom detach --pin {pin}")
+    return 0
+
+
+def _remove_pin(path: Path) -> None:
+    """Remove a link pin and the events pin beside it."""
+    from .._pinned_events import EVENTS_SUFFIX
+
+    for each in (path, Path(f"{path}{EVENTS_SUFFIX}")):
+        try:
+            os.unlink(each)
+        except FileNotFoundError:
+            pass
+
+
+def _detach(args: argparse.Namespace) -> int:
+    from .._link_id import detach_struct_ops_link
+    from ..cgroup import Cgroup
+    from ..link import Link
+    from ._show import all_attachments
+
+    if args.pin:
+        with Link.from_pinned(args.pin) as link:
+            link_id = link.id
+            link.detach()
+        _remove_pin(Path(args.pin))
+        print(f"detached link {link_id} (was pinned at {args.pin})")
+        return 0
+    current = all_attachments(True)
+    if args.link is not None:
+        chosen = [item for item in current if item.link_id == args.link]
+        if not chosen:  # not one of ours, or already detached: the kernel decides
+            detach_struct_ops_link(args.link)
+            print(f"detached link {args.link}")
+            return 0
+    else:
+        with Cgroup.open(args.cgroup) as cgroup:
+            cgroup_id = cgroup.id
+        chosen = [item for item in current if item.cgroup_id == cgroup_id]
+        if not chosen:
+            raise NotFoundError(errno.ENOENT, f"nothing is attached to cgroup {args.cgroup}; "
+                                "`bpfoom list` shows what is attached where")
+    for item in chosen:
+        detach_struct_ops_link(item.link_id)
+        if item.pin_path is not None:
+            _remove_pin(Path(item.pin_path))
+        print(f"detached {item.policy_name or 'link'} (link {item.link_id})"
+              + (f", removed pin {item.pin_path}" if item.pin_path else ""))
+    return 0
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    att = commands.add_parser(
+        "attach", help="load a policy and attach it (pinned, so it stays)", formatter_class=formatter,
+        description="Load POLICY_OR_OBJECT (a shipped policy name or the path of a .bpf.o with a "
+                    "link-based struct_ops map), attach it to a cgroup or system-wide, and pin "
+                    f"the link so it outlives this command (default pin: {DEFAULT_PIN_DIR}/"
+                    "<name>@system or <name>@cgroup-<id>).",
+        epilog="examples:\n"
+               "  bpfoom attach largest_leaf --cgroup /sys/fs/cgroup/batch\n"
+               "  bpfoom attach priority --set default_priority=10 --pin /sys/fs/bpf/prio\n"
+               "  bpfoom attach ./cc.bpf.o --map my_cc --name my_cc_v2\n"
+               '--json: {"schema": 1, "attachment": {same fields as one `list --json` entry}}')
+    att.add_argument("policy", metavar="POLICY_OR_OBJECT", help="shipped policy name or .bpf.o path")
+    att.add_argument("--cgroup", metavar="PATH", help="cgroup v2 directory (default: system-wide)")
+    att.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                     help="set a tunable before load (repeatable); see `bpfoom policies`")
+    att.add_argument("--pin", metavar="PATH", help="pin the link here (on bpffs)")
+    att.add_argument("--map", metavar="NAME", help="which struct_ops map of an object with several")
+    att.add_argument("--name", metavar="NAME",
+                     help="register under this name (the struct_ops `name` field) for a .bpf.o")
+    att.add_argument("--json", action="store_true", help="print the attachment as JSON")
+    att.set_defaults(run=_attach)
+
+    det = commands.add_parser(
+        "detach", help="detach a policy and remove its pin", formatter_class=formatter,
+        description="Detach by cgroup (every policy attached to it), by link id (from "
+                    "`bpfoom list`) or by pin path; the pin is removed too.",
+        epilog="examples:\n  bpfoom detach --cgroup /sys/fs/cgroup/batch\n  bpfoom detach --link 42\n"
+               "  bpfoom detach --pin /sys/fs/bpf/bpfoom/largest_leaf@system")
+    which = det.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cgroup", metavar="PATH", help="every policy attached to this cgroup")
+    which.add_argument("--link", metavar="ID", type=int, help="the struct_ops link with this id")
+    which.add_argument("--pin", metavar="PATH", help="the link pinned here")
+    det.set_defaults(run=_detach)

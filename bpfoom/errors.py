@@ -1,0 +1,209 @@
+"""The BpfError family and the one path from C return codes into it.
+
+libbpf 1.x reports failure as a negative errno (``int`` results) or as NULL
+with ``errno`` set (pointer results).  :func:`check` and :func:`check_ptr`
+are the only places that turn those into exceptions, so every error a user
+sees carries an errno, a sentence saying what to do, and the right subclass.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError",
+    "ObjectFileError", "NotFoundError", "MapNotFoundError",
+    "ProgramNotFoundError", "VariableNotFoundError", "KeyNotFoundError",
+    "ClosedError", "VerifierError", "InvalidValueError", "CgroupError",
+    "StateError", "check", "check_ptr", "error_from_errno",
+]
+
+# The kernel-internal "not supported" code; user space has no name for it.
+ENOTSUPP = 524
+
+# libbpf's private error codes (libbpf.h, enum libbpf_errno).
+_LIBBPF_ERRNO_NAMES = {
+    4000: ("LIBBPF_ERRNO__LIBELF", "libelf could not read the file"),
+    4001: ("LIBBPF_ERRNO__FORMAT", "the BPF object format is invalid"),
+    4002: ("LIBBPF_ERRNO__KVERSION", "the object's 'version' section is wrong or missing"),
+    4003: ("LIBBPF_ERRNO__ENDIAN", "the object was built for the other byte order"),
+    4004: ("LIBBPF_ERRNO__INTERNAL", "libbpf hit an internal error"),
+    4005: ("LIBBPF_ERRNO__RELOC", "a relocation failed"),
+    4006: ("LIBBPF_ERRNO__LOAD", "program load failed for an unknown reason"),
+    4007: ("LIBBPF_ERRNO__VERIFY", "the kernel verifier rejected a program"),
+    4008: ("LIBBPF_ERRNO__PROG2BIG", "a program is too big"),
+    4009: ("LIBBPF_ERRNO__KVER", "the kernel version is wrong"),
+    4010: ("LIBBPF_ERRNO__PROGTYPE", "the kernel does not support a program type"),
+}
+
+_ADVICE = {
+    _errno.EPERM: "run as root or grant CAP_BPF and CAP_PERFMON (and CAP_SYS_ADMIN for struct_ops)",
+    _errno.EACCES: "run as root or grant CAP_BPF and CAP_PERFMON (and CAP_SYS_ADMIN for struct_ops)",
+    _errno.ENOENT: "check that the path or name exists",
+    _errno.EBUSY: "detach whatever already holds this target, or pick another one",
+    _errno.EEXIST: "remove the existing pin (or pick another path) first",
+    _errno.EOPNOTSUPP: "this kernel lacks the feature; check `bpfoom features`",
+    ENOTSUPP: "this kernel lacks the feature; check `bpfoom features`",
+    _errno.ENOSYS: "this kernel has no BPF syscall; use a kernel built with CONFIG_BPF_SYSCALL",
+    _errno.EINVAL: "the kernel or libbpf rejected an argument; the libbpf log (logger 'bpfoom.libbpf') says which",
+    _errno.ENOMEM: "free memory or raise RLIMIT_MEMLOCK",
+    _errno.EBADF: "the file descriptor is closed or of the wrong kind",
+    _errno.ENOTDIR: "give a cgroup v2 directory",
+    _errno.E2BIG: "the value is larger than the kernel accepts",
+    _errno.ENOEXEC: "give an ELF object built with clang -target bpf -g",
+}
+
+
+def errno_name(code: int) -> str:
+    """Symbolic name of an errno, including the kernel and libbpf private ones."""
+    if code == ENOTSUPP:
+        return "ENOTSUPP"
+    if code in _LIBBPF_ERRNO_NAMES:
+        return _LIBBPF_ERRNO_NAMES[code][0]
+    return _errno.errorcode.get(code, f"E{code}")
+
+
+def errno_text(code: int) -> str:
+    """Human description of an errno (os.strerror knows neither 524 nor 4000+)."""
+    if code == ENOTSUPP:
+        return "operation not supported by this kernel"
+    if code in _LIBBPF_ERRNO_NAMES:
+        return _LIBBPF_ERRNO_NAMES[code][1]
+    return os.strerror(code)
+
+
+class BpfError(OSError):
+    """Base of every bpfoom error: errno, a sentence saying what to do, maybe a log.
+
+    ``str()`` is ``"[Errno N ENAME] sentence"``; ``.log`` holds the verifier
+    log of a failed load (``None`` otherwise).
+    """
+
+    def __init__(self, code: int, sentence: str, *, log: str | None = None,
+                 feature: str | None = None) -> None:
+        super().__init__(code, sentence)
+        self.log = log
+        self.feature = feature
+
+    def __str__(self) -> str:
+        return f"[Errno {self.errno} {errno_name(self.errno)}] {self.strerror}"
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.errno, self.strerror, self.log, self.feature))
+
+
+def _rebuild(cls, code, sentence, log, feature):
+    """Unpickle helper: OSError's own reduce would lose .log and .feature."""
+    return cls(code, sentence, log=log, feature=feature)
+
+
+class PermissionDeniedError(BpfError, PermissionError):
+    """EPERM/EACCES: the process lacks the capabilities for this operation."""
+
+
+class NotSupportedError(BpfError):
+    """The running kernel lacks a feature; ``.feature`` names it."""
+
+
+class BusyError(BpfError):
+    """EBUSY/EEXIST: the target already has an attachment, or the pin path is taken."""
+
+
+class ObjectFileError(BpfError):
+    """The file is not a usable BPF object (not ELF, truncated, no BTF, ...)."""
+
+
+class NotFoundError(BpfError, FileNotFoundError):
+    """A file, pin or named part of an object does not exist."""
+
+
+class MapNotFoundError(NotFoundError, KeyError):
+    """The object has no map (or struct_ops map) of that name."""
+
+
+class ProgramNotFoundError(NotFoundError, KeyError):
+    """The object has no program of that name."""
+
+
+class VariableNotFoundError(NotFoundError, KeyError):
+    """No global variable or struct_ops field of that name."""
+
+
+class KeyNotFoundError(NotFoundError, KeyError):
+    """The map holds no element with that key."""
+
+
+class ClosedError(BpfError, ValueError):
+    """The object, link, cgroup or ring buffer was already closed."""
+
+
+class VerifierError(BpfError):
+    """The kernel rejected a program; ``.log`` holds the whole verifier log."""
+
+
+class InvalidValueError(BpfError, ValueError):
+    """A value does not fit its BTF type; raised before the kernel sees it."""
+
+
+class CgroupError(BpfError):
+    """The path is not a cgroup v2 directory."""
+
+
+class StateError(BpfError, RuntimeError):
+    """The operation does not fit the object's state (e.g. rodata after load)."""
+
+
+_CLASS_BY_ERRNO: dict[int, type[BpfError]] = {
+    _errno.EPERM: PermissionDeniedError,
+    _errno.EACCES: PermissionDeniedError,
+    _errno.EOPNOTSUPP: NotSupportedError,
+    ENOTSUPP: NotSupportedError,
+    _errno.ENOSYS: NotSupportedError,
+    _errno.EBUSY: BusyError,
+    _errno.EEXIST: BusyError,
+    _errno.ENOENT: NotFoundError,
+}
+
+
+def error_from_errno(code: int, action: str, *, advice: str | None = None,
+                     cls: type[BpfError] | None = None, detail: str | None = None,
+                     fallback_cls: type[BpfError] = BpfError,
+                     fallback_advice: str | None = None, **extra) -> BpfError:
+    """Build the exception for ``errno`` ``code`` raised while doing ``action``.
+
+    The class and advice come from the errno (EPERM -> PermissionDeniedError,
+    ...); errnos without a specific meaning get ``fallback_cls`` and
+    ``fallback_advice`` (e.g. ObjectFileError while opening).  ``cls`` and
+    ``advice`` override both; ``detail`` quotes what libbpf logged.
+    """
+    code = abs(code)
+    specific = _CLASS_BY_ERRNO.get(code)
+    chosen = cls or specific or fallback_cls
+    hint = advice or (fallback_advice if specific is None and fallback_advice else _ADVICE.get(code))
+    sentence = f"could not {action}: {errno_text(code)}"
+    if detail:
+        sentence += f" (libbpf: {detail})"
+    if hint:
+        sentence += f"; {hint}"
+    return chosen(code, sentence, **extra)
+
+
+def check(rc: int, action: str, **how) -> int:
+    """Return ``rc`` if it is not negative, else raise the matching BpfError.
+
+    libbpf 1.x returns ``-errno``; ``how`` is passed to :func:`error_from_errno`.
+    """
+    if rc < 0:
+        raise error_from_errno(-rc, action, **how)
+    return rc
+
+
+def check_ptr(ptr, action: str, **how):
+    """Return ``ptr`` unless it is NULL; then raise from the ``errno`` libbpf set."""
+    from ._ffi import ffi  # late: keeps errors importable without the extension
+
+    if ptr == ffi.NULL:
+        code = ffi.errno or _errno.EINVAL
+        raise error_from_errno(code, action, **how)
+    return ptr

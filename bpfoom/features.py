@@ -1,0 +1,176 @@
+"""What the running kernel supports, probed once per process.
+
+Each :class:`Feature` says what was checked.  ``supported`` is True or False
+only when the probe was conclusive; ``None`` means unknown (for example the
+kernel's BTF could not be read) and is never treated as supported.
+
+The BTF probes read /sys/kernel/btf/vmlinux once, answer every BTF question
+at the same time and free it again, so holding the answers costs nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+
+from ._ffi import ffi, lib
+from .btf import Btf, Kind
+from .errors import NotSupportedError, errno_name
+
+__all__ = ["Feature", "Features", "features", "KFUNCS"]
+
+# Spec section 4 (memcg and OOM kfuncs) and section 5 (PSI trigger kfunc).
+KFUNCS = (
+    "bpf_get_root_mem_cgroup", "bpf_get_mem_cgroup", "bpf_put_mem_cgroup",
+    "bpf_mem_cgroup_vm_events", "bpf_mem_cgroup_memory_events", "bpf_mem_cgroup_usage",
+    "bpf_mem_cgroup_page_state", "bpf_mem_cgroup_flush_stats",
+    "bpf_oom_kill_process", "bpf_task_is_oom_victim", "bpf_out_of_memory",
+    "bpf_psi_create_trigger",
+)
+_STRUCT_OPS_TYPES = ("bpf_oom_ops", "bpf_psi_ops")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One probe result: ``supported`` True/False (conclusive) or None (unknown)."""
+
+    name: str
+    supported: bool | None
+    detail: str
+
+    def __bool__(self) -> bool:
+        return self.supported is True
+
+
+class Features(Mapping[str, Feature]):
+    """Feature name -> Feature; each probe runs on first access and is cached."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, Feature] = {}
+        self._btf_facts: dict[str, Feature] | None = None
+        self._names = ["bpf_syscall", "btf", "struct_ops_link", "struct_ops_cgroup_attach",
+                       *_STRUCT_OPS_TYPES, *(f"kfunc:{name}" for name in KFUNCS)]
+
+    def __getitem__(self, name: str) -> Feature:
+        if name not in self._names:
+            raise KeyError(name)
+        with self._lock:
+            found = self._results.get(name)
+            if found is None:
+                if name == "bpf_syscall":
+                    found = _probe_bpf_syscall()
+                else:
+                    if self._btf_facts is None:
+                        self._btf_facts = _probe_btf()
+                    found = self._btf_facts[name]
+                self._results[name] = found
+            return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def require(self, name: str) -> Feature:
+        """The feature if supported; NotSupportedError naming it otherwise (unknown included)."""
+        feature = self[name]
+        if feature.supported is not True:
+            state = "is not supported" if feature.supported is False else "could not be confirmed"
+            raise NotSupportedError(errno.EOPNOTSUPP, f"{name} {state} on this kernel "
+                                    f"({feature.detail}); run `bpfoom features` for details",
+                                    feature=name)
+        return feature
+
+    def as_dict(self) -> dict[str, dict]:
+        """Every feature as plain data (for JSON)."""
+        return {name: asdict(self[name]) for name in self}
+
+
+_features = Features()
+
+
+def features() -> Features:
+    """The process-wide, lazily probed feature table."""
+    return _features
+
+
+def require_cgroup_attach() -> None:
+    """NotSupportedError unless struct_ops can be attached to a cgroup (BTF-only probe)."""
+    _features.require("struct_ops_cgroup_attach")
+
+
+def cgroup_attach_supported() -> bool:
+    return _features["struct_ops_cgroup_attach"].supported is True
+
+
+def _probe_bpf_syscall() -> Feature:
+    """A cheap real bpf() call: ask for the first link id."""
+    next_id = ffi.new("__u32 *")
+    rc = lib.bpf_link_get_next_id(0, next_id)
+    if rc == 0 or rc == -errno.ENOENT:
+        return Feature("bpf_syscall", True, "bpf(BPF_LINK_GET_NEXT_ID) succeeded")
+    code = -rc
+    why = {
+        errno.EPERM: "run as root or grant CAP_SYS_ADMIN (also check sysctl "
+                     "kernel.unprivileged_bpf_disabled)",
+        errno.EACCES: "run as root or grant CAP_SYS_ADMIN",
+        errno.ENOSYS: "the kernel was built without CONFIG_BPF_SYSCALL",
+    }.get(code, "unexpected error")
+    return Feature("bpf_syscall", False, f"bpf(BPF_LINK_GET_NEXT_ID) failed with "
+                   f"{errno_name(code)}: {why}")
+
+
+def _probe_btf() -> dict[str, Feature]:
+    """Answer every vmlinux-BTF question in one read of /sys/kernel/btf/vmlinux."""
+    names = ["btf", "struct_ops_link", "struct_ops_cgroup_attach", *_STRUCT_OPS_TYPES,
+             *(f"kfunc:{k}" for k in KFUNCS)]
+    ptr = lib.btf__load_vmlinux_btf()
+    if ptr == ffi.NULL:
+        why = f"vmlinux BTF could not be loaded ({errno_name(ffi.errno or errno.ENOENT)}); " \
+              "use a kernel with CONFIG_DEBUG_INFO_BTF"
+        facts = {n: Feature(n, None, why) for n in names}
+        facts["btf"] = Feature("btf", False, why)
+        return facts
+    try:
+        btf = Btf(ptr)
+        facts = {"btf": Feature("btf", True, "/sys/kernel/btf/vmlinux loaded")}
+
+        link_type = btf.find("bpf_link_type", Kind.ENUM)
+        has_link = link_type is not None and any(
+            m.name == "BPF_LINK_TYPE_STRUCT_OPS" for m in btf.type(link_type).members)
+        facts["struct_ops_link"] = Feature(
+            "struct_ops_link", has_link,
+            "vmlinux BTF enum bpf_link_type " + ("has" if has_link else "lacks")
+            + " BPF_LINK_TYPE_STRUCT_OPS")
+
+        link_struct = btf.find("bpf_struct_ops_link", Kind.STRUCT)
+        if link_struct is None:
+            facts["struct_ops_cgroup_attach"] = Feature(
+                "struct_ops_cgroup_attach", False,
+                "vmlinux BTF has no struct bpf_struct_ops_link")
+        else:
+            has_cgroup = any(m.name == "cgroup_id" for m in btf.type(link_struct).members)
+            facts["struct_ops_cgroup_attach"] = Feature(
+                "struct_ops_cgroup_attach", has_cgroup,
+                "vmlinux BTF struct bpf_struct_ops_link " + ("has" if has_cgroup else "has no")
+                + " member cgroup_id")
+
+        for name in _STRUCT_OPS_TYPES:
+            has_struct = btf.find(name, Kind.STRUCT) is not None
+            has_value = btf.find(f"bpf_struct_ops_{name}", Kind.STRUCT) is not None
+            detail = (f"vmlinux BTF struct {name}: {'present' if has_struct else 'absent'}, "
+                      f"struct bpf_struct_ops_{name}: {'present' if has_value else 'absent'}")
+            facts[name] = Feature(name, has_struct and has_value, detail)
+
+        for kfunc in KFUNCS:
+            present = btf.find(kfunc, Kind.FUNC) is not None
+            facts[f"kfunc:{kfunc}"] = Feature(
+                f"kfunc:{kfunc}", present,
+                f"vmlinux BTF {'has' if present else 'has no'} FUNC {kfunc}")
+        return facts
+    finally:
+        lib.btf__free(ptr)

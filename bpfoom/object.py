@@ -1,0 +1,461 @@
+"""BpfObject (one opened BPF ELF object) and Program (a view of one program).
+
+An object goes ``"open"`` -> ``"loaded"`` -> ``"closed"``.  Everything that
+can only change before load (rodata, struct_ops fields, autoload) refuses
+afterwards with :class:`StateError`.  A failed :meth:`BpfObject.load` frees
+the object at once (libbpf has already closed every fd it made), so nothing
+is left behind and the object reports ``"closed"``: open it again to retry.
+
+Thread safety: each object has one re-entrant lock; every operation on the
+object or on one of its views (maps, programs, globals, struct_ops fields)
+takes it, so concurrent use serializes and a view used after ``close()``
+raises :class:`ClosedError` instead of touching freed memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from . import _log
+from ._ffi import ffi, lib
+from .btf import Btf, Kind
+from .errors import (ClosedError, NotFoundError, NotSupportedError, ObjectFileError,
+                     ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
+                     check, check_ptr, error_from_errno)
+from .globals import GlobalSection
+from .map import Map, StructOpsMap
+
+if TYPE_CHECKING:
+    from .link import Link
+
+__all__ = ["BpfObject", "Program", "NoStructOpsError"]
+
+# With log_level 0 libbpf loads without a log and, on failure, retries at
+# level 1 into the program's buffer: the verifier's reason lands there.
+_FAILURE_LOG_SIZE = 1 << 20
+_REQUESTED_LOG_SIZE = 16 << 20
+# Log buffers are large and mostly unused: skip zeroing them.
+_alloc_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+_BPF_OBJECT_ADVICE = "give a BPF ELF object built with clang -target bpf -g (it needs BTF)"
+
+
+class NoStructOpsError(ObjectFileError, MapNotFoundError):
+    """The object has no struct_ops map at all (both a bad object and a missing name)."""
+
+
+V = TypeVar("V")
+
+
+class _Views(Mapping[str, V], Generic[V]):
+    """Name -> view mapping that checks the object is open on every access."""
+
+    def __init__(self, obj: "BpfObject", views: dict[str, V], missing) -> None:
+        self._obj, self._views, self._missing = obj, views, missing
+
+    def __getitem__(self, name: str) -> V:
+        self._obj._check_open()
+        try:
+            return self._views[name]
+        except KeyError:
+            raise self._missing(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        self._obj._check_open()
+        return name in self._views
+
+    def __iter__(self) -> Iterator[str]:
+        self._obj._check_open()
+        return iter(list(self._views))
+
+    def __len__(self) -> int:
+        self._obj._check_open()
+        return len(self._views)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {list(self._views)!r}>"
+
+
+class BpfObject:
+    """One BPF ELF object, opened through libbpf; use :meth:`open`.
+
+    A context manager; :meth:`close` is idempotent and frees the libbpf
+    object.  Maps, programs and globals are views that keep this object
+    alive; links made from its struct_ops maps are kernel objects that
+    outlive it.
+    """
+
+    def __init__(self, ptr, keepalive: tuple, label: str) -> None:
+        """Wrap an opened ``struct bpf_object *``; callers use :meth:`open`."""
+        self._lock = threading.RLock()
+        self._ptr = ptr
+        self._keepalive = keepalive
+        self._label = label
+        self._state = "open"
+        self._closed_because = ""
+        btf_ptr = lib.bpf_object__btf(ptr)
+        self._btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
+        self._programs: dict[str, Program] = {}
+        prog = lib.bpf_object__next_program(ptr, ffi.NULL)
+        while prog != ffi.NULL:
+            view = Program(self, prog)
+            self._programs[view.name] = view
+            prog = lib.bpf_object__next_program(ptr, prog)
+        self._maps: dict[str, Map] = {}
+        m = lib.bpf_object__next_map(ptr, ffi.NULL)
+        while m != ffi.NULL:
+            name = ffi.string(lib.bpf_map__name(m)).decode()
+            is_struct_ops = lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_STRUCT_OPS
+            self._maps[name] = (StructOpsMap if is_struct_ops else Map)(self, m, name)
+            m = lib.bpf_object__next_map(ptr, m)
+        self._sections: dict[str, GlobalSection] = {}
+
+    # -- construction --------------------------------------------------------
+    @classmethod
+    def open(cls, source: str | os.PathLike | bytes, *, name: str | None = None,
+             btf_custom_path: str | os.PathLike | None = None,
+             kconfig: str | None = None) -> "BpfObject":
+        """Open a BPF object from a path or from the bytes of an ELF file.
+
+        ``name`` overrides the object name (prefix of internal map names),
+        ``btf_custom_path`` gives kernel BTF for CO-RE when the kernel has
+        none, ``kconfig`` adds ``CONFIG_X=y`` lines for ``__kconfig`` externs.
+        """
+        keep: list = []
+        opts = ffi.new("struct bpf_object_open_opts *")
+        opts.sz = ffi.sizeof("struct bpf_object_open_opts")
+        for field, value in (("object_name", name), ("kconfig", kconfig),
+                             ("btf_custom_path", btf_custom_path)):
+            if value is not None:
+                text = ffi.new("char[]", os.fsencode(value))
+                keep.append(text)
+                setattr(opts, field, text)
+        keep.append(opts)
+
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            label = name or "<bytes>"
+            if not data:
+                raise ObjectFileError(errno.EINVAL, "could not open BPF object from bytes: "
+                                      f"the buffer is empty; {_BPF_OBJECT_ADVICE}")
+            buffer = ffi.from_buffer(data)
+            keep += [data, buffer]  # libbpf reads the buffer until load
+            action = "open BPF object from bytes"
+            with _log.capture() as warnings:
+                ptr = lib.bpf_object__open_mem(buffer, len(data), opts)
+        elif isinstance(source, (str, os.PathLike)):
+            path = os.fsdecode(source)
+            label = path
+            action = f"open BPF object {path!r}"
+            if not os.path.exists(path):
+                raise NotFoundError(errno.ENOENT, f"could not {action}: no such file; check the path")
+            if os.path.isdir(path):
+                raise ObjectFileError(errno.EISDIR, f"could not {action}: it is a directory; "
+                                      f"{_BPF_OBJECT_ADVICE}")
+            with _log.capture() as warnings:
+                ptr = lib.bpf_object__open_file(os.fsencode(path), opts)
+        else:
+            raise TypeError(f"BpfObject.open() takes a path or bytes, not {type(source).__name__}")
+
+        check_ptr(ptr, action, fallback_cls=ObjectFileError, fallback_advice=_BPF_OBJECT_ADVICE,
+                  detail=_log.cause(warnings))
+        obj = cls(ptr, tuple(keep), label)
+        if obj._btf is None:
+            obj.close()
+            raise ObjectFileError(errno.EINVAL, f"could not {action}: it has no BTF; "
+                                  "build it with clang -target bpf -g")
+        return obj
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """"open", "loaded" or "closed"."""
+        return self._state
+
+    @property
+    def name(self) -> str:
+        """The object name libbpf uses (file name without extension by default)."""
+        with self._lock:
+            return ffi.string(lib.bpf_object__name(self._live())).decode()
+
+    def _live(self):
+        """The C object; raises ClosedError after close.  Call with the lock held."""
+        ptr = self._ptr
+        if ptr is None:
+            raise ClosedError(errno.EBADF, f"BPF object {self._label!r} is closed"
+                              f"{self._closed_because}; open it again")
+        return ptr
+
+    def _check_open(self) -> None:
+        with self._lock:
+            self._live()
+
+    def _require_loaded(self, what: str):
+        """The C object, if loaded; StateError before load().  Lock held."""
+        ptr = self._live()
+        if self._state != "loaded":
+            raise StateError(errno.EPERM, f"cannot {what} before load(); call load() first")
+        return ptr
+
+    def _require_unloaded(self, what: str):
+        """The C object, if not loaded yet; StateError after load().  Lock held."""
+        ptr = self._live()
+        if self._state != "open":
+            raise StateError(errno.EPERM, f"cannot {what} after load(); set it before load()")
+        return ptr
+
+    # -- load / close ----------------------------------------------------------
+    def load(self, log_level: int | None = None) -> None:
+        """Create the maps and load the programs into the kernel.
+
+        ``log_level`` (1, 2, optionally | 4 for stats) records the verifier
+        log of every program in :attr:`Program.log`; without it a log is only
+        kept for a program the verifier rejects.  On failure the object is
+        closed and :class:`VerifierError` (with ``.log``) or another
+        BpfError is raised.
+        """
+        if log_level is not None and (not isinstance(log_level, int) or not 0 <= log_level <= 7):
+            raise ValueError("log_level must be an int from 0 to 7 (1 = verbose, 2 = very verbose, 4 = stats)")
+        level = log_level or 0
+        with self._lock:
+            ptr = self._live()
+            if self._state == "loaded":
+                raise StateError(errno.EPERM, f"BPF object {self._label!r} is already loaded; "
+                                 "open it again to load another copy")
+            buffers = {}
+            for prog in self._programs.values():
+                if not lib.bpf_program__autoload(prog._ptr):
+                    continue
+                size = _REQUESTED_LOG_SIZE if level else _FAILURE_LOG_SIZE
+                buf = _alloc_uncleared("char[]", size)
+                buf[0] = b"\0"
+                check(lib.bpf_program__set_log_buf(prog._ptr, buf, size), "set a log buffer")
+                check(lib.bpf_program__set_log_level(prog._ptr, level), "set the log level")
+                buffers[prog.name] = buf
+            with _log.capture() as warnings:
+                rc = lib.bpf_object__load(ptr)
+            code = ffi.errno
+            logs = {name: ffi.string(buf).decode("utf-8", "replace")
+                    for name, buf in buffers.items() if buf[0] != b"\0"}
+            if rc == 0:
+                self._state = "loaded"
+                for name, text in logs.items():
+                    self._programs[name]._log = text
+                return
+            struct_names = [m.struct_name for m in self._maps.values() if isinstance(m, StructOpsMap)]
+            self._close_c(" (its load() failed)")
+        raise self._load_error(-rc if rc < 0 else code, logs, warnings, struct_names)
+
+    def _load_error(self, code: int, logs: dict[str, str], warnings: list[str],
+                    struct_names: list[str]):
+        action = f"load BPF object {self._label!r}"
+        if logs:
+            # libbpf loads programs in order and stops at the first rejection,
+            # so the rejected one is the last with a log.
+            name, text = list(logs.items())[-1]
+            lines = [line for line in text.splitlines()
+                     if line.strip() and not line.startswith(("processed ", "verification time"))]
+            tail = " / ".join(lines[-3:])
+            return VerifierError(code, f"could not {action}: the kernel verifier rejected "
+                                 f"program {name!r}: {tail}; the whole log is in .log",
+                                 log=text)
+        err = error_from_errno(code, action, detail=_log.cause(warnings))
+        if isinstance(err, NotSupportedError):
+            from .features import features
+            feats = features()
+            for struct_name in struct_names:
+                if struct_name in feats and feats[struct_name].supported is not True:
+                    return NotSupportedError(err.errno, f"{err.strerror}; this kernel has no "
+                                             f"struct {struct_name}", feature=struct_name)
+        return err
+
+    def close(self) -> None:
+        """Free the libbpf object (maps, programs); links made from it stay.  Idempotent."""
+        with self._lock:
+            self._close_c("")
+
+    def _close_c(self, because: str) -> None:
+        ptr, self._ptr = self._ptr, None
+        if ptr is None:
+            return
+        self._state = "closed"
+        self._closed_because = because
+        lib.bpf_object__close(ptr)
+        self._keepalive = ()
+
+    def __enter__(self) -> "BpfObject":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Backstop only: close() is the plan.
+        try:
+            if getattr(self, "_ptr", None) is not None:
+                self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<BpfObject {self._label!r} {self._state}>"
+
+    # -- parts -------------------------------------------------------------------
+    @property
+    def maps(self) -> Mapping[str, Map]:
+        """Every map of the object by name (struct_ops and internal ones included)."""
+        self._check_open()
+        return _Views(self, self._maps, self._no_map)
+
+    @property
+    def struct_ops(self) -> Mapping[str, StructOpsMap]:
+        """The struct_ops maps by name."""
+        self._check_open()
+        only = {n: m for n, m in self._maps.items() if isinstance(m, StructOpsMap)}
+        return _Views(self, only, self._no_struct_ops)
+
+    @property
+    def programs(self) -> Mapping[str, "Program"]:
+        """Every program of the object by (function) name."""
+        self._check_open()
+        return _Views(self, self._programs, self._no_program)
+
+    def _no_map(self, name: str) -> MapNotFoundError:
+        return MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no map {name!r}; "
+                                f"it has: {', '.join(self._maps) or 'none'}")
+
+    def _no_struct_ops(self, name: str) -> MapNotFoundError:
+        names = [n for n, m in self._maps.items() if isinstance(m, StructOpsMap)]
+        if not names:
+            return NoStructOpsError(errno.ENOENT, f"BPF object {self._label!r} has no struct_ops map "
+                                    f"(asked for {name!r}); declare one in SEC(\".struct_ops.link\")")
+        return MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no struct_ops map "
+                                f"{name!r}; it has: {', '.join(names)}")
+
+    def _no_program(self, name: str) -> ProgramNotFoundError:
+        return ProgramNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no program "
+                                    f"{name!r}; it has: {', '.join(self._programs) or 'none'}")
+
+    @property
+    def rodata(self) -> GlobalSection:
+        """``const volatile`` globals; writable only before load()."""
+        return self._section(".rodata")
+
+    @property
+    def data(self) -> GlobalSection:
+        """Initialised globals; writable before and after load()."""
+        return self._section(".data")
+
+    @property
+    def bss(self) -> GlobalSection:
+        """Zero-initialised globals; writable before and after load()."""
+        return self._section(".bss")
+
+    def _section(self, section: str) -> GlobalSection:
+        with self._lock:
+            self._live()
+            found = self._sections.get(section)
+            if found is not None:
+                return found
+            for m in self._maps.values():
+                type_id = lib.bpf_map__btf_value_type_id(m._ptr)
+                if not lib.bpf_map__is_internal(m._ptr) or not type_id:
+                    continue
+                t = self._btf.type(type_id)
+                if t.kind == Kind.DATASEC and t.name == section:
+                    found = self._sections[section] = GlobalSection(self, m, t)
+                    return found
+        raise NotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no {section} section: "
+                            "it declares no such globals")
+
+
+class Program:
+    """A view of one program of a BpfObject; frees nothing, keeps the object alive."""
+
+    def __init__(self, obj: BpfObject, ptr) -> None:
+        self._obj, self._ptr = obj, ptr
+        self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
+        self.section: str = ffi.string(lib.bpf_program__section_name(ptr)).decode()
+        self._log: str | None = None
+
+    @property
+    def type(self) -> str:
+        """Program type as libbpf spells it ("struct_ops", "socket_filter", ...)."""
+        with self._obj._lock:
+            self._obj._live()
+            raw = lib.libbpf_bpf_prog_type_str(lib.bpf_program__type(self._ptr))
+            return ffi.string(raw).decode() if raw != ffi.NULL else "unknown"
+
+    @property
+    def autoload(self) -> bool:
+        """Whether load() loads this program; settable before load()."""
+        with self._obj._lock:
+            self._obj._live()
+            return bool(lib.bpf_program__autoload(self._ptr))
+
+    @autoload.setter
+    def autoload(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError("autoload must be True or False")
+        with self._obj._lock:
+            self._obj._require_unloaded(f"change autoload of program {self.name!r}")
+            check(lib.bpf_program__set_autoload(self._ptr, value), f"set autoload of {self.name!r}")
+
+    @property
+    def fd(self) -> int:
+        """The program's fd (owned by the object); after load() only."""
+        with self._obj._lock:
+            self._obj._require_loaded(f"get the fd of program {self.name!r}")
+            fd = lib.bpf_program__fd(self._ptr)
+            if fd < 0:
+                raise StateError(errno.ENOENT, f"program {self.name!r} was not loaded "
+                                 "(autoload off); set autoload before load()")
+            return fd
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of the loaded program."""
+        with self._obj._lock:
+            info = ffi.new("struct bpf_prog_info *")
+            size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+            check(lib.bpf_prog_get_info_by_fd(self.fd, info, size), f"query program {self.name!r}")
+            return info.id
+
+    @property
+    def log(self) -> str | None:
+        """The verifier log recorded at load (see BpfObject.load's log_level), else None."""
+        return self._log
+
+    def attach(self) -> "Link":
+        """Attach a loaded program where its section says (fentry/, fexit/, tp_btf/, ...).
+
+        Returns an owned :class:`Link`: closing it detaches the program unless
+        it was pinned (the same rules as struct_ops links).  A struct_ops
+        program is attached through its map (``StructOpsMap.attach()``).
+        """
+        from .link import Link
+
+        with self._obj._lock:
+            self._obj._require_loaded(f"attach program {self.name!r}")
+            if lib.bpf_program__type(self._ptr) == lib.BPF_PROG_TYPE_STRUCT_OPS:
+                raise StateError(errno.EINVAL, f"program {self.name!r} is a struct_ops program; "
+                                 "attach its struct_ops map instead (obj.struct_ops[...].attach())")
+            if lib.bpf_program__fd(self._ptr) < 0:
+                raise StateError(errno.ENOENT, f"cannot attach program {self.name!r}: it was not "
+                                 "loaded (autoload off); set autoload before load()")
+            action = f"attach program {self.name!r} ({self.section})"
+            with _log.capture() as warnings:
+                ptr = lib.bpf_program__attach(self._ptr)
+            code = ffi.errno
+            advice = ("libbpf cannot attach this section type on its own; name the target in "
+                      "the section, e.g. SEC(\"fentry/<function>\")"
+                      if code == errno.EOPNOTSUPP else None)
+            check_ptr(ptr, action, advice=advice, detail=_log.cause(warnings))
+            return Link._from_program(ptr, f"{self.section} {self.name}")
+
+    def __repr__(self) -> str:
+        return f"<Program {self.name!r} section={self.section!r}>"

@@ -1,0 +1,471 @@
+"""OOM policies and PSI handlers: the shipped ones, and loading any of them by name.
+
+A *policy* is a BPF object with one link-based struct_ops map of type
+``bpf_oom_ops`` (an :class:`OomPolicy`) or ``bpf_psi_ops`` (a
+:class:`PsiHandler`).  The shipped ones live in ``examples/policies`` (or
+the directories of ``$BPFOOM_POLICY_PATH``, searched first) as a C source and
+its committed ``.bpf.o``; :func:`policies` describes them:
+
+* the description is the first paragraph of the source's top comment after
+  ``<name>:``;
+* tunables are the globals preceded by a ``/* tunable: <doc> */`` comment:
+  ``.rodata`` ones (``const volatile``) can only be set at load, ``.data``
+  ones also while attached (:meth:`OomPolicy.set`);
+* ``requires`` names the kernel features (see :func:`bpfoom.features`) the
+  object needs: its struct_ops type and every kfunc it calls.
+
+    with bpfoom.OomPolicy.load("largest_leaf", min_victim_bytes=1 << 20) as policy:
+        policy.attach(cgroup="/sys/fs/cgroup/workload")
+        for event in policy.events(timeout=60):
+            print(event)
+
+Decisions arrive as :class:`~bpfoom.events.DecisionEvent` from the policy's
+``events`` ring buffer (examples/policies/policy_event.h), each with its
+explanation; :meth:`OomPolicy.decisions` re-reads the last 16 without
+consuming them.  What dies once a victim is chosen is set per cgroup with
+:meth:`OomPolicy.set_granularity` (examples/policies/policy_granularity.h).
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .attachments import Attachment, attached
+from .btf import Kind
+from .cgroup import Cgroup
+from .errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
+                     VariableNotFoundError)
+from ._event_stream import EventStream
+from .events import DecisionEvent, decode_event
+from .decisions import DECISIONS_MAP, read_decisions
+from .features import KFUNCS, features
+from .link import Link
+from .map import StructOpsMap
+from .object import BpfObject
+from .ringbuf import RingBuffer
+
+__all__ = ["PolicyInfo", "TunableInfo", "OomPolicy", "PsiHandler", "policies", "policy_info",
+           "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES"]
+
+POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
+_SHIPPED_DIR = Path(__file__).resolve().parent.parent / "examples" / "policies"
+_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
+_EVENTS_MAP = "events"
+_GRANULARITY_MAP = "granularity"
+# enum policy_granularity of policy_event.h: what dies once the victim cgroup is chosen
+GRANULARITIES = {"task": 1, "cgroup": 2, "subtree": 3}
+
+_TUNABLE = re.compile(
+    r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
+    r"(?:const\s+volatile\s+)?[A-Za-z_][\w ]*?\s+(?P<name>[A-Za-z_]\w*)"
+    r"\s*(?:\[[^\]]*\])?\s*(?:=[^;]*)?;", re.S)
+
+
+@dataclass(frozen=True)
+class TunableInfo:
+    """One tunable global: C type, default value, what it does, and when it can change."""
+
+    name: str
+    type_name: str
+    default: Any
+    doc: str
+    section: str  # ".rodata": only at load; ".data"/".bss": also while attached
+
+    @property
+    def settable_after_load(self) -> bool:
+        return self.section != ".rodata"
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """A shipped policy: name, object path, kind ("oom" or "psi"), tunables, needed features."""
+
+    name: str
+    path: Path
+    kind: str
+    description: str
+    tunables: dict[str, TunableInfo] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+
+
+# -- discovery ------------------------------------------------------------------
+
+def policy_dirs() -> list[Path]:
+    """Where shipped policies are looked up, in order: $BPFOOM_POLICY_PATH, then examples/policies."""
+    dirs = [Path(p) for p in os.environ.get(POLICY_PATH_ENV, "").split(os.pathsep) if p]
+    return [*dirs, _SHIPPED_DIR]
+
+
+def _objects() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in policy_dirs():
+        for path in sorted(directory.glob("*.bpf.o")):
+            found.setdefault(path.name[: -len(".bpf.o")], path)
+    return found
+
+
+def _description(source: str, name: str) -> str:
+    """The paragraph after ``<name>:`` in the top comment (empty if absent)."""
+    match = re.search(rf"/\*.*?\*\s*{re.escape(name)}:\s*(.*?)(?:\n\s*\*\s*\n|\*/)", source, re.S)
+    if not match:
+        return ""
+    return " ".join(part.strip(" *") for part in match.group(1).splitlines()).strip()
+
+
+def _describe(name: str, path: Path) -> PolicyInfo:
+    """Read a policy's metadata from its object (types, defaults) and source (docs)."""
+    source_path = path.with_name(f"{name}.bpf.c")
+    source = source_path.read_text() if source_path.exists() else ""
+    with BpfObject.open(path) as obj:
+        kind, ops = _policy_map(obj, path)
+        sections = {sec.section: sec for sec in _global_sections(obj)}
+        tunables = {}
+        for match in _TUNABLE.finditer(source):
+            var = match.group("name")
+            section = next((s for s in sections.values() if var in s), None)
+            if section is None:
+                raise ObjectFileError(errno.EINVAL, f"{source_path} documents tunable {var!r} but "
+                                      f"{path} has no such global; rebuild it (tools/build_bpf.py)")
+            type_name = section._vars[var][1].label  # the BTF spelling, e.g. __u64[16]
+            tunables[var] = TunableInfo(var, type_name, section[var],
+                                        " ".join(match.group("doc").split()), section.section)
+        requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
+                                       if obj._btf.find(k, Kind.FUNC) is not None)]
+    return PolicyInfo(name, path, kind, _description(source, name), tunables, tuple(requires))
+
+
+_cache: dict[tuple[str, float], PolicyInfo] = {}
+_cache_lock = threading.Lock()
+
+
+def _info_for(name: str, path: Path) -> PolicyInfo:
+    key = (str(path), path.stat().st_mtime)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _describe(name, path)
+        return _cache[key]
+
+
+def policies() -> list[PolicyInfo]:
+    """Every shipped policy (first found per name along :func:`policy_dirs`), by name."""
+    return [_info_for(name, path) for name, path in sorted(_objects().items())]
+
+
+def suggest(word: str, choices) -> str:
+    """" (did you mean 'x'?)" for the closest choice, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def policy_info(name: str) -> PolicyInfo:
+    """The shipped policy called ``name``; NotFoundError naming the close match otherwise."""
+    objects = _objects()
+    if name not in objects:
+        raise NotFoundError(errno.ENOENT, f"no shipped policy is called {name!r}"
+                            f"{suggest(name, objects)}; shipped: {', '.join(sorted(objects)) or 'none'}"
+                            f" (searched {', '.join(map(str, policy_dirs()))}); or give a .bpf.o path")
+    return _info_for(name, objects[name])
+
+
+def _global_sections(obj: BpfObject) -> list:
+    """The object's .rodata/.data/.bss sections that exist."""
+    found = []
+    for name in ("rodata", "data", "bss"):
+        try:
+            found.append(getattr(obj, name))
+        except NotFoundError:
+            pass
+    return found
+
+
+def _policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
+    """(kind, map) of the object's one OOM/PSI struct_ops map."""
+    found = [(kind, ops) for ops in obj.struct_ops.values()
+             if (kind := _KINDS.get(ops.struct_name)) is not None]
+    if len(found) != 1:
+        raise ObjectFileError(errno.EINVAL, f"{path} has {len(found)} bpf_oom_ops/bpf_psi_ops "
+                              "struct_ops maps; a policy object needs exactly one")
+    return found[0]
+
+
+# -- loaded handlers ------------------------------------------------------------
+
+class _Handler(EventStream):
+    """What OomPolicy and PsiHandler share: load, attach, decision events, tunables, close."""
+
+    kind: ClassVar[str]
+    struct_name: ClassVar[str]
+
+    def __init__(self, obj: BpfObject, ops: StructOpsMap, info: PolicyInfo | None) -> None:
+        """Use :meth:`load`."""
+        self._lock = threading.RLock()
+        self.object = obj
+        self.info = info
+        self._ops = ops
+        self._links: list[Link] = []
+        self._ring: RingBuffer | None = None
+        self._init_stream()
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike, *, ring_size: int | None = None,
+             **tunables: Any):
+        """Open a shipped policy (by name) or any policy object (by path), set tunables, load it.
+
+        Tunables are checked before anything reaches the kernel: an unknown
+        name raises VariableNotFoundError suggesting the close match, a bad
+        value InvalidValueError.  On a kernel without this handler's
+        struct_ops type NotSupportedError names the missing feature.
+        ``ring_size`` sizes the decision ring buffer (bytes, a power-of-two
+        number of pages); decisions it has no room for are reported as an
+        :class:`~bpfoom.OverrunEvent`, never dropped silently.
+        """
+        info, path = cls._resolve(name_or_path)
+        obj = BpfObject.open(path)
+        try:
+            kind, ops = _policy_map(obj, path)
+            if kind != cls.kind:
+                other = "OomPolicy" if kind == "oom" else "PsiHandler"
+                raise ObjectFileError(errno.EINVAL, f"{path} holds a {ops.struct_name}, not a "
+                                      f"{cls.struct_name}; load it with bpfoom.{other}")
+            handler = cls(obj, ops, info)
+            if ring_size is not None:
+                handler._events_map().max_entries = ring_size
+            for name, value in tunables.items():
+                handler._section_of(name, write_after_load=False)[name] = value
+            features().require(cls.struct_name)
+            obj.load()
+            return handler
+        except BaseException:
+            obj.close()
+            raise
+
+    @classmethod
+    def _resolve(cls, name_or_path: str | os.PathLike) -> tuple[PolicyInfo | None, Path]:
+        text = os.fspath(name_or_path)
+        if isinstance(text, str) and os.sep not in text and not text.endswith(".o"):
+            info = policy_info(text)
+            if info.kind != cls.kind:
+                other = "OomPolicy" if info.kind == "oom" else "PsiHandler"
+                raise InvalidValueError(errno.EINVAL, f"{text!r} is a {info.kind} policy; load it "
+                                        f"with bpfoom.{other}.load({text!r})")
+            return info, info.path
+        return None, Path(os.fsdecode(text))
+
+    def _tunable_names(self) -> list[str]:
+        if self.info is not None:
+            return list(self.info.tunables)
+        return [n for sec in self._sections() for n in sec]
+
+    def _sections(self):
+        return _global_sections(self.object)
+
+    def _section_of(self, name: str, *, write_after_load: bool):
+        names = self._tunable_names()
+        if name not in names:
+            raise VariableNotFoundError(errno.ENOENT, f"{self.name} has no tunable {name!r}"
+                                        f"{suggest(name, names)}; its tunables: "
+                                        f"{', '.join(names) or 'none'}")
+        section = next(sec for sec in self._sections() if name in sec)
+        if write_after_load and section.section == ".rodata":
+            raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
+                             f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
+        return section
+
+    # -- identity -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The struct_ops ``name`` the kernel reports (``oom_policy=<name>``)."""
+        return self._ops.fields["name"] if "name" in self._ops.fields else self._ops.name
+
+    @property
+    def links(self) -> list[Link]:
+        """Links made by :meth:`attach` that are still open."""
+        with self._lock:
+            return [link for link in self._links if not link.closed]
+
+    # -- tunables -------------------------------------------------------------
+    def set(self, name: str, value: Any) -> None:
+        """Change a ``.data``/``.bss`` tunable while loaded (and attached): the next OOM sees it."""
+        self._section_of(name, write_after_load=True)[name] = value
+
+    def get(self, name: str) -> Any:
+        """A tunable's current value (as the kernel sees it)."""
+        return self._section_of(name, write_after_load=False)[name]
+
+    # -- attach ---------------------------------------------------------------
+    def attach(self, cgroup: str | os.PathLike | Cgroup | None = None,
+               pin: str | os.PathLike | None = None) -> Link:
+        """Attach system-wide (``cgroup`` None) or to a cgroup; pin the link if ``pin`` is given.
+
+        If pinning fails the link is detached again: nothing stays half-attached.
+        """
+        with self._lock:
+            link = self._ops.attach(cgroup)
+            if pin is not None:
+                try:
+                    link.pin(pin)
+                except BaseException:
+                    link.close()
+                    raise
+            self._links.append(link)
+            return link
+
+    def detach(self) -> None:
+        """Detach every attachment made by :meth:`attach`, pinned ones too (their pins are removed)."""
+        with self._lock:
+            links, self._links = self._links, []
+            for link in links:
+                if link.closed:
+                    continue
+                if link.pinned_path is not None:
+                    link.unpin()
+                if not link.detached:
+                    link.detach()
+                link.close()
+
+    # -- events ---------------------------------------------------------------
+    def _events_map(self):
+        if _EVENTS_MAP not in self.object.maps:
+            raise StateError(errno.ENOENT, f"{self.name} has no `{_EVENTS_MAP}` ring buffer "
+                             "of decision events; include policy_event.h in its source")
+        return self.object.maps[_EVENTS_MAP]
+
+    def _event_ring(self) -> RingBuffer:
+        with self._lock:
+            if self._ring is None:
+                self._ring = RingBuffer(self._events_map(), self._receive)
+            return self._ring
+
+    def _receive(self, data: bytes) -> None:
+        self._deliver(decode_event(data))
+
+    @property
+    def _overrun_source(self) -> str:
+        return self.name
+
+    @property
+    def events_dropped(self) -> int:
+        """Decisions the ring buffer had no room for (the policy counts them)."""
+        for section in self._sections():
+            if "events_dropped" in section:
+                return section["events_dropped"]
+        return 0
+
+    # -- lifetime -------------------------------------------------------------
+    def close(self) -> None:
+        """Close unpinned links (detaching them), the ring buffer and the object.  Idempotent.
+
+        Pinned links stay attached: that is what the pin is for.
+        """
+        with self._lock:
+            links, self._links = self._links, []
+            for link in links:
+                link.close()
+            ring, self._ring = self._ring, None
+            if ring is not None:
+                ring.close()
+            self.object.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.object.state == "closed"
+
+    def __enter__(self):
+        if self.closed:
+            raise ClosedError(errno.EBADF, f"{self.name} is closed; load it again")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._ops.name} {self.object.state}>"
+
+
+def _cgroup_id(cgroup: str | os.PathLike | Cgroup | int) -> int:
+    """The id of a cgroup given as an id, an open Cgroup or a cgroup v2 path."""
+    if isinstance(cgroup, bool) or not isinstance(cgroup, (int, str, os.PathLike, Cgroup)):
+        raise TypeError(f"a cgroup is a cgroup v2 path, a bpfoom.Cgroup or a cgroup id, "
+                        f"not {cgroup!r}")
+    if isinstance(cgroup, int):
+        return cgroup
+    if isinstance(cgroup, Cgroup):
+        return cgroup.id
+    with Cgroup.open(cgroup) as opened:
+        return opened.id
+
+
+class OomPolicy(_Handler):
+    """A loaded ``bpf_oom_ops`` policy: attach it to a cgroup or system-wide, read its decisions."""
+
+    kind = "oom"
+    struct_name = "bpf_oom_ops"
+
+    def _granularity_map(self):
+        if _GRANULARITY_MAP not in self.object.maps:
+            raise StateError(errno.ENOENT, f"{self.name} takes no per-cgroup granularity (it has "
+                             f"no `{_GRANULARITY_MAP}` map); include policy_granularity.h in its "
+                             "source, as the shipped policies do")
+        return self.object.maps[_GRANULARITY_MAP]
+
+    def set_granularity(self, cgroup: str | os.PathLike | Cgroup | int,
+                        granularity: str | None) -> None:
+        """What dies when this policy's victim is in ``cgroup`` or below it, from the next OOM on.
+
+        "task": one task (the policy's chosen one, or the victim cgroup's
+        largest); "cgroup": every task of the victim cgroup; "subtree": every
+        task of ``cgroup`` and its descendants; None: the policy's default.
+        The setting nearest the victim cgroup wins.  memory.oom.group still
+        makes the kernel kill a whole group; the decision event says so.
+        """
+        if granularity is not None and granularity not in GRANULARITIES:
+            raise InvalidValueError(errno.EINVAL, f"granularity {granularity!r} is not one of "
+                                    f"{', '.join(map(repr, GRANULARITIES))}"
+                                    f"{suggest(str(granularity), GRANULARITIES)}; or None for the "
+                                    "policy's default")
+        settings = self._granularity_map()
+        cgroup_id = _cgroup_id(cgroup)
+        if granularity is None:
+            if cgroup_id in settings:
+                del settings[cgroup_id]
+        else:
+            settings[cgroup_id] = GRANULARITIES[granularity]
+
+    def granularity(self, cgroup: str | os.PathLike | Cgroup | int) -> str | None:
+        """The granularity set on ``cgroup`` itself (None: none; an ancestor's may apply)."""
+        value = self._granularity_map().get(_cgroup_id(cgroup))
+        return next((name for name, number in GRANULARITIES.items() if number == value), None)
+
+    def decisions(self) -> list[DecisionEvent]:
+        """The last 16 decisions, oldest first, without consuming :meth:`events`."""
+        if DECISIONS_MAP not in self.object.maps:
+            raise StateError(errno.ENOENT, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
+                             "include this bpfoom's policy_event.h in its source")
+        return read_decisions(self.object.maps[DECISIONS_MAP].fd)
+
+
+class PsiHandler(_Handler):
+    """A loaded ``bpf_psi_ops`` handler; same shape as :class:`OomPolicy`."""
+
+    kind = "psi"
+    struct_name = "bpf_psi_ops"
+
+    def attach(self, cgroup: str | os.PathLike | Cgroup | None = None,
+               pin: str | os.PathLike | None = None) -> Link:
+        """Attach system-wide; the handler picks its cgroups itself (its triggers' cgroup ids).
+
+        The kernel attaches bpf_psi_ops only system-wide (a cgroup link fails with
+        EOPNOTSUPP), so a ``cgroup`` is refused here with a sentence saying why.
+        """
+        if cgroup is not None:
+            raise InvalidValueError(errno.EINVAL, f"{self.name} is a bpf_psi_ops handler, which "
+                                    "attaches only system-wide; attach it without a cgroup and "
+                                    "name the cgroups to watch in its tunables")
+        return super().attach(None, pin)

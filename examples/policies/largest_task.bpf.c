@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * largest_task: kill the single task with the most resident and swapped memory
+ * in the OOMing memcg (the kernel's badness without oom_score_adj), skipping
+ * kernel threads and tasks with oom_score_adj -1000.
+ *
+ * While its victim is still exiting the policy waits for it instead of
+ * killing again (policy_kill.h).  A granularity setting on the task's
+ * cgroup or an ancestor can widen the kill (policy_granularity.h).  In a system-wide OOM every task of the
+ * machine is a candidate.
+ */
+#include "bpfoom_kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#define POLICY_NAME "largest_task"
+#define POLICY_REASON REASON_LARGEST_TASK
+#define POLICY_DEFAULT_GRANULARITY GRANULARITY_TASK
+#define POLICY_KILL_MESSAGE "bpfoom largest_task"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* tunable: ignore tasks using less memory than this (bytes) */
+__u64 min_victim_bytes = 0;
+/* tunable: count swapped-out pages as the task's memory */
+const volatile bool count_swap = true;
+/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+__u64 victim_wait_ms = 5000;
+
+#include "policy_event.h"
+#include "policy_scope.h"
+#include "policy_leaves.h"
+#include "policy_kill.h"
+#include "policy_granularity.h"
+#include "policy_tasks.h"
+
+static __u64 task_rank(struct task_struct *task, __u64 memory)
+{
+	return memory;
+}
+
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(largest_task_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+{
+	return handle_oom(oom_ctx, oc);
+}
+
+SEC("struct_ops.s/handle_cgroup_offline")
+void BPF_PROG(largest_task_offline, struct bpf_oom_ctx *oom_ctx, __u64 cgroup_id)
+{
+	event_cgroup_offline(oom_ctx->cgroup_id, cgroup_id);
+}
+
+SEC(".struct_ops.link")
+struct bpf_oom_ops largest_task = {
+	.handle_out_of_memory = (void *)largest_task_oom,
+	.handle_cgroup_offline = (void *)largest_task_offline,
+	.name = "largest_task",
+};

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Leaf memcgs under an OOMing memcg: find them, measure them, choose the largest.
+ *
+ * Two steps, because the sleepable stats flush cannot run under
+ * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
+ * RCU, then measure each leaf from its id (policy_granularity.h kills).  Counters
+ * live in globals for the reason given at `event` in policy_event.h.
+ */
+#ifndef BPFOOM_POLICY_LEAVES_H
+#define BPFOOM_POLICY_LEAVES_H
+
+#define MAX_LEAVES 1024
+
+/* Scratch for one OOM: the kernel runs one OOM at a time (oom_lock). */
+__u64 leaf_ids[MAX_LEAVES];
+__u32 nr_leaves;
+
+struct leaf_stats {
+	__u64 usage;		/* memory.current */
+	__u64 size;		/* usage, minus page cache when asked */
+	bool has_tasks;
+	__s32 unkillable_pid;	/* a task with oom_score_adj -1000 (0: none) */
+	__s32 exiting_pid;	/* a task already an OOM victim, not one of ours (0: none) */
+};
+
+struct leaf_choice {
+	__u64 id;		/* the largest killable leaf (0: none) */
+	__u64 size;
+	__u32 candidates;	/* killable leaves compared */
+	__u64 exiting_id;	/* a leaf holding an exiting OOM victim (0: none) */
+};
+
+struct leaf_choice choice;
+
+/*
+ * Fill leaf_ids/nr_leaves with the cgroups under `root`, itself included:
+ * only the leaves (itself if it has no children), or all of them.
+ */
+static inline void collect_cgroups(struct cgroup_subsys_state *root, bool leaves_only)
+{
+	struct cgroup_subsys_state *css;
+	struct bpf_iter_css it;
+	__u32 n;
+
+	nr_leaves = 0;
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(&it, root, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	while ((css = bpf_iter_css_next(&it))) {
+		if (leaves_only && css->cgroup->nr_descendants)
+			continue;
+		n = nr_leaves;
+		if (n >= MAX_LEAVES)
+			break;
+		leaf_ids[n & (MAX_LEAVES - 1)] = css->cgroup->kn->id;
+		nr_leaves = n + 1;
+	}
+	bpf_iter_css_destroy(&it);
+	bpf_rcu_read_unlock();
+}
+
+#define collect_leaves(memcg) collect_cgroups(&(memcg)->css, true)
+
+static inline void scan_tasks(struct cgroup *cgrp, struct leaf_stats *st)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it))) {
+		st->has_tasks = true;
+		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
+			st->unkillable_pid = task->tgid;
+		if (bpf_task_is_oom_victim(task))
+			st->exiting_pid = task->tgid;
+	}
+	bpf_iter_css_task_destroy(&it);
+}
+
+/* Fill `st` for the cgroup `id`; false if it is gone. */
+static inline bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_stats *st)
+{
+	struct mem_cgroup *memcg;
+	struct cgroup *cgrp;
+	__u64 usage, cache;
+
+	__builtin_memset(st, 0, sizeof(*st));
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return false;
+	memcg = bpf_get_mem_cgroup(&cgrp->self);
+	if (memcg) {
+		bpf_mem_cgroup_flush_stats(memcg);
+		usage = bpf_mem_cgroup_usage(memcg);
+		cache = exclude_page_cache ? bpf_mem_cgroup_page_state(memcg,
+				bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES)) : 0;
+		st->usage = usage;
+		st->size = usage > cache ? usage - cache : 0;
+		bpf_put_mem_cgroup(memcg);
+	}
+	scan_tasks(cgrp, st);
+	bpf_cgroup_release(cgrp);
+	return true;
+}
+
+/*
+ * Whether a measured leaf with tasks can be a candidate; if not, the
+ * explanation says why.  A leaf holding an OOM victim makes the policy wait.
+ */
+static __always_inline bool leaf_is_candidate(__u64 id, struct leaf_stats *st)
+{
+	if (st->exiting_pid) {
+		choice.exiting_id = id;
+		explain_exclusion(EXCLUDED_OOM_VICTIM, id, st->exiting_pid);
+		return false;
+	}
+	if (st->unkillable_pid) {
+		explain_exclusion(EXCLUDED_UNKILLABLE, id, st->unkillable_pid);
+		return false;
+	}
+	return st->size != 0;
+}
+
+/* Set `choice` to the largest leaf under `root` with tasks, none of them unkillable. */
+static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache)
+{
+	struct leaf_stats st;
+	__u64 id;
+	int i;
+
+	__builtin_memset(&choice, 0, sizeof(choice));
+	collect_leaves(root);
+	bpf_for(i, 0, nr_leaves) {
+		id = leaf_ids[i & (MAX_LEAVES - 1)];
+		if (!measure_leaf(id, exclude_page_cache, &st) || !st.has_tasks)
+			continue;
+		if (!leaf_is_candidate(id, &st))
+			continue;
+		choice.candidates++;
+		explain_candidate(id, 0, st.usage, st.size, 0, false);
+		if (st.size > choice.size) {
+			choice.size = st.size;
+			choice.id = id;
+		}
+	}
+}
+
+#endif

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The reference policy of spec section 6: on an OOM, kill every task of the
+ * largest leaf memcg under the OOMing one (usage minus page cache), skipping
+ * leaves that hold a task with oom_score_adj -1000.
+ *
+ * Three steps, because sleepable kfuncs (the kill) cannot run under
+ * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
+ * RCU, then measure each leaf from its id, then kill the winner's tasks.
+ */
+#include "oom_kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_LEAVES 16
+#define MAX_VICTIMS 16
+
+/* Scratch: one OOM at a time runs (the kernel holds oom_lock). */
+__u64 leaf_ids[MAX_LEAVES];
+
+/* What the OOM that killed decided, for the test to read. */
+__u64 chosen_cgroup_id;
+__u64 chosen_size;
+__u32 leaves_seen;
+/* Over all OOMs: tasks killed and handler calls. */
+__u32 tasks_killed;
+__u32 handler_calls;
+
+static __u32 collect_leaves(struct mem_cgroup *root)
+{
+	struct cgroup_subsys_state *css;
+	struct bpf_iter_css it;
+	__u32 count = 0;
+
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	while ((css = bpf_iter_css_next(&it))) {
+		if (css->cgroup->nr_descendants || count >= MAX_LEAVES)
+			continue;
+		leaf_ids[count & (MAX_LEAVES - 1)] = css->cgroup->kn->id;
+		count++;
+	}
+	bpf_iter_css_destroy(&it);
+	bpf_rcu_read_unlock();
+	return count;
+}
+
+static bool has_unkillable_task(struct cgroup *cgrp)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+	bool found = false;
+
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it))) {
+		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN) {
+			found = true;
+			break;
+		}
+	}
+	bpf_iter_css_task_destroy(&it);
+	return found;
+}
+
+/* Anonymous-ish size of a leaf, or 0 if it must not be chosen. */
+static __u64 leaf_size(__u64 id)
+{
+	struct mem_cgroup *memcg;
+	struct cgroup *cgrp;
+	__u64 usage, cache, size = 0;
+
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return 0;
+	memcg = bpf_get_mem_cgroup(&cgrp->self);
+	if (memcg) {
+		bpf_mem_cgroup_flush_stats(memcg);
+		usage = bpf_mem_cgroup_usage(memcg);
+		cache = bpf_mem_cgroup_page_state(memcg,
+				bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES));
+		size = usage > cache ? usage - cache : 0;
+		bpf_put_mem_cgroup(memcg);
+	}
+	if (size && has_unkillable_task(cgrp))
+		size = 0;
+	bpf_cgroup_release(cgrp);
+	return size;
+}
+
+/*
+ * Kill every task of the leaf; none if one of them is already dying: the
+ * kernel asks again while its victims exit, and the policy then waits (returns
+ * 0, so the kernel sees the victim and kills no one) instead of killing more.
+ */
+static __u32 kill_all_tasks(struct oom_control *oc, __u64 id)
+{
+	struct bpf_iter_css_task it;
+	struct task_struct *task;
+	struct cgroup *cgrp;
+	__u32 killed = 0;
+	bool dying = false;
+
+	cgrp = bpf_cgroup_from_id(id);
+	if (!cgrp)
+		return 0;
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	while ((task = bpf_iter_css_task_next(&it))) {
+		if (bpf_task_is_oom_victim(task)) {
+			dying = true;
+			break;
+		}
+	}
+	bpf_iter_css_task_destroy(&it);
+	if (!dying) {
+		bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+		while ((task = bpf_iter_css_task_next(&it))) {
+			if (killed >= MAX_VICTIMS)
+				break;
+			if (bpf_oom_kill_process(oc, task, "largest leaf memcg") == 0)
+				killed++;
+		}
+		bpf_iter_css_task_destroy(&it);
+	}
+	bpf_cgroup_release(cgrp);
+	return killed;
+}
+
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
+{
+	struct mem_cgroup *root = oc->memcg;
+	__u64 best_id = 0, best_size = 0, size;
+	__u32 count, killed, i;
+
+	handler_calls++;
+	if (!root)
+		return 0; /* a system-wide OOM is not this policy's business */
+	count = collect_leaves(root);
+	for (i = 0; i < count && i < MAX_LEAVES; i++) {
+		size = leaf_size(leaf_ids[i]);
+		if (size > best_size) {
+			best_size = size;
+			best_id = leaf_ids[i];
+		}
+	}
+	if (!best_id)
+		return 0;
+	killed = kill_all_tasks(oc, best_id);
+	if (!killed)
+		return 0;
+	chosen_cgroup_id = best_id;
+	chosen_size = best_size;
+	leaves_seen = count;
+	tasks_killed += killed;
+	return 1;
+}
+
+SEC(".struct_ops.link")
+struct bpf_oom_ops largest_leaf = {
+	.handle_out_of_memory = (void *)largest_leaf_oom,
+	.name = "largest_leaf",
+};

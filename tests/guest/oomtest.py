@@ -1,0 +1,362 @@
+"""Helpers for the guest kernel tests: capability check, memory hogs, memory.events,
+kernel log slices, and the recording policy's controls (see oom_probe.bpf.c)."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import bpfoom
+
+REPO = Path(__file__).resolve().parents[2]
+BPF_DIR = REPO / "tests" / "bpf" / "oom"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+DEATH_TIMEOUT_S = 60.0
+
+# Actions of oom_probe.bpf.c's `actions` map.
+DECLINE, KILL_PID, CLAIM_WITHOUT_KILL, KILL_CURRENT = 0, 1, 2, 3
+
+
+def missing_capability() -> str | None:
+    """Why these tests cannot run here, or None when they can."""
+    if os.environ.get("BPFOOM_IN_VM") != "1":
+        return ("not inside the bpfoom VM (BPFOOM_IN_VM unset): run "
+                "`python3 -m bpfoom.vm -- .venv/bin/python -m pytest tests/guest`")
+    if os.geteuid() != 0:
+        return "needs root inside the VM"
+    feats = bpfoom.features()
+    for name in ("bpf_oom_ops", "struct_ops_cgroup_attach", "kfunc:bpf_oom_kill_process"):
+        if feats[name].supported is not True:
+            return f"the running kernel lacks {name}: {feats[name].detail}"
+    controllers = (CGROUP_ROOT / "cgroup.subtree_control")
+    if not controllers.exists() or "memory" not in controllers.read_text().split():
+        return f"{CGROUP_ROOT} is not a cgroup2 root with +memory in cgroup.subtree_control"
+    return None
+
+
+def kill_and_remove(path: Path) -> None:
+    """Remove a test cgroup tree: kill its tasks, then rmdir bottom-up."""
+    if not path.exists():
+        return
+    for child in [entry for entry in path.iterdir() if entry.is_dir()]:
+        kill_and_remove(child)
+    try:
+        (path / "cgroup.freeze").write_text("0")
+        (path / "cgroup.kill").write_text("1")
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def memory_events(cg: bpfoom.Cgroup) -> dict[str, int]:
+    """memory.events as a dict (oom, oom_kill, ...)."""
+    return {key: int(value) for key, value in
+            (line.split() for line in cg.read("memory.events").splitlines())}
+
+
+# -- memory hogs ----------------------------------------------------------------
+
+# Joins the cgroup itself, after Python's start-up, so the interpreter's own
+# memory is charged to the test runner's cgroup and the hog's cgroup sees
+# (almost) only the MiB it asked for.  Prints "joined" and "allocated", then
+# holds the memory until killed or its stdin closes.
+HOG_SCRIPT = r"""
+import mmap, os, sys
+procs, mib, adj, gate = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+with open("/proc/self/oom_score_adj", "w") as f:  # the runner's -1000 is inherited
+    f.write(adj)
+with open(procs, "w") as f:
+    f.write(str(os.getpid()))
+print("joined", flush=True)
+if gate:
+    sys.stdin.readline()
+memory = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for offset in range(0, len(memory), 4096):
+    memory[offset] = 1
+print("allocated", flush=True)
+sys.stdin.readline()
+"""
+
+
+@dataclass
+class Hog:
+    """A process that allocates `mib` MiB of anonymous memory inside a cgroup."""
+
+    proc: subprocess.Popen
+    cgroup: bpfoom.Cgroup
+    mib: int
+    lines: list[str] = field(default_factory=list)
+    _pending: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_for(self, word: str, timeout: float = DEATH_TIMEOUT_S) -> bool:
+        """True once the hog printed `word`; False if it exited or timed out first.
+
+        Reads the raw pipe: a buffered reader could hold a second line that
+        select() then never reports.
+        """
+        deadline = time.monotonic() + timeout
+        while word not in self.lines:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    return False
+                self._pending += chunk.decode()
+                *complete, self._pending = self._pending.split("\n")
+                self.lines.extend(line.strip() for line in complete)
+        return True
+
+    def go(self) -> None:
+        """Let a gated hog start allocating."""
+        self.proc.stdin.write(b"go\n")
+
+    def wait_dead(self, timeout: float = DEATH_TIMEOUT_S) -> int:
+        """The hog's exit status (negative: killed by that signal); fails on timeout."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"hog {self.pid} in {self.cgroup.path} still alive after {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            stream.close()
+
+
+# Forks one child per request (no interpreter start-up per OOM, which costs
+# seconds under TCG): each child joins the cgroup, allocates the MiB asked
+# for, and exits 0; the forker answers "<pid> <wait status>" per child.
+_FORKER = r"""
+import mmap, os, sys
+procs = sys.argv[1]
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("0")
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+        memory = mmap.mmap(-1, int(line) << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        for offset in range(0, len(memory), 4096):
+            memory[offset] = 1
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(pid, status, flush=True)
+"""
+
+
+class Forker:
+    """Runs allocations of a given size in fresh children inside one cgroup."""
+
+    def __init__(self, cg: bpfoom.Cgroup) -> None:
+        self.cgroup = cg
+        self.proc = subprocess.Popen([sys.executable, "-S", "-c", _FORKER,
+                                      str(cg.path / "cgroup.procs")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def allocate(self, mib: int, timeout: float = DEATH_TIMEOUT_S) -> tuple[int, int]:
+        """(child pid, exit code as subprocess reports it: -9 means SIGKILL)."""
+        self.proc.stdin.write(f"{mib}\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            pytest.fail(f"an allocation of {mib} MiB in {self.cgroup.path} did not end "
+                        f"within {timeout:.0f} s")
+        pid, status = self.proc.stdout.readline().split()
+        return int(pid), os.waitstatus_to_exitcode(int(status))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll `predicate` until true; fail the test with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+# -- kernel log -----------------------------------------------------------------
+
+class KernelLog:
+    """The kernel log records written since this object was created (from /dev/kmsg)."""
+
+    def __init__(self) -> None:
+        self._fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self._fd, 0, os.SEEK_END)
+        self._lines: list[str] = []
+
+    def lines(self) -> list[str]:
+        while True:
+            try:
+                record = os.read(self._fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # overwritten records; keep reading
+                continue
+            if not record:
+                break
+            text = record.decode(errors="replace")
+            self._lines.append(text.split(";", 1)[1].rstrip("\n") if ";" in text else text)
+        return list(self._lines)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def policy_lines(log: KernelLog) -> list[str]:
+    """The oom_policy=<name> lines of the OOM reports in `log`."""
+    return [line for line in log.lines() if line.startswith("oom_policy=")]
+
+
+# -- BPF objects ----------------------------------------------------------------
+
+def killed_pids(log: KernelLog) -> list[tuple[int, str]]:
+    """(pid, reason) of every "<reason>: Killed process <pid> (...)" line in `log`, in order."""
+    found = []
+    for line in log.lines():
+        reason, marker, rest = line.partition(": Killed process ")
+        if marker:
+            found.append((int(rest.split()[0]), reason))
+    return found
+
+
+def open_probe(name: str | None = "bpfoom_probe") -> bpfoom.BpfObject:
+    """oom_probe.bpf.o, loaded, with `probe_policy` named `name`."""
+    obj = bpfoom.BpfObject.open(BPF_DIR / "oom_probe.bpf.o")
+    if name is not None:
+        obj.struct_ops["probe_policy"].fields["name"] = name
+    obj.load()
+    return obj
+
+
+def set_action(obj: bpfoom.BpfObject, cgroup_id: int, kind: int, pid: int = 0) -> None:
+    obj.maps["actions"][cgroup_id] = {"kind": kind, "pid": pid}
+
+
+def recorded_calls(obj: bpfoom.BpfObject) -> list[tuple[int, int]]:
+    """(ctx cgroup id, OOMing memcg's cgroup id) per handle_out_of_memory call, in order."""
+    count = min(obj.bss["calls"], 64)
+    return list(zip(obj.bss["call_ctx_ids"][:count], obj.bss["call_oom_ids"][:count]))
+
+
+def sigkilled(status: int) -> bool:
+    return status == -signal.SIGKILL
+
+
+def link_ids() -> set[int]:
+    """Ids of the attached struct_ops links (a detached link reports no map)."""
+    return {info.id for info in bpfoom.links() if info.map_id}
+
+
+# -- PSI (bpf_psi_ops, psi_probe.bpf.c) ------------------------------------------
+
+# include/linux/psi_types.h enum psi_res, and the "full" bit of spec section 5.
+PSI_IO, PSI_MEM, PSI_CPU = 0, 1, 2
+BPF_PSI_FULL = 0x80000000
+# enum bpf_oom_flags
+BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_OOM_FLAGS_LAST = 1 << 0, 1 << 1
+# psi_probe.bpf.c's array sizes
+PSI_MAX_TRIGGERS = 4
+PSI_MAX_RECORDS = 64
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One trigger psi_probe's init() creates: cgroup id (0: system), resource, limits."""
+
+    cgroup_id: int
+    resource: int
+    threshold_us: int = 100_000
+    window_us: int = 1_000_000
+
+
+def open_psi_probe(*triggers: Trigger, init_ret: int = 0) -> bpfoom.BpfObject:
+    """psi_probe.bpf.o, loaded, its init() set to create `triggers` and return `init_ret`."""
+    obj = bpfoom.BpfObject.open(BPF_DIR / "psi_probe.bpf.o")
+    try:
+        obj.load()
+        set_psi_triggers(obj, *triggers)
+        obj.bss["init_ret"] = init_ret
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def set_psi_triggers(obj: bpfoom.BpfObject, *triggers: Trigger) -> None:
+    """What the next init() of `obj` creates."""
+    assert len(triggers) <= PSI_MAX_TRIGGERS
+    padded = list(triggers) + [Trigger(0, 0, 0, 0)] * (PSI_MAX_TRIGGERS - len(triggers))
+    obj.bss["trigger_cgroup_ids"] = [t.cgroup_id for t in padded]
+    obj.bss["trigger_resources"] = [t.resource for t in padded]
+    obj.bss["trigger_thresholds_us"] = [t.threshold_us for t in padded]
+    obj.bss["trigger_windows_us"] = [t.window_us for t in padded]
+    obj.bss["nr_triggers"] = len(triggers)
+
+
+def psi_records(obj: bpfoom.BpfObject, kind: str) -> list[int]:
+    """The ids psi_probe recorded: kind "event" (trigger cgroup ids), "online" or "offline"."""
+    count = {"event": "events", "online": "onlines", "offline": "offlines"}[kind]
+    return list(obj.bss[f"{kind}_ids"][:min(obj.bss[count], PSI_MAX_RECORDS)])
+
+
+def psi_oom_returns(obj: bpfoom.BpfObject) -> list[int]:
+    """What each bpf_out_of_memory call of psi_probe returned, in order."""
+    made = min(obj.bss["oom_done"], PSI_MAX_RECORDS)
+    return list(obj.bss["oom_rets"][:made])
+
+
+def psimon_threads() -> int:
+    """How many PSI RT polling kthreads exist: one per psi_group with a privileged trigger."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                count += (entry / "comm").read_text().strip() == "psimon"
+            except OSError:
+                pass
+    return count
+
+
+def struct_ops_map_ids() -> set[int]:
+    """Ids of the kernel's struct_ops maps (bpftool, the guest shares the host's)."""
+    out = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {entry["id"] for entry in json.loads(out) if entry.get("type") == "struct_ops"}
+

@@ -1,0 +1,54 @@
+"""psi_guard: a PSI handler that declares an OOM in a cgroup under sustained memory
+pressure, before its workload thrashes (and before memory.max is ever reached)."""
+from __future__ import annotations
+
+import pytest
+
+import bpfoom
+from oomtest import killed_pids, memory_events, sigkilled, wait_until
+from policytest import collect
+
+MEMORY_HIGH = "16M"
+
+
+def test_psi_guard_kills_a_thrashing_cgroup_and_leaves_an_idle_one(cgroups, hogs, kernel_log):
+    parent = cgroups("guarded")
+    idle = cgroups("guarded/idle")
+    sleeper = hogs(idle, 4)
+    assert sleeper.wait_for("allocated")
+    guard = bpfoom.PsiHandler.load("psi_guard", guarded_cgroups=[idle.id] + [0] * 15,  # 16 slots
+                                   guard_children_of=parent.id)
+    try:
+        guard.attach()
+        # Created after attach: guarded through handle_cgroup_online.
+        hungry = cgroups("guarded/hungry")
+        hungry.write("memory.high", MEMORY_HIGH)  # no swap: a hog above it stalls, never OOMs
+        hog = hogs(hungry, 200, gated=True)
+        hog.go()
+        assert sigkilled(hog.wait_dead(timeout=120))
+        events = collect(guard, lambda seen: any(e.action == "declared_oom" for e in seen))
+        declared = next(e for e in events if e.action == "declared_oom")
+        assert (declared.oom_cgroup_id, declared.reason, declared.error) == (
+            hungry.id, "memory_pressure", None)
+        assert killed_pids(kernel_log)[0][0] == hog.pid
+        assert any(line.startswith("oom-kill:constraint=BPF_PSI_GUARD,")
+                   for line in kernel_log.lines())
+        wait_until(lambda: memory_events(hungry)["oom_kill"] == 1, what="the kill to be counted")
+        assert memory_events(hungry)["max"] == 0  # memory.max (unlimited) was never hit
+        events += list(guard.events(timeout=2))
+        assert all(e.oom_cgroup_id != idle.id for e in events), [str(e) for e in events]
+        assert sleeper.alive()
+        assert memory_events(idle)["oom_kill"] == 0
+    finally:
+        guard.detach()
+        guard.close()
+
+
+def test_a_psi_handler_is_refused_a_cgroup_before_anything_attaches(cgroups):
+    target = cgroups("psi_target")
+    before = {a.link_id for a in bpfoom.attached()}
+    with bpfoom.PsiHandler.load("psi_guard") as guard:
+        with pytest.raises(bpfoom.InvalidValueError, match="only system-wide"):
+            guard.attach(cgroup=target)
+        assert guard.links == []
+    assert {a.link_id for a in bpfoom.attached()} == before

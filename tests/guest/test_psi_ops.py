@@ -1,0 +1,192 @@
+"""struct bpf_psi_ops: triggers created by init(), events, cgroup callbacks, refusals,
+and detaching (patch 0007), through the recording handler psi_probe.bpf.c."""
+from __future__ import annotations
+
+import errno
+import time
+
+import pytest
+
+import bpfoom
+from oomtest import (BPF_DIR, BPF_PSI_FULL, PSI_CPU, PSI_IO, PSI_MEM, Trigger, link_ids,
+                     open_psi_probe, psi_records, psimon_threads, set_psi_triggers,
+                     struct_ops_map_ids, wait_until)
+
+EVENT_TIMEOUT_S = 60.0
+NO_SUCH_CGROUP = (1 << 62) + 12345
+
+
+@pytest.fixture
+def pressured(cgroups, hogs) -> bpfoom.Cgroup:
+    """A cgroup whose hog is throttled by a low memory.high (no swap): a steady memory stall."""
+    cg = cgroups("psi-pressured")
+    cg.write("memory.high", "16M")
+    hogs(cg, 256)  # throttled for far longer than any test here takes
+    return cg
+
+
+def test_init_creates_triggers_and_events_arrive_only_for_pressure(cgroups, pressured):
+    idle = cgroups("psi-idle")
+    baseline = psimon_threads()
+    # The hog is the pressured cgroup's only task: its stall is "full" there.
+    obj = open_psi_probe(Trigger(pressured.id, PSI_MEM | BPF_PSI_FULL, 50_000, 500_000),
+                         Trigger(idle.id, PSI_MEM, 10_000, 500_000),
+                         Trigger(0, PSI_MEM, 10_000, 500_000))
+    try:
+        with obj.struct_ops["psi_probe"].attach():
+            assert obj.bss["inits"] == 1
+            assert list(obj.bss["create_rets"][:3]) == [0, 0, 0]
+            # One RT polling thread per watched psi_group: pressured, idle, system.
+            assert psimon_threads() == baseline + 3
+            wait_until(lambda: {pressured.id, 0} <= set(psi_records(obj, "event")),
+                       EVENT_TIMEOUT_S, "events for the pressured cgroup and the system")
+            time.sleep(1.0)
+            assert idle.id not in psi_records(obj, "event")
+        wait_until(lambda: psimon_threads() == baseline, 10, "the triggers to be destroyed")
+        stopped = obj.bss["events"]
+        time.sleep(1.5)
+        assert obj.bss["events"] == stopped, "events after detach"
+    finally:
+        obj.close()
+
+
+@pytest.mark.parametrize("init_ret, expected", [(1, errno.EINVAL), (-errno.EPERM, errno.EPERM)])
+def test_failing_init_fails_attach_and_leaves_nothing(cgroups, init_ret, expected):
+    watched = cgroups("psi-init-fails")
+    baseline = psimon_threads()
+    links_before = link_ids()
+    obj = open_psi_probe(Trigger(watched.id, PSI_MEM), Trigger(0, PSI_IO), init_ret=init_ret)
+    try:
+        with pytest.raises(bpfoom.BpfError) as caught:
+            obj.struct_ops["psi_probe"].attach()
+        assert caught.value.errno == expected
+        # init() ran and its triggers existed, then went with the failed attach.
+        assert obj.bss["inits"] == 1
+        assert list(obj.bss["create_rets"][:2]) == [0, 0]
+        assert psimon_threads() == baseline
+        assert link_ids() == links_before
+        # The map is free for a working attach afterwards.
+        obj.bss["init_ret"] = 0
+        with obj.struct_ops["psi_probe"].attach():
+            assert obj.bss["inits"] == 2
+            assert psimon_threads() == baseline + 2
+    finally:
+        obj.close()
+    wait_until(lambda: psimon_threads() == baseline, 10, "the triggers to be destroyed")
+
+
+def test_create_trigger_refusals():
+    baseline = psimon_threads()
+    obj = open_psi_probe(Trigger(0, 7),                                  # no such resource
+                         Trigger(0, PSI_CPU | 0x4000, 100_000, 1_000_000),  # stray bits
+                         Trigger(0, PSI_MEM, 0, 1_000_000),             # zero threshold
+                         Trigger(NO_SUCH_CGROUP, PSI_MEM))              # no such cgroup
+    try:
+        with obj.struct_ops["psi_probe"].attach():
+            assert list(obj.bss["create_rets"]) == [-errno.EINVAL, -errno.EINVAL,
+                                                    -errno.EINVAL, -errno.ENOENT]
+            assert psimon_threads() == baseline
+        set_psi_triggers(obj, Trigger(0, PSI_MEM, 100_000, 20_000_000),  # window > 10 s
+                         Trigger(0, PSI_MEM, 2_000_000, 1_000_000))      # threshold > window
+        with obj.struct_ops["psi_probe"].attach():
+            assert list(obj.bss["create_rets"][:2]) == [-errno.EINVAL, -errno.EINVAL]
+    finally:
+        obj.close()
+
+
+@pytest.mark.parametrize("source, kfunc", [
+    ("psi_trigger_from_oom.bpf.o", "bpf_psi_create_trigger"),
+    ("psi_declare_from_oom.bpf.o", "bpf_out_of_memory"),
+])
+def test_other_struct_ops_cannot_call_psi_kfuncs(source, kfunc):
+    obj = bpfoom.BpfObject.open(BPF_DIR / source)
+    try:
+        with pytest.raises(bpfoom.VerifierError) as caught:
+            obj.load()
+    finally:
+        obj.close()
+    assert f"calling kernel function {kfunc} is not allowed" in (caught.value.log or "")
+
+
+def test_cgroup_link_is_refused(cgroups):
+    cg = cgroups("psi-link")
+    obj = open_psi_probe()
+    try:
+        with pytest.raises(bpfoom.NotSupportedError):
+            obj.struct_ops["psi_probe"].attach(cgroup=cg)
+        assert obj.bss["inits"] == 0
+    finally:
+        obj.close()
+
+
+def test_cgroup_online_and_offline(cgroups):
+    parent = cgroups("psi-lifecycle")
+    parent.write("cgroup.subtree_control", "+memory")
+    doomed = bpfoom.Cgroup.create(parent.path / "doomed")
+    doomed_id = doomed.id
+    baseline = psimon_threads()
+    obj = open_psi_probe(Trigger(doomed_id, PSI_MEM))
+    try:
+        with obj.struct_ops["psi_probe"].attach():
+            assert psimon_threads() == baseline + 1
+            fresh = bpfoom.Cgroup.create(parent.path / "fresh")
+            try:
+                wait_until(lambda: fresh.id in psi_records(obj, "online"), 30,
+                           "handle_cgroup_online for the new cgroup")
+            finally:
+                fresh.remove()
+                fresh.close()
+            doomed.remove()
+            wait_until(lambda: doomed_id in psi_records(obj, "offline"), 30,
+                       "handle_cgroup_offline for the deleted cgroup")
+            # Its trigger went with it: the group's RT polling thread is gone.
+            wait_until(lambda: psimon_threads() == baseline, 10, "the trigger to be destroyed")
+            assert doomed_id not in psi_records(obj, "online")
+    finally:
+        doomed.close()
+        obj.close()
+
+
+def test_detach_while_triggers_fire(pressured):
+    baseline = psimon_threads()
+    obj = open_psi_probe(Trigger(pressured.id, PSI_MEM, 5_000, 100_000),
+                         Trigger(0, PSI_MEM, 5_000, 100_000))
+    obj.bss["event_spin_loops"] = 1 << 20  # handlers still running when unregistration starts
+    try:
+        ops = obj.struct_ops["psi_probe"]
+        for _ in range(5):
+            with ops.attach():
+                seen = obj.bss["events"]
+                wait_until(lambda: obj.bss["events"] > seen + 2, EVENT_TIMEOUT_S,
+                           "events to fire")
+        wait_until(lambda: psimon_threads() == baseline, 10, "the triggers to be destroyed")
+        stopped = obj.bss["events"]
+        time.sleep(1.0)
+        assert obj.bss["events"] == stopped, "events after detach"
+    finally:
+        obj.close()
+
+
+def test_attach_detach_cycles_leave_nothing(cgroups):
+    watched = cgroups("psi-cycles")
+    baseline = psimon_threads()
+    links_before = link_ids()
+    maps_before = struct_ops_map_ids()
+    obj = open_psi_probe(Trigger(watched.id, PSI_MEM), Trigger(0, PSI_CPU))
+    try:
+        ops = obj.struct_ops["psi_probe"]
+        for _ in range(100):
+            ops.attach().close()
+        assert obj.bss["inits"] == 100
+        assert list(obj.bss["create_rets"][:2]) == [0, 0]
+        assert psimon_threads() == baseline
+        assert link_ids() == links_before
+    finally:
+        obj.close()
+    wait_until(lambda: struct_ops_map_ids() <= maps_before, 30, "the struct_ops map to be freed")
+
+
+def test_features_report_psi_support():
+    feats = bpfoom.features()
+    for name in ("bpf_psi_ops", "kfunc:bpf_psi_create_trigger", "kfunc:bpf_out_of_memory"):
+        assert feats[name].supported is True, feats[name].detail

@@ -1,0 +1,68 @@
+"""Errors carry an errno, a sentence saying what to do, and the builtin they resemble."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import bpfoom
+import facts
+
+
+def test_error_text_names_errno_and_says_what_to_do(tmp_path):
+    with pytest.raises(bpfoom.BpfError) as caught:
+        bpfoom.BpfObject.open(tmp_path / "absent.bpf.o")
+    error = caught.value
+    assert error.errno == errno.ENOENT
+    assert str(error).startswith(f"[Errno {errno.ENOENT} ENOENT] ")
+    assert len(error.strerror.split()) >= 4  # a sentence, not a bare code
+    assert error.log is None
+
+
+def test_the_hierarchy_matches_builtins():
+    assert issubclass(bpfoom.BpfError, OSError)
+    assert issubclass(bpfoom.PermissionDeniedError, PermissionError)
+    assert issubclass(bpfoom.NotFoundError, FileNotFoundError)
+    assert issubclass(bpfoom.ClosedError, ValueError)
+    assert issubclass(bpfoom.InvalidValueError, ValueError)
+    assert issubclass(bpfoom.StateError, RuntimeError)
+    for name in ("NotSupportedError", "BusyError", "ObjectFileError", "VerifierError", "CgroupError"):
+        assert issubclass(getattr(bpfoom, name), bpfoom.BpfError)
+
+
+def load_without_privileges(image: bytes) -> dict:
+    """Fork; the child drops to nobody and asks the kernel to load a program; report what it got."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        os.close(read_end)
+        outcome = {"kind": "loaded"}
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            with bpfoom.BpfObject.open(image) as obj:
+                obj.load()
+        except bpfoom.BpfError as error:
+            outcome = {"kind": type(error).__name__, "errno": error.errno, "text": str(error)}
+        except BaseException as error:  # report anything else too, then exit
+            outcome = {"kind": type(error).__name__, "text": str(error)}
+        os.write(write_end, json.dumps(outcome).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        report = reader.read()
+    os.waitpid(pid, 0)
+    return json.loads(report)
+
+
+def test_unprivileged_load_is_permission_denied(bpf_privileges):
+    if Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text().strip() == "0":
+        pytest.skip("unprivileged BPF is enabled here; a non-root load may succeed")
+    outcome = load_without_privileges(facts.GLOBALS_OBJECT.read_bytes())
+    assert outcome["kind"] == "PermissionDeniedError", outcome
+    assert outcome["errno"] == errno.EPERM
+    assert "root" in outcome["text"] or "CAP_" in outcome["text"]
