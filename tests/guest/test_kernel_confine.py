@@ -13,9 +13,10 @@ import errno
 
 import pytest
 
+import bpfoom
 from kerneltest import (MODE_CLAIM, MODE_KILL, MODE_KILL_CLAIM, MODE_KILL_TWICE, guard_attempts,
                         open_guard, vfork_pair_in, zombie_in)
-from oomtest import killed_pids, memory_events, sigkilled
+from oomtest import CGROUP_ROOT, killed_pids, memory_events, sigkilled
 
 KERNEL_REASON = "Memory cgroup out of memory"
 
@@ -64,13 +65,15 @@ def test_a_task_of_a_sibling_cgroup_is_out_of_reach(guard, m, cgroups, hogs, ker
     assert memory_events(y)["oom_kill"] == 0
 
 
-def test_a_task_of_the_parent_cgroup_is_out_of_reach(guard, cgroups, hogs, kernel_log):
-    """Domain = the OOMing memcg and its descendants, not its ancestors."""
-    parent = cgroups("p")
-    child = cgroups("p/m", memory_max="32M")
-    elder = hogs(parent, 4)
-    assert elder.wait_for("allocated")
-    oom_with_guard(guard, child, hogs, kernel_log, MODE_KILL, elder.pid)
+def test_a_task_of_an_ancestor_cgroup_is_out_of_reach(guard, m, hogs, kernel_log):
+    """Domain = the OOMing memcg and its descendants, not its ancestors (here: the root)."""
+    root = bpfoom.Cgroup.open(CGROUP_ROOT)
+    try:
+        elder = hogs(root, 4)
+        assert elder.wait_for("allocated")
+        oom_with_guard(guard, m, hogs, kernel_log, MODE_KILL, elder.pid)
+    finally:
+        root.close()
     assert_refused(guard, errno.EACCES)
     assert elder.alive()
 
