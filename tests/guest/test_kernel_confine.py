@@ -87,7 +87,7 @@ def test_a_task_of_a_child_cgroup_is_in_reach(guard, cgroups, hogs, kernel_log):
     guard.bss["mode"] = MODE_KILL
     guard.bss["target_pid"] = holder.pid
     with guard.struct_ops["guard_policy"].attach(cgroup=top):
-        allocator = hogs(top, 64)
+        allocator = hogs(cgroups("top/alloc"), 64)
         assert sigkilled(holder.wait_dead())
         allocator.stop()
     assert guard_attempts(guard)[0] == (0, True)
