@@ -80,6 +80,7 @@ static __u64 measure(__u64 id)
 SEC("struct_ops.s/handle_out_of_memory")
 int BPF_PROG(overkill_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 {
+	struct mem_cgroup *root = oc->memcg;
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
 	__u64 best = 0, best_size = 0, size;
@@ -88,9 +89,9 @@ int BPF_PROG(overkill_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 	int ret = 0;
 
 	calls++;
-	if (!oc->memcg)
+	if (!root)
 		return 0;
-	n = gather_leaves(oc->memcg);
+	n = gather_leaves(root);
 	for (i = 0; i < n && i < MAX_LEAVES; i++) {
 		size = measure(leaves[i]);
 		if (size > best_size) {

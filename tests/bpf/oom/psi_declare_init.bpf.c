@@ -18,6 +18,8 @@ __u64 cgroup_id;
 bool use_root;
 __u64 flags = BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK;
 __s32 ret = -1000;
+/* The kfunc takes the text as plain memory: a writable global, not a literal. */
+char text[16] = "bpfoom_declared";
 __u32 declared;
 
 SEC("struct_ops.s/init")
@@ -39,7 +41,7 @@ int BPF_PROG(declare_init, struct bpf_psi *bpf_psi)
 		if (!memcg)
 			return 0;
 	}
-	ret = bpf_out_of_memory(memcg, 0, flags, "bpfoom_declared");
+	ret = bpf_out_of_memory(memcg, 0, flags, text);
 	declared++;
 	if (memcg)
 		bpf_put_mem_cgroup(memcg);
