@@ -66,6 +66,7 @@ def zombie_in(cg: bpfoom.Cgroup) -> subprocess.Popen:
     """A child that joins `cg`, exits and stays a zombie (unreaped) until the caller waits."""
     proc = subprocess.Popen([sys.executable, "-S", "-c",
                              "import os, sys\n"
+                             "open('/proc/self/oom_score_adj', 'w').write('0')\n"
                              "open(sys.argv[1], 'w').write(str(os.getpid()))\n",
                              str(cg.path / "cgroup.procs")])
     wait_until(lambda: proc_state(proc.pid) == "Z", what=f"{proc.pid} to become a zombie")
@@ -80,15 +81,22 @@ _VFORK_C = r"""
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Waits for a line (the test moved us into a cgroup), allocates argv[1] MiB,
- * prints its pid; a vfork child prints its own and waits in the vfork. */
+/* Waits for a line (the test moved us into a cgroup), sets oom_score_adj 0,
+ * allocates argv[1] MiB, prints its pid; a vfork child prints its own and
+ * waits in the vfork. */
 int main(int argc, char **argv)
 {
 	size_t size = strtoul(argv[1], NULL, 10) << 20;
 	char line[16], *memory;
 	pid_t child;
 
+	FILE *adj;
+
 	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	/* The test runner's -1000 is inherited: be an ordinary task. */
+	adj = fopen("/proc/self/oom_score_adj", "w");
+	if (!adj || fputs("0", adj) < 0 || fclose(adj))
 		return 1;
 	memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (memory == MAP_FAILED)
