@@ -17,7 +17,7 @@ extern struct mem_cgroup *bpf_get_root_mem_cgroup(void) __ksym;
 __u64 cgroup_id;
 bool use_root;
 __u64 flags = BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK;
-__s32 ret = -1000;
+__s32 ret;
 /* The kfunc takes the text as plain memory: a writable global, not a literal. */
 char text[16] = "bpfoom_declared";
 __u32 declared;
