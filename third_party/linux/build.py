@@ -4,13 +4,20 @@ One command does it all: fetch Debian's newest `linux-source-7.2`, apply
 patches/series, configure (virtme-ng's guest config + config/*.config), build
 bzImage and generate vmlinux.h.  Results are cached under
 ~/.cache/bpfoom/linux/out/<key>, the key hashing the source version, the
-patches, the config fragments and the debug flag, so an unchanged tree costs
+patches, the config fragments and the flavour, so an unchanged tree costs
 seconds.  Patching goes through git so that a rebuild only recompiles what a
 changed patch touches; ccache covers the rest.
 
-    python3 third_party/linux/build.py [--debug] [--source-version 7.2.13-1] [--patches DIR]
+Flavours (each with its own object tree, outputs and out/current-<flavour>):
+  normal   the guest kernel the tests and the demo use
+  lockdep  + config/lockdep.config: lockdep, atomic-sleep, list, work-object
+           and RCU-list checks, hung-task and soft-lockup panics, sched_ext
+  kasan    + config/kasan.config: generic KASAN (outline) and kmemleak
 
-Importable: ``build(debug=False) -> KernelBuild``.
+    python3 third_party/linux/build.py [--flavour lockdep|kasan] [--source-version 7.2.13-1] [--patches DIR]
+
+Importable: ``build(flavour="normal") -> KernelBuild`` (``debug=True`` is the
+lockdep flavour).
 """
 from __future__ import annotations
 
@@ -37,7 +44,8 @@ PACKAGE = "linux-source-7.2"
 PATCHES_DIR = HERE / "patches"
 CONFIG_DIR = HERE / "config"
 # Bump when the recipe below changes in a way that changes the outputs.
-RECIPE = "2"
+RECIPE = "3"
+FLAVOURS = ("normal", "lockdep", "kasan")
 # A kfunc that 7.2 has: if BTF lacks it, pahole did not encode kfuncs.
 KNOWN_KFUNC = "bpf_get_root_mem_cgroup"
 PROGRESS_EVERY_S = 20.0
@@ -60,7 +68,11 @@ class KernelBuild:
     version: str  # Debian source version used, e.g. 7.2.13-1
     release: str  # what `uname -r` prints in the guest
     key: str
-    debug: bool
+    flavour: str
+
+    @property
+    def debug(self) -> bool:
+        return self.flavour != "normal"
 
 
 def say(message: str) -> None:
@@ -90,18 +102,26 @@ def patch_series(patches_dir: Path = PATCHES_DIR) -> list[Path]:
     return patches
 
 
-def config_fragments(debug: bool) -> list[Path]:
+def _flavour(flavour: str) -> str:
+    if flavour not in FLAVOURS:
+        raise BuildError(f"unknown kernel flavour {flavour!r}; pick one of {', '.join(FLAVOURS)}")
+    return flavour
+
+
+def config_fragments(flavour: str) -> list[Path]:
     fragments = [CONFIG_DIR / "bpfoom.config"]
-    return fragments + [CONFIG_DIR / "debug.config"] if debug else fragments
+    if _flavour(flavour) != "normal":
+        fragments.append(CONFIG_DIR / f"{flavour}.config")
+    return fragments
 
 
-def cache_key(version: str, patches: list[Path], fragments: list[Path], debug: bool) -> str:
+def cache_key(version: str, patches: list[Path], fragments: list[Path], flavour: str) -> str:
     digest = hashlib.sha256(f"recipe {RECIPE}\nsource {PACKAGE} {version}\n".encode())
     for path in patches + fragments:
         digest.update(f"{path.parent.name}/{path.name}\n".encode())
         digest.update(path.read_bytes())
-    digest.update(b"debug\n" if debug else b"normal\n")
-    return ("debug-" if debug else "") + digest.hexdigest()[:16]
+    digest.update(f"{flavour}\n".encode())
+    return ("" if flavour == "normal" else f"{flavour}-") + digest.hexdigest()[:16]
 
 
 def _choose_version(pinned: str | None) -> str:
@@ -309,19 +329,27 @@ def _publish(out: Path, obj: Path, version: str, patches: list[Path]) -> None:
     os.replace(staging, out)
 
 
-def _point_current(out: Path, debug: bool) -> None:
-    link = out.parent / ("current-debug" if debug else "current")
+def _current_name(flavour: str) -> str:
+    return "current" if flavour == "normal" else f"current-{flavour}"
+
+
+def _obj_name(version: str, flavour: str) -> str:
+    return version if flavour == "normal" else f"{version}-{flavour}"
+
+
+def _point_current(out: Path, flavour: str) -> None:
+    link = out.parent / _current_name(flavour)
     temporary = link.with_name(link.name + f".new-{os.getpid()}")
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(out.name)
     os.replace(temporary, link)
 
 
-def _result(out: Path, version: str, key: str, debug: bool) -> KernelBuild:
+def _result(out: Path, version: str, key: str, flavour: str) -> KernelBuild:
     return KernelBuild(
         bzimage=out / "bzImage", vmlinux=out / "vmlinux", vmlinux_h=out / "vmlinux.h",
         config=out / "config", version=version,
-        release=(out / "RELEASE").read_text().strip(), key=key, debug=debug,
+        release=(out / "RELEASE").read_text().strip(), key=key, flavour=flavour,
     )
 
 
@@ -329,13 +357,13 @@ def _prune(cache: Path, keep_version: str) -> None:
     """Drop outputs beyond the newest few and trees of other source versions."""
     outs = sorted((p for p in (cache / "out").iterdir() if p.is_dir() and not p.is_symlink()),
                   key=lambda p: p.stat().st_mtime, reverse=True)
-    current = {os.path.realpath(cache / "out" / name) for name in ("current", "current-debug")}
-    for stale in outs[6:]:
+    current = {os.path.realpath(cache / "out" / _current_name(f)) for f in FLAVOURS}
+    for stale in outs[8:]:
         if str(stale) not in current:
             shutil.rmtree(stale, ignore_errors=True)
     for kind in ("src", "obj"):
         for tree in (cache / kind).glob("*"):
-            if tree.name not in (keep_version, keep_version + "-debug"):
+            if tree.name not in {_obj_name(keep_version, f) for f in FLAVOURS}:
                 say(f"removing {tree} (older source version)")
                 shutil.rmtree(tree, ignore_errors=True)
 
@@ -359,62 +387,66 @@ class _Lock:
         self.file.close()
 
 
-def build(debug: bool = False, *, source_version: str | None = None,
-          patches_dir: Path = PATCHES_DIR, force: bool = False) -> KernelBuild:
-    """Build (or reuse) the kernel for the current patches and config."""
+def build(debug: bool = False, *, flavour: str | None = None,
+          source_version: str | None = None, patches_dir: Path = PATCHES_DIR,
+          force: bool = False) -> KernelBuild:
+    """Build (or reuse) the kernel of `flavour` (debug=True: lockdep) for the current patches."""
+    flavour = _flavour(flavour or ("lockdep" if debug else "normal"))
     version = _choose_version(source_version)
     cache = linux_cache()
     (cache / "out").mkdir(exist_ok=True)
-    key = cache_key(version, patch_series(patches_dir), config_fragments(debug), debug)
+    key = cache_key(version, patch_series(patches_dir), config_fragments(flavour), flavour)
     if (cache / "out" / key).is_dir() and not force:
-        _point_current(cache / "out" / key, debug)
-        return _result(cache / "out" / key, version, key, debug)
+        _point_current(cache / "out" / key, flavour)
+        return _result(cache / "out" / key, version, key, flavour)
     with _Lock(cache / "lock"):
         # Read the inputs again: they may have changed while we waited.
         patches = patch_series(patches_dir)
-        fragments = config_fragments(debug)
-        key = cache_key(version, patches, fragments, debug)
+        fragments = config_fragments(flavour)
+        key = cache_key(version, patches, fragments, flavour)
         out = cache / "out" / key
         if out.is_dir() and not force:
-            _point_current(out, debug)
-            return _result(out, version, key, debug)
+            _point_current(out, flavour)
+            return _result(out, version, key, flavour)
         started = time.monotonic()
         say(f"building {PACKAGE} {version} with {len(patches)} patch(es)"
-            f"{' (debug: lockdep + KASAN)' if debug else ''} -> {out}")
+            f"{'' if flavour == 'normal' else f' ({flavour} flavour)'} -> {out}")
         for partial in (cache / "src").glob("*.partial"):
             shutil.rmtree(partial, ignore_errors=True)
         for partial in (cache / "out").glob("*.partial-*"):
             shutil.rmtree(partial, ignore_errors=True)
         src, pristine = ensure_source(version)
         apply_patches(src, pristine, patches, version)
-        obj = cache / "obj" / (version + ("-debug" if debug else ""))
+        obj = cache / "obj" / _obj_name(version, flavour)
         configure(src, obj, fragments)
         make_with_progress(src, obj, "bzImage")
         shutil.rmtree(out, ignore_errors=True)
         _publish(out, obj, version, patches)
-        _point_current(out, debug)
+        _point_current(out, flavour)
         _prune(cache, version)
         say(f"built in {_clock(time.monotonic() - started)}")
-    return _result(out, version, key, debug)
+    return _result(out, version, key, flavour)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debug", action="store_true",
-                        help="lockdep + KASAN variant (separate cache and outputs)")
+    parser.add_argument("--flavour", choices=FLAVOURS, default=None,
+                        help="normal (default), lockdep or kasan (separate trees and outputs)")
+    parser.add_argument("--debug", action="store_true", help="same as --flavour lockdep")
     parser.add_argument("--source-version", help=f"{PACKAGE} version (default: newest in Debian)")
     parser.add_argument("--patches", type=Path, default=PATCHES_DIR,
                         help="directory with `series` and the patches (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
     try:
-        result = build(args.debug, source_version=args.source_version,
+        result = build(args.debug, flavour=args.flavour, source_version=args.source_version,
                        patches_dir=args.patches.resolve(), force=args.force)
     except (BuildError, debian.FetchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"source:    {PACKAGE} {result.version}")
     print(f"release:   {result.release}")
+    print(f"flavour:   {result.flavour}")
     print(f"key:       {result.key}")
     print(f"bzImage:   {result.bzimage}")
     print(f"vmlinux.h: {result.vmlinux_h}")
