@@ -19,7 +19,7 @@
  * `spin_ns` elapsed, so a test can see whether the callback holds
  * cgroup_mutex (a mkdir elsewhere would wait for it).
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

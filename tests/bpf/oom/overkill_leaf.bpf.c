@@ -9,7 +9,7 @@
  *
  * Counts its calls and kills; the test counts every kill from memory.events.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>

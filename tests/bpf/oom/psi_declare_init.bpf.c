@@ -6,13 +6,11 @@
  * system-wide (cgroup_id 0), with `flags` (default: wait for oom_lock).
  * `ret` is what the kfunc answered.
  */
-#include "oom_kernel.h"
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-extern struct mem_cgroup *bpf_get_root_mem_cgroup(void) __ksym;
 
 __u64 cgroup_id;
 bool use_root;
