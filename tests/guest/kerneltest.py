@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 import bpfoom
-from oomtest import BPF_DIR, Hog, kill_and_remove, memory_events, wait_until
+from bpfoom.testing import MemoryHog, memory_events, remove_cgroup_tree
+from oomtest import BPF_DIR, wait_until
 
 # guard_policy.bpf.c's modes
 MODE_DECLINE, MODE_KILL, MODE_KILL_CLAIM, MODE_CLAIM, MODE_KILL_TWICE = range(5)
@@ -130,7 +131,9 @@ class VforkPair:
     proc: subprocess.Popen  # the parent, blocked in vfork()
     child_pid: int  # its child, still inside the vfork (shares the parent's mm)
 
+    @property
     def alive(self) -> bool:
+        """Both still there (the child neither gone nor a zombie), like MemoryHog.alive."""
         return self.proc.poll() is None and proc_state(self.child_pid) not in ("", "Z")
 
     def stop(self) -> None:
@@ -248,7 +251,7 @@ SIZES = {"cg1": 10, "cg2": 40, "cg3/cg4": 30, "cg3/cg5": 20}
 ADJ = {"cg1": 1000, "cg2": -1000}
 
 
-def overkill_run(make_cgroup: Callable[..., bpfoom.Cgroup], start_hog: Callable[..., Hog],
+def overkill_run(make_cgroup: Callable[..., bpfoom.Cgroup], start_hog: Callable[..., MemoryHog],
                  name: str, policy: bpfoom.BpfObject | None) -> dict:
     """One OOM in the reference tree; returns {"kills": n, "killed": [cgroups], ...}.
 
@@ -265,14 +268,14 @@ def overkill_run(make_cgroup: Callable[..., bpfoom.Cgroup], start_hog: Callable[
     links = []
     try:
         for g in ("cg1", "cg3/cg4", "cg3/cg5"):
-            hogs[g].go()
+            hogs[g].release()
             assert hogs[g].wait_for("allocated"), f"{g} could not allocate below the limit"
         if policy is not None:
             ops = policy.struct_ops["overkill_leaf"]
             links = [ops.attach(cgroup=top), ops.attach(cgroup=make_cgroup(f"{name}/oom_test/cg3"))]
-        hogs["cg2"].go()
+        hogs["cg2"].release()
         assert hogs["cg2"].wait_for("allocated", 120), "cg2 never got its memory"
-        killed = sorted(g for g, hog in hogs.items() if not hog.alive())
+        killed = sorted(g for g, hog in hogs.items() if not hog.alive)
         return {"kills": memory_events(top)["oom_kill"], "killed": killed,
                 "ooms": memory_events(top)["oom"]}
     finally:
@@ -280,4 +283,4 @@ def overkill_run(make_cgroup: Callable[..., bpfoom.Cgroup], start_hog: Callable[
             link.close()
         for hog in hogs.values():
             hog.stop()
-        kill_and_remove(top.path)
+        remove_cgroup_tree(top.path)

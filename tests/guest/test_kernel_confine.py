@@ -14,9 +14,10 @@ import errno
 import pytest
 
 import bpfoom
+from bpfoom.testing import memory_events
 from kerneltest import (MODE_CLAIM, MODE_KILL, MODE_KILL_CLAIM, MODE_KILL_TWICE, guard_attempts,
                         open_guard, vfork_pair_in, zombie_in)
-from oomtest import CGROUP_ROOT, killed_pids, memory_events, sigkilled
+from oomtest import CGROUP_ROOT, killed_pids, sigkilled
 
 KERNEL_REASON = "Memory cgroup out of memory"
 
@@ -60,7 +61,7 @@ def test_a_task_of_a_sibling_cgroup_is_out_of_reach(guard, m, cgroups, hogs, ker
     assert bystander.wait_for("allocated")
     kills = oom_with_guard(guard, m, hogs, kernel_log, MODE_KILL, bystander.pid)
     assert_refused(guard, errno.EACCES)
-    assert bystander.alive()
+    assert bystander.alive
     assert bystander.pid not in [pid for pid, _ in kills]
     assert memory_events(y)["oom_kill"] == 0
 
@@ -75,7 +76,7 @@ def test_a_task_of_an_ancestor_cgroup_is_out_of_reach(guard, m, hogs, kernel_log
     finally:
         root.close()
     assert_refused(guard, errno.EACCES)
-    assert elder.alive()
+    assert elder.alive
 
 
 def test_a_task_of_a_child_cgroup_is_in_reach(guard, cgroups, hogs, kernel_log):
@@ -109,7 +110,7 @@ def test_a_vfork_child_is_refused(guard, m, hogs, kernel_log, tmp_path):
     try:
         kills = oom_with_guard(guard, m, hogs, kernel_log, MODE_KILL, pair.child_pid)
         assert_refused(guard, errno.EPERM)
-        assert pair.alive(), "the vfork child or its parent died"
+        assert pair.alive, "the vfork child or its parent died"
         assert not {pair.proc.pid, pair.child_pid} & {pid for pid, _ in kills}
     finally:
         pair.stop()
@@ -135,7 +136,7 @@ def test_an_oom_victim_is_not_killed_twice(guard, m, hogs, kernel_log):
     guard.bss["target_pid"] = holder.pid
     with guard.struct_ops["guard_policy"].attach(cgroup=m):
         allocator = hogs(m, 24, gated=True)
-        allocator.go()
+        allocator.release()
         assert sigkilled(holder.wait_dead())
         assert allocator.wait_for("allocated"), "one kill freed enough, yet the allocator died"
     assert guard_attempts(guard)[:2] == [(0, True), (-errno.EALREADY, True)]
@@ -151,7 +152,7 @@ def test_the_kill_message_cannot_forge_log_records(guard, m, hogs, kernel_log):
     guard.bss["evil_message"] = True
     with guard.struct_ops["guard_policy"].attach(cgroup=m):
         allocator = hogs(m, 24, gated=True)
-        allocator.go()
+        allocator.release()
         assert sigkilled(holder.wait_dead())
     lines = kernel_log.lines()
     assert not [line for line in lines if line.startswith("bpfoom-injected-record")], \
@@ -193,5 +194,5 @@ def test_a_runaway_policy_on_the_machine_cannot_reach_a_memcg_oom_outside(guard,
         allocator = hogs(m, 64)
         assert sigkilled(allocator.wait_dead())
     assert_refused(guard, errno.EACCES)
-    assert bystander.alive()
+    assert bystander.alive
     assert bystander.pid not in [pid for pid, _ in killed_pids(kernel_log)]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+from bpfoom.testing import memory_events
 from kerneltest import in_child
-from oomtest import BPF_DIR, killed_pids, memory_events, sigkilled
+from oomtest import BPF_DIR, killed_pids, sigkilled
 
 
 @pytest.fixture

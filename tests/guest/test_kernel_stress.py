@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+from bpfoom.testing import remove_cgroup_tree
 from kerneltest import open_guard, overkill_run
-from oomtest import (BPF_DIR, KILL_CURRENT, PSI_MEM, Forker, Trigger, kill_and_remove, link_ids,
-                     open_probe, open_psi_probe, set_action, set_psi_triggers, sigkilled,
-                     wait_until)
+from oomtest import (BPF_DIR, KILL_CURRENT, PSI_MEM, Forker, Trigger, link_ids, open_probe,
+                     open_psi_probe, set_action, set_psi_triggers, sigkilled, wait_until)
 
 pytestmark = pytest.mark.skipif(os.environ.get("BPFOOM_STRESS") != "1",
                                 reason="stress tests run with BPFOOM_STRESS=1")
@@ -90,8 +90,7 @@ def test_churn_attach_oom_psi_declare(cgroups):
     """Everything at once for SECONDS: see the module docstring."""
     links_before = link_ids()
     leaks_before = len(_kmemleak_suspects())
-    churn = cgroups("churn")
-    (churn.path / "cgroup.subtree_control").write_text("+memory")
+    churn = cgroups("churn", memory_for_children=True)
     slots = [churn.path / f"c{i}" for i in range(CHURN_CGROUPS)]
     for path in slots:
         _mkdir_memcg(path)
@@ -227,7 +226,7 @@ def test_churn_attach_oom_psi_declare(cgroups):
     assert not failures, failures
     wait_until(lambda: link_ids() <= links_before, timeout=60, what="every link to go")
     for path in slots:
-        kill_and_remove(path)
+        remove_cgroup_tree(path)
     assert not [p for p in churn.path.iterdir() if p.is_dir()], "cgroups left behind"
     leaks = _kmemleak_suspects()
     ours = [r for r in leaks[leaks_before:] if any(name in r for name in OUR_CODE)]
