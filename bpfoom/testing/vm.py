@@ -63,6 +63,11 @@ _PROBLEM = re.compile("|".join(f"(?:{p})" for p in PROBLEM_PATTERNS))
 class VmError(RuntimeError):
     """The guest did not run the command to its end; output and kernel log say why."""
 
+    def __init__(self, message: str, output: str = "", kernel_log: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+        self.kernel_log = kernel_log
+
 
 class VmInterrupted(BaseException):
     """The harness got SIGTERM or SIGHUP while a guest ran; the guest is gone (like KeyboardInterrupt)."""
@@ -70,11 +75,6 @@ class VmInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}; the VM was stopped")
         self.signum = signum
-
-    def __init__(self, message: str, output: str = "", kernel_log: str = "") -> None:
-        super().__init__(message)
-        self.output = output
-        self.kernel_log = kernel_log
 
 
 @dataclass
