@@ -7,7 +7,11 @@ result is the command's own exit status and output, plus the guest's kernel
 log, scanned for the splats that mean a kernel bug (WARNING, BUG, Oops, KASAN,
 lockdep).  A whole pytest session runs as one command: one boot.
 
-    python3 -m bpfoom.testing.vm [--kernel BZIMAGE] [--debug] -- CMD ARGS...
+    python3 -m bpfoom.testing.vm [--kernel BZIMAGE | --flavour lockdep|kasan | --debug] -- CMD ARGS...
+
+The kernel is third_party/linux/build.py's, of the flavour asked for (built
+first when its cache has none for the current patches): normal by default,
+lockdep (--debug) or kasan, each with its own checkers turned on.
 
 Standard library only: the future pytest plugin imports this before anything
 heavy, and it must work on a host where bpfoom's extension is not built.
@@ -120,11 +124,12 @@ def _load_from_checkout(name: str):
     return sys.modules[spec.name]
 
 
-def default_kernel(debug: bool = False) -> Path:
-    """bzImage of the current patched kernel, building it first if needed (with progress)."""
+def default_kernel(debug: bool = False, flavour: str | None = None) -> Path:
+    """bzImage of the current patched kernel of `flavour` (normal; debug=True: lockdep),
+    building it first if needed (with progress)."""
     build = _load_from_checkout("build")
     try:
-        return build.build(debug=debug).bzimage
+        return build.build(debug=debug, flavour=flavour).bzimage
     except build.BuildError as err:
         raise VmError(f"the kernel build failed: {err}") from err
 
@@ -336,23 +341,26 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
                 f"{why}: kernel {kernel}, accelerator {accel}."
                 + (f" Kernel log problems: {problems[:5]}" if problems else "")
                 + (f"\nvng/QEMU said:\n{vng_says}" if vng_says else "")
-                + "\nIf the guest panicked, boot the debug kernel (--debug) for more detail.",
+                + "\nIf the guest panicked, boot a debug kernel (--debug for lockdep, "
+                  "--flavour kasan) for more detail.",
                 text, kernel_log)
         return VmRun(int(status.read_text()), text, kernel_log, kernel_log_problems(kernel_log))
 
 
 def run(command: Sequence[str] | str, *, kernel: Path | str | None = None, debug: bool = False,
-        memory: str = "2G", cpus: int = 2, timeout: float = DEFAULT_TIMEOUT_S,
-        cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
+        flavour: str | None = None, memory: str = "2G", cpus: int = 2,
+        timeout: float = DEFAULT_TIMEOUT_S, cwd: Path | str | None = None,
+        env: Mapping[str, str] | None = None,
         rwdirs: Sequence[Path | str] = (), live: TextIO | None = None) -> VmRun:
-    """Boot `kernel` (default: the current build), run `command` as root, return what it did.
+    """Boot `kernel` (default: the current build of `flavour`, see default_kernel()), run
+    `command` as root, return what it did.
 
     A list is run as argv, a string through sh.  The guest sees this machine's
     files copy-on-write (its /tmp too: writable, but private to the guest); the
     repository, `cwd` and `rwdirs` are shared read-write.  `live` receives the
     output as it comes.
     """
-    bzimage = Path(kernel) if kernel else default_kernel(debug)
+    bzimage = Path(kernel) if kernel else default_kernel(debug, flavour)
     if not bzimage.is_file():
         raise VmError(f"kernel image {bzimage} does not exist; build it with "
                       "python3 third_party/linux/build.py")
@@ -368,8 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python3 -m bpfoom.testing.vm",
         description="Run a command as root in a guest booted on bpfoom's kernel; exit with its "
                     "status, or 1 if the kernel log shows a warning, BUG, Oops, KASAN or lockdep.")
-    parser.add_argument("--kernel", type=Path, help="bzImage (default: current build)")
-    parser.add_argument("--debug", action="store_true", help="use the lockdep + KASAN kernel")
+    kernels = parser.add_mutually_exclusive_group()
+    kernels.add_argument("--kernel", type=Path, help="bzImage (default: current build)")
+    kernels.add_argument("--flavour", help="the current build of this flavour of "
+                         "third_party/linux/build.py: normal (default), lockdep or kasan")
+    kernels.add_argument("--debug", action="store_true", help="same as --flavour lockdep")
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
@@ -380,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command:
         parser.error("give the command after --")
     try:
-        result = run(command, kernel=args.kernel, debug=args.debug, memory=args.memory,
-                     cpus=args.cpus, timeout=args.timeout, live=sys.stdout)
+        result = run(command, kernel=args.kernel, debug=args.debug, flavour=args.flavour,
+                     memory=args.memory, cpus=args.cpus, timeout=args.timeout, live=sys.stdout)
     except (VmInterrupted, KeyboardInterrupt) as stopped:
         signum = getattr(stopped, "signum", signal.SIGINT)
         print(f"bpfoom.testing.vm: stopped by {signal.Signals(signum).name}; the VM is gone",
