@@ -60,7 +60,8 @@ from .oom.attachments import Attachment, attached
 from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
-from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
+from .oom.catalogue import PolicyInfo, TunableInfo, policies
+from .oom.policy import OomPolicy, PsiHandler
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
 

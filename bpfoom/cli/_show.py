@@ -42,7 +42,7 @@ def _features(args: argparse.Namespace) -> int:
 
 def _policies(args: argparse.Namespace) -> int:
     from ..oom.features import features
-    from ..oom.policy import policies
+    from ..oom.catalogue import policies
 
     feats = features()
     found = policies()

@@ -11,7 +11,6 @@ globals.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 from pathlib import Path
@@ -21,17 +20,11 @@ from ..bpf.errors import BpfError, InvalidValueError, NotFoundError, StateError,
 from ..bpf.link import Link
 from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
+from .catalogue import KINDS, policies, suggest
 
 __all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest"]
 
-_POLICY_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
 _SECTIONS = ("rodata", "data", "bss")
-
-
-def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean X?)' for the closest of ``choices``, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -63,11 +56,7 @@ def _is_path(source: str) -> bool:
 
 
 def _shipped() -> dict[str, Any]:
-    """Shipped policy name -> PolicyInfo (empty while the policy API is missing)."""
-    try:
-        from .policy import policies
-    except ImportError:
-        return {}
+    """Catalogued policy name -> PolicyInfo."""
     return {info.name: info for info in policies()}
 
 
@@ -234,7 +223,7 @@ def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str |
         return _load_policy(source, info.kind, info.path, tunables, info, register_as)
     path = Path(source)
     kinds, initial = _inspect(path)
-    policy_kinds = {_POLICY_KINDS[k] for k in kinds.values() if k in _POLICY_KINDS}
+    policy_kinds = {KINDS[k] for k in kinds.values() if k in KINDS}
     if len(policy_kinds) == 1:
         typed = _tunable_values(tunables, initial, repr(source))
         return _load_policy(source, policy_kinds.pop(), path, typed, None, register_as)

@@ -1,18 +1,10 @@
-"""OOM policies and PSI handlers: the shipped ones, and loading any of them by name.
+"""OOM policies and PSI handlers: load one by name or path, attach it, watch its decisions.
 
 A *policy* is a BPF object with one link-based struct_ops map of type
 ``bpf_oom_ops`` (an :class:`OomPolicy`) or ``bpf_psi_ops`` (a
-:class:`PsiHandler`).  The shipped ones live in ``examples/policies`` (or
-the directories of ``$BPFOOM_POLICY_PATH``, searched first) as a C source and
-its committed ``.bpf.o``; :func:`policies` describes them:
-
-* the description is the first paragraph of the source's top comment after
-  ``<name>:``;
-* tunables are the globals preceded by a ``/* tunable: <doc> */`` comment:
-  ``.rodata`` ones (``const volatile``) can only be set at load, ``.data``
-  ones also while attached (:meth:`OomPolicy.set`);
-* ``requires`` names the kernel features (see :func:`bpfoom.features`) the
-  object needs: its struct_ops type and every kfunc it calls.
+:class:`PsiHandler`).  Names are looked up in the catalogue
+(:mod:`bpfoom.oom.catalogue`: the shipped policies and
+``$BPFOOM_POLICY_PATH``), which also says what tunables each one takes.
 
     with bpfoom.OomPolicy.load("largest_leaf", min_victim_bytes=1 << 20) as policy:
         policy.attach(cgroup="/sys/fs/cgroup/workload")
@@ -20,180 +12,41 @@ its committed ``.bpf.o``; :func:`policies` describes them:
             print(event)
 
 Decisions arrive as :class:`~bpfoom.events.DecisionEvent` from the policy's
-``events`` ring buffer (examples/policies/policy_event.h), each with its
+``events`` ring buffer (include/policy_event.h), each with its
 explanation; :meth:`OomPolicy.decisions` re-reads the last 16 without
 consuming them.  What dies once a victim is chosen is set per cgroup with
-:meth:`OomPolicy.set_granularity` (examples/policies/policy_granularity.h).
+:meth:`OomPolicy.set_granularity` (include/policy_granularity.h).
 """
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
-import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .attachments import Attachment, attached
-from ..bpf.btf import Kind
 from ..bpf.cgroup import Cgroup
-from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError,
+from ..bpf.errors import (ClosedError, InvalidValueError, ObjectFileError, StateError,
                      VariableNotFoundError)
 from ..bpf.event_stream import EventStream
 from .events import DecisionEvent, decode_event
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
-from .features import KFUNCS, features
+from .features import features
+from .catalogue import PolicyInfo, global_sections, policy_info, policy_map, suggest
 from ..bpf.link import Link
 from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
 from ..bpf.ringbuf import RingBuffer
 
-__all__ = ["PolicyInfo", "TunableInfo", "OomPolicy", "PsiHandler", "policies", "policy_info",
-           "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES"]
+__all__ = ["OomPolicy", "PsiHandler", "Attachment", "attached", "GRANULARITIES"]
 
-POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
-_SHIPPED_DIR = Path(__file__).resolve().parent / "policies"
-_KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
 _EVENTS_MAP = "events"
 _GRANULARITY_MAP = "granularity"
 # enum policy_granularity of policy_event.h: what dies once the victim cgroup is chosen
 GRANULARITIES = {"task": 1, "cgroup": 2, "subtree": 3}
-
-_TUNABLE = re.compile(
-    r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
-    r"(?:const\s+volatile\s+)?[A-Za-z_][\w ]*?\s+(?P<name>[A-Za-z_]\w*)"
-    r"\s*(?:\[[^\]]*\])?\s*(?:=[^;]*)?;", re.S)
-
-
-@dataclass(frozen=True)
-class TunableInfo:
-    """One tunable global: C type, default value, what it does, and when it can change."""
-
-    name: str
-    type_name: str
-    default: Any
-    doc: str
-    section: str  # ".rodata": only at load; ".data"/".bss": also while attached
-
-    @property
-    def settable_after_load(self) -> bool:
-        return self.section != ".rodata"
-
-
-@dataclass(frozen=True)
-class PolicyInfo:
-    """A shipped policy: name, object path, kind ("oom" or "psi"), tunables, needed features."""
-
-    name: str
-    path: Path
-    kind: str
-    description: str
-    tunables: dict[str, TunableInfo] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()
-
-
-# -- discovery ------------------------------------------------------------------
-
-def policy_dirs() -> list[Path]:
-    """Where shipped policies are looked up, in order: $BPFOOM_POLICY_PATH, then examples/policies."""
-    dirs = [Path(p) for p in os.environ.get(POLICY_PATH_ENV, "").split(os.pathsep) if p]
-    return [*dirs, _SHIPPED_DIR]
-
-
-def _objects() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in policy_dirs():
-        for path in sorted(directory.glob("*.bpf.o")):
-            found.setdefault(path.name[: -len(".bpf.o")], path)
-    return found
-
-
-def _description(source: str, name: str) -> str:
-    """The paragraph after ``<name>:`` in the top comment (empty if absent)."""
-    match = re.search(rf"/\*.*?\*\s*{re.escape(name)}:\s*(.*?)(?:\n\s*\*\s*\n|\*/)", source, re.S)
-    if not match:
-        return ""
-    return " ".join(part.strip(" *") for part in match.group(1).splitlines()).strip()
-
-
-def _describe(name: str, path: Path) -> PolicyInfo:
-    """Read a policy's metadata from its object (types, defaults) and source (docs)."""
-    source_path = path.with_name(f"{name}.bpf.c")
-    source = source_path.read_text() if source_path.exists() else ""
-    with BpfObject.open(path) as obj:
-        kind, ops = _policy_map(obj, path)
-        sections = {sec.section: sec for sec in _global_sections(obj)}
-        tunables = {}
-        for match in _TUNABLE.finditer(source):
-            var = match.group("name")
-            section = next((s for s in sections.values() if var in s), None)
-            if section is None:
-                raise ObjectFileError(errno.EINVAL, f"{source_path} documents tunable {var!r} but "
-                                      f"{path} has no such global; rebuild it (tools/build_bpf.py)")
-            type_name = section._vars[var][1].label  # the BTF spelling, e.g. __u64[16]
-            tunables[var] = TunableInfo(var, type_name, section[var],
-                                        " ".join(match.group("doc").split()), section.section)
-        requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
-                                       if obj._btf.find(k, Kind.FUNC) is not None)]
-    return PolicyInfo(name, path, kind, _description(source, name), tunables, tuple(requires))
-
-
-_cache: dict[tuple[str, float], PolicyInfo] = {}
-_cache_lock = threading.Lock()
-
-
-def _info_for(name: str, path: Path) -> PolicyInfo:
-    key = (str(path), path.stat().st_mtime)
-    with _cache_lock:
-        if key not in _cache:
-            _cache[key] = _describe(name, path)
-        return _cache[key]
-
-
-def policies() -> list[PolicyInfo]:
-    """Every shipped policy (first found per name along :func:`policy_dirs`), by name."""
-    return [_info_for(name, path) for name, path in sorted(_objects().items())]
-
-
-def suggest(word: str, choices) -> str:
-    """" (did you mean 'x'?)" for the closest choice, or ""."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def policy_info(name: str) -> PolicyInfo:
-    """The shipped policy called ``name``; NotFoundError naming the close match otherwise."""
-    objects = _objects()
-    if name not in objects:
-        raise NotFoundError(errno.ENOENT, f"no shipped policy is called {name!r}"
-                            f"{suggest(name, objects)}; shipped: {', '.join(sorted(objects)) or 'none'}"
-                            f" (searched {', '.join(map(str, policy_dirs()))}); or give a .bpf.o path")
-    return _info_for(name, objects[name])
-
-
-def _global_sections(obj: BpfObject) -> list:
-    """The object's .rodata/.data/.bss sections that exist."""
-    found = []
-    for name in ("rodata", "data", "bss"):
-        try:
-            found.append(getattr(obj, name))
-        except NotFoundError:
-            pass
-    return found
-
-
-def _policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
-    """(kind, map) of the object's one OOM/PSI struct_ops map."""
-    found = [(kind, ops) for ops in obj.struct_ops.values()
-             if (kind := _KINDS.get(ops.struct_name)) is not None]
-    if len(found) != 1:
-        raise ObjectFileError(errno.EINVAL, f"{path} has {len(found)} bpf_oom_ops/bpf_psi_ops "
-                              "struct_ops maps; a policy object needs exactly one")
-    return found[0]
 
 
 # -- loaded handlers ------------------------------------------------------------
@@ -230,7 +83,7 @@ class _Handler(EventStream):
         info, path = cls._resolve(name_or_path)
         obj = BpfObject.open(path)
         try:
-            kind, ops = _policy_map(obj, path)
+            kind, ops = policy_map(obj, path)
             if kind != cls.kind:
                 other = "OomPolicy" if kind == "oom" else "PsiHandler"
                 raise ObjectFileError(errno.EINVAL, f"{path} holds a {ops.struct_name}, not a "
@@ -265,7 +118,7 @@ class _Handler(EventStream):
         return [n for sec in self._sections() for n in sec]
 
     def _sections(self):
-        return _global_sections(self.object)
+        return global_sections(self.object)
 
     def _section_of(self, name: str, *, write_after_load: bool):
         names = self._tunable_names()
