@@ -60,7 +60,7 @@ from .oom.attachments import Attachment, attached
 from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
-from .oom.catalogue import PolicyInfo, TunableInfo, policies
+from .oom.catalogue import PolicyInfo, TunableInfo, get_include, policies
 from .oom.policy import OomPolicy, PsiHandler
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
@@ -76,7 +76,8 @@ __all__ = [
     "BpfObject", "Program", "Map", "MapInfo", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "Feature", "Features", "features",
-    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
+    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "get_include",
+    "DecisionEvent",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",

@@ -4,13 +4,13 @@ Shipped policies are package data (``bpfoom/oom/policies/*.bpf.o``), found
 through :mod:`importlib.resources`; the directories of
 ``$BPFOOM_POLICY_PATH`` are searched first, so a user's own policy objects
 are listed, and loaded by name, the same way.  :func:`policies` describes
-each one:
+each one from its object alone (no source needed):
 
-* the description is the first paragraph of the source's top comment after
-  ``<name>:``;
-* tunables are the globals preceded by a ``/* tunable: <doc> */`` comment:
-  ``.rodata`` ones (``const volatile``) can only be set at load, ``.data``
-  ones also while attached (:meth:`bpfoom.OomPolicy.set`);
+* the description and the tunables (doc, optional range) are what the source
+  declared with ``policy_meta.h`` (:mod:`bpfoom.oom.meta`); a tunable's type
+  and default are its global's BTF type and initial value.  ``.rodata`` ones
+  (``const volatile``) can only be set at load, ``.data``/``.bss`` ones also
+  while attached (:meth:`bpfoom.OomPolicy.set`);
 * ``requires`` names the kernel features (see :func:`bpfoom.features`) the
   object needs: its struct_ops type and every kfunc it calls.
 """
@@ -22,7 +22,6 @@ import contextlib
 import difflib
 import errno
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,24 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from ..bpf.btf import Kind
-from ..bpf.errors import NotFoundError, ObjectFileError
+from ..bpf.errors import InvalidValueError, NotFoundError, ObjectFileError
 from ..bpf.globals import GlobalSection
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
 from .features import KFUNCS
+from .meta import DESCRIPTION, META_SECTION, TUNABLE_PREFIX, read_meta
 
-__all__ = ["PolicyInfo", "TunableInfo", "policies", "policy_info", "policy_dirs",
-           "policy_map", "global_sections", "suggest", "POLICY_PATH_ENV", "KINDS"]
+__all__ = ["PolicyInfo", "TunableInfo", "policies", "policy_info", "policy_dirs", "get_include",
+           "describe", "policy_map", "global_sections", "suggest", "POLICY_PATH_ENV", "KINDS"]
 
 POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
 KINDS = {"bpf_oom_ops": "oom", "bpf_psi_ops": "psi"}
 _SUFFIX = ".bpf.o"
-
-_TUNABLE = re.compile(
-    r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
-    r"(?:const\s+volatile\s+)?[A-Za-z_][\w ]*?\s+(?P<name>[A-Za-z_]\w*)"
-    r"\s*(?:\[[^\]]*\])?\s*(?:=[^;]*)?;", re.S)
-
 
 @dataclass(frozen=True)
 class TunableInfo:
@@ -58,10 +52,21 @@ class TunableInfo:
     default: Any
     doc: str
     section: str  # ".rodata": only at load; ".data"/".bss": also while attached
+    minimum: int | None = None  # the inclusive range the policy declared, if any
+    maximum: int | None = None
 
     @property
     def settable_after_load(self) -> bool:
         return self.section != ".rodata"
+
+    def check(self, value: Any, owner: str) -> None:
+        """InvalidValueError naming the range if ``value`` is outside it (types are the codec's)."""
+        if self.minimum is None or isinstance(value, bool) or not isinstance(value, int):
+            return
+        if not self.minimum <= value <= self.maximum:
+            raise InvalidValueError(errno.EINVAL, f"tunable {self.name!r} of {owner} takes "
+                                    f"{self.minimum}..{self.maximum} (inclusive); {value} is "
+                                    "outside that range")
 
 
 @dataclass(frozen=True)
@@ -88,18 +93,28 @@ _files = contextlib.ExitStack()
 atexit.register(_files.close)
 
 
-def _shipped_dir() -> Path:
-    """The package's policies directory as a file-system path (extracted if zipped)."""
-    resource = resources.files(__package__) / "policies"
+def _data_dir(name: str) -> Path:
+    """A directory of this package's data as a file-system path (extracted if zipped)."""
+    resource = resources.files(__package__) / name
     if isinstance(resource, Path):
         return resource
     return _files.enter_context(resources.as_file(resource))
 
 
+def get_include() -> str:
+    """The directory of the headers for writing policies (``clang -I``), like numpy's.
+
+    It holds ``policy_meta.h`` (description, tunables, ranges), ``policy_event.h``
+    (decision events), the other ``policy_*.h`` helpers and ``bpfoom_kernel.h``
+    (the kernel types); ``<bpf/bpf_helpers.h>`` comes from libbpf (libbpf-dev).
+    """
+    return str(_data_dir("include"))
+
+
 def policy_dirs() -> list[Path]:
     """Where policies are looked up, in order: $BPFOOM_POLICY_PATH, then the shipped ones."""
     dirs = [Path(p) for p in os.environ.get(POLICY_PATH_ENV, "").split(os.pathsep) if p]
-    return [*dirs, _shipped_dir()]
+    return [*dirs, _data_dir("policies")]
 
 
 def _objects() -> dict[str, Path]:
@@ -133,34 +148,43 @@ def policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
     return found[0]
 
 
-def _description(source: str, name: str) -> str:
-    """The paragraph after ``<name>:`` in the top comment (empty if absent)."""
-    match = re.search(rf"/\*.*?\*\s*{re.escape(name)}:\s*(.*?)(?:\n\s*\*\s*\n|\*/)", source, re.S)
-    if not match:
-        return ""
-    return " ".join(part.strip(" *") for part in match.group(1).splitlines()).strip()
+def _tunable(name: str, declared: Any, sections: list[GlobalSection], path: Path) -> TunableInfo:
+    """A declared tunable, typed by its global; ObjectFileError if the object contradicts itself."""
+    section = next((sec for sec in sections if name in sec), None)
+    if section is None:
+        raise ObjectFileError(errno.EINVAL, f"{path} declares tunable {name!r} in {META_SECTION} "
+                              "but has no such global; rebuild it")
+    type_name = section._vars[name][1].label  # the BTF spelling, e.g. __u64[16]
+    if isinstance(declared, str):
+        return TunableInfo(name, type_name, section[name], declared, section.section)
+    info = TunableInfo(name, type_name, section[name], declared["doc"], section.section,
+                       declared["min"], declared["max"])
+    if info.minimum > info.maximum:
+        raise ObjectFileError(errno.EINVAL, f"{path}: tunable {name!r} has an empty range "
+                              f"{info.minimum}..{info.maximum}")
+    try:
+        info.check(info.default, str(path))
+    except InvalidValueError as err:
+        raise ObjectFileError(errno.EINVAL, f"{path}: its default is out of range: {err}") from None
+    return info
+
+
+def describe(obj: BpfObject, path: Path, name: str | None = None) -> PolicyInfo:
+    """What a policy object (open, not yet loaded) says about itself."""
+    kind, ops = policy_map(obj, path)
+    meta = read_meta(obj._btf, path)
+    sections = global_sections(obj)
+    tunables = {var[len(TUNABLE_PREFIX):]: _tunable(var[len(TUNABLE_PREFIX):], value, sections, path)
+                for var, value in meta.items() if var.startswith(TUNABLE_PREFIX)}
+    requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
+                                   if obj._btf.find(k, Kind.FUNC) is not None)]
+    name = name if name is not None else path.name.removesuffix(_SUFFIX)
+    return PolicyInfo(name, path, kind, meta.get(DESCRIPTION, ""), tunables, tuple(requires))
 
 
 def _describe(name: str, path: Path) -> PolicyInfo:
-    """Read a policy's metadata from its object (types, defaults) and source (docs)."""
-    source_path = path.with_name(f"{name}.bpf.c")
-    source = source_path.read_text() if source_path.exists() else ""
     with BpfObject.open(path) as obj:
-        kind, ops = policy_map(obj, path)
-        sections = {sec.section: sec for sec in global_sections(obj)}
-        tunables = {}
-        for match in _TUNABLE.finditer(source):
-            var = match.group("name")
-            section = next((s for s in sections.values() if var in s), None)
-            if section is None:
-                raise ObjectFileError(errno.EINVAL, f"{source_path} documents tunable {var!r} but "
-                                      f"{path} has no such global; rebuild it (tools/build_bpf.py)")
-            type_name = section._vars[var][1].label  # the BTF spelling, e.g. __u64[16]
-            tunables[var] = TunableInfo(var, type_name, section[var],
-                                        " ".join(match.group("doc").split()), section.section)
-        requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
-                                       if obj._btf.find(k, Kind.FUNC) is not None)]
-    return PolicyInfo(name, path, kind, _description(source, name), tunables, tuple(requires))
+        return describe(obj, path, name)
 
 
 _cache: dict[tuple[str, float], PolicyInfo] = {}

@@ -1,6 +1,6 @@
 """The last decisions of OOM policies, read without taking them from anyone.
 
-A policy built on examples/policies/policy_event.h sends each decision to
+A policy built on bpfoom/oom/include/policy_event.h sends each decision to
 its ``events`` ring buffer, which has one consumer (``bpfoom events``, the
 daemon, :meth:`OomPolicy.events`), and also keeps its last 16 decisions in
 the array map ``decisions``.  Reading that map consumes nothing, so

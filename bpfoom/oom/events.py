@@ -1,6 +1,6 @@
 """DecisionEvent: one OOM decision a bpfoom policy reported, with its explanation.
 
-The record is ``struct policy_event`` of examples/policies/policy_event.h.
+The record is ``struct policy_event`` of bpfoom/oom/include/policy_event.h.
 Its ``schema`` field versions the layout; a record of a schema this module
 does not know raises :class:`~bpfoom.errors.InvalidValueError` rather than
 being misread.  :meth:`DecisionEvent.to_json` is the documented JSON form

@@ -35,7 +35,8 @@ from .events import DecisionEvent, decode_event
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
 from .features import features
-from .catalogue import PolicyInfo, global_sections, policy_info, policy_map, suggest
+from .catalogue import (PolicyInfo, TunableInfo, describe, global_sections, policy_info, policy_map,
+                        suggest)
 from ..bpf.link import Link
 from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
@@ -65,6 +66,7 @@ class _Handler(EventStream):
         self._ops = ops
         self._links: list[Link] = []
         self._ring: RingBuffer | None = None
+        self._declared: dict[str, TunableInfo] = {}  # what the object declares (ranges)
         self._init_stream()
 
     @classmethod
@@ -89,10 +91,11 @@ class _Handler(EventStream):
                 raise ObjectFileError(errno.EINVAL, f"{path} holds a {ops.struct_name}, not a "
                                       f"{cls.struct_name}; load it with bpfoom.{other}")
             handler = cls(obj, ops, info)
+            handler._declared = (info or describe(obj, path)).tunables
             if ring_size is not None:
                 handler._events_map().max_entries = ring_size
             for name, value in tunables.items():
-                handler._section_of(name, write_after_load=False)[name] = value
+                handler._settable(name, value, write_after_load=False)[name] = value
             features().require(cls.struct_name)
             obj.load()
             return handler
@@ -132,6 +135,13 @@ class _Handler(EventStream):
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
         return section
 
+    def _settable(self, name: str, value: Any, *, write_after_load: bool):
+        """The section to write ``value`` into, once it is known to be in the declared range."""
+        section = self._section_of(name, write_after_load=write_after_load)
+        if name in self._declared:
+            self._declared[name].check(value, self.name)
+        return section
+
     # -- identity -------------------------------------------------------------
     @property
     def name(self) -> str:
@@ -147,7 +157,7 @@ class _Handler(EventStream):
     # -- tunables -------------------------------------------------------------
     def set(self, name: str, value: Any) -> None:
         """Change a ``.data``/``.bss`` tunable while loaded (and attached): the next OOM sees it."""
-        self._section_of(name, write_after_load=True)[name] = value
+        self._settable(name, value, write_after_load=True)[name] = value
 
     def get(self, name: str) -> Any:
         """A tunable's current value (as the kernel sees it)."""
