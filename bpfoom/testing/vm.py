@@ -22,15 +22,17 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence, TextIO
+from typing import Iterator, Mapping, Sequence, TextIO
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # bpfoom/testing/vm.py -> the checkout
 BUILD_SCRIPT = REPO / "third_party" / "linux" / "build.py"
 DEFAULT_TIMEOUT_S = 1800.0
 PROBE_TIMEOUT_S = 120.0
@@ -60,6 +62,14 @@ _PROBLEM = re.compile("|".join(f"(?:{p})" for p in PROBLEM_PATTERNS))
 
 class VmError(RuntimeError):
     """The guest did not run the command to its end; output and kernel log say why."""
+
+
+class VmInterrupted(BaseException):
+    """The harness got SIGTERM or SIGHUP while a guest ran; the guest is gone (like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; the VM was stopped")
+        self.signum = signum
 
     def __init__(self, message: str, output: str = "", kernel_log: str = "") -> None:
         super().__init__(message)
@@ -213,6 +223,58 @@ def _follow(path: Path, sink: TextIO, done: threading.Event) -> None:
                 done.wait(0.2)
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise VmInterrupted while a guest runs, so its QEMU is killed on the way out.
+
+    Their default action would end this process at once, leaving QEMU in its
+    own session running.  Handlers can only be set from the main thread;
+    elsewhere the caller's own handling stays.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame) -> None:
+        raise VmInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """A preexec_fn: the child gets SIGKILL when the harness dies, even by SIGKILL.
+
+    prctl(PR_SET_PDEATHSIG) survives exec, and vng execs QEMU, so it covers what
+    no handler can.  The function is looked up here, before the fork: the child
+    only calls it.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill vng and QEMU (the process group vng leads) if they still run, and reap vng."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
 def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str, cpus: int,
           timeout: float, cwd: Path | None, env: Mapping[str, str] | None,
           rwdirs: Sequence[Path], live: TextIO | None) -> VmRun:
@@ -242,14 +304,20 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
             follower = threading.Thread(target=_follow, args=(results / "output", live, done),
                                         daemon=True)
             follower.start()
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=tools)
-        try:
-            qemu_output, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            qemu_output, _ = proc.communicate()
-        done.set()
+        # Its own session, so a terminal's Ctrl-C reaches only this harness, which then
+        # stops the guest: on every way out of this block QEMU dies with the harness.
+        with _stop_signals_raise():
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True, env=tools,
+                                    preexec_fn=_die_with_parent())
+            try:
+                qemu_output, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                qemu_output, _ = proc.communicate()
+            finally:
+                _stop(proc)
+                done.set()
         if follower is not None:
             follower.join(timeout=10)
         output_file = results / "output"
@@ -314,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run(command, kernel=args.kernel, debug=args.debug, memory=args.memory,
                      cpus=args.cpus, timeout=args.timeout, live=sys.stdout)
+    except (VmInterrupted, KeyboardInterrupt) as stopped:
+        signum = getattr(stopped, "signum", signal.SIGINT)
+        print(f"bpfoom.testing.vm: stopped by {signal.Signals(signum).name}; the VM is gone",
+              file=sys.stderr)
+        return 128 + signum
     except VmError as err:
         if args.kernel_log and err.kernel_log:
             args.kernel_log.write_text(err.kernel_log)
