@@ -240,8 +240,57 @@ class KernelLog:
 
 
 def policy_lines(log: KernelLog) -> list[str]:
-    """The oom_policy=<name> lines of the OOM reports in `log`."""
+    """The oom_policy=<name> lines of the OOM reports in `log`.
+
+    The report header carrying them is rate-limited by the kernel (oom_rs: 10
+    per 5 s, shared by every OOM kill): call await_oom_report_window() before
+    the OOM whose report a test reads.
+    """
     return [line for line in log.lines() if line.startswith("oom_policy=")]
+
+
+# oom_kill_process()'s oom_rs: DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST.
+OOM_REPORT_INTERVAL_S = 5.0
+# Printed by every oom_kill_process() call that reaches the rate limit, never rate-limited.
+_OOM_KILL_RECORD = ("invoked oom-killer", ": Killed process ", "is already exiting. Skip killing")
+
+
+def _kmsg_records() -> list[tuple[float, str]]:
+    """(seconds since boot, text) of every record still in the kernel's log buffer."""
+    records = []
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                raw = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # overwritten records; keep reading
+                continue
+            header, _, text = raw.decode(errors="replace").partition(";")
+            records.append((int(header.split(",")[2]) / 1e6, text.split("\n", 1)[0]))
+    finally:
+        os.close(fd)
+    return records
+
+
+def await_oom_report_window() -> float:
+    """Sleep until the next OOM reports print in full; return the seconds waited.
+
+    The rate limit's window starts at an oom_kill_process() call and lasts 5 s,
+    and every such call logs a line that is never rate-limited ("Killed
+    process"): so 5 s after the last of those lines, the next 10 reports print.
+    "Now" is the timestamp the kernel gives a marker written to /dev/kmsg.
+    """
+    marker = f"bpfoom-test: waiting for a fresh OOM report window ({time.monotonic_ns()})"
+    with open("/dev/kmsg", "w") as kmsg:
+        kmsg.write(marker + "\n")
+    records = _kmsg_records()
+    now = next(stamp for stamp, text in reversed(records) if text == marker)
+    kills = [stamp for stamp, text in records if any(m in text for m in _OOM_KILL_RECORD)]
+    wait = max(0.0, kills[-1] + OOM_REPORT_INTERVAL_S + 0.2 - now) if kills else 0.0
+    time.sleep(wait)
+    return wait
 
 
 # -- BPF objects ----------------------------------------------------------------

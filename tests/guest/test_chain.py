@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from oomtest import await_oom_report_window
 from oomtest import (CLAIM_WITHOUT_KILL, DECLINE, KILL_PID, memory_events, policy_lines,
                       recorded_calls, set_action, sigkilled)
 
@@ -26,6 +27,7 @@ def tree(cgroups):
 ])
 def test_chain_runs_from_the_oom_memcg_up_and_stops_at_the_first_that_frees(
         probe, tree, hogs, kernel_log, killer, expected_calls, policy):
+    await_oom_report_window()  # the report lines read below are rate-limited
     parent, child = tree
     ids = {"child": child.id, "parent": parent.id, "system": 0}
     ops = probe.struct_ops["probe_policy"]
@@ -46,6 +48,7 @@ def test_chain_runs_from_the_oom_memcg_up_and_stops_at_the_first_that_frees(
 
 def test_a_claim_without_a_kill_does_not_end_the_chain(probe, tree, hogs, kernel_log):
     """Returning 1 without freeing anything is not trusted: the next handlers still run."""
+    await_oom_report_window()  # the report lines read below are rate-limited
     parent, child = tree
     ops = probe.struct_ops["probe_policy"]
     with ops.attach(cgroup=child), ops.attach(cgroup=parent):
@@ -79,6 +82,7 @@ def test_a_system_wide_oom_goes_to_the_system_wide_policy(probe, cgroups, hogs, 
     Safe because the hog has oom_score_adj 1000 (the kernel's own choice if
     the policy failed) and the test runner -1000; the guest has no swap.
     """
+    await_oom_report_window()  # the report lines read below are rate-limited
     cg = cgroups("global")  # no memory.max: only the guest's RAM limits it
     ops = probe.struct_ops["probe_policy"]
     total_mib = int(open("/proc/meminfo").readline().split()[1]) // 1024  # MemTotal

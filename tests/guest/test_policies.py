@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+from oomtest import await_oom_report_window
 from oomtest import killed_pids, memory_events, policy_lines, sigkilled, wait_until
 from policytest import KERNEL_REASON, collect, first_kill, holders, kills, only_kill, overrun
 from policytest import load_policy  # noqa: F401 (a fixture)
@@ -71,6 +72,7 @@ def test_every_kill_appears_once_in_the_event_stream(load_policy, cgroups, hogs,
 def test_min_victim_bytes_set_while_attached_makes_it_decline(load_policy, cgroups, hogs,
                                                               kernel_log):
     """A .data tunable changed after attach: the next OOM is declined and the kernel decides."""
+    await_oom_report_window()  # the report lines read below are rate-limited
     policy = load_policy("largest_leaf")
     top = cgroups("small", memory_max="40M")
     leaves = {name: cgroups(f"small/{name}") for name in ("holder", "alloc")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from oomtest import await_oom_report_window
 from oomtest import killed_pids, policy_lines, sigkilled
 from policytest import KERNEL_REASON, first_kill, holders, kills, overrun
 from policytest import load_policy  # noqa: F401 (a fixture)
@@ -24,6 +25,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_chain_of_shipped_policies(load_policy, cgroups, hogs, kernel_log, case):
+    await_oom_report_window()  # the report lines read below are rate-limited
     (on_child, on_parent, system_wide), reason = CASES[case]
     parent = cgroups("parent")
     child = cgroups("parent/child", memory_max="48M")

@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import bpfoom
+from oomtest import await_oom_report_window
 from oomtest import REPO
 
 
 def test_the_demo_shows_the_policy_deciding_a_real_oom():
+    await_oom_report_window()  # the report lines read below are rate-limited
     done = subprocess.run([sys.executable, "-P", str(REPO / "examples" / "oom_demo.py")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import bpfoom
+from oomtest import await_oom_report_window
 from oomtest import killed_pids, memory_events, sigkilled, wait_until
 from policytest import collect
 
@@ -12,6 +13,7 @@ MEMORY_HIGH = "16M"
 
 
 def test_psi_guard_kills_a_thrashing_cgroup_and_leaves_an_idle_one(cgroups, hogs, kernel_log):
+    await_oom_report_window()  # the report lines read below are rate-limited
     parent = cgroups("guarded")
     idle = cgroups("guarded/idle")
     sleeper = hogs(idle, 4)

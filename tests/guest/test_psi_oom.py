@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import bpfoom
+from oomtest import await_oom_report_window
 from oomtest import (BPF_OOM_FLAGS_LAST, BPF_PSI_FULL, KILL_PID, PSI_CPU, PSI_IO, PSI_MEM,
                      Forker, Trigger, killed_pids, memory_events, open_psi_probe,
                      psi_oom_returns, psi_records, recorded_calls, set_action, sigkilled,
@@ -36,6 +37,7 @@ def constraint_lines(kernel_log) -> list[str]:
 
 def test_psi_reference_scenario(cgroups, hogs, kernel_log):
     """Spec section 6, PSI: a thrashing child is OOM-killed on a PSI event."""
+    await_oom_report_window()  # the report lines read below are rate-limited
     parent = cgroups("psi-ref")
     hungry = cgroups("psi-ref/hungry")
     other = bpfoom.Cgroup.create(parent.path / "other")
@@ -70,6 +72,7 @@ def test_psi_reference_scenario(cgroups, hogs, kernel_log):
 
 def test_memcg_policy_chooses_first(cgroups, hogs, probe, kernel_log):
     """The declared OOM goes through the memcg's bpf_oom_ops before the kernel's killer."""
+    await_oom_report_window()  # the report lines read below are rate-limited
     hungry = cgroups("psi-policy")
     hungry.write("memory.high", "30M")
     hog = hogs(hungry, 200)
@@ -146,6 +149,7 @@ def test_bad_flags_and_order_are_einval(cgroups, cpu_burners):
 
 def test_system_wide_declared_oom_kills(cgroups, hogs, cpu_burners, kernel_log):
     """A declared OOM with no memcg reaches the kernel's killer; default constraint text."""
+    await_oom_report_window()  # the report lines read below are rate-limited
     victim_cg = cgroups("psi-system")
     victim = hogs(victim_cg, 64, oom_score_adj=1000)
     assert victim.wait_for("allocated")

@@ -8,12 +8,14 @@ import threading
 
 import pytest
 
+from oomtest import await_oom_report_window
 from oomtest import (CLAIM_WITHOUT_KILL, KILL_CURRENT, link_ids, open_probe, policy_lines,
                      recorded_calls, set_action, sigkilled, wait_until)
 
 
 def test_a_handler_that_claims_success_without_killing_still_ends_in_a_kill(
         probe, cgroups, hogs, kernel_log):
+    await_oom_report_window()  # the report lines read below are rate-limited
     cg = cgroups("liar", memory_max="32M")
     with probe.struct_ops["probe_policy"].attach(cgroup=cg), probe.struct_ops["probe_policy"].attach():
         set_action(probe, cg.id, CLAIM_WITHOUT_KILL)
