@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import difflib
 import errno
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ _files = contextlib.ExitStack()
 atexit.register(_files.close)
 
 
+@functools.cache
 def _data_dir(name: str) -> Path:
     """A directory of this package's data as a file-system path (extracted if zipped)."""
     resource = resources.files(__package__) / name
@@ -105,8 +107,9 @@ def get_include() -> str:
     """The directory of the headers for writing policies (``clang -I``), like numpy's.
 
     It holds ``policy_meta.h`` (description, tunables, ranges), ``policy_event.h``
-    (decision events), the other ``policy_*.h`` helpers and ``bpfoom_kernel.h``
-    (the kernel types); ``<bpf/bpf_helpers.h>`` comes from libbpf (libbpf-dev).
+    (decision events), the other ``policy_*.h`` helpers, ``bpfoom_kernel.h``
+    (the kernel types) and libbpf's ``<bpf/bpf_helpers.h>`` and friends (copied
+    from the libbpf bpfoom was built with).
     """
     return str(_data_dir("include"))
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * A policy of your own, written against the headers bpfoom ships
- * (bpfoom.get_include()) and libbpf's <bpf/...> headers (libbpf-dev):
+ * (bpfoom.get_include(): bpfoom's and libbpf's <bpf/...>):
  *
  *   clang -g -O2 -target bpf -I "$(python3 -c 'import bpfoom; print(bpfoom.get_include())')" \
  *         -c adjusted_task.bpf.c -o adjusted_task.bpf.o

@@ -69,7 +69,8 @@ def test_every_shipped_default_lies_in_its_range():
 
 def test_get_include_is_the_directory_policies_include_from():
     include = Path(bpfoom.get_include())
-    for header in ("policy_meta.h", "policy_event.h", "policy_tasks.h", "bpfoom_kernel.h"):
+    for header in ("policy_meta.h", "policy_event.h", "policy_tasks.h", "bpfoom_kernel.h",
+                   "bpf/bpf_helpers.h", "bpf/bpf_helper_defs.h", "bpf/bpf_tracing.h"):
         assert (include / header).is_file(), header
     source = (facts.REPO / "examples" / "policies" / "adjusted_task.bpf.c").read_text()
     assert '#include "policy_meta.h"' in source and "BPFOOM_DESCRIPTION(" in source

@@ -44,7 +44,8 @@ def test_the_wheel_carries_its_data_files():
     files = {str(f) for f in metadata.files("bpfoom")}
     wanted = {f"bpfoom/oom/policies/{name}.bpf.o" for name in SHIPPED}
     wanted |= {"bpfoom/oom/kill_watch.bpf.o", "bpfoom/py.typed", "bpfoom/oom/include/policy_meta.h",
-               "bpfoom/oom/include/policy_event.h", "bpfoom/oom/include/bpfoom_kernel.h"}
+               "bpfoom/oom/include/policy_event.h", "bpfoom/oom/include/bpfoom_kernel.h",
+               "bpfoom/oom/include/bpf/bpf_helpers.h", "bpfoom/oom/include/bpf/bpf_tracing.h"}
     assert wanted <= files, sorted(wanted - files)
     assert not any(f.startswith("third_party/") or "/decl/" in f for f in files)
     assert any(f.startswith("bpfoom.libs/libelf") for f in files), "libelf is not vendored"
@@ -79,11 +80,11 @@ def test_the_kill_watcher_finds_its_object():
 def test_a_user_policy_compiles_against_get_include_and_lists(tmp_path):
     include = Path(bpfoom.get_include())
     assert include.resolve().is_relative_to(SITE.resolve())
-    libbpf_headers = facts.REPO / "third_party" / "libbpf" / "src" / "headers"  # <bpf/*.h>
     source = facts.REPO / "examples" / "policies" / "adjusted_task.bpf.c"
     built = tmp_path / "adjusted_task.bpf.o"
-    subprocess.run(["clang-19", "-g", "-O2", "-target", "bpf", "-I", str(include),
-                    "-I", str(libbpf_headers), "-c", str(source), "-o", str(built)], check=True)
+    # get_include() alone: bpfoom's headers and libbpf's <bpf/...> come with the wheel
+    subprocess.run(["clang-19", "-g", "-O2", "-target", "bpf", "-nostdinc", "-I", str(include),
+                    "-c", str(source), "-o", str(built)], check=True)
     done = bpfoom_cli("policies", "--json", BPFOOM_POLICY_PATH=str(tmp_path))
     listed = {entry["name"]: entry for entry in json.loads(done.stdout)["policies"]}
     assert listed["adjusted_task"]["tunables"]["adj_unit_bytes"]["range"] == [0, 1 << 30]
