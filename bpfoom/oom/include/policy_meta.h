@@ -3,8 +3,8 @@
  * What a policy says about itself, carried in its own object: bpfoom reads
  * the `.bpfoom.meta` section (its layout described by the object's BTF) to
  * list the policy, check tunable values against their ranges and document
- * them.  The section is read from the ELF file only: libbpf skips it, so it
- * never reaches the kernel.
+ * them.  bpfoom reads the section's bytes from the ELF file; libbpf skips
+ * the section, so no map is made of it and none of it is loaded.
  *
  *	BPFOOM_DESCRIPTION("kill the largest leaf memcg ...");
  *
