@@ -60,6 +60,21 @@ def test_a_value_outside_the_declared_range_is_refused_naming_the_range(monkeypa
         bpfoom.OomPolicy.load(EXAMPLE, adj_unit_bytes=(1 << 30) + 1)
 
 
+
+@pytest.mark.parametrize("source,setting,words", [
+    ("largest_leaf", "victim_wait_ms=3600001",
+     "victim_wait_ms' of policy 'largest_leaf' takes 0..3600000"),
+    ("psi_guard", "window_us=1000", "window_us' of policy 'psi_guard' takes 500000..10000000"),
+    (str(EXAMPLE), "adj_unit_bytes=0x40000001",
+     "adj_unit_bytes' of '{example}' takes 0..1073741824"),
+], ids=["by-name", "psi", "by-path"])
+def test_the_command_line_loader_enforces_the_declared_ranges(source, setting, words):
+    """One load path (tunables.load_object): --set text and config values meet the same ranges."""
+    done = subprocess.run([sys.executable, "-P", "-m", "bpfoom", "attach", source,
+                           "--set", setting], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "[Errno 22 EINVAL]" in done.stderr and words.format(example=EXAMPLE) in done.stderr
+
 def test_every_shipped_default_lies_in_its_range():
     for info in bpfoom.policies():
         for tunable in info.tunables.values():
