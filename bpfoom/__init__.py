@@ -73,7 +73,9 @@ from .oom.events import DecisionEvent
 from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
 from .oom.memcg_stats import MemcgStats, MemcgStatsReader, Pressure, memcg_stats
-from .oom.policy import OomPolicy, PolicyInfo, PsiHandler, TunableInfo, policies
+from .oom.catalogue import PolicyInfo, get_include, policies
+from .oom.tunables import TunableInfo
+from .oom.policy import OomPolicy, PsiHandler
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
@@ -91,7 +93,8 @@ __all__ = [
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
-    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "DecisionEvent",
+    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "get_include",
+    "DecisionEvent",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached", "targets", "aevents",
     "MemcgStats", "MemcgStatsReader", "Pressure", "memcg_stats",

@@ -113,6 +113,20 @@ def _versions(apt_dir: Path, command: str, package: str) -> list[str]:
     return re.findall(r"^Version:\s*(\S+)", out, re.M)
 
 
+def source_files(package: str) -> list[tuple[str, dict[str, str]]]:
+    """(version, {file name: sha256}) of every version of source package `package` in unstable."""
+    out = _run(["apt-cache", *_apt_options(update_index()), "showsrc", package])
+    found = []
+    for stanza in out.split("\n\n"):
+        version = re.search(r"^Version:\s*(\S+)", stanza, re.M)
+        sums = re.search(r"^Checksums-Sha256:\n((?: .*\n?)*)", stanza, re.M)
+        if version and sums:
+            files = {name: digest for digest, _size, name in
+                     (line.split() for line in sums.group(1).splitlines() if line.strip())}
+            found.append((version.group(1), files))
+    return found
+
+
 def newest_version(package: str, source: bool = False) -> str:
     """Newest version of a binary (or source) package in unstable."""
     apt_dir = update_index()

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from ..bpf.errors import BpfError, errno_name
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpfoom", description="Load BPF out-of-memory policies and attach them to cgroups.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bpfoom {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _show.add_parsers(commands)
     _attach.add_parsers(commands)
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only check CONFIG (syntax, keys, policies exist) and exit")
     run.set_defaults(run=_run)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (the one pip reports)."""
+    try:
+        return metadata.version("bpfoom")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "0+unknown"
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ def _features(args: argparse.Namespace) -> int:
 
 def _policies(args: argparse.Namespace) -> int:
     from ..oom.features import features
-    from ..oom.policy import policies
+    from ..oom.catalogue import policies
 
     feats = features()
     found = policies()
@@ -53,7 +53,9 @@ def _policies(args: argparse.Namespace) -> int:
             "name": info.name, "kind": info.kind, "path": str(info.path),
             "description": info.description, "requires": list(info.requires),
             "missing_features": missing,
-            "tunables": {t.name: {"type": t.type_name, "default": t.default, "doc": t.doc}
+            "tunables": {t.name: {"type": t.type_name, "default": t.default, "doc": t.doc,
+                                  "range": None if t.minimum is None else [t.minimum, t.maximum],
+                                  "settable_after_load": t.settable_after_load}
                          for t in info.tunables.values()},
         })
     if args.json:
@@ -65,7 +67,8 @@ def _policies(args: argparse.Namespace) -> int:
         print(f"{entry['name']}  ({entry['kind']}, {state})")
         print(f"    {entry['description']}")
         for name, tunable in entry["tunables"].items():
-            print(f"    --set {name}=<{tunable['type']}>  default {tunable['default']!r}: "
+            bounds = "" if tunable["range"] is None else ", range {}..{}".format(*tunable["range"])
+            print(f"    --set {name}=<{tunable['type']}>  default {tunable['default']!r}{bounds}: "
                   f"{tunable['doc']}")
     return 0
 
@@ -141,11 +144,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     pols = commands.add_parser(
         "policies", help="the shipped policies and their tunables", formatter_class=formatter,
-        description="List the policies shipped with bpfoom, their tunables (for --set) and the "
-                    "kernel features each needs.",
+        description="List the policies shipped with bpfoom (and those in $BPFOOM_POLICY_PATH), "
+                    "their tunables (for --set) and the kernel features each needs, as each "
+                    "object describes itself (policy_meta.h).",
         epilog='--json: {"schema": 1, "policies": [{"name", "kind": "oom"|"psi", "path", '
                '"description", "requires": [...], "missing_features": [...], '
-               '"tunables": {NAME: {"type", "default", "doc"}}}]}')
+               '"tunables": {NAME: {"type", "default", "doc", "range": [MIN, MAX]|null, '
+               '"settable_after_load"}}}]}')
     pols.add_argument("--json", action="store_true", help="print JSON instead of text")
     pols.set_defaults(run=_policies)
 

@@ -4,7 +4,8 @@ The record is ``struct policy_event`` of bpfoom/oom/include/policy_event.h,
 decoded with the layout in the BTF of the object that wrote it (see
 :mod:`bpfoom.oom.records`).  Its ``schema`` field versions the record; a
 record of a schema this module does not know raises
-:class:`~bpfoom.errors.InvalidValueError` rather than being misread.  :meth:`DecisionEvent.to_json` is the documented JSON form
+:class:`~bpfoom.errors.InvalidValueError` rather than being misread.
+:meth:`DecisionEvent.to_json` is the documented JSON form
 (``"schema": 2``), one object per event:
 
 ``schema``            2 (1 had no explanation: no ``considered``, ``excluded``,

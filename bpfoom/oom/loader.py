@@ -1,12 +1,14 @@
 """From text to an attachable policy: what the command line and the daemon share.
 
-Both start from a *source*, a shipped policy name (``largest_leaf``) or the
-path of any ``.bpf.o`` with a link-based struct_ops map, and from tunables
-given as text (``--set KEY=VALUE``) or as TOML values.  OOM and PSI policies
-go through :class:`bpfoom.OomPolicy` / :class:`bpfoom.PsiHandler`; any other
-struct_ops object (a ``tcp_congestion_ops`` for instance) is loaded through
-the object layer, its tunables being its ``.rodata``/``.data``/``.bss``
-globals.
+Both start from a *source*, a catalogued policy name (``largest_leaf``: a
+shipped one or one in ``$BPFOOM_POLICY_PATH``) or the path of any ``.bpf.o``
+with a link-based struct_ops map, and from tunables given as text (``--set
+KEY=VALUE``) or as TOML values.  OOM and PSI policies come back with their
+:class:`bpfoom.OomPolicy` / :class:`bpfoom.PsiHandler`; any other struct_ops
+object (a ``tcp_congestion_ops`` for instance) is loaded through the object
+layer, its tunables being its ``.rodata``/``.data``/``.bss`` globals.  Both
+kinds are loaded by :func:`bpfoom.oom.tunables.load_object`, which also
+holds every value to the range its object declares.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from ..bpf.errors import BpfError, NotFoundError, StateError
 from ..bpf.link import Link
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
+from .catalogue import PolicyInfo, policies, policy_map
 from .events import events_map
 from .features import POLICY_KINDS, features
-from .policy import HANDLERS, PolicyInfo, _policy_map, policies
+from .policy import HANDLERS
 from .tunables import convert_text, global_sections, load_object, suggest
 
 __all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest", "convert_text",
@@ -42,7 +45,7 @@ def _is_path(source: str) -> bool:
 
 
 def _shipped() -> dict[str, PolicyInfo]:
-    """Shipped policy name -> PolicyInfo."""
+    """Catalogued policy name -> PolicyInfo (the shipped ones and $BPFOOM_POLICY_PATH's)."""
     return {info.name: info for info in policies()}
 
 
@@ -135,14 +138,15 @@ def _link_map(obj: BpfObject, source: str, map_name: str | None) -> StructOpsMap
 
 
 def is_known_source(source: str, where: str = "") -> None:
-    """NotFoundError (with the close match) unless ``source`` is a shipped policy or a file."""
+    """NotFoundError (with the close match) unless ``source`` is a catalogued policy or a file."""
     shipped = _shipped()
     prefix = f"{where}: " if where else ""
     if not _is_path(source):
         if source not in shipped:
             raise NotFoundError(errno.ENOENT, f"{prefix}unknown policy {source!r}"
                                 f"{suggest(source, list(shipped))}; run `bpfoom policies` for the "
-                                "shipped ones, or give the path of a .bpf.o file")
+                                "known ones ($BPFOOM_POLICY_PATH adds directories), or give "
+                                "the path of a .bpf.o file")
     elif not Path(source).is_file():
         raise NotFoundError(errno.ENOENT, f"{prefix}BPF object {source!r} does not exist; check "
                             "the path (or run `bpfoom policies` for the shipped policy names)")
@@ -150,9 +154,10 @@ def is_known_source(source: str, where: str = "") -> None:
 
 def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str | None = None,
          register_as: str | None = None, ring_size: int | None = None) -> LoadedPolicy:
-    """Load ``source`` (a shipped policy name or a .bpf.o path) with ``tunables``.
+    """Load ``source`` (a catalogued policy name or a .bpf.o path) with ``tunables``.
 
-    Text values are converted to the tunable's type; ``register_as`` renames
+    Text values are converted to the tunable's type and checked against the
+    range the object declares (policy_meta.h); ``register_as`` renames
     the struct_ops (its ``name`` field) before load; ``ring_size`` sizes the
     decision ring buffer (policy_event.h's ``events``).  An object with an OOM
     policy or PSI handler (and no ``map_name`` choosing another map) comes
@@ -165,7 +170,7 @@ def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str |
     def pick(obj: BpfObject) -> StructOpsMap:
         if info is not None or (map_name is None and any(
                 m.struct_name in POLICY_KINDS for m in obj.struct_ops.values())):
-            return _policy_map(obj, path)[1]
+            return policy_map(obj, path)[1]
         return _link_map(obj, source, map_name)
 
     def prepare(obj: BpfObject, ops: StructOpsMap) -> None:
@@ -180,9 +185,9 @@ def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str |
             ops.fields["name"] = register_as
 
     label = f"policy {source!r}" if info is not None else repr(source)
-    obj, ops = load_object(path, label, pick, dict(tunables or {}), text=True, prepare=prepare,
-                           known=None if info is None else info.tunables)
+    obj, ops, known = load_object(path, label, pick, dict(tunables or {}), text=True,
+                                  prepare=prepare, only_declared=info is not None)
     kind = POLICY_KINDS.get(ops.struct_name)
     if kind is None:
         return LoadedPolicy(source, ops.struct_name, obj, ops)
-    return LoadedPolicy(source, kind, obj, ops, HANDLERS[kind](obj, ops, info))
+    return LoadedPolicy(source, kind, obj, ops, HANDLERS[kind](obj, ops, info, known))

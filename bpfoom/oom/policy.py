@@ -1,18 +1,11 @@
-"""OOM policies and PSI handlers: the shipped ones, and loading any of them by name.
+"""OOM policies and PSI handlers: load one by name or path, attach it, watch its decisions.
 
 A *policy* is a BPF object with one link-based struct_ops map of type
 ``bpf_oom_ops`` (an :class:`OomPolicy`) or ``bpf_psi_ops`` (a
-:class:`PsiHandler`).  The shipped ones live in ``examples/policies`` (or
-the directories of ``$BPFOOM_POLICY_PATH``, searched first) as a C source and
-its committed ``.bpf.o``; :func:`policies` describes them:
-
-* the description is the first paragraph of the source's top comment after
-  ``<name>:``;
-* tunables are the globals preceded by a ``/* tunable: <doc> */`` comment:
-  ``.rodata`` ones (``const volatile``) can only be set at load, ``.data``
-  ones also while attached (:meth:`OomPolicy.set`);
-* ``requires`` names the kernel features (see :func:`bpfoom.features`) the
-  object needs: its struct_ops type and every kfunc it calls.
+:class:`PsiHandler`).  Names are looked up in the catalogue
+(:mod:`bpfoom.oom.catalogue`: the shipped policies and
+``$BPFOOM_POLICY_PATH``), which also says what tunables each one takes; the
+ranges a policy declares (policy_meta.h) hold at load and for :meth:`set`.
 
     with bpfoom.OomPolicy.load("largest_leaf", min_victim_bytes=1 << 20) as policy:
         policy.attach(cgroup="/sys/fs/cgroup/workload")
@@ -20,159 +13,39 @@ its committed ``.bpf.o``; :func:`policies` describes them:
             print(event)
 
 Decisions arrive as :class:`~bpfoom.events.DecisionEvent` from the policy's
-``events`` ring buffer (examples/policies/policy_event.h), each with its
+``events`` ring buffer (include/policy_event.h), each with its
 explanation; :meth:`OomPolicy.decisions` re-reads the last 16 without
 consuming them.  What dies once a victim is chosen is set per cgroup with
-:meth:`OomPolicy.set_granularity` (examples/policies/policy_granularity.h).
+:meth:`OomPolicy.set_granularity` (include/policy_granularity.h).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .attachments import Attachment, attached
-from ..bpf.btf import Kind
 from ..bpf.cgroup import Cgroup, CgroupTarget
-from ..bpf.errors import (ClosedError, InvalidValueError, NotFoundError, ObjectFileError, StateError)
+from ..bpf.errors import ClosedError, InvalidValueError, ObjectFileError, StateError
 from ..bpf.event_stream import EventStream
+from .catalogue import PolicyInfo, policy_info, policy_map
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
-from .features import KFUNCS, POLICY_KINDS, features
+from .features import features
 from .records import RecordLayout
-from .tunables import global_sections as _global_sections, load_object, suggest, tunable_section
+from .tunables import Tunables, load_object, suggest
 from ..bpf.link import Link
 from ..bpf.struct_ops import StructOpsMap
 from ..bpf.object import BpfObject
 from ..bpf.ringbuf import RingBuffer
 
-__all__ = ["PolicyInfo", "TunableInfo", "OomPolicy", "PsiHandler", "policies", "policy_info",
-           "Attachment", "attached", "POLICY_PATH_ENV", "GRANULARITIES", "HANDLERS"]
+__all__ = ["OomPolicy", "PsiHandler", "Attachment", "attached", "GRANULARITIES", "HANDLERS"]
 
-POLICY_PATH_ENV = "BPFOOM_POLICY_PATH"
-_SHIPPED_DIR = Path(__file__).resolve().parent / "policies"
 _GRANULARITY_MAP = "granularity"
-
-_TUNABLE = re.compile(
-    r"/\*\s*tunable:\s*(?P<doc>.*?)\s*\*/\s*"
-    r"(?:const\s+volatile\s+)?[A-Za-z_][\w ]*?\s+(?P<name>[A-Za-z_]\w*)"
-    r"\s*(?:\[[^\]]*\])?\s*(?:=[^;]*)?;", re.S)
-
-
-@dataclass(frozen=True)
-class TunableInfo:
-    """One tunable global: C type, default value, what it does, and when it can change."""
-
-    name: str
-    type_name: str
-    default: Any
-    doc: str
-    section: str  # ".rodata": only at load; ".data"/".bss": also while attached
-
-    @property
-    def settable_after_load(self) -> bool:
-        return self.section != ".rodata"
-
-
-@dataclass(frozen=True)
-class PolicyInfo:
-    """A shipped policy: name, object path, kind ("oom" or "psi"), tunables, needed features."""
-
-    name: str
-    path: Path
-    kind: str
-    description: str
-    tunables: dict[str, TunableInfo] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()
-
-
-# -- discovery ------------------------------------------------------------------
-
-def policy_dirs() -> list[Path]:
-    """Where shipped policies are looked up, in order: $BPFOOM_POLICY_PATH, then examples/policies."""
-    dirs = [Path(p) for p in os.environ.get(POLICY_PATH_ENV, "").split(os.pathsep) if p]
-    return [*dirs, _SHIPPED_DIR]
-
-
-def _objects() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in policy_dirs():
-        for path in sorted(directory.glob("*.bpf.o")):
-            found.setdefault(path.name[: -len(".bpf.o")], path)
-    return found
-
-
-def _description(source: str, name: str) -> str:
-    """The paragraph after ``<name>:`` in the top comment (empty if absent)."""
-    match = re.search(rf"/\*.*?\*\s*{re.escape(name)}:\s*(.*?)(?:\n\s*\*\s*\n|\*/)", source, re.S)
-    if not match:
-        return ""
-    return " ".join(part.strip(" *") for part in match.group(1).splitlines()).strip()
-
-
-def _describe(name: str, path: Path) -> PolicyInfo:
-    """Read a policy's metadata from its object (types, defaults) and source (docs)."""
-    source_path = path.with_name(f"{name}.bpf.c")
-    source = source_path.read_text() if source_path.exists() else ""
-    with BpfObject.open(path) as obj:
-        kind, ops = _policy_map(obj, path)
-        sections = {sec.section: sec for sec in _global_sections(obj)}
-        tunables = {}
-        for match in _TUNABLE.finditer(source):
-            var = match.group("name")
-            section = next((s for s in sections.values() if var in s), None)
-            if section is None:
-                raise ObjectFileError(errno.EINVAL, f"{source_path} documents tunable {var!r} but "
-                                      f"{path} has no such global; rebuild it (tools/build_bpf.py)")
-            type_name = section._vars[var][1].label  # the BTF spelling, e.g. __u64[16]
-            tunables[var] = TunableInfo(var, type_name, section[var],
-                                        " ".join(match.group("doc").split()), section.section)
-        requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
-                                       if obj._btf.find(k, Kind.FUNC) is not None)]
-    return PolicyInfo(name, path, kind, _description(source, name), tunables, tuple(requires))
-
-
-_cache: dict[tuple[str, float], PolicyInfo] = {}
-_cache_lock = threading.Lock()
-
-
-def _info_for(name: str, path: Path) -> PolicyInfo:
-    key = (str(path), path.stat().st_mtime)
-    with _cache_lock:
-        if key not in _cache:
-            _cache[key] = _describe(name, path)
-        return _cache[key]
-
-
-def policies() -> list[PolicyInfo]:
-    """Every shipped policy (first found per name along :func:`policy_dirs`), by name."""
-    return [_info_for(name, path) for name, path in sorted(_objects().items())]
-
-
-def policy_info(name: str) -> PolicyInfo:
-    """The shipped policy called ``name``; NotFoundError naming the close match otherwise."""
-    objects = _objects()
-    if name not in objects:
-        raise NotFoundError(errno.ENOENT, f"no shipped policy is called {name!r}"
-                            f"{suggest(name, objects)}; shipped: {', '.join(sorted(objects)) or 'none'}"
-                            f" (searched {', '.join(map(str, policy_dirs()))}); or give a .bpf.o path")
-    return _info_for(name, objects[name])
-
-
-def _policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
-    """(kind, map) of the object's one OOM/PSI struct_ops map."""
-    found = [(kind, ops) for ops in obj.struct_ops.values()
-             if (kind := POLICY_KINDS.get(ops.struct_name)) is not None]
-    if len(found) != 1:
-        raise ObjectFileError(errno.EINVAL, f"{path} has {len(found)} bpf_oom_ops/bpf_psi_ops "
-                              "struct_ops maps; a policy object needs exactly one")
-    return found[0]
 
 
 # -- loaded handlers ------------------------------------------------------------
@@ -183,12 +56,14 @@ class _Handler(EventStream):
     kind: ClassVar[str]
     struct_name: ClassVar[str]
 
-    def __init__(self, obj: BpfObject, ops: StructOpsMap, info: PolicyInfo | None) -> None:
-        """Use :meth:`load`."""
+    def __init__(self, obj: BpfObject, ops: StructOpsMap, info: PolicyInfo | None,
+                 tunables: Tunables) -> None:
+        """Use :meth:`load` (or :func:`bpfoom.oom.loader.load`): both go through load_object."""
         self._lock = threading.RLock()
         self.object = obj
         self.info = info
         self._ops = ops
+        self._tunables = tunables
         self._links: list[Link] = []
         self._ring: RingBuffer | None = None
         self._layout: RecordLayout | None = None
@@ -197,12 +72,13 @@ class _Handler(EventStream):
     @classmethod
     def load(cls, name_or_path: str | os.PathLike, *, ring_size: int | None = None,
              **tunables: Any):
-        """Open a shipped policy (by name) or any policy object (by path), set tunables, load it.
+        """Open a catalogued policy (by name) or any policy object (by path), set tunables, load it.
 
         Tunables are checked before anything reaches the kernel: an unknown
         name raises VariableNotFoundError suggesting the close match, a bad
-        value InvalidValueError.  On a kernel without this handler's
-        struct_ops type NotSupportedError names the missing feature.
+        value or one outside the range the object declares InvalidValueError.
+        On a kernel without this handler's struct_ops type NotSupportedError
+        names the missing feature.
         ``ring_size`` sizes the decision ring buffer (bytes, a power-of-two
         number of pages); decisions it has no room for are reported as an
         :class:`~bpfoom.OverrunEvent`, never dropped silently.
@@ -210,7 +86,7 @@ class _Handler(EventStream):
         info, path = cls._resolve(name_or_path)
 
         def pick(obj: BpfObject) -> StructOpsMap:
-            kind, ops = _policy_map(obj, path)
+            kind, ops = policy_map(obj, path)
             if kind != cls.kind:
                 other = HANDLERS[kind].__name__
                 raise ObjectFileError(errno.EINVAL, f"{path} holds a {ops.struct_name}, not a "
@@ -223,9 +99,9 @@ class _Handler(EventStream):
             features().require(cls.struct_name)
 
         label = repr(info.name) if info is not None else repr(str(path))
-        obj, ops = load_object(path, label, pick, tunables, prepare=prepare,
-                               known=None if info is None else info.tunables)
-        return cls(obj, ops, info)
+        obj, ops, known = load_object(path, label, pick, tunables, prepare=prepare,
+                                      only_declared=info is not None)
+        return cls(obj, ops, info, known)
 
     @classmethod
     def _resolve(cls, name_or_path: str | os.PathLike) -> tuple[PolicyInfo | None, Path]:
@@ -240,8 +116,7 @@ class _Handler(EventStream):
         return None, Path(os.fsdecode(text))
 
     def _section_of(self, name: str, *, write_after_load: bool):
-        section = tunable_section(self.object, self.name, name,
-                                  None if self.info is None else self.info.tunables)
+        section = self._tunables.section(name)
         if write_after_load and section.section == ".rodata":
             raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
@@ -261,8 +136,13 @@ class _Handler(EventStream):
 
     # -- tunables -------------------------------------------------------------
     def set(self, name: str, value: Any) -> None:
-        """Change a ``.data``/``.bss`` tunable while loaded (and attached): the next OOM sees it."""
-        self._section_of(name, write_after_load=True)[name] = value
+        """Change a ``.data``/``.bss`` tunable while loaded (and attached): the next OOM sees it.
+
+        A value outside the range the object declares raises InvalidValueError
+        and changes nothing.
+        """
+        self._section_of(name, write_after_load=True)
+        self._tunables.write(name, value)
 
     def get(self, name: str) -> Any:
         """A tunable's current value (as the kernel sees it)."""

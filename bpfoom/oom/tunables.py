@@ -1,11 +1,21 @@
 """Tunables, and the one way an object file becomes a loaded struct_ops object.
 
+A tunable is a global of the object (``.rodata``/``.data``/``.bss``).  A
+policy built with ``policy_meta.h`` *declares* its tunables in its own
+object (:mod:`bpfoom.oom.meta`): a doc and optionally an inclusive range; the
+type and default are the global's own.  :func:`declared_tunables` turns that
+into :class:`TunableInfo`, for the catalogue (``bpfoom policies``) and for
+every write: a value outside a declared range raises InvalidValueError naming
+the range, at load and while attached alike, whether the object was loaded by
+name or by path.
+
 :meth:`bpfoom.OomPolicy.load` / :meth:`bpfoom.PsiHandler.load` and the
 command line's and daemon's loader (:func:`bpfoom.oom.loader.load`) all go
 through :func:`load_object`: open, pick the struct_ops map, set the tunables
-(the object's ``.rodata``/``.data``/``.bss`` globals, checked before anything
-reaches the kernel), let the caller adjust the rest, load, and close the
-object again if any step fails.
+(checked before anything reaches the kernel), let the caller adjust the
+rest, load, and close the object again if any step fails.  The
+:class:`Tunables` it returns is how the loaded object's tunables are read and
+written afterwards.
 """
 
 from __future__ import annotations
@@ -13,16 +23,46 @@ from __future__ import annotations
 import difflib
 import errno
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bpf.errors import InvalidValueError, NotFoundError, VariableNotFoundError
+from ..bpf.errors import InvalidValueError, NotFoundError, ObjectFileError, VariableNotFoundError
+from ..bpf.globals import GlobalSection
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
+from .meta import META_SECTION, Declaration, Meta, read_meta
 
-__all__ = ["suggest", "convert_text", "global_sections", "tunable_section", "load_object"]
+__all__ = ["TunableInfo", "Tunables", "suggest", "convert_text", "global_sections",
+           "declared_tunables", "load_object"]
 
 _SECTIONS = ("rodata", "data", "bss")
+
+
+@dataclass(frozen=True)
+class TunableInfo:
+    """One declared tunable: C type, default value, what it does, when it can change, its range."""
+
+    name: str
+    type_name: str
+    default: Any
+    doc: str
+    section: str  # ".rodata": only at load; ".data"/".bss": also while attached
+    minimum: int | None = None  # the inclusive range the policy declared, if any
+    maximum: int | None = None
+
+    @property
+    def settable_after_load(self) -> bool:
+        return self.section != ".rodata"
+
+    def check(self, value: Any, owner: str) -> None:
+        """InvalidValueError naming the range if ``value`` is outside it (types are the codec's)."""
+        if self.minimum is None or isinstance(value, bool) or not isinstance(value, int):
+            return
+        if not self.minimum <= value <= self.maximum:
+            raise InvalidValueError(errno.EINVAL, f"tunable {self.name!r} of {owner} takes "
+                                    f"{self.minimum}..{self.maximum} (inclusive); {value} is "
+                                    "outside that range")
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -47,7 +87,7 @@ def convert_text(text: str, like: Any) -> Any:
     return text
 
 
-def global_sections(obj: BpfObject) -> list:
+def global_sections(obj: BpfObject) -> list[GlobalSection]:
     """The object's .rodata/.data/.bss sections that exist, in that order."""
     found = []
     for name in _SECTIONS:
@@ -58,24 +98,76 @@ def global_sections(obj: BpfObject) -> list:
     return found
 
 
-def tunable_section(obj: BpfObject, label: str, name: str, known: Iterable[str] | None = None):
-    """The global section holding tunable ``name``; VariableNotFoundError with the close match.
+def _tunable(name: str, declared: Declaration, sections: list[GlobalSection],
+             path: Path) -> TunableInfo:
+    """A declared tunable, typed by its global; ObjectFileError if the object contradicts itself."""
+    section = next((sec for sec in sections if name in sec), None)
+    if section is None:
+        raise ObjectFileError(errno.EINVAL, f"{path} declares tunable {name!r} in {META_SECTION} "
+                              "but has no such global; rebuild it")
+    type_name = section._vars[name][1].label  # the BTF spelling, e.g. __u64[16]
+    info = TunableInfo(name, type_name, section[name], declared.doc, section.section,
+                       declared.minimum, declared.maximum)
+    if info.minimum is not None:
+        if info.minimum > info.maximum:
+            raise ObjectFileError(errno.EINVAL, f"{path}: tunable {name!r} has an empty range "
+                                  f"{info.minimum}..{info.maximum}")
+        try:
+            info.check(info.default, str(path))
+        except InvalidValueError as err:
+            raise ObjectFileError(errno.EINVAL, f"{path}: its default is out of range: {err}"
+                                  ) from None
+    return info
 
-    ``known`` limits the tunables to those names (default: every global).
+
+def declared_tunables(obj: BpfObject, path: Path, meta: Meta | None = None
+                      ) -> dict[str, TunableInfo]:
+    """The tunables the object at ``path`` (open, not yet loaded) declares ({} for none).
+
+    ``meta`` is its :func:`~bpfoom.oom.meta.read_meta`, read here if not given.
     """
+    meta = read_meta(obj._btf, path) if meta is None else meta
     sections = global_sections(obj)
-    names = [n for section in sections for n in section] if known is None else list(known)
-    if name not in names:
-        raise VariableNotFoundError(errno.ENOENT, f"{label} has no tunable {name!r}"
-                                    f"{suggest(name, names)}; its tunables: "
-                                    f"{', '.join(names) or 'none'}")
-    return next(section for section in sections if name in section)
+    return {name: _tunable(name, declared, sections, path)
+            for name, declared in meta.tunables.items()}
 
 
-def _set_tunables(obj: BpfObject, label: str, tunables: dict[str, Any],
-                  known: Iterable[str] | None, text: bool) -> None:
-    for name, value in tunables.items():
-        section = tunable_section(obj, label, name, known)
+class Tunables:
+    """The tunables of one object, as :func:`load_object` set them up.
+
+    ``declared`` are what the object declares (their ranges hold for every
+    write); with ``only_declared`` (a catalogued policy, loaded by name) they
+    are the only names taken, otherwise every global is a tunable.
+    """
+
+    def __init__(self, obj: BpfObject, label: str, declared: dict[str, TunableInfo], *,
+                 only_declared: bool) -> None:
+        self.object = obj
+        self.label = label
+        self.declared = declared
+        self._only_declared = only_declared
+
+    def names(self) -> list[str]:
+        if self._only_declared:
+            return list(self.declared)
+        return [name for section in global_sections(self.object) for name in section]
+
+    def section(self, name: str) -> GlobalSection:
+        """The global section holding tunable ``name``; VariableNotFoundError with a close match."""
+        names = self.names()
+        if name not in names:
+            raise VariableNotFoundError(errno.ENOENT, f"{self.label} has no tunable {name!r}"
+                                        f"{suggest(name, names)}; its tunables: "
+                                        f"{', '.join(names) or 'none'}")
+        return next(sec for sec in global_sections(self.object) if name in sec)
+
+    def write(self, name: str, value: Any, *, text: bool = False) -> GlobalSection:
+        """Set tunable ``name`` (``text``: a str converted to the global's type) within its range.
+
+        Returns the section written (the caller decides beforehand whether a
+        .rodata write is allowed; the object layer refuses one after load).
+        """
+        section = self.section(name)
         if text and isinstance(value, str):
             current = section[name]
             if not isinstance(current, str):
@@ -83,31 +175,36 @@ def _set_tunables(obj: BpfObject, label: str, tunables: dict[str, Any],
                     value = convert_text(value, current)
                 except ValueError as exc:
                     raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of "
-                                            f"{label}: {exc}; give a {type(current).__name__}"
-                                            ) from None
+                                            f"{self.label}: {exc}; give a "
+                                            f"{type(current).__name__}") from None
+        if name in self.declared:
+            self.declared[name].check(value, self.label)
         section[name] = value
+        return section
 
 
 def load_object(path: Path, label: str, pick: Callable[[BpfObject], StructOpsMap],
-                tunables: dict[str, Any], *, known: Iterable[str] | None = None,
-                text: bool = False,
+                tunables: dict[str, Any], *, only_declared: bool = False, text: bool = False,
                 prepare: Callable[[BpfObject, StructOpsMap], None] | None = None
-                ) -> tuple[BpfObject, StructOpsMap]:
+                ) -> tuple[BpfObject, StructOpsMap, Tunables]:
     """Open ``path``, pick its struct_ops map, set ``tunables``, ``prepare``, load.
 
-    ``known`` limits the tunables to those names (a shipped policy's
-    documented ones; default: every global); with ``text`` a str value is
+    With ``only_declared`` (a catalogued policy) only the tunables the object
+    declares are taken (default: every global); with ``text`` a str value is
     converted to the global's type (command line, configuration file).  An
-    unknown name raises VariableNotFoundError with the close match.
+    unknown name raises VariableNotFoundError with the close match, a value
+    outside a declared range InvalidValueError naming the range.
     """
     obj = BpfObject.open(path)
     try:
         ops = pick(obj)
-        _set_tunables(obj, label, tunables, known, text)
+        known = Tunables(obj, label, declared_tunables(obj, path), only_declared=only_declared)
+        for name, value in tunables.items():
+            known.write(name, value, text=text)
         if prepare is not None:
             prepare(obj, ops)
         obj.load()
-        return obj, ops
+        return obj, ops, known
     except BaseException:
         obj.close()
         raise

@@ -260,14 +260,28 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent():
     """A preexec_fn: the child gets SIGKILL when the harness dies, even by SIGKILL.
 
-    prctl(PR_SET_PDEATHSIG) survives exec, and vng execs QEMU, so it covers what
-    no handler can.  The function is looked up here, before the fork: the child
-    only calls it.
+    prctl(PR_SET_PDEATHSIG) survives exec; it covers what no handler can (see
+    _in_own_pid_namespace for QEMU itself).  The function is looked up here,
+    before the fork: the child only calls it.
     """
     import ctypes
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _in_own_pid_namespace(args: list[str]) -> list[str]:
+    """`args` run as the init of a new PID namespace when we may make one (root).
+
+    vng starts QEMU through virtme-run, a grandchild that no signal to vng
+    reaches; when a namespace's init dies the kernel kills everything in it.
+    With _die_with_parent() on unshare and --kill-child for vng, even a
+    SIGKILLed harness takes QEMU with it.
+    """
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
+        return args
+    return [unshare, "--pid", "--fork", "--kill-child=SIGKILL", "--", *args]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -303,6 +317,7 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
         args += ["--exec", f"sh {script}"]
         # vng runs its sibling programs (virtme-run) from PATH.
         tools = dict(os.environ, PATH=f"{Path(args[0]).parent}:{os.environ.get('PATH', '')}")
+        args = _in_own_pid_namespace(args)
         done = threading.Event()
         follower = None
         if live is not None:

@@ -7,13 +7,18 @@ what the policy reported on its ring buffer.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import bpfoom
 from oomtest import await_oom_report_window
 from oomtest import killed_pids, memory_events, policy_lines, sigkilled, wait_until
 from policytest import KERNEL_REASON, collect, first_kill, holders, kills, only_kill, overrun
 from policytest import load_policy  # noqa: F401 (a fixture)
 from test_oom_tree import first_death, run_scenario
+
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policies" / "adjusted_task.bpf.o"
 
 
 def test_oom_tree_reference_scenario_through_oom_policy(load_policy, cgroups, hogs, kernel_log):
@@ -142,3 +147,31 @@ def test_observe_reports_largest_leaf_and_lets_the_kernel_decide(load_policy, cg
     assert not kills(events)
     wait_until(lambda: memory_events(leaves["favoured"])["oom_kill"] == 1,
                what="the kernel's kill to be counted")
+
+
+def test_a_tunable_set_outside_its_declared_range_is_refused_and_unchanged(load_policy):
+    """policy_meta.h's range holds while attached too: the value in the kernel stays."""
+    policy = load_policy("largest_leaf", victim_wait_ms=100)
+    policy.attach()
+    with pytest.raises(bpfoom.InvalidValueError, match=r"victim_wait_ms.*0\.\.3600000"):
+        policy.set("victim_wait_ms", 3600001)
+    assert policy.get("victim_wait_ms") == 100
+
+
+def test_the_example_user_policy_kills_by_its_own_ranking(load_policy, cgroups, hogs, kernel_log):
+    """examples/policies/adjusted_task, loaded by path: oom_score_adj outweighs size."""
+    policy = load_policy(str(EXAMPLE_POLICY), adj_unit_bytes=1 << 20)
+    top = cgroups("adjusted", memory_max="60M")
+    work = cgroups("adjusted/work")
+    alloc = cgroups("adjusted/alloc")
+    policy.attach(cgroup=top)
+    # big: 20 MiB - 500 * 1 MiB ranks last; small: 8 MiB + 0 wins.
+    started = holders(hogs, {"big": work, "small": work}, {"big": 20, "small": 8},
+                      adj={"big": -500})
+    overrun(hogs, alloc, 34)
+
+    assert first_kill(kernel_log) == (started["small"].pid, "adjusted_task")
+    assert sigkilled(started["small"].wait_dead())
+    decision = only_kill(policy, kernel_log)
+    assert decision.policy == "adjusted_task" and decision.pids == (started["small"].pid,)
+    assert started["big"].alive()

@@ -75,3 +75,4 @@ def test_a_signal_to_the_harness_ends_its_qemu(vm_kernel: Path, signum: int, sta
         if harness.poll() is None:
             harness.kill()
             harness.wait()
+        harness.stdout.close()

@@ -1,16 +1,26 @@
 """Prepare the patched libbpf that bpfoom links statically.
 
-libbpf's code is never committed: the pristine release tarball pinned in
-SOURCE is fetched from Debian (once, into the cache), verified, extracted
-into ``src/`` and patched with ``patches/*.patch``.  A stamp records the
-tarball's sha256 and every patch's sha256, so a prepared tree is reused as is
-(no network) and a changed patch set re-prepares it.  An sdist ships the
-prepared tree, which is why installing from it needs neither the cache nor
-the network.
+libbpf's code is never committed.  The pristine source is, in this order:
+
+1. the tarball ``$BPFOOM_LIBBPF_TARBALL`` names (a libbpf 1.7.x/1.8.x
+   source tarball on disk: Debian's ``libbpf_<v>.orig.tar.gz`` or a libbpf
+   release archive), when set;
+2. else the newest version of Debian unstable's source package ``libbpf``
+   in the series SOURCE allows (1.7, 1.8) to which ``patches/*.patch``
+   apply, downloaded once into the cache (apt verifies it against the signed
+   index);
+3. else, when Debian cannot be read, the newest such tarball already cached.
+
+It is extracted into ``src/``, patched and its headers installed.  A stamp
+records the version, the tarball's sha256 and every patch's sha256, so a
+prepared tree is reused as is (no network) and a changed patch set
+re-prepares it.  An sdist ships the prepared tree, which is why installing
+from it needs neither the cache nor the network.
 
 From the shell::
 
     python3 third_party/libbpf/prepare.py            # prepare src/, print it
+    python3 third_party/libbpf/prepare.py version    # the libbpf version src/ holds
     python3 third_party/libbpf/prepare.py include    # print the header dir
     python3 third_party/libbpf/prepare.py static     # build libbpf.a, print it
 """
@@ -20,6 +30,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,17 +38,18 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 LIBBPF_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LIBBPF_DIR.parent.parent
-SOURCE_PIN = LIBBPF_DIR / "SOURCE"
+SOURCE_RULES = LIBBPF_DIR / "SOURCE"
 PATCH_DIR = LIBBPF_DIR / "patches"
 SOURCE_TREE = LIBBPF_DIR / "src"
 STAMP = SOURCE_TREE / ".bpfoom-prepared"
 # Installed headers of the prepared tree: bpf/*.h and the patched linux/bpf.h.
 HEADERS_DIR = SOURCE_TREE / "headers"
 DEFAULT_BUILD_ROOT = REPO_ROOT / "build" / "libbpf"
+TARBALL_ENV = "BPFOOM_LIBBPF_TARBALL"
 # libbpf's own -Werror is dropped so a newer compiler's new warning cannot
 # break an install; -fPIC because the archive goes into a shared extension.
 STATIC_CFLAGS = "-g -O2 -Wall -std=gnu89 -fPIC"
@@ -48,26 +60,32 @@ class PrepareError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class SourcePin:
-    """The one tarball we build from, as pinned in SOURCE."""
+class SourceRules:
+    """Which pristine libbpf may be used, as SOURCE says."""
 
     package: str
-    version: str
-    file: str
-    sha256: str
+    series: tuple[str, ...]  # "1.7", "1.8": upstream major.minor versions our patches target
 
 
-def read_pin(path: Path = SOURCE_PIN) -> SourcePin:
+@dataclass(frozen=True)
+class Candidate:
+    """One pristine tarball prepare may try: where it comes from, and how to get it."""
+
+    label: str  # e.g. "Debian libbpf 1.7.0-1", for messages and the stamp
+    fetch: Callable[[], Path]
+
+
+def read_rules(path: Path = SOURCE_RULES) -> SourceRules:
     fields: dict[str, str] = {}
     for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
+        line = line.split("#", 1)[0].strip()
+        if line:
             key, _, value = line.partition("=")
             fields[key.strip()] = value.strip()
     try:
-        return SourcePin(**{name: fields[name] for name in ("package", "version", "file", "sha256")})
+        return SourceRules(fields["package"], tuple(fields["series"].split()))
     except KeyError as missing:
-        raise PrepareError(f"{path} lacks the field {missing}; it needs package, version, file, sha256")
+        raise PrepareError(f"{path} lacks the field {missing}; it needs package and series")
 
 
 def patches() -> list[Path]:
@@ -79,37 +97,102 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def expected_stamp(pin: SourcePin) -> str:
-    """What the stamp of a tree prepared from `pin` and today's patches says."""
-    lines = [f"{pin.file} {pin.sha256}"]
-    lines += [f"{patch.name} {_file_sha256(patch)}" for patch in patches()]
-    return "\n".join(lines) + "\n"
+def _patch_lines() -> list[str]:
+    return [f"{patch.name} {_file_sha256(patch)}" for patch in patches()]
 
 
-def is_prepared(pin: SourcePin | None = None) -> bool:
-    pin = pin or read_pin()
-    return STAMP.exists() and STAMP.read_text() == expected_stamp(pin)
+def _stamp_fields() -> dict[str, str]:
+    if not STAMP.exists():
+        return {}
+    lines = STAMP.read_text().splitlines()
+    return dict(line.split(" ", 1) for line in lines if line.startswith(("version ", "tarball ")))
 
 
-def fetch_tarball(pin: SourcePin) -> Path:
-    """The pinned tarball from the cache, downloading it once if needed."""
+def is_prepared() -> bool:
+    """src/ holds a libbpf patched with today's patches (and $BPFOOM_LIBBPF_TARBALL's, if set)."""
+    if not STAMP.exists() or STAMP.read_text().splitlines()[2:] != _patch_lines():
+        return False
+    override = os.environ.get(TARBALL_ENV)
+    if override and Path(override).is_file():
+        return _stamp_fields().get("tarball", "").endswith(_file_sha256(Path(override)))
+    return True
+
+
+def prepared_version() -> str:
+    """What src/ was prepared from: "libbpf 1.7 from Debian libbpf 1.7.0-1 (<tarball>)"."""
+    prepare()
+    return _stamp_fields()["version"]
+
+
+def _debian():
     sys.path.insert(0, str(LIBBPF_DIR.parent))
     try:
         import debian
     finally:
         sys.path.pop(0)
-    cached = debian.cache_root() / "sources" / pin.file
-    if not cached.exists():
-        try:
-            cached = debian.download_source(pin.package, pin.version, pin.file)
-        except debian.FetchError as err:
+    return debian
+
+
+def _upstream(version: str) -> str:
+    """Debian's "1:1.7.0-1" -> "1.7.0"."""
+    return version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def _in_series(upstream: str, rules: SourceRules) -> bool:
+    return any(upstream == s or upstream.startswith(s + ".") for s in rules.series)
+
+
+def _version_key(upstream: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", upstream))
+
+
+def candidates(rules: SourceRules) -> Iterator[Candidate]:
+    """The tarballs to try, best first (see the module's docstring)."""
+    override = os.environ.get(TARBALL_ENV)
+    if override:
+        path = Path(override)
+        if not path.is_file():
             raise PrepareError(
-                f"libbpf source {pin.file} (sha256 {pin.sha256}) is missing: {err}"
-            ) from err
+                f"{TARBALL_ENV}={override} does not exist: point it at a libbpf "
+                f"{' or '.join(rules.series)} source tarball on this machine (Debian's "
+                f"libbpf_<version>.orig.tar.gz or a libbpf release archive), or unset it to "
+                "fetch the source from Debian")
+        yield Candidate(f"{TARBALL_ENV}={override}", lambda: path)
+        return
+    debian = _debian()
     try:
-        return debian.verify(cached, pin.sha256)
+        published = debian.source_files(rules.package)
     except debian.FetchError as err:
-        raise PrepareError(str(err)) from err
+        cached = sorted(debian.cache_root().glob("sources/libbpf_*.orig.tar.*"),
+                        key=lambda p: _version_key(p.name), reverse=True)
+        if not cached:
+            raise PrepareError(
+                f"libbpf's source is missing: Debian unstable cannot be read ({err}) and no "
+                f"libbpf tarball is cached in {debian.cache_root() / 'sources'}; get a libbpf "
+                f"{' or '.join(rules.series)} source tarball (Debian's "
+                f"libbpf_<version>.orig.tar.gz or a libbpf release archive) and set "
+                f"{TARBALL_ENV}=/path/to/it") from err
+        for path in cached:
+            yield Candidate(f"cached {path.name} (Debian unreachable)", lambda path=path: path)
+        return
+    usable = [(v, files) for v, files in published if _in_series(_upstream(v), rules)]
+    usable.sort(key=lambda item: _version_key(_upstream(item[0])), reverse=True)
+    if not usable:
+        raise PrepareError(
+            f"Debian unstable has no {rules.package} {' or '.join(rules.series)} source package "
+            f"(it has {', '.join(v for v, _ in published) or 'none'}); get such a source "
+            f"tarball and set {TARBALL_ENV}=/path/to/it, or port patches/ and SOURCE's series")
+    for version, files in usable:
+        orig = next((name for name in files if ".orig.tar." in name), None)
+        if orig is None:
+            continue
+
+        def fetch(version=version, orig=orig, sha=files[orig]) -> Path:
+            try:
+                return debian.verify(debian.download_source(rules.package, version, orig), sha)
+            except debian.FetchError as err:
+                raise PrepareError(str(err)) from err
+        yield Candidate(f"Debian {rules.package} {version}", fetch)
 
 
 def _extract(tarball: Path, into: Path) -> None:
@@ -131,8 +214,8 @@ def _apply(patch: Path, tree: Path) -> None:
     )
     if proc.returncode != 0:
         raise PrepareError(
-            f"patch {patch.name} does not apply to the pinned libbpf: "
-            f"{(proc.stdout + proc.stderr).strip()[-800:]}; fix the patch or the pin"
+            f"patch {patch.name} does not apply: "
+            f"{(proc.stdout + proc.stderr).strip()[-800:]}"
         )
 
 
@@ -150,13 +233,12 @@ def _make(tree: Path, *args: str) -> None:
 
 
 def prepare(force: bool = False) -> Path:
-    """Make `src/` the pinned libbpf with our patches and installed headers."""
-    pin = read_pin()
-    if not force and is_prepared(pin):
+    """Make `src/` a supported libbpf with our patches and installed headers."""
+    if not force and is_prepared():
         return SOURCE_TREE
     with _exclusive():
-        if force or not is_prepared(pin):
-            _prepare_locked(pin)
+        if force or not is_prepared():
+            _prepare_locked(read_rules())
     return SOURCE_TREE
 
 
@@ -171,22 +253,56 @@ def _exclusive() -> Iterator[None]:
         os.close(fd)
 
 
-def _prepare_locked(pin: SourcePin) -> None:
-    tarball = fetch_tarball(pin)
-    staging = Path(tempfile.mkdtemp(prefix=".src-", dir=LIBBPF_DIR))
-    try:
-        _extract(tarball, staging)
-        for patch in patches():
-            _apply(patch, staging)
-        _make(staging, "install_headers", "install_uapi_headers",
-              f"DESTDIR={staging}", "INCLUDEDIR=/headers", "UAPIDIR=/headers")
-        (staging / STAMP.name).write_text(expected_stamp(pin))
-        if SOURCE_TREE.exists():
-            shutil.rmtree(SOURCE_TREE)
-        staging.rename(SOURCE_TREE)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+def _series_of(tree: Path) -> str:
+    """"1.7" from the tree's src/libbpf_version.h."""
+    header = tree / "src" / "libbpf_version.h"
+    numbers = dict(re.findall(r"#define LIBBPF_(MAJOR|MINOR)_VERSION (\d+)",
+                              header.read_text() if header.exists() else ""))
+    if len(numbers) != 2:
+        raise PrepareError(f"it has no src/libbpf_version.h; is it a libbpf source tarball?")
+    return f"{numbers['MAJOR']}.{numbers['MINOR']}"
+
+
+def _try(candidate: Candidate, rules: SourceRules, staging: Path) -> tuple[str, Path]:
+    """Extract and patch one candidate into `staging`: (its version, its tarball), or PrepareError."""
+    tarball = candidate.fetch()
+    _extract(tarball, staging)
+    series = _series_of(staging)
+    if series not in rules.series:
+        raise PrepareError(f"it is libbpf {series}; our patches are for "
+                           f"{' or '.join(rules.series)}")
+    for patch in patches():
+        _apply(patch, staging)
+    return f"libbpf {series} from {candidate.label} ({tarball.name})", tarball
+
+
+def _prepare_locked(rules: SourceRules) -> None:
+    failures = []
+    for candidate in candidates(rules):
+        staging = Path(tempfile.mkdtemp(prefix=".src-", dir=LIBBPF_DIR))
+        try:
+            try:
+                version, tarball = _try(candidate, rules, staging)
+            except PrepareError as err:
+                failures.append(f"{candidate.label}: {err}")
+                continue
+            _make(staging, "install_headers", "install_uapi_headers",
+                  f"DESTDIR={staging}", "INCLUDEDIR=/headers", "UAPIDIR=/headers")
+            lines = [f"version {version}", f"tarball {tarball.name} {_file_sha256(tarball)}",
+                     *_patch_lines()]
+            (staging / STAMP.name).write_text("\n".join(lines) + "\n")
+            if SOURCE_TREE.exists():
+                shutil.rmtree(SOURCE_TREE)
+            staging.rename(SOURCE_TREE)
+            print(f"libbpf: prepared {version} with {len(patches())} patches", file=sys.stderr)
+            return
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    raise PrepareError(
+        "no libbpf source could be prepared: " + "; ".join(failures)
+        + f". Set {TARBALL_ENV} to a libbpf {' or '.join(rules.series)} source tarball our "
+        "patches apply to, or port patches/ to the newer libbpf")
 
 
 def include_dir() -> Path:
@@ -216,10 +332,11 @@ def static_library(build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
 
 
 def _main(argv: list[str]) -> int:
-    commands = {"": prepare, "include": include_dir, "static": static_library}
+    commands = {"": prepare, "version": prepared_version, "include": include_dir,
+                "static": static_library}
     command = argv[0] if argv else ""
     if len(argv) > 1 or command not in commands:
-        print("usage: prepare.py [include | static]", file=sys.stderr)
+        print("usage: prepare.py [version | include | static]", file=sys.stderr)
         return 2
     print(commands[command]())
     return 0

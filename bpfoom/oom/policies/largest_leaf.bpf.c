@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * largest_leaf: kill every task of the largest leaf memcg under the OOMing
- * one (usage minus page cache), skipping leaves with a task whose
- * oom_score_adj is -1000.
+ * largest_leaf: what it does is its BPFOOM_DESCRIPTION below (`bpfoom policies`
+ * shows it); the details:
  *
  * While one of its victims is still exiting the policy waits for it instead of
  * killing again (policy_kill.h).  A granularity setting narrows the kill to
@@ -12,6 +11,7 @@
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "policy_meta.h"
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "largest_leaf"
@@ -19,12 +19,19 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* tunable: rank leaves by usage minus page cache (false: whole usage) */
+BPFOOM_DESCRIPTION("kill every task of the largest leaf memcg under the OOMing one (usage minus "
+		   "page cache), skipping leaves with a task whose oom_score_adj is -1000.");
+
 const volatile bool exclude_page_cache = true;
-/* tunable: decline (let the next handler decide) when the largest leaf is smaller than this */
+BPFOOM_TUNABLE(exclude_page_cache,
+	       "rank leaves by usage minus page cache (false: whole usage)");
 __u64 min_victim_bytes = 0;
-/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+BPFOOM_TUNABLE_RANGE(min_victim_bytes, 0, 1ULL << 50,
+		     "decline (let the next handler decide) when the largest leaf is smaller than "
+		     "this");
 __u64 victim_wait_ms = 5000;
+BPFOOM_TUNABLE_RANGE(victim_wait_ms, 0, 3600000,
+		     "how long (ms) to wait for a victim to exit before choosing another");
 
 #include "policy_event.h"
 #include "policy_scope.h"

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * largest_task: kill the single task with the most resident and swapped memory
- * in the OOMing memcg (the kernel's badness without oom_score_adj), skipping
- * kernel threads and tasks with oom_score_adj -1000.
+ * largest_task: what it does is its BPFOOM_DESCRIPTION below (`bpfoom policies`
+ * shows it); the details:
  *
  * While its victim is still exiting the policy waits for it instead of
  * killing again (policy_kill.h).  A granularity setting on the task's
@@ -12,6 +11,7 @@
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "policy_meta.h"
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "largest_task"
@@ -21,12 +21,19 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* tunable: ignore tasks using less memory than this (bytes) */
+BPFOOM_DESCRIPTION("kill the single task with the most resident and swapped memory in the OOMing"
+		   " memcg (the kernel's badness without oom_score_adj), skipping kernel threads"
+		   " and tasks with oom_score_adj -1000.");
+
 __u64 min_victim_bytes = 0;
-/* tunable: count swapped-out pages as the task's memory */
+BPFOOM_TUNABLE_RANGE(min_victim_bytes, 0, 1ULL << 50,
+		     "ignore tasks using less memory than this (bytes)");
 const volatile bool count_swap = true;
-/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+BPFOOM_TUNABLE(count_swap,
+	       "count swapped-out pages as the task's memory");
 __u64 victim_wait_ms = 5000;
+BPFOOM_TUNABLE_RANGE(victim_wait_ms, 0, 3600000,
+		     "how long (ms) to wait for a victim to exit before choosing another");
 
 #include "policy_event.h"
 #include "policy_scope.h"

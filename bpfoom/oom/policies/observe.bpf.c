@@ -1,15 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/*
- * observe: a dry run of largest_leaf.  On each OOM it reports the leaf memcg
- * and the tasks largest_leaf would kill, then returns 0, so the kernel's
- * own killer (or the next policy in the chain) decides as if it were absent.
- * Compare its events with the kernel's kills to see what a policy would change.
- * Its events carry largest_leaf's explanation (candidates, exclusions) and
- * honour the same granularity settings (policy_granularity.h).
- */
+/* observe: what it does is its BPFOOM_DESCRIPTION below (`bpfoom policies` shows it). */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "policy_meta.h"
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "observe"
@@ -18,8 +12,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* tunable: rank leaves by usage minus page cache (false: whole usage), as largest_leaf does */
+BPFOOM_DESCRIPTION("a dry run of largest_leaf.  On each OOM it reports the leaf memcg and the "
+		   "tasks largest_leaf would kill, then returns 0, so the kernel's own killer "
+		   "(or the next policy in the chain) decides as if it were absent. Compare its "
+		   "events with the kernel's kills to see what a policy would change. Its events"
+		   " carry largest_leaf's explanation (candidates, exclusions) and honour the "
+		   "same granularity settings (policy_granularity.h).");
+
 const volatile bool exclude_page_cache = true;
+BPFOOM_TUNABLE(exclude_page_cache,
+	       "rank leaves by usage minus page cache (false: whole usage), as largest_leaf "
+	       "does");
 
 #include "policy_event.h"
 #include "policy_scope.h"

@@ -1,12 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * priority: kill every task of one leaf memcg, chosen by per-cgroup priority
- * and protection set from user space in the `cgroup_settings` map (cgroup id
- * -> {priority, protected}; a cgroup without an entry takes its nearest
- * ancestor's, up to the OOMing memcg, else default_priority).  The lowest
- * priority class dies first, the largest leaf (usage minus page cache) within
- * it; protected leaves only when no unprotected one is killable.  Leaves with
- * a task whose oom_score_adj is -1000 are never chosen.
+ * priority: what it does is its BPFOOM_DESCRIPTION below (`bpfoom policies`
+ * shows it); the details:
  *
  * Settings changed while attached apply from the next OOM on.  Cgroup ids are
  * never reused, so a deleted cgroup's entry matches nothing; the attached
@@ -17,12 +12,21 @@
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "policy_meta.h"
 #include <bpf/bpf_core_read.h>
 
 #define POLICY_NAME "priority"
 #define POLICY_DEFAULT_GRANULARITY GRANULARITY_CGROUP
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+BPFOOM_DESCRIPTION("kill every task of one leaf memcg, chosen by per-cgroup priority and "
+		   "protection set from user space in the `cgroup_settings` map (cgroup id -> "
+		   "{priority, protected}; a cgroup without an entry takes its nearest "
+		   "ancestor's, up to the OOMing memcg, else default_priority).  The lowest "
+		   "priority class dies first, the largest leaf (usage minus page cache) within "
+		   "it; protected leaves only when no unprotected one is killable.  Leaves with "
+		   "a task whose oom_score_adj is -1000 are never chosen.");
 
 #define MAX_DEPTH 16
 
@@ -38,12 +42,15 @@ struct {
 	__type(value, struct cgroup_setting);
 } cgroup_settings SEC(".maps");
 
-/* tunable: the priority of leaves with no setting on their path to the OOMing memcg */
 __s32 default_priority = 0;
-/* tunable: rank leaves by usage minus page cache (false: whole usage) */
+BPFOOM_TUNABLE(default_priority,
+	       "the priority of leaves with no setting on their path to the OOMing memcg");
 const volatile bool exclude_page_cache = true;
-/* tunable: how long (ms) to wait for a victim to exit before choosing another */
+BPFOOM_TUNABLE(exclude_page_cache,
+	       "rank leaves by usage minus page cache (false: whole usage)");
 __u64 victim_wait_ms = 5000;
+BPFOOM_TUNABLE_RANGE(victim_wait_ms, 0, 3600000,
+		     "how long (ms) to wait for a victim to exit before choosing another");
 
 #include "policy_event.h"
 #include "policy_scope.h"

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * psi_guard: watch memory pressure ("full" stalls) of chosen cgroups and,
- * when a cgroup stalls for threshold_us within window_us, declare an OOM in
- * its memcg with constraint text BPF_PSI_GUARD, so the memcg's OOM policy (or
- * the kernel's killer) chooses a victim before the workload thrashes.
+ * psi_guard: what it does is its BPFOOM_DESCRIPTION below (`bpfoom policies`
+ * shows it); the details:
  *
  * Guards the cgroups listed in guarded_cgroups when attached, and every cgroup
  * created later directly under guard_children_of.  A trigger lasts until the
@@ -12,21 +10,31 @@
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "policy_meta.h"
 
 #define POLICY_NAME "psi_guard"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+BPFOOM_DESCRIPTION("watch memory pressure (\"full\" stalls) of chosen cgroups and, when a cgroup"
+		   " stalls for threshold_us within window_us, declare an OOM in its memcg with "
+		   "constraint text BPF_PSI_GUARD, so the memcg's OOM policy (or the kernel's "
+		   "killer) chooses a victim before the workload thrashes.");
+
 #define MAX_GUARDED 16
 
-/* tunable: ids of the cgroups to guard from attach on (a 0 ends the list) */
 __u64 guarded_cgroups[MAX_GUARDED];
-/* tunable: also guard each cgroup created directly under this one (0: none) */
+BPFOOM_TUNABLE(guarded_cgroups,
+	       "ids of the cgroups to guard from attach on (a 0 ends the list)");
 __u64 guard_children_of = 0;
-/* tunable: microseconds of "full" memory stall within a window that declare the OOM */
+BPFOOM_TUNABLE(guard_children_of,
+	       "also guard each cgroup created directly under this one (0: none)");
 __u32 threshold_us = 100000;
-/* tunable: the window, in microseconds (as memory.pressure triggers take it) */
+BPFOOM_TUNABLE_RANGE(threshold_us, 1, 10000000,
+		     "microseconds of \"full\" memory stall within a window that declare the OOM");
 __u32 window_us = 1000000;
+BPFOOM_TUNABLE_RANGE(window_us, 500000, 10000000,
+		     "the window, in microseconds (as memory.pressure triggers take it)");
 
 /* Writable: the kfunc takes the text as plain memory, which .rodata is not. */
 char constraint_text[16] = "BPF_PSI_GUARD";
