@@ -1,4 +1,4 @@
-"""Maps opened from pins (Map.from_pinned), and ring buffers read through them.
+"""Maps opened from pins (Map.from_pinned) and the pinned-events reader built on them.
 
 The pins are the ones `bpfoom attach` leaves for a policy that reports decisions: the
 writer (tests/bpf/oom/decisions_from_tcp_cc.bpf.o, a tcp_congestion_ops that sends one
@@ -200,3 +200,79 @@ def test_closing_a_pinned_map_wakes_a_ring_buffer_blocked_on_it(writer):
     assert not thread.is_alive(), "poll(-1) still blocked 2 s after the map's close()"
     assert len(outcome) == 1 and isinstance(outcome[0], bpfoom.ClosedError), outcome
     assert ring.closed
+
+
+# -- PinnedEvents --------------------------------------------------------------------
+
+def test_pinned_events_decode_decisions_then_report_what_the_ring_lost(writer):
+    connect_with(writer.name, CONNECTIONS)
+    with bpfoom.PinnedEvents(writer.events) as reader:
+        events = list(reader.events(timeout=0.5))
+        decisions = [e for e in events if isinstance(e, bpfoom.DecisionEvent)]
+        assert decisions and all((d.policy, d.action) == ("tcp_decisions", "declined")
+                                 for d in decisions)
+        overrun = events[-1]
+        assert isinstance(overrun, bpfoom.OverrunEvent) and events.count(overrun) == 1
+        assert overrun.source == "writer"
+        assert overrun.lost == overrun.total_lost == CONNECTIONS - len(decisions)
+        assert reader.events_dropped == overrun.lost
+
+
+def test_pinned_events_without_a_counter_pin_still_decode(writer):
+    writer.dropped.unlink()  # as pins made before the counter was pinned
+    connect_with(writer.name, 2)
+    received: list = []
+    with bpfoom.PinnedEvents(writer.events, received.append) as reader:
+        assert reader.poll(5) == 2
+        assert reader.events_dropped == 0
+    assert [(e.policy, e.action) for e in received] == [("tcp_decisions", "declined")] * 2
+
+
+def test_close_from_another_thread_ends_a_blocked_pinned_poll(writer):
+    reader = bpfoom.PinnedEvents(writer.events)
+    thread, outcome = run_in_thread(lambda: reader.poll(None))
+    assert blocked_in_poll(thread), f"poll(None) did not wait: {outcome}"
+    started = time.monotonic()
+    reader.close()
+    thread.join(2)
+    assert not thread.is_alive(), "poll(None) still blocked 2 s after close()"
+    assert time.monotonic() - started < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], bpfoom.ClosedError), outcome
+    with pytest.raises(bpfoom.ClosedError):
+        reader.poll(0)
+
+
+def test_close_from_another_thread_ends_pinned_events_iteration(writer):
+    connect_with(writer.name, 1)
+    reader = bpfoom.PinnedEvents(writer.events)
+    first = threading.Event()
+    got: list = []
+
+    def iterate() -> list:
+        for event in reader.events():
+            got.append(event)
+            first.set()
+        return got
+
+    thread, outcome = run_in_thread(iterate)
+    assert first.wait(5), f"the waiting decision never came: {outcome}"
+    assert blocked_in_poll(thread), f"events() ended by itself: {outcome}"
+    reader.close()
+    thread.join(2)
+    assert not thread.is_alive(), "events() still blocked 2 s after close()"
+    assert outcome == [got] and len(got) == 1  # a clean end, after what had arrived
+
+
+def test_pinned_events_fileno_is_readable_when_decisions_wait(writer):
+    reader = bpfoom.PinnedEvents(writer.events)
+    with reader, selectors.DefaultSelector() as selector:
+        selector.register(reader.fileno(), selectors.EVENT_READ)
+        assert selector.select(timeout=0) == []
+        connect_with(writer.name, 2)
+        assert [key.fd for key, _ in selector.select(timeout=5)] == [reader.fileno()]
+        assert len(list(reader.events(timeout=0.2))) == 2
+        assert selector.select(timeout=0) == []
+        selector.unregister(reader.fileno())
+    with pytest.raises(bpfoom.ClosedError):
+        reader.fileno()
+    assert os.path.exists(writer.events)  # the reader only closed its own fds
