@@ -26,6 +26,9 @@ Where this differs from or adds to the issue-3 API contract:
   buffers and event streams is for selectors and asyncio.
 * ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
   ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
+* ``Map.from_pinned(path)`` opens a pinned map, owning its own fd
+  (``close()``, a context manager); ``RingBuffer`` reads such a map too, and
+  ``PinnedEvents`` reads the decisions ``bpfoom attach`` pinned through them.
 * ``Program.attach()`` attaches a tracing program (fentry, fexit, tp_btf, ...)
   where its section says and returns an owned ``Link`` (same lifetime rules
   as struct_ops links); ``Map.max_entries`` is settable before load (a ring
@@ -75,6 +78,7 @@ from .oom.kill_watch import KillWatcher
 from .oom.memcg_stats import MemcgStats, MemcgStatsReader, Pressure, memcg_stats
 from .oom.catalogue import PolicyInfo, get_include, policies
 from .oom.tunables import TunableInfo
+from .oom.pinned_events import PinnedEvents
 from .oom.policy import OomPolicy, PsiHandler
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
@@ -94,7 +98,7 @@ __all__ = [
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "get_include",
-    "DecisionEvent",
+    "DecisionEvent", "PinnedEvents",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached", "targets", "aevents",
     "MemcgStats", "MemcgStatsReader", "Pressure", "memcg_stats",

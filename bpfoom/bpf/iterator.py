@@ -112,12 +112,12 @@ def mmap_array(array: Map) -> mmap.mmap:
     """
     with array._obj._lock:
         fd = array.fd
-        flags = lib.bpf_map__map_flags(array._ptr)
-        if lib.bpf_map__type(array._ptr) != lib.BPF_MAP_TYPE_ARRAY or not flags & lib.BPF_F_MMAPABLE:
+        source = array._source  # a BpfObject's map or a pinned one
+        if array.type != "array" or not source.flags() & lib.BPF_F_MMAPABLE:
             raise InvalidValueError(errno.EINVAL, f"map {array.name!r} is not an mmapable array; "
                                     "declare it BPF_MAP_TYPE_ARRAY with map_flags BPF_F_MMAPABLE")
-        stride = (lib.bpf_map__value_size(array._ptr) + 7) & ~7
-        size = stride * lib.bpf_map__max_entries(array._ptr)
+        stride = (source.value_size() + 7) & ~7
+        size = stride * source.max_entries()
         try:
             return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
         except OSError as exc:

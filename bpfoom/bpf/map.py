@@ -1,24 +1,39 @@
-"""Map: a view of one map of a BpfObject (struct_ops maps: bpfoom.bpf.struct_ops).
+"""Map: one BPF map, a view of a BpfObject's map or opened from a pin.
 
-Views hold no C resource of their own: the object owns the map and its fd,
-so a view keeps its BpfObject alive and raises ClosedError once the object is
-closed.  Element access needs a loaded object; keys and values are typed from
-the map's BTF (plain ``bytes`` for maps without BTF; ints are accepted for
-1/2/4/8-byte keys and values either way).  Per-CPU maps read and write one
-value per possible CPU as a list.
+Two kinds of ownership, one Map class:
+
+* ``obj.maps[name]`` is a view: it holds no C resource of its own, keeps its
+  BpfObject alive, and raises ClosedError once the object is closed.  Element
+  access needs a loaded object.
+* ``Map.from_pinned(path)`` owns a new fd to a pinned map: ``close()`` (or
+  the ``with`` block's end) closes that fd, and later use raises ClosedError.
+  The pin, and so the map, stays.
+
+Either way the map's owner (the BpfObject, or a :class:`_PinnedFd`) holds
+the lock, the state and the ring buffers to close with it, and a small
+``_source`` answers the map's sizes and fd, so every element operation is
+the same code.  Keys and values are typed from the map's BTF (plain
+``bytes`` for maps without BTF; ints are accepted for 1/2/4/8-byte keys and
+values either way).  Per-CPU maps read and write one value per possible CPU
+as a list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._ffi import ffi, lib
-from .btf import BytesCodec, Codec, encode_for
-from .errors import BpfError, InvalidValueError, KeyNotFoundError, StateError, check
+from .btf import Btf, BytesCodec, Codec, encode_for, kernel_btf
+from .cgroup import mounts
+from .errors import (BpfError, ClosedError, InvalidValueError, KeyNotFoundError,
+                     PathNotFoundError, StateError, check)
 
 if TYPE_CHECKING:
     from .object import BpfObject
@@ -47,19 +62,256 @@ def _type_name(map_type: int) -> str:
     return ffi.string(raw).decode() if raw != ffi.NULL else f"unknown({map_type})"
 
 
+def _query(fd: int, what: str):
+    """The kernel's ``struct bpf_map_info`` of map ``fd``."""
+    info = ffi.new("struct bpf_map_info *")
+    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
+    check(lib.bpf_map_get_info_by_fd(fd, info, size), f"query {what}")
+    return info
+
+
+# -- where a map's facts come from -------------------------------------------------
+#
+# A source answers: fd(), key_size(), value_size(), max_entries(), flags(),
+# btf_type_ids(), is_internal(), frozen_because() (why user space may not write
+# it, or None), btf() (a context manager giving the Btf the type ids refer to,
+# or None), where (text for repr), and for the Map's own close() and ``with``:
+# require_owned(name) and close(name).  Call with the owner's lock held.
+
+class _ObjectSource:
+    """A map of a BpfObject: libbpf's ``struct bpf_map`` (sizes may change until load)."""
+
+    __slots__ = ("_obj", "_ptr")
+    where = ""
+
+    def __init__(self, obj: "BpfObject", ptr) -> None:
+        self._obj, self._ptr = obj, ptr
+
+    def fd(self) -> int:
+        return lib.bpf_map__fd(self._ptr)
+
+    def key_size(self) -> int:
+        return lib.bpf_map__key_size(self._ptr)
+
+    def value_size(self) -> int:
+        return lib.bpf_map__value_size(self._ptr)
+
+    def max_entries(self) -> int:
+        return lib.bpf_map__max_entries(self._ptr)
+
+    def flags(self) -> int:
+        return lib.bpf_map__map_flags(self._ptr)
+
+    def btf_type_ids(self) -> tuple[int, int]:
+        return lib.bpf_map__btf_key_type_id(self._ptr), lib.bpf_map__btf_value_type_id(self._ptr)
+
+    def is_internal(self) -> bool:
+        return bool(lib.bpf_map__is_internal(self._ptr))
+
+    def frozen_because(self) -> str | None:
+        """A .rodata/.kconfig map: libbpf freezes it at load, user space can never write it."""
+        if self.is_internal() and self.flags() & lib.BPF_F_RDONLY_PROG:
+            return ("read-only globals are frozen at load; set them before load() through "
+                    "obj.rodata")
+        return None
+
+    def btf(self) -> contextlib.AbstractContextManager[Btf | None]:
+        return contextlib.nullcontext(self._obj._btf)
+
+    def require_owned(self, name: str) -> None:
+        raise StateError(errno.EINVAL, f"map {name!r} belongs to its BpfObject and closes with "
+                         "it; close the object (a map opened with Map.from_pinned() closes "
+                         "on its own)")
+
+    def close(self, name: str) -> None:
+        self.require_owned(name)
+
+
+class _PinnedFd:
+    """Owner and source of a map opened from a pin: its fd, lock, state and kernel facts.
+
+    Plays the part a BpfObject plays for its maps (``_lock``, ``_state``,
+    ``_live()``, ``_require_loaded()``, ``_require_unloaded()``, ``_rings``).
+    The map exists in the kernel already, so its state is "loaded" until
+    close(), then "closed".
+    """
+
+    def __init__(self, path: str, fd: int, info) -> None:
+        self._lock = threading.RLock()
+        self._fd: int | None = fd
+        self._state = "loaded"
+        self._rings: weakref.WeakSet = weakref.WeakSet()  # RingBuffers on this map: closed with it
+        self.path = path
+        self.where = f" pinned at {path!r}"
+        self.name = ffi.string(info.name).decode()
+        self.type_code = info.type
+        self._sizes = (info.key_size, info.value_size, info.max_entries, info.map_flags)
+        self._btf_id = info.btf_id
+        self._btf_ids = (info.btf_key_type_id, info.btf_value_type_id)
+
+    @classmethod
+    def open(cls, path: str) -> "_PinnedFd":
+        action = f"open the map pinned at {path!r}"
+        fd = lib.bpf_obj_get(os.fsencode(path))
+        if fd == -errno.ENOENT:
+            raise PathNotFoundError(errno.ENOENT, f"could not {action}: nothing is pinned there; "
+                                    "check the path (pins live on the BPF filesystem, "
+                                    "e.g. under /sys/fs/bpf)")
+        if fd == -errno.EACCES:
+            _explain_refused_pin(path, action)
+        check(fd, action)
+        try:
+            kind = _bpf_fd_kind(fd)
+            if kind not in ("map", None):
+                raise InvalidValueError(errno.EINVAL, f"could not {action}: it is a BPF {kind}, "
+                                        "not a map; give the pin of a map (Link.from_pinned() "
+                                        "opens pinned links)")
+            return cls(path, fd, _query(fd, f"the map pinned at {path!r}"))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # -- the owner's part ------------------------------------------------------
+    def _live(self) -> int:
+        fd = self._fd
+        if fd is None:
+            raise ClosedError(errno.EBADF, f"the map pinned at {self.path!r} is closed here; "
+                              "open it again with Map.from_pinned()")
+        return fd
+
+    def _check_open(self) -> None:
+        with self._lock:
+            self._live()
+
+    def _require_loaded(self, what: str) -> int:
+        return self._live()
+
+    def _require_unloaded(self, what: str):
+        self._live()
+        raise StateError(errno.EBADFD, f"cannot {what}: it was opened from a pin, so the kernel "
+                         "created it already; set it before the creating object's load()")
+
+    # -- the source's part -----------------------------------------------------
+    def fd(self) -> int:
+        return self._fd
+
+    def key_size(self) -> int:
+        return self._sizes[0]
+
+    def value_size(self) -> int:
+        return self._sizes[1]
+
+    def max_entries(self) -> int:
+        return self._sizes[2]
+
+    def flags(self) -> int:
+        return self._sizes[3]
+
+    def btf_type_ids(self) -> tuple[int, int]:
+        return self._btf_ids
+
+    def is_internal(self) -> bool:
+        return False  # asked only of maps not created yet, which a pin never is
+
+    def frozen_because(self) -> str | None:
+        """Frozen maps (BPF_MAP_FREEZE: read-only globals, ...) say so in fdinfo."""
+        try:
+            with open(f"/proc/self/fdinfo/{self._fd}") as fdinfo:
+                frozen = any(line.split() == ["frozen:", "1"] for line in fdinfo)
+        except OSError:
+            return None
+        return "whoever created it froze it (as libbpf does read-only globals)" if frozen else None
+
+    def btf(self) -> contextlib.AbstractContextManager[Btf | None]:
+        """The creating object's BTF, read from the kernel for one ``with`` block."""
+        if not self._btf_id or not any(self._btf_ids):
+            return contextlib.nullcontext(None)
+        return kernel_btf(self._btf_id)
+
+    def require_owned(self, name: str) -> None:
+        self._check_open()
+
+    def close(self, name: str = "") -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is None:
+                return
+            self._state = "closed"
+            for ring in list(self._rings):
+                ring.close()  # wakes its pollers; never waits for them
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # Backstop only: Map.close() is the plan.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def _bpf_fd_kind(fd: int) -> str | None:
+    """"map", "program", "link", ... as /proc says of a BPF fd; None if /proc cannot tell."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
+            keys = {line.split(":", 1)[0] for line in fdinfo}
+    except OSError:
+        return None
+    for key, kind in (("map_type", "map"), ("prog_type", "program"), ("link_type", "link")):
+        if key in keys:
+            return kind
+    return "object of another kind"
+
+
+def _explain_refused_pin(path: str, action: str) -> None:
+    """EACCES from BPF_OBJ_GET: say so if the path is no pin at all (the kernel's answer then)."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise InvalidValueError(errno.EISDIR, f"could not {action}: it is a directory; give "
+                                "the path of a pinned map")
+    on_bpffs = any(target == str(point) or target.startswith(str(point).rstrip("/") + "/")
+                   for point in mounts("bpf"))
+    if not on_bpffs:
+        raise InvalidValueError(errno.EINVAL, f"could not {action}: it is not on a BPF "
+                                "filesystem, so it is no pin; give a path under the bpffs mount "
+                                "(mount -t bpf bpf /sys/fs/bpf)")
+
+
 class Map:
-    """One map of a BpfObject: metadata always, elements after load()."""
+    """One BPF map: a view of a BpfObject's map, or opened with :meth:`from_pinned`."""
 
     is_struct_ops = False  # StructOpsMap: a struct_ops value, attached through a Link
 
     def __init__(self, obj: "BpfObject", ptr, name: str) -> None:
-        self._obj, self._ptr, self.name = obj, ptr, name
-        self._type = _type_name(lib.bpf_map__type(ptr))  # fixed at open: repr needs no C call
+        """A view of map ``ptr`` of ``obj``; BpfObject makes these (``obj.maps``)."""
+        self._bind(obj, _ObjectSource(obj, ptr), ptr, name, _type_name(lib.bpf_map__type(ptr)))
+
+    def _bind(self, owner, source, ptr, name: str, type_name: str) -> None:
+        self._obj = owner  # lock, state, ring buffers: the BpfObject or the _PinnedFd
+        self._source = source
+        self._ptr = ptr  # libbpf's struct bpf_map (None for a pinned map)
+        self.name = name
+        self._type = type_name  # fixed once created: repr needs no C call
         self._id: int | None = None
         self._codecs: tuple[Codec, Codec] | None = None
         self._value_buf = None
         self._key_label = f"a key of map {name!r}"
         self._value_label = f"a value of map {name!r}"
+
+    @classmethod
+    def from_pinned(cls, path: str | os.PathLike) -> "Map":
+        """Open the map pinned at ``path``, owning a new fd to it; close() leaves the pin.
+
+        PathNotFoundError if nothing is pinned there, InvalidValueError
+        (EINVAL) if the pin is not a map.  Keys and values are typed from the
+        BTF of the object that created the map, read from the kernel (which
+        needs CAP_SYS_ADMIN) when an element is first touched.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Map.from_pinned() takes a path, not {type(path).__name__}")
+        pin = _PinnedFd.open(os.fsdecode(path))
+        view = Map.__new__(Map)  # a plain Map even through a subclass: pins are no struct_ops views
+        view._bind(pin, pin, None, pin.name, _type_name(pin.type_code))
+        return view
 
     def __repr__(self) -> str:
         """Name, type, state, and the kernel's id once loaded; no C memory after close."""
@@ -68,9 +320,10 @@ class Map:
     def _repr_detail(self) -> str:
         with self._obj._lock:
             state = self._obj._state
+            where = self._source.where
             if state == "closed":
-                return " closed"
-            detail = f" {state} max_entries={lib.bpf_map__max_entries(self._ptr)}"
+                return f"{where} closed"
+            detail = f"{where} {state} max_entries={self._source.max_entries()}"
             if state == "loaded":
                 try:
                     detail += f" id={self.id}"
@@ -78,11 +331,32 @@ class Map:
                     pass
             return detail
 
+    # -- lifetime (maps opened from a pin) --------------------------------
+    def close(self) -> None:
+        """Close the fd of a map opened with :meth:`from_pinned` (and ring buffers on it).
+
+        Idempotent; the pinned map stays.  A BpfObject's map closes with its
+        object: StateError here.
+        """
+        self._source.close(self.name)
+
+    @property
+    def closed(self) -> bool:
+        return self._obj._state == "closed"
+
+    def __enter__(self) -> "Map":
+        """For a map opened with from_pinned(); StateError for a BpfObject's map."""
+        self._source.require_owned(self.name)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- metadata ----------------------------------------------------------
     def _meta(self, getter):
         with self._obj._lock:
             self._obj._live()
-            return getter(self._ptr)
+            return getter()
 
     @property
     def type(self) -> str:
@@ -92,16 +366,16 @@ class Map:
 
     @property
     def key_size(self) -> int:
-        return self._meta(lib.bpf_map__key_size)
+        return self._meta(self._source.key_size)
 
     @property
     def value_size(self) -> int:
-        return self._meta(lib.bpf_map__value_size)
+        return self._meta(self._source.value_size)
 
     @property
     def max_entries(self) -> int:
         """Capacity: entries, or bytes for a ring buffer; settable before load()."""
-        return self._meta(lib.bpf_map__max_entries)
+        return self._meta(self._source.max_entries)
 
     @max_entries.setter
     def max_entries(self, value: int) -> None:
@@ -125,17 +399,15 @@ class Map:
 
     @property
     def fd(self) -> int:
-        """The map's fd, owned by the object; after load() only."""
+        """The map's fd (the object's, or this Map's own for a pin); after load() only."""
         with self._obj._lock:
             self._obj._require_loaded(f"get the fd of map {self.name!r}")
-            return lib.bpf_map__fd(self._ptr)
+            return self._source.fd()
 
     def info(self) -> MapInfo:
         """The kernel's view of the created map."""
         with self._obj._lock:
-            info = ffi.new("struct bpf_map_info *")
-            size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
-            check(lib.bpf_map_get_info_by_fd(self.fd, info, size), f"query map {self.name!r}")
+            info = _query(self.fd, f"map {self.name!r}")
             return MapInfo(info.id, _type_name(info.type), ffi.string(info.name).decode(),
                            info.key_size, info.value_size, info.max_entries, info.map_flags,
                            info.btf_id)
@@ -154,15 +426,15 @@ class Map:
     def _element_codecs(self) -> tuple[Codec, Codec]:
         """Key and value codecs, built once; lock held."""
         if self._codecs is None:
-            btf = self._obj._btf
-            key_id = lib.bpf_map__btf_key_type_id(self._ptr)
-            value_id = lib.bpf_map__btf_value_type_id(self._ptr)
-            key_size = lib.bpf_map__key_size(self._ptr)
-            value_size = lib.bpf_map__value_size(self._ptr)
-            key = btf.codec(key_id) if key_id and btf.size_of(key_id) == key_size \
-                else BytesCodec(f"key of map {self.name!r}", key_size)
-            value = btf.codec(value_id) if value_id and btf.size_of(value_id) == value_size \
-                else BytesCodec(f"value of map {self.name!r}", value_size)
+            source = self._source
+            key_id, value_id = source.btf_type_ids()
+            key_size, value_size = source.key_size(), source.value_size()
+            with source.btf() as btf:
+                key = btf.codec(key_id) if btf and key_id and btf.size_of(key_id) == key_size \
+                    else BytesCodec(f"key of map {self.name!r}", key_size)
+                value = btf.codec(value_id) if btf and value_id and \
+                    btf.size_of(value_id) == value_size \
+                    else BytesCodec(f"value of map {self.name!r}", value_size)
             if "percpu" in self._type:
                 value = _PerCpuCodec(value, lib.libbpf_num_possible_cpus())
             self._codecs = (key, value)
@@ -182,8 +454,7 @@ class Map:
             raw_key = encode_for(self._key_label, key_codec, key)
             if self._value_buf is None:
                 self._value_buf = ffi.new("char[]", value_codec.size)
-            rc = lib.bpf_map__lookup_elem(self._ptr, raw_key, len(raw_key), self._value_buf,
-                                          value_codec.size, 0)
+            rc = lib.bpf_map_lookup_elem(self._source.fd(), raw_key, self._value_buf)
             if rc < 0:
                 if rc == -errno.ENOENT:
                     raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
@@ -199,42 +470,34 @@ class Map:
     def __contains__(self, key: Any) -> bool:
         return self.get(key, _MISSING) is not _MISSING
 
-    def _frozen(self) -> bool:
-        """A .rodata/.kconfig map: libbpf freezes it at load, user space can never write it."""
-        return bool(lib.bpf_map__is_internal(self._ptr)
-                    and lib.bpf_map__map_flags(self._ptr) & lib.BPF_F_RDONLY_PROG)
-
     def __setitem__(self, key: Any, value: Any) -> None:
         obj = self._obj
         with obj._lock:
             if obj._state != "loaded":
-                if obj._live() and lib.bpf_map__is_internal(self._ptr):
+                if obj._live() and self._source.is_internal():
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} before load(); "
                                      "set globals before load() through obj.rodata/.data/.bss")
                 obj._require_loaded(f"write map {self.name!r}")
-            ptr = self._ptr
             key_codec, value_codec = self._codecs or self._element_codecs()
             raw_key = encode_for(self._key_label, key_codec, key)
             raw_value = encode_for(self._value_label, value_codec, value)
-            rc = lib.bpf_map__update_elem(ptr, raw_key, len(raw_key), raw_value,
-                                          len(raw_value), lib.BPF_ANY)
+            rc = lib.bpf_map_update_elem(self._source.fd(), raw_key, raw_value, lib.BPF_ANY)
             if rc < 0:
-                if rc == -errno.EPERM and self._frozen():
+                frozen = rc == -errno.EPERM and self._source.frozen_because()
+                if frozen:
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} after load(): "
-                                     "read-only globals are frozen at load; set them before "
-                                     "load() through obj.rodata")
+                                     f"{frozen}")
                 if rc == -errno.E2BIG:
                     raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the "
-                                   f"map is full ({lib.bpf_map__max_entries(ptr)} entries); delete "
+                                   f"map is full ({self._source.max_entries()} entries); delete "
                                    "some first")
                 check(rc, f"update {key!r} in map {self.name!r}")
 
     def __delitem__(self, key: Any) -> None:
         with self._obj._lock:
             self._obj._require_loaded(f"delete from map {self.name!r}")
-            ptr = self._ptr
             raw_key = self._key_bytes(key)
-            rc = lib.bpf_map__delete_elem(ptr, raw_key, len(raw_key), 0)
+            rc = lib.bpf_map_delete_elem(self._source.fd(), raw_key)
             if rc == -errno.ENOENT:
                 raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
             if rc == -errno.EINVAL and "array" in self._type:
@@ -246,14 +509,15 @@ class Map:
         """A snapshot of the keys (at most max_entries, as the kernel iterates them)."""
         with self._obj._lock:
             self._obj._require_loaded(f"iterate map {self.name!r}")
-            ptr = self._ptr
+            source = self._source
+            fd = source.fd()
             key_codec, _ = self._element_codecs()
             size = key_codec.size
             current, following = ffi.new("char[]", size), ffi.new("char[]", size)
             keys: list[Any] = []
             previous = ffi.NULL
-            for _ in range(lib.bpf_map__max_entries(ptr)):
-                rc = lib.bpf_map__get_next_key(ptr, previous, following, size)
+            for _ in range(source.max_entries()):
+                rc = lib.bpf_map_get_next_key(fd, previous, following)
                 if rc == -errno.ENOENT:
                     break
                 check(rc, f"iterate map {self.name!r}")

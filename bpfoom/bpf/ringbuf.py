@@ -11,8 +11,9 @@ thread returns at once and wakes every waiting poller, which raises
 :class:`ClosedError`.  Records are consumed by one thread at a time; a
 close during delivery stops after the current record.  The C ring buffer is
 freed by whoever leaves last: ``close()`` itself when nobody is polling,
-else the last poller on its way out.  Closing the map's BpfObject closes
-its ring buffers too.
+else the last poller on its way out.  The map may be a BpfObject's (loaded)
+or one opened with ``Map.from_pinned()``; closing the map's owner (the
+object, or the pinned Map) closes its ring buffers too.
 """
 
 from __future__ import annotations
@@ -61,19 +62,20 @@ class RingBuffer:
         self._map = map_
         self._callback = callback
         self._handle = ffi.new_handle(self)
-        obj = map_._obj
-        with obj._lock:
-            obj._require_loaded(f"read ring buffer {map_.name!r}")
+        owner = map_._obj  # the BpfObject, or the pinned map's own fd holder
+        with owner._lock:
+            owner._require_loaded(f"read ring buffer {map_.name!r}")
+            map_fd = map_._source.fd()
             if map_.type != "ringbuf":
                 raise InvalidValueError(errno.EINVAL, f"map {map_.name!r} is a {map_.type} map, "
                                         "not a ringbuf; give a BPF_MAP_TYPE_RINGBUF map")
-            ptr = lib.ring_buffer__new(lib.bpf_map__fd(map_._ptr),
-                                       lib.libbpf_ffi_ring_buffer_sample, self._handle, ffi.NULL)
+            ptr = lib.ring_buffer__new(map_fd, lib.libbpf_ffi_ring_buffer_sample, self._handle,
+                                       ffi.NULL)
             check_ptr(ptr, f"open ring buffer {map_.name!r}")
             self._ptr, self._closed = ptr, False
             self._epoll_fd = lib.ring_buffer__epoll_fd(ptr)
             self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # readable once closed
-            obj._rings.add(self)
+            owner._rings.add(self)
 
     # -- delivery ------------------------------------------------------------
     def _deliver(self, data, size: int) -> int:

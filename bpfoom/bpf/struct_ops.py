@@ -48,7 +48,7 @@ class StructOpsMap(Map):
     @property
     def is_link(self) -> bool:
         """Whether the map is link-based (SEC(".struct_ops.link")), which attach() needs."""
-        return bool(self._meta(lib.bpf_map__map_flags) & lib.BPF_F_LINK)
+        return bool(self._meta(self._source.flags) & lib.BPF_F_LINK)
 
     @property
     def fields(self) -> "StructOpsFields":

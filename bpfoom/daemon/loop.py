@@ -188,7 +188,7 @@ class Daemon:
             if running.live_object and running.loaded.policy is not None:
                 sources.append((running, lambda ms, r=running: r.loaded.policy.poll(ms / 1000)))
             elif running.earlier_events is not None:
-                sources.append((running, running.earlier_events.poll))
+                sources.append((running, lambda ms, r=running: r.earlier_events.poll(ms / 1000)))
         if not sources:
             time.sleep(POLL_INTERVAL_S)
             return

@@ -10,20 +10,26 @@ own BTF (the kernel's copy, by the counter map's ``btf_id``), and decisions
 the ring had no room for come out as an :class:`~bpfoom.OverrunEvent`, as
 for an in-process reader.  A ring buffer has one consumer position: two
 readers of the same buffer split its records between them.
+
+Both pins are opened with ``Map.from_pinned()`` and the ring is read by the
+same :class:`~bpfoom.RingBuffer` policies use, so a reader closes from any
+thread (waking a blocked ``poll()`` or ``events()``) and has a ``fileno()``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bpf._ffi import ffi, lib
+from ..bpf._ffi import lib
 from ..bpf.cgroup import mounts
-from ..bpf.errors import InvalidValueError, NotFoundError, check, check_ptr
+from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError, check
 from ..bpf.event_stream import EventStream
 from ..bpf.map import Map
+from ..bpf.ringbuf import RingBuffer
 from .events import DROPPED_MAP, EVENTS_MAP, DecisionEvent, pinned_decision_layout
 from .kill_events import OverrunEvent
 
@@ -85,43 +91,37 @@ def event_pins(root: Path) -> list[Path]:
     return sorted(p for p in root.glob(f"*{EVENTS_SUFFIX}") if p.is_file())
 
 
-class _Sink:
-    """The handle libbpf's sample callback gets: it calls ``_deliver(data, size)``."""
-
-    def __init__(self, receive: Callable[[object, int], int]) -> None:
-        self._deliver = receive
-
-
 class PinnedEvents(EventStream):
     """Consumer of one pinned ``events`` ring buffer: ``callback(event)`` per decision.
 
     Growth of the pinned drop counter becomes one OverrunEvent (``source``:
     the link pin's name) after the decisions that did arrive.  Pins made
-    before the counter was pinned are read without it.
+    before the counter was pinned are read without it.  ``callback`` may be
+    None: then read with :meth:`events` (or add callbacks with ``on_event``).
+    A context manager; :meth:`close` works from any thread.
     """
 
-    def __init__(self, path: Path, callback: Callable[[DecisionEvent | OverrunEvent], object]
+    def __init__(self, path: Path,
+                 callback: Callable[[DecisionEvent | OverrunEvent], object] | None = None
                  ) -> None:
-        self.path = path
-        self.source = path.name[:-len(EVENTS_SUFFIX)] if path.name.endswith(EVENTS_SUFFIX) \
-            else path.name
+        self.path = Path(path)
+        name = self.path.name
+        self.source = name[:-len(EVENTS_SUFFIX)] if name.endswith(EVENTS_SUFFIX) else name
         self._init_stream()
-        self._callbacks.append(callback)
-        self._error: BaseException | None = None
-        self._ptr = None
-        self._dropped_fd: int | None = None
-        self._sink = _Sink(self._receive)
-        self._handle = ffi.new_handle(self._sink)
+        if callback is not None:
+            self._callbacks.append(callback)
+        self._lock = threading.Lock()  # the fields below; never held across a wait
+        self._ring: RingBuffer | None = None
+        self._events: Map | None = None
+        self._dropped: Map | None = None
         try:
-            self._layout = self._open_counter(Path(f"{path}{_DROPPED_SUFFIX}"))
-            fd = check(lib.bpf_obj_get(os.fsencode(path)), f"open the events pin {str(path)!r}")
+            self._layout = self._open_counter(Path(f"{self.path}{_DROPPED_SUFFIX}"))
+            self._events = Map.from_pinned(self.path)
             try:
-                ptr = lib.ring_buffer__new(fd, lib.libbpf_ffi_ring_buffer_sample, self._handle,
-                                           ffi.NULL)
-                self._ptr = check_ptr(ptr, f"read {str(path)!r} as a ring buffer",
-                                      advice="the pin must be a BPF_MAP_TYPE_RINGBUF map")
-            finally:
-                os.close(fd)  # the ring buffer keeps its own mappings
+                self._ring = RingBuffer(self._events, self._receive)
+            except InvalidValueError as err:
+                raise InvalidValueError(err.errno, f"could not read {str(self.path)!r} as a ring "
+                                        f"buffer: {err.strerror}") from None
         except BaseException:
             self.close()
             raise
@@ -130,47 +130,58 @@ class PinnedEvents(EventStream):
         """Open the drop counter pin; the decision layout from its BTF (None: no counter)."""
         if not counter.exists():
             return None
-        self._dropped_fd = check(lib.bpf_obj_get(os.fsencode(counter)),
-                                 f"open the drop counter pin {str(counter)!r}")
-        return pinned_decision_layout(self._dropped_fd)
+        self._dropped = Map.from_pinned(counter)
+        return pinned_decision_layout(self._dropped.fd)
+
+    # -- EventStream ---------------------------------------------------------------
+    def _event_ring(self) -> RingBuffer:
+        ring = self._ring
+        if ring is None:
+            raise ClosedError(errno.EBADF, f"the reader of {str(self.path)!r} is closed; "
+                              "make a new PinnedEvents")
+        return ring
 
     @property
     def events_dropped(self) -> int:
         """Decisions the policy's ring buffer had no room for since it was loaded."""
-        if self._dropped_fd is None:
-            return 0
-        value = ffi.new("__u64 *")
-        check(lib.bpf_map_lookup_elem(self._dropped_fd, ffi.new("__u32 *", 0), value),
-              f"read the drop counter of {str(self.path)!r}")
-        return value[0]
+        dropped = self._dropped
+        return 0 if dropped is None else dropped[0]
 
     def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> OverrunEvent:
         return OverrunEvent(lost=lost, total_lost=total_lost, monotonic_ns=monotonic_ns,
                             source=self.source)
 
-    def _receive(self, data, size: int) -> int:
+    def _receive(self, data: bytes) -> None:
         try:
-            self._deliver(DecisionEvent.from_bytes(bytes(ffi.buffer(data, size)), self._layout))
-        except BaseException as exc:  # noqa: BLE001 - re-raised after libbpf returns
-            self._error = exc
-            return -errno.ECANCELED
-        return 0
+            event = DecisionEvent.from_bytes(data, self._layout)
+        except InvalidValueError as err:
+            raise InvalidValueError(err.errno, f"{self.path}: {err.strerror}") from None
+        self._deliver(event)
 
-    def poll(self, timeout_ms: int) -> int:  # type: ignore[override]
-        """Deliver what arrives within ``timeout_ms`` (milliseconds), then any overrun; how many."""
-        rc = lib.ring_buffer__poll(self._ptr, timeout_ms)
-        error, self._error = self._error, None
-        if error is not None:
-            if isinstance(error, InvalidValueError):
-                raise InvalidValueError(error.errno, f"{self.path}: {error.strerror}")
-            raise error
-        count = 0 if rc == -errno.EINTR else check(rc, f"poll {str(self.path)!r}")
-        return count + self._report_drops()
+    # -- lifetime ------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._ring is None
 
     def close(self) -> None:
-        ptr, self._ptr = self._ptr, None
-        if ptr is not None:
-            lib.ring_buffer__free(ptr)
-        fd, self._dropped_fd = self._dropped_fd, None
-        if fd is not None:
-            os.close(fd)
+        """Stop reading (a poll() or events() blocked in another thread ends) and close the pins'
+        fds; the pins stay.  Idempotent."""
+        with self._lock:
+            ring, self._ring = self._ring, None
+            maps = (self._events, self._dropped)
+            self._events = self._dropped = None
+        if ring is not None:
+            ring.close()  # wakes its pollers; never waits for them
+        for pinned in maps:
+            if pinned is not None:
+                pinned.close()
+
+    def __enter__(self) -> "PinnedEvents":
+        self._event_ring()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PinnedEvents {str(self.path)!r} {'closed' if self.closed else 'open'}>"
