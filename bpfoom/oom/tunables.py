@@ -20,7 +20,8 @@ from ..bpf.errors import InvalidValueError, NotFoundError, VariableNotFoundError
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
 
-__all__ = ["suggest", "convert_text", "global_sections", "tunable_section", "load_object"]
+__all__ = ["suggest", "convert_text", "global_sections", "tunable_section", "set_tunable",
+           "load_object"]
 
 _SECTIONS = ("rodata", "data", "bss")
 
@@ -72,20 +73,30 @@ def tunable_section(obj: BpfObject, label: str, name: str, known: Iterable[str] 
     return next(section for section in sections if name in section)
 
 
+def set_tunable(obj: BpfObject, label: str, name: str, value: Any,
+                known: Iterable[str] | None = None, text: bool = False) -> None:
+    """Set one tunable of an opened object: its name, type and range are checked here.
+
+    With ``text`` a str value is converted to the global's type, as ``--set``
+    text is; InvalidValueError names the tunable and the type wanted.
+    """
+    section = tunable_section(obj, label, name, known)
+    if text and isinstance(value, str):
+        current = section[name]
+        if not isinstance(current, str):
+            try:
+                value = convert_text(value, current)
+            except ValueError as exc:
+                raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of "
+                                        f"{label}: {exc}; give a {type(current).__name__}"
+                                        ) from None
+    section[name] = value
+
+
 def _set_tunables(obj: BpfObject, label: str, tunables: dict[str, Any],
                   known: Iterable[str] | None, text: bool) -> None:
     for name, value in tunables.items():
-        section = tunable_section(obj, label, name, known)
-        if text and isinstance(value, str):
-            current = section[name]
-            if not isinstance(current, str):
-                try:
-                    value = convert_text(value, current)
-                except ValueError as exc:
-                    raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of "
-                                            f"{label}: {exc}; give a {type(current).__name__}"
-                                            ) from None
-        section[name] = value
+        set_tunable(obj, label, name, value, known, text)
 
 
 def load_object(path: Path, label: str, pick: Callable[[BpfObject], StructOpsMap],
