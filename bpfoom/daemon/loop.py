@@ -123,6 +123,7 @@ class Daemon:
         self._failing: set[str] = set()  # "metrics", "state": reported once until they work again
         self._status_sent: str | None = None
         self._pending_logged: set[tuple] = set()
+        self._published: dict[str, Any] | None = None
 
     @property
     def running(self) -> dict[str, Running]:
@@ -315,8 +316,14 @@ class Daemon:
         }
 
     def _publish(self) -> None:
+        """Write what changed: the state file, the gauges, STATUS= (nothing if nothing did:
+        a busy cgroup tree wakes the daemon often)."""
+        state = self._state()
+        if state == self._published:
+            return
+        self._published = state
         try:
-            write_state(os.getpid(), self._state())
+            write_state(os.getpid(), state)
             self._recovered("state")
         except OSError as exc:
             self._failed("state", "state_not_written", exc)

@@ -25,7 +25,12 @@ __all__ = ["detach_struct_ops_link", "check_policy_link", "struct_ops_type", "pi
 
 def struct_ops_type(map_id: int) -> str | None:
     """The struct_ops type (e.g. ``bpf_oom_ops``) of the struct_ops map ``map_id``, from the
-    kernel's BTF; None when the map is gone."""
+    kernel's BTF; None when the map is gone.  Opening a map by id needs CAP_SYS_ADMIN: without
+    it, PermissionDeniedError rather than a wrong answer."""
+    fd = lib.bpf_map_get_fd_by_id(map_id)
+    if fd == -errno.ENOENT:
+        return None
+    os.close(check(fd, f"open struct_ops map {map_id} to tell which struct_ops type it is"))
     with vmlinux_btf() as kernel:
         return _struct_ops_value(map_id, kernel)[0]
 

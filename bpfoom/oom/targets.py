@@ -129,8 +129,12 @@ def _systemctl_show(unit: str, prop: str) -> str:
     if systemctl is None:
         raise NotSupportedError(errno.ENOENT, f"cannot resolve unit {unit!r}: systemctl is not on "
                                 "PATH; give the unit's cgroup path instead")
-    done = subprocess.run([systemctl, "show", "-P", prop, "--", unit],
-                          capture_output=True, text=True, timeout=30)
+    try:
+        done = subprocess.run([systemctl, "show", "-P", prop, "--", unit],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise NotSupportedError(errno.ETIMEDOUT, f"cannot resolve unit {unit!r}: systemctl show "
+                                "did not answer within 30 s; is systemd busy?") from None
     if done.returncode != 0:
         raise NotFoundError(errno.ENOENT, f"systemd does not know unit {unit!r} "
                             f"({done.stderr.strip() or 'systemctl show failed'})")
