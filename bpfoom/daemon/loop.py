@@ -154,7 +154,9 @@ class Daemon:
         self._watch_cgroups()  # before resolving: what appears from now on is seen
         wanted, pending = self.resolver.resolve()
         self.attached.start(wanted.values())
-        self.attached.remove_orphans()
+        # A pending entry's pin stays: a unit systemd cannot tell about yet may well run, its
+        # policy attached by the previous run; adopted once the target resolves.
+        self.attached.remove_orphans(keep=[item.entry for item in pending])
         self._schedule_units()
         self._set_pending(pending)
 

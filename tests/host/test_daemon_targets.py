@@ -345,3 +345,28 @@ def test_a_metrics_file_that_cannot_be_written_detaches_nothing(setup, notify):
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert registered(setup.fallback) == 0
+
+
+def test_a_pending_entrys_pin_from_an_earlier_run_is_kept(setup):
+    """The earlier run's link for an entry that is pending now (its unit cannot be resolved:
+    no systemd here, or a slow one at boot) stays attached, to be adopted once it resolves."""
+    if bpfoom.targets.systemd_running() is None:
+        pytest.skip("systemd runs here: the unit would resolve")
+    setup.write(setup.entry("second", ""))
+    setup.config.write_text(setup.config.read_text().replace('log_format = "json"',
+                                                             'log_format = "json"\non_exit = "keep"'))
+    first = setup.start()
+    first.wait_event("ready")
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+
+    setup.write(setup.entry("second", 'unit = "nginx.service"'))
+    again = setup.start()
+    assert again.wait_event("pending")["id"] == "second"
+    again.wait_event("ready")
+    assert not [r for r in again.seen if isinstance(r, dict) and r.get("event") == "orphan_removed"]
+    assert registered(setup.other) == 1
+    with bpfoom.Link.from_pinned(setup.pin_dir / "second") as link:
+        assert link.info().map_id
+    again.signal(signal.SIGTERM)
+    assert again.wait() == 0
