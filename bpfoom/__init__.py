@@ -23,7 +23,8 @@ Where this differs from or adds to the issue-3 API contract:
   by id.
 * ``close()`` from any thread wakes a ``RingBuffer.poll()`` (ClosedError) or
   an ``events()`` loop (it ends) blocked in another; ``fileno()`` on ring
-  buffers and event streams is for selectors and asyncio.
+  buffers and event streams is for selectors and asyncio; ``SourceSet`` waits
+  on many of them at once (one epoll wait).
 * ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
   ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
 * ``Map.from_pinned(path)`` opens a pinned map, owning its own fd
@@ -84,6 +85,7 @@ from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
 from .bpf.aio import aevents
+from .bpf.waiter import SourceSet
 
 try:
     __version__ = _metadata.version("bpfoom")
@@ -100,7 +102,7 @@ __all__ = [
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "get_include",
     "DecisionEvent", "PinnedEvents",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
-    "Attachment", "attached", "targets", "aevents",
+    "Attachment", "attached", "targets", "aevents", "SourceSet",
     "MemcgStats", "MemcgStatsReader", "Pressure", "memcg_stats",
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",

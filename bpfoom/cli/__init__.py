@@ -55,14 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     _top.add_parser(commands)
     run = commands.add_parser(
         "run", help="run the daemon on a TOML config", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Attach every policy of CONFIG (all or nothing), stream their decisions as "
+        description="Attach every policy of CONFIG (all or nothing; a target that does not exist "
+                    "yet is pending and attached when it appears), stream their decisions as "
                     "log lines, reload CONFIG on SIGHUP, detach on SIGTERM/SIGINT.",
         epilog="example:\n  bpfoom run --check examples/daemon/workloads.toml\n"
                "  bpfoom run examples/daemon/workloads.toml\n"
                "  kill -HUP $(pidof bpfoom)     # apply an edited config")
     run.add_argument("config", metavar="CONFIG", help="path of the TOML configuration")
     run.add_argument("--check", action="store_true",
-                     help="only check CONFIG (syntax, keys, policies exist) and exit")
+                     help="only check CONFIG and exit, without the kernel: syntax, keys, targets, "
+                          "objects and their struct_ops, tunable names, types and ranges, "
+                          "granularity; every problem on its own line, exit status 1")
     run.set_defaults(run=_run)
     return parser
 
@@ -81,6 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:
         config = check_config(args.config)
         print(f"{args.config}: {len(config.entries)} policies, pinned under {config.pin_dir}")
+        for entry in config.entries:
+            where = "system-wide" if entry.target.kind == "system" else f"on {entry.target}"
+            print(f"  {entry.id}: {entry.policy} {where}")
         return 0
     return run_daemon(args.config)
 
@@ -92,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except BpfError as exc:
-        print(f"bpfoom: {exc}", file=sys.stderr)
+        for problem in getattr(exc, "problems", (exc,)):  # a configuration's: each on its line
+            print(f"bpfoom: {problem}", file=sys.stderr)
         return 1
     except UsageError as exc:  # malformed argument text found after parsing
         parser.error(str(exc))

@@ -62,7 +62,7 @@ def _attach(args: argparse.Namespace) -> int:
                 link.unpin()
                 link.close()  # unpinned and closed: detached, nothing left behind
                 raise
-            link_id, name = link.id, loaded.name
+            link_id, name, kind = link.id, loaded.name, loaded.kind
             link.close()  # the pin holds it now
         finally:
             loaded.close()
@@ -76,7 +76,7 @@ def _attach(args: argparse.Namespace) -> int:
         return 0
     where = f"cgroup {args.cgroup}" if args.cgroup else "the whole system"
     print(f"attached {name} to {where}: link {link_id}, pinned at {pin}")
-    print(f"detach with: bpfoom detach --pin {pin}")
+    print(f"detach with: bpfoom detach --pin {pin}" + ("" if kind in ("oom", "psi") else " --all"))
     return 0
 
 
@@ -89,23 +89,25 @@ def _remove_pin(path: Path) -> None:
 
 
 def _detach(args: argparse.Namespace) -> int:
-    from ..oom.link_id import detach_struct_ops_link
+    from ..oom.link_id import detach_struct_ops_link, pinned_policy_link
     from ..bpf.cgroup import Cgroup
-    from ..bpf.link import Link
     from ._show import all_attachments
 
     if args.pin:
-        with Link.from_pinned(args.pin) as link:
+        with pinned_policy_link(args.pin, any_struct_ops=args.all) as link:
             link_id = link.id
-            link.detach()
+            attached = bool(link.info().map_id)
+            if attached:
+                link.detach()
         _remove_pin(Path(args.pin))
-        print(f"detached link {link_id} (was pinned at {args.pin})")
+        print(f"detached link {link_id} (was pinned at {args.pin})" if attached else
+              f"link {link_id} was detached already; removed its pin {args.pin}")
         return 0
-    current = all_attachments(True)
+    current = all_attachments(args.all)
     if args.link is not None:
         chosen = [item for item in current if item.link_id == args.link]
-        if not chosen:  # not one of ours, or already detached: the kernel decides
-            detach_struct_ops_link(args.link)
+        if not chosen:  # not a policy, or already detached: the kernel decides
+            detach_struct_ops_link(args.link, any_struct_ops=args.all)
             print(f"detached link {args.link}")
             return 0
     else:
@@ -116,7 +118,7 @@ def _detach(args: argparse.Namespace) -> int:
             raise NotFoundError(errno.ENOENT, f"nothing is attached to cgroup {args.cgroup}; "
                                 "`bpfoom list` shows what is attached where")
     for item in chosen:
-        detach_struct_ops_link(item.link_id)
+        detach_struct_ops_link(item.link_id, any_struct_ops=args.all)
         if item.pin_path is not None:
             _remove_pin(Path(item.pin_path))
         print(f"detached {item.policy_name or 'link'} (link {item.link_id})"
@@ -154,11 +156,18 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     det = commands.add_parser(
         "detach", help="detach a policy and remove its pin", formatter_class=formatter,
         description="Detach by cgroup (every policy attached to it), by link id (from "
-                    "`bpfoom list`) or by pin path; the pin is removed too.",
+                    "`bpfoom list`) or by pin path; the pin is removed too.  Only OOM policies' "
+                    "and PSI handlers' struct_ops links (bpf_oom_ops, bpf_psi_ops), as the "
+                    "kernel reports the link; --all: any struct_ops link; never another kind "
+                    "of link, a pinned map or a program.",
         epilog="examples:\n  bpfoom detach --cgroup /sys/fs/cgroup/batch\n  bpfoom detach --link 42\n"
-               "  bpfoom detach --pin /sys/fs/bpf/bpfoom/largest_leaf@system")
+               "  bpfoom detach --pin /sys/fs/bpf/bpfoom/largest_leaf@system\n"
+               "  bpfoom detach --all --pin /sys/fs/bpf/bpfoom/my_cc@system   # a tcp_congestion_ops")
     which = det.add_mutually_exclusive_group(required=True)
     which.add_argument("--cgroup", metavar="PATH", help="every policy attached to this cgroup")
     which.add_argument("--link", metavar="ID", type=int, help="the struct_ops link with this id")
     which.add_argument("--pin", metavar="PATH", help="the link pinned here")
+    det.add_argument("--all", action="store_true",
+                     help="also struct_ops links that are not OOM policies or PSI handlers "
+                          "(what `bpfoom attach` of another .bpf.o made)")
     det.set_defaults(run=_detach)

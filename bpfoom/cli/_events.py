@@ -14,7 +14,7 @@ from ..oom.events import DecisionEvent
 
 __all__ = ["add_parser", "event_json"]
 
-_IDLE_MS = 200
+_RESCAN_S = 1.0  # where the pin directory cannot be watched, it is listed this often
 # Records of the two sources reach us in separate polls: hold each event this long
 # so that one stamped earlier on the other source can still be printed before it.
 _REORDER_NS = 500_000_000
@@ -72,29 +72,82 @@ def _events(args: argparse.Namespace) -> int:
     watcher = _start_watcher(waiting.append) if args.follow and not args.no_kills else None
     root = Path(args.pin_dir)
     readers: dict[Path, PinnedEvents] = {}
+
+    def rescan() -> None:
+        for path in event_pins(root):
+            if path not in readers:
+                readers[path] = PinnedEvents(path, waiting.append)
+        for path, reader in list(readers.items()):
+            if not path.exists():  # detached meanwhile
+                readers.pop(path).close()
+
     try:
-        while True:
-            for path in event_pins(root):
-                if path not in readers:
-                    readers[path] = PinnedEvents(path, waiting.append)
-            for path, reader in list(readers.items()):
-                if not path.exists():  # detached meanwhile
-                    readers.pop(path).close()
+        if args.follow:
+            return _follow(root, readers, rescan, watcher, waiting, flush)
+        while True:  # what is there now, then exit
+            rescan()
             handled = sum(reader.poll(0) for reader in readers.values())
-            if watcher is not None:
-                handled += watcher.poll(0)
-            if not args.follow and handled == 0:
-                flush(everything=True)
-                return 0
-            flush(everything=False)
             if handled == 0:
-                time.sleep(_IDLE_MS / 1000)
+                return 0
     finally:
         flush(everything=True)
         for reader in readers.values():
             reader.close()
         if watcher is not None:
             watcher.close()
+
+
+def _follow(root: Path, readers: dict, rescan, watcher, waiting: list, flush) -> int:
+    """Until interrupted: one wait (epoll) on every events pin, the kill watcher and the pin
+    directory (inotify: a policy attached or detached meanwhile), never a polling round."""
+    from ..bpf.waiter import SourceSet
+    from ..oom.targets import CgroupWatcher
+
+    try:
+        pins = CgroupWatcher([root / "*"])  # readable when a pin appears in root or goes
+    except OSError as err:
+        print(f"bpfoom: not watching {root} for new policies ({err}); looking every "
+              f"{_RESCAN_S:.0f} s", file=sys.stderr)
+        pins = None
+    sources: SourceSet | None = None
+    rescan_due = 0.0
+    try:
+        while True:
+            if sources is None or (pins is None and time.monotonic() >= rescan_due):
+                rescan()
+                rescan_due = time.monotonic() + _RESCAN_S
+                if sources is not None:
+                    sources.close()
+                sources = SourceSet()
+                if pins is not None:
+                    sources.add("pins", pins.fileno)
+                if watcher is not None:
+                    sources.add("kills", watcher.fileno)
+                for path, reader in readers.items():
+                    sources.add(path, reader.fileno)
+                for reader in readers.values():  # what arrived before we waited
+                    reader.poll(0)
+            timeouts = [] if pins is not None else [max(0.0, rescan_due - time.monotonic())]
+            if waiting:  # the oldest held event is due once it passes the reorder horizon
+                oldest = min(event.monotonic_ns for event in waiting)
+                timeouts.append(max(0.0, (oldest + _REORDER_NS - time.monotonic_ns()) / 1e9))
+            for key in sources.wait(min(timeouts) if timeouts else None):
+                if key == "pins":
+                    pins.changes(0)  # drain; which pins changed is read from the directory
+                    sources.close()
+                    sources = None
+                elif key == "kills":
+                    watcher.poll(0)
+                elif key in readers:
+                    readers[key].poll(0)
+                if sources is None:
+                    break
+            flush(everything=False)
+    finally:
+        if sources is not None:
+            sources.close()
+        if pins is not None:
+            pins.close()
 
 
 def _start_watcher(deliver):

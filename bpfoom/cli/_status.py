@@ -6,7 +6,9 @@ struct_ops links (``attached()``), the OOM handler chain the kernel walks
 ``bpf_oom_ops`` in turn until one frees memory, then the system-wide one,
 then the kernel's own killer), and the daemons found by the exclusive
 ``flock`` each holds on its pin directory (``/proc/locks``), with the links
-pinned there.  Reading takes no lock, so it never disturbs a daemon.
+pinned there.  Reading takes no lock, so it never disturbs a daemon.  What a
+daemon waits for (pending targets) exists only in the daemon: it comes from
+the state file the daemon keeps (:mod:`bpfoom.daemon.state`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def daemons() -> list[dict[str, Any]]:
     from ..bpf.link import Link
     from ..bpf.cgroup import mounts
     from ..oom.pinned_events import EVENTS_SUFFIX
+    from ..daemon.state import read_state
 
     held = _locks()
     found = []
@@ -100,8 +103,11 @@ def daemons() -> list[dict[str, Any]]:
                     continue  # a pinned map or program, not an entry's link
                 entries.append({"id": name, "pin": os.path.join(directory, name), "link_id": info.id,
                                 "attached": bool(info.map_id)})
+            state = read_state(pid)
             found.append({"pid": pid, "pin_dir": directory,
-                          "command": [os.fsdecode(part) for part in command], "entries": entries})
+                          "command": [os.fsdecode(part) for part in command], "entries": entries,
+                          "status": None if state is None else state.get("status"),
+                          "pending": None if state is None else state.get("pending", [])})
     return found
 
 
@@ -134,9 +140,17 @@ def _status(args: argparse.Namespace) -> int:
     for daemon in running:
         print(f"\ndaemon pid {daemon['pid']}: {' '.join(daemon['command']) or '?'}")
         print(f"  pin_dir {daemon['pin_dir']}")
+        if daemon["status"] is not None:
+            print(f"  status: {daemon['status']}")
         for entry in daemon["entries"]:
             state = "attached" if entry["attached"] else "DETACHED (stale pin)"
             print(f"  {entry['id']}: link {entry['link_id']}, {state}")
+        for item in daemon["pending"] or ():
+            retry = f", retried in {item['retry_in']:.0f} s" if item.get("retry_in") is not None else ""
+            print(f"  {item['entry']}: PENDING {item['target']}: {item['why']}{retry}")
+        if daemon["pending"] is None:
+            print("  (its state file is not readable here: pending targets unknown; "
+                  "$BPFOOM_STATE_DIR, default /run/bpfoom)")
     if not running:
         print("\nno bpfoom daemon running")
     return 0
@@ -153,7 +167,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         epilog='--json: {"schema": 1, "attachments": [as `list --json`], "cgroup": PATH|null, '
                '"chain": [{"handler": "policy"|"kernel", "policy", "link_id", "cgroup", '
                '"cgroup_id"}], "daemons": [{"pid", "pin_dir", "command": [...], '
-               '"entries": [{"id", "pin", "link_id", "attached"}]}]}\n'
+               '"entries": [{"id", "pin", "link_id", "attached"}], "status": STATUS|null, '
+               '"pending": [{"entry", "target", "why", "attachment", "retry_in"}]|null}]}\n'
                "example:\n  bpfoom status /sys/fs/cgroup/workload.slice/web.service")
     status.add_argument("cgroup", metavar="CGROUP", nargs="?",
                         help="a cgroup v2 directory (default: a system-wide OOM)")

@@ -1,9 +1,11 @@
 """``bpfoom run``: the daemon that keeps a TOML configuration of policies attached.
 
-``config`` reads and checks the file, ``plan`` computes what a reload changes,
-``apply`` attaches, replaces and detaches (undoing a change that fails
-halfway), ``log`` writes its lines, ``sd_notify`` talks to systemd, and
-``loop`` holds the signals and the event loop.  A program of its own can
+``config`` reads and checks the file, ``resolve`` turns its targets (cgroups,
+patterns, units, Kubernetes pods) into the cgroups that exist now and what is
+still pending, ``plan`` computes what a reload changes, ``apply`` attaches,
+replaces and detaches (undoing a change that fails halfway), ``log`` writes
+its lines, ``state`` the file ``bpfoom status`` reads, ``sd_notify`` talks to
+systemd, and ``loop`` holds the signals and the one wait over every source.  A program of its own can
 reuse the Prometheus metrics (:class:`Metrics`) and journal entries
 (:class:`Journal`).
 """

@@ -19,6 +19,8 @@ from ..bpf.errors import BpfError
 from ..bpf.link import Link
 from ..oom.loader import LoadedPolicy, convert_text, load
 from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, unpin_events
+
+_DROPPED_SUFFIX = "_dropped"  # after an events pin's name (pinned_events.pin_events)
 from .config import Entry, apply_granularity
 from .log import Log
 from .plan import Plan, Step
@@ -60,22 +62,38 @@ class Running:
             self.link.pin(self.pin)
 
     def close(self, detach: bool) -> None:
-        """Detach and unpin (``detach``), or just drop our references."""
+        """Detach and unpin (``detach``), or just drop our references.
+
+        The pins go even when the detach fails (a link whose cgroup is gone,
+        say): with the pin and our fd gone the kernel drops the link anyway,
+        and no pin is left naming a link nobody runs.  The failure is raised
+        after.
+        """
+        failure: BpfError | None = None
         try:
             if self.earlier_events is not None:
                 self.earlier_events.close()
             if detach:
                 if not self.link.detached:
-                    self.link.detach()
-                if self.link.pinned_path is not None:
-                    self.link.unpin()
-                elif self.pin is not None and self.pin.exists():
-                    self.pin.unlink()
-                if self.pin is not None:
-                    unpin_events(self.pin)
+                    try:
+                        self.link.detach()
+                    except BpfError as exc:
+                        failure = exc
+                self.unpin()
             self.link.close()
         finally:
             self.loaded.close()
+        if failure is not None:
+            raise failure
+
+    def unpin(self) -> None:
+        """Remove the link's pin and the events pins beside it."""
+        if self.link.pinned_path is not None:
+            self.link.unpin()
+        elif self.pin is not None and self.pin.exists():
+            self.pin.unlink()
+        if self.pin is not None:
+            unpin_events(self.pin)
 
 
 class Applier:
@@ -123,8 +141,10 @@ class Applier:
         return running
 
     def _log_attached(self, running: Running) -> None:
-        self.log("info", "attached", id=running.entry.id, policy=running.loaded.name,
-                 target=running.entry.cgroup or "system", link=running.link.id, pin=running.pin)
+        entry = running.entry
+        self.log("info", "attached", id=entry.id, policy=running.loaded.name,
+                 target=entry.cgroup or "system", link=running.link.id, pin=running.pin,
+                 **({"entry": entry.origin} if entry.origin else {}))
 
     def _adopt(self, entry: Entry) -> Running | None:
         """Take over the link an earlier run pinned for ``entry``; None if there is none."""
@@ -167,6 +187,19 @@ class Applier:
             link.close()
             raise
 
+    def _bring_up(self, entry: Entry) -> Running:
+        """Adopt the link an earlier run pinned for ``entry``, or load and attach it."""
+        running = self._adopt(entry)
+        if running is None:
+            loaded = self._load(entry)
+            try:
+                running = self._attach(entry, loaded)
+            except BaseException:
+                loaded.close()
+                raise
+            self._log_attached(running)
+        return running
+
     # -- start and stop --------------------------------------------------------------
     def start(self, entries: Iterable[Entry]) -> None:
         """Attach (or adopt) every entry, or nothing."""
@@ -175,16 +208,7 @@ class Applier:
         try:
             for entry in entries:
                 current = entry.id
-                running = self._adopt(entry)
-                if running is None:
-                    loaded = self._load(entry)
-                    try:
-                        running = self._attach(entry, loaded)
-                    except BaseException:
-                        loaded.close()
-                        raise
-                    self._log_attached(running)
-                done.append(running)
+                done.append(self._bring_up(entry))
         except BaseException as exc:
             for running in reversed(done):
                 running.close(detach=not running.adopted)  # an adopted pin stays as it was
@@ -194,6 +218,56 @@ class Applier:
             self.running[running.entry.id] = running
             if running.live_object:
                 self._watch(running.entry, running.loaded)
+
+    def attach_one(self, entry: Entry) -> Running:
+        """Attach one entry outside a reload (a cgroup that appeared); nothing stays on failure."""
+        running = self._bring_up(entry)
+        self.running[entry.id] = running
+        if running.live_object:
+            self._watch(entry, running.loaded)
+        return running
+
+    def detach_one(self, key: str, why: str) -> None:
+        """Detach one entry outside a reload (its cgroup went); a failure is logged, the pins go."""
+        running = self.running.pop(key)
+        try:
+            running.close(detach=True)
+        except BpfError as exc:
+            self.log("warning", "detach_failed", id=key, error=str(exc),
+                     why="the pins are removed all the same: the kernel drops the link")
+        self.log("info", "detached", id=key, why=why)
+
+    def remove_orphans(self, keep: Iterable[str] = ()) -> None:
+        """Remove the pins in pin_dir no running entry owns (nor ``keep``): left by an earlier
+        run for an entry that left the configuration, or a cgroup that went meanwhile."""
+        if not self.pin_dir.is_dir():
+            return
+        owned = set(self.running) | set(keep)
+        names = {path.name for path in self.pin_dir.iterdir()}
+        for name in sorted(names):
+            base = name.removesuffix(_DROPPED_SUFFIX).removesuffix(EVENTS_SUFFIX)
+            if base in owned or (base != name and base in names):
+                continue  # ours, or the events of a link pin handled below
+            path = self.pin_dir / name
+            if base != name:  # events pins without their link pin
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                link = Link.from_pinned(path)
+            except BpfError:
+                continue  # not a link: not ours to touch
+            try:
+                with link:
+                    attached = bool(link.info().map_id)
+                    if attached:
+                        link.detach()
+                    link.unpin()
+                unpin_events(path)
+            except BpfError as exc:
+                self.log("warning", "orphan_not_removed", pin=path, error=str(exc))
+                continue
+            self.log("info", "orphan_removed", pin=path, link=link.id, was_attached=attached,
+                     why="no configured entry owns this pin now")
 
     def stop(self, keep: bool) -> None:
         """Detach everything (``keep``: leave the pinned links attached for the next run)."""
@@ -288,7 +362,10 @@ class Applier:
             if how == "updated":
                 running.link.update(old_loaded.struct_ops)
             else:
+                replacement = running.link
                 self._replace(running, old_loaded)
+                replacement.close()  # both detached by now: only our fds go
+                old_link.close()
             running.loaded, running.entry = old_loaded, old_entry
             running.repin_events()
         undo.append(back)
@@ -329,8 +406,13 @@ class Applier:
             running.earlier_events = None
 
     def _remove(self, key: str, running: Running, undo: list[Undo], after: list[Undo]) -> None:
-        """Detach an entry that left the config (undo: attach its object again)."""
+        """Detach an entry that left the config, and unpin it at once (undo: attach its object
+        again and pin that link): no pin ever names the detached link."""
         running.link.detach()
+        if running.link.pinned_path is not None:
+            running.link.unpin()
+        elif running.pin is not None:
+            running.pin.unlink(missing_ok=True)
 
         def back() -> None:
             running.link.close()

@@ -7,27 +7,44 @@
     on_exit = "detach"                     # or "keep": SIGTERM/SIGINT leave pinned policies attached
     log = "-"                              # "-" = stderr, or a file appended to
     log_format = "text"                    # or "json": one JSON object per line
+    metrics_file = "/var/lib/node_exporter/textfile_collector/bpfoom.prom"  # optional
 
     [[attach]]
-    id = "batch"                           # optional, default "<policy>@<cgroup or system>" (no dots)
+    id = "batch"                           # optional, default "<policy>@<target>" (no dots)
     policy = "largest_leaf"                # shipped policy name or .bpf.o path (relative: to this file)
-    cgroup = "/sys/fs/cgroup/batch"        # optional, default system-wide
+    cgroup = "/sys/fs/cgroup/batch"        # optional, default system-wide; see the targets below
     map = "my_ops"                         # optional: struct_ops map of an object with several
     name = "my_ops_v2"                     # optional: register under this name (a .bpf.o only)
     pin = true                             # optional, default true (false: detached on exit)
     [attach.tunables]
     min_usage_mb = 16
     [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
-    "web" = "task"                         # cgroup (relative: under `cgroup`) = "task" | "cgroup" | "subtree"
+    "web" = "task"                         # cgroup (relative: under the target) = "task" | "cgroup" | "subtree"
     "/sys/fs/cgroup/batch/jobs" = "subtree"
 
+An entry's target is one of (none of them: system-wide):
+
+* ``cgroup = "/sys/fs/cgroup/batch"``: that cgroup; ``pending`` until it exists.
+* ``cgroup = "/sys/fs/cgroup/workload.slice/*.service"``: a pattern (``*``,
+  ``?``, ``[...]`` per path component): one attachment per matching cgroup,
+  made when the cgroup appears and removed when it goes.
+* ``unit = "nginx.service"`` (``.slice``, ``.scope``): the unit's cgroup,
+  found through systemd; ``pending`` while the unit does not run.
+* ``kubernetes = { qos = "besteffort" }`` (``burstable``; ``guaranteed``:
+  each guaranteed pod), ``{ pod_uid = "..." }`` or ``{ pod = "namespace/name" }``
+  (through the kubelet's /var/log/pods), with ``root = "..."`` for kubelet's
+  ``--cgroup-root``: the kubepods cgroups of both cgroup drivers, as they come
+  and go.
+
 Unknown keys are errors that suggest the key meant, so a typo cannot
-silently leave a policy with its defaults.
+silently leave a policy with its defaults.  Every problem is reported, each
+as its own sentence (``ConfigError.problems``), not only the first.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,29 +55,86 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-from ..oom.loader import is_known_source
+from ..oom.loader import check_source
 from ..oom.events import GRANULARITIES
+from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit_name, kube_patterns
 from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
 
-__all__ = ["Config", "ConfigError", "Entry", "read_config", "check_config", "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES",
-           "apply_granularity"]
+__all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
+           "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under"]
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
-_DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format")
-_ENTRY_KEYS = ("id", "policy", "cgroup", "map", "name", "pin", "tunables", "granularity")
+_DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file")
+_ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
+               "granularity")
+_TARGET_KEYS = ("cgroup", "unit", "kubernetes")
+_KUBE_KEYS = ("qos", "pod_uid", "pod", "root")
 # What OomPolicy.set_granularity takes.
 GRANULARITY_CHOICES = tuple(GRANULARITIES)
 _ID = re.compile(r"^[A-Za-z0-9_@+-]{1,200}$")
+_GLOB = re.compile(r"[*?\[]")
 
 
 class ConfigError(BpfError, ValueError):
-    """The configuration file is malformed; the message names the file, entry and key."""
+    """The configuration file is malformed; the message names the file, entry and key.
+
+    ``problems`` holds every problem found, each a sentence of its own
+    (``str()`` of a ConfigError with several joins them with "; ").
+    """
+
+    def __init__(self, code: int, sentence: str, *, problems: tuple[BpfError, ...] = (),
+                 **details: Any) -> None:
+        super().__init__(code, sentence, **details)
+        self.problems: tuple[BpfError, ...] = problems or (self,)
+
+    @classmethod
+    def of(cls, problems: list[BpfError]) -> "ConfigError":
+        """One error carrying ``problems`` (its errno: the first one's)."""
+        if len(problems) == 1 and isinstance(problems[0], ConfigError):
+            return problems[0]
+        return cls(problems[0].errno, "; ".join(p.strerror for p in problems),
+                   problems=tuple(problems))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an entry attaches to, as configured.
+
+    ``kind``: "system", "cgroup" (one path), "pattern" (a path with
+    wildcards), "unit" (a systemd unit) or "kubernetes" (``value`` is
+    ``qos=CLASS``, ``pod_uid=UID`` or ``pod=NAMESPACE/NAME``; ``root`` the
+    directory holding kubepods, None for the cgroup2 mount).
+    """
+
+    kind: str = "system"
+    value: str = ""
+    root: str | None = None
+
+    @property
+    def fixed(self) -> bool:
+        """One cgroup known from the text alone (or system-wide)."""
+        return self.kind in ("system", "cgroup")
+
+    def __str__(self) -> str:
+        if self.kind == "system":
+            return "system-wide"
+        if self.kind in ("cgroup", "pattern"):
+            return self.value
+        if self.kind == "unit":
+            return f"unit {self.value}"
+        return f"kubernetes {self.value}" + (f" under {self.root}" if self.root else "")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One ``[[attach]]`` table."""
+    """One ``[[attach]]`` table, or one attachment made of it.
+
+    A configured entry with a pattern, unit or Kubernetes target has no
+    ``cgroup``; the daemon makes one entry per cgroup the target resolves
+    to, with ``cgroup`` set, its own ``id`` and the configured one as
+    ``origin``.
+    """
 
     id: str
     policy: str
@@ -69,7 +143,15 @@ class Entry:
     name: str | None = None
     pin: bool = True
     tunables: dict[str, Any] = field(default_factory=dict)
-    granularity: dict[str, str] = field(default_factory=dict)  # absolute cgroup path -> choice
+    # cgroup path -> choice: absolute for system and cgroup targets; for the others a
+    # relative path is under each cgroup the target resolves to (granularity_under)
+    granularity: dict[str, str] = field(default_factory=dict)
+    target: Target = Target()
+    origin: str | None = None  # the configured entry's id, for one made of it
+
+    @property
+    def configured_id(self) -> str:
+        return self.origin or self.id
 
     def same_program(self, other: "Entry") -> bool:
         """Same object, map, name and target: only tunables may differ."""
@@ -84,76 +166,189 @@ class Config:
     on_exit: str = "detach"
     log: str = "-"
     log_format: str = "text"
+    metrics_file: Path | None = None
 
 
-def _unknown(where: str, table: dict[str, Any], allowed: tuple[str, ...]) -> None:
+class _Problems:
+    """Collects the problems of a file: each check runs even when an earlier one failed."""
+
+    def __init__(self) -> None:
+        self.found: list[BpfError] = []
+
+    def check(self, function: Callable[..., Any], *args: Any, default: Any = None) -> Any:
+        try:
+            return function(*args)
+        except BpfError as exc:
+            self.found.append(exc)
+            return default
+
+    def add(self, where: str, message: str, code: int = errno.EINVAL) -> None:
+        self.found.append(ConfigError(code, f"{where}: {message}"))
+
+
+def _fail(message: str) -> None:
+    raise ConfigError(errno.EINVAL, message)
+
+
+def _unknown(where: str, table: dict[str, Any], allowed: tuple[str, ...], problems: _Problems) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(errno.EINVAL, f"{where}: unknown key {key!r}{suggest(key, allowed)}; "
-                              f"allowed: {', '.join(allowed)}")
+            problems.add(where, f"unknown key {key!r}{suggest(key, allowed)}; "
+                         f"allowed: {', '.join(allowed)}")
 
 
 def _string(where: str, table: dict[str, Any], key: str, default: Any = None) -> Any:
     value = table.get(key, default)
     if value is not None and not isinstance(value, str):
-        raise ConfigError(errno.EINVAL, f"{where}: {key} must be a string, not {value!r}")
+        _fail(f"{where}: {key} must be a string, not {value!r}")
     return value
 
 
 def _choice(where: str, table: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
     value = _string(where, table, key, choices[0])
     if value not in choices:
-        raise ConfigError(errno.EINVAL, f"{where}: {key} = {value!r} is not one of "
-                          f"{', '.join(map(repr, choices))}{suggest(value, choices)}")
+        _fail(f"{where}: {key} = {value!r} is not one of "
+              f"{', '.join(map(repr, choices))}{suggest(value, choices)}")
     return value
 
 
-def _entry(where: str, table: Any, base: Path | None) -> Entry:
+def _absolute(where: str, table: dict[str, Any], key: str, default: Any = None) -> Path | None:
+    value = _string(where, table, key, default)
+    if value is None:
+        return None
+    if not os.path.isabs(value):
+        _fail(f"{where}: {key} = {value!r} must be an absolute path")
+    return Path(value)
+
+
+def _reworded(where: str, exc: BpfError) -> ConfigError:
+    return ConfigError(exc.errno, f"{where}: {exc.strerror}")
+
+
+def _target(where: str, table: dict[str, Any], problems: _Problems) -> Target | None:
+    """The entry's target; None (and the problem recorded) when it is malformed."""
+    given = [key for key in _TARGET_KEYS if key in table]
+    if len(given) > 1:
+        problems.add(where, f"give one target, not {' and '.join(given)}: cgroup (a path or "
+                     "pattern), unit or kubernetes")
+        return None
+    try:
+        if not given:
+            return Target()
+        if given[0] == "cgroup":
+            text = _string(where, table, "cgroup")
+            if not os.path.isabs(text) or ".." in Path(text).parts:
+                _fail(f"{where}: cgroup = {text!r} must be an absolute path without '..' "
+                      "(e.g. /sys/fs/cgroup/batch or /sys/fs/cgroup/workload.slice/*.service)")
+            if _GLOB.search(text):
+                return Target("pattern", CgroupPattern(text).text)
+            return Target("cgroup", str(Path(text)))
+        if given[0] == "unit":
+            return Target("unit", check_unit_name(_string(where, table, "unit")))
+        return _kube_target(f"{where} kubernetes", table["kubernetes"], problems)
+    except ConfigError:
+        raise
+    except BpfError as exc:
+        raise _reworded(where, exc) from None
+
+
+def _kube_target(where: str, table: Any, problems: _Problems) -> Target | None:
     if not isinstance(table, dict):
-        raise ConfigError(errno.EINVAL, f"{where} must be a table ([[attach]])")
-    _unknown(where, table, _ENTRY_KEYS)
-    policy = _string(where, table, "policy")
-    if not policy:
-        raise ConfigError(errno.EINVAL, f"{where}: policy is missing; give a shipped policy name "
-                          "(`bpfoom policies`) or the path of a .bpf.o")
-    cgroup = _string(where, table, "cgroup")
-    if base is not None and (policy.endswith(".o") or "/" in policy) and not Path(policy).is_absolute():
+        _fail(f"{where} must be a table: {{ qos = \"besteffort\" }}, {{ pod_uid = \"...\" }} or "
+              "{ pod = \"namespace/name\" }")
+    _unknown(where, table, _KUBE_KEYS, problems)
+    root = _absolute(where, table, "root")
+    chosen = [key for key in ("qos", "pod_uid", "pod") if key in table]
+    if len(chosen) != 1:
+        _fail(f"{where}: give exactly one of qos, pod_uid and pod"
+              + (f", not {' and '.join(chosen)}" if chosen else ""))
+    key = chosen[0]
+    value = _string(where, table, key)
+    if key == "qos":
+        if value not in QOS_CLASSES:
+            _fail(f"{where}: qos = {value!r} is not one of {', '.join(map(repr, QOS_CLASSES))}"
+                  f"{suggest(value, QOS_CLASSES)}")
+    elif key == "pod_uid":
+        kube_patterns(pod_uid=value, root=root or "/")  # checks the UID's form
+        value = value.lower()
+    else:
+        check_pod_name(value)
+    return Target("kubernetes", f"{key}={value}", None if root is None else str(root))
+
+
+def _entry(where: str, table: Any, base: Path | None, problems: _Problems
+           ) -> tuple[Entry | None, bool]:
+    """The entry, and whether it is free of problems (one with problems is still returned when
+    it names a policy, so that its object and tunables can be checked too)."""
+    if not isinstance(table, dict):
+        problems.add(where, "must be a table ([[attach]])")
+        return None, False
+    before = len(problems.found)
+    _unknown(where, table, _ENTRY_KEYS, problems)
+    policy = problems.check(_string, where, table, "policy")
+    if not policy and "policy" not in table:
+        problems.add(where, "policy is missing; give a shipped policy name (`bpfoom policies`) "
+                     "or the path of a .bpf.o")
+    target = problems.check(_target, where, table, problems)
+    if isinstance(policy, str) and base is not None and (policy.endswith(".o") or "/" in policy) \
+            and not Path(policy).is_absolute():
         policy = str(base / policy)  # relative to the config file, not to the cwd
-    entry_id = _string(where, table, "id") or re.sub(
-        r"[^A-Za-z0-9_@+-]", "_",
-        f"{Path(policy).name.removesuffix('.bpf.o')}@{(cgroup or 'system').strip('/')}")[:200]
-    if not _ID.match(entry_id):
-        raise ConfigError(errno.EINVAL, f"{where}: id {entry_id!r} must be 1-200 characters of "
-                          "letters, digits and _@+- (it names the pin; bpffs refuses dots)")
+    entry_id = problems.check(_string, where, table, "id")
+    if entry_id is None and isinstance(policy, str) and target is not None:
+        named = target.value if target.kind != "system" else "system"
+        entry_id = re.sub(r"[^A-Za-z0-9_@+-]", "_",
+                          f"{Path(policy).name.removesuffix('.bpf.o')}@{named.strip('/')}")[:200]
+    if entry_id is not None and not _ID.match(entry_id):
+        problems.add(where, f"id {entry_id!r} must be 1-200 characters of letters, digits and "
+                     "_@+- (it names the pin; bpffs refuses dots)")
     pin = table.get("pin", True)
     if not isinstance(pin, bool):
-        raise ConfigError(errno.EINVAL, f"{where}: pin must be true or false, not {pin!r}")
+        problems.add(where, f"pin must be true or false, not {pin!r}")
     tunables = table.get("tunables", {})
     if not isinstance(tunables, dict):
-        raise ConfigError(errno.EINVAL, f"{where}: tunables must be a table ([attach.tunables])")
-    return Entry(entry_id, policy, cgroup, _string(where, table, "map"),
-                 _string(where, table, "name"), pin, dict(tunables),
-                 _granularity(where, table.get("granularity", {}), cgroup))
+        problems.add(where, "tunables must be a table ([attach.tunables])")
+    map_name = problems.check(_string, where, table, "map")
+    name = problems.check(_string, where, table, "name")
+    granularity = problems.check(_granularity, where, table.get("granularity", {}), target) \
+        if target is not None else None
+    if not isinstance(policy, str) or not policy:
+        return None, False
+    # With problems, still an entry to check the object and tunables of (check_config).
+    target = target or Target()
+    return Entry(entry_id or "?", policy, target.value if target.kind == "cgroup" else None,
+                 map_name, name, pin if isinstance(pin, bool) else True,
+                 dict(tunables) if isinstance(tunables, dict) else {},
+                 granularity if granularity is not None else {"?": "?"} if "granularity" in table
+                 else {}, target), len(problems.found) == before
 
 
-def _granularity(where: str, table: Any, cgroup: str | None) -> dict[str, str]:
-    """[attach.granularity]: cgroup path (relative: under the entry's cgroup) -> choice."""
+def _granularity(where: str, table: Any, target: Target) -> dict[str, str]:
+    """[attach.granularity]: cgroup path (relative: under the entry's target) -> choice."""
     if not isinstance(table, dict):
-        raise ConfigError(errno.EINVAL, f"{where}: granularity must be a table ([attach.granularity]) "
-                          "of cgroup path = \"task\" | \"cgroup\" | \"subtree\"")
+        _fail(f"{where}: granularity must be a table ([attach.granularity]) of cgroup path = "
+              "\"task\" | \"cgroup\" | \"subtree\"")
     found: dict[str, str] = {}
     for path, choice in table.items():
         if choice not in GRANULARITY_CHOICES:
-            raise ConfigError(errno.EINVAL, f"{where}: granularity of {path!r} is {choice!r}, not one "
-                              f"of {', '.join(map(repr, GRANULARITY_CHOICES))}"
-                              f"{suggest(str(choice), GRANULARITY_CHOICES)}")
+            _fail(f"{where}: granularity of {path!r} is {choice!r}, not one "
+                  f"of {', '.join(map(repr, GRANULARITY_CHOICES))}"
+                  f"{suggest(str(choice), GRANULARITY_CHOICES)}")
+        if ".." in Path(path).parts:
+            _fail(f"{where}: granularity cgroup {path!r} must not contain '..'")
         if not Path(path).is_absolute():
-            if cgroup is None:
-                raise ConfigError(errno.EINVAL, f"{where}: granularity cgroup {path!r} is relative but "
-                                  "the entry is system-wide; give an absolute cgroup path")
-            path = str(Path(cgroup) / path)
+            if target.kind == "system":
+                _fail(f"{where}: granularity cgroup {path!r} is relative but the entry is "
+                      "system-wide; give an absolute cgroup path")
+            if target.kind == "cgroup":
+                path = str(Path(target.value) / path)
         found[str(Path(path))] = choice
     return found
+
+
+def granularity_under(entry: Entry, cgroup: str | os.PathLike) -> dict[str, str]:
+    """``entry``'s granularity with relative cgroups taken under ``cgroup`` (one it resolved to)."""
+    return {str(path if Path(path).is_absolute() else Path(cgroup) / path): choice
+            for path, choice in entry.granularity.items()}
 
 
 def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) -> Callable[[], None]:
@@ -187,48 +382,88 @@ def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) ->
     return undo
 
 
-def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
-    """Parse and check configuration text; relative object paths are taken from ``base``."""
+def _parse(text: str, source: str, base: Path | None
+           ) -> tuple[Config | None, list[tuple[str, Entry]], list[BpfError]]:
+    """(the config or None, (where, entry) of the entries naming a policy, every problem found)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(errno.EINVAL, f"{source} is not valid TOML: {exc}; fix the syntax") from None
-    _unknown(source, document, ("daemon", "attach"))
+        error = ConfigError(errno.EINVAL, f"{source} is not valid TOML: {exc}; fix the syntax")
+        return None, [], [error]
+    problems = _Problems()
+    _unknown(source, document, ("daemon", "attach"), problems)
     daemon = document.get("daemon", {})
     if not isinstance(daemon, dict):
-        raise ConfigError(errno.EINVAL, f"{source}: [daemon] must be a table")
-    _unknown(f"{source} [daemon]", daemon, _DAEMON_KEYS)
+        problems.add(source, "[daemon] must be a table")
+        daemon = {}
     where = f"{source} [daemon]"
+    _unknown(where, daemon, _DAEMON_KEYS, problems)
     tables = document.get("attach", [])
     if not isinstance(tables, list):
-        raise ConfigError(errno.EINVAL, f"{source}: attach must be an array of tables ([[attach]])")
-    entries = tuple(_entry(f"{source} [[attach]] #{index + 1}", table, base)
-                    for index, table in enumerate(tables))
+        problems.add(source, "attach must be an array of tables ([[attach]])")
+        tables = []
+    places = [f"{source} [[attach]] #{index + 1}" for index in range(len(tables))]
+    parsed = [_entry(where, table, base, problems) for where, table in zip(places, tables)]
     seen: set[str] = set()
-    for entry in entries:
+    for entry, ok in parsed:
+        if not ok:
+            continue
         if entry.id in seen:
-            raise ConfigError(errno.EINVAL, f"{source}: two [[attach]] entries have the id "
-                              f"{entry.id!r}; give one of them another id")
+            problems.add(source, f"two [[attach]] entries have the id {entry.id!r}; give one of "
+                         "them another id")
         seen.add(entry.id)
-    return Config(entries, Path(_string(where, daemon, "pin_dir", str(DEFAULT_PIN_DIR))),
-                  _choice(where, daemon, "on_exit", ("detach", "keep")),
-                  _string(where, daemon, "log", "-"),
-                  _choice(where, daemon, "log_format", ("text", "json")))
+    pin_dir = problems.check(_absolute, where, daemon, "pin_dir", str(DEFAULT_PIN_DIR))
+    on_exit = problems.check(_choice, where, daemon, "on_exit", ("detach", "keep"))
+    log = problems.check(_string, where, daemon, "log", "-")
+    log_format = problems.check(_choice, where, daemon, "log_format", ("text", "json"))
+    metrics_file = problems.check(_absolute, where, daemon, "metrics_file")
+    named = [(where, entry) for where, (entry, _) in zip(places, parsed) if entry is not None]
+    if problems.found:
+        return None, named, problems.found
+    return (Config(tuple(entry for _, entry in named), pin_dir, on_exit, log, log_format,
+                   metrics_file), named, [])
 
 
-def check_config(path: str | Path) -> Config:
-    """Read the file at ``path`` and check that each entry's policy exists, loading nothing."""
-    config = read_config(path)
-    for entry in config.entries:
-        is_known_source(entry.policy, where=f"{path} entry {entry.id!r}")
+def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
+    """Parse and check configuration text; relative object paths are taken from ``base``.
+
+    ConfigError lists every problem of the text (keys, types, targets,
+    ids), not only the first; the objects are not opened (check_config).
+    """
+    config, _, problems = _parse(text, source, base)
+    if problems:
+        raise ConfigError.of(problems)
     return config
 
 
-def read_config(path: str | Path) -> Config:
-    """Read and check the configuration file at ``path``."""
+def check_config(path: str | Path) -> Config:
+    """Read the file at ``path`` and check all that can be checked without the kernel.
+
+    Beyond what ``read_config`` checks: each entry's object exists, is a BPF
+    object with the struct_ops map the entry names (or the policy's), and
+    takes the entry's tunables (names, types, ranges) and granularity.
+    Loads nothing.  ConfigError lists every problem found.
+    """
+    config, entries, problems = _parse(_read(path), str(path), Path(path).resolve().parent)
+    for where, entry in entries:
+        if entry.id != "?":
+            where = f"{where} (id {entry.id!r})"
+        for problem in check_source(entry.policy, entry.tunables, map_name=entry.map,
+                                    register_as=entry.name, granularity=bool(entry.granularity)):
+            problems.append(_reworded(where, problem))
+    if problems:
+        raise ConfigError.of(problems)
+    return config
+
+
+def _read(path: str | Path) -> str:
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except FileNotFoundError:
         raise NotFoundError(errno.ENOENT, f"configuration {str(path)!r} does not exist; check the "
                             "path (examples/daemon/ has samples)") from None
-    return parse_config(text, str(path), Path(path).resolve().parent)
+
+
+def read_config(path: str | Path) -> Config:
+    """Read and check the configuration file at ``path`` (its text: see parse_config)."""
+    return parse_config(_read(path), str(path), Path(path).resolve().parent)

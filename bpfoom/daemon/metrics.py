@@ -18,6 +18,9 @@ Metric                                    type     labels
 ``bpfoom_attached_policies``              gauge    policy, kind (oom, psi), target (cgroup path or "system")
 ``bpfoom_last_decision_timestamp_seconds`` gauge   policy
 ``bpfoom_last_kill_timestamp_seconds``    gauge    policy
+``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
+                                                   waits for: a cgroup not there yet, a unit not
+                                                   running, an attach it retries)
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                                ("policy",)),
     "bpfoom_last_kill_timestamp_seconds": ("gauge", "Wall-clock time of the last OOM kill",
                                            ("policy",)),
+    "bpfoom_pending_targets": ("gauge", "Configured targets the daemon waits for (a cgroup that does "
+                               "not exist yet, a unit that does not run, an attach it retries)",
+                               ("entry", "target")),
 }
 
 
@@ -110,6 +116,15 @@ class Metrics:
             series[key] = series.get(key, 0) + 1
         with self._lock:
             self._values["bpfoom_attached_policies"] = series
+
+    def set_pending(self, pending: Iterable[Any]) -> None:
+        """Replace the pending-targets gauge with the daemon's pending list (``.entry``, ``.target``)."""
+        series: dict[tuple[str, ...], float] = {}
+        for item in pending:
+            key = (item.entry, item.target)
+            series[key] = series.get(key, 0) + 1
+        with self._lock:
+            self._values["bpfoom_pending_targets"] = series
 
     def render(self) -> str:
         """The text exposition: HELP and TYPE, then the samples, for every metric."""

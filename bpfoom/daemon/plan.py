@@ -1,4 +1,4 @@
-"""What a reload must change: the configured entries against the attached ones.
+"""What a reload must change: the wanted attachments against the attached ones.
 
 The plan is computed in full, reading but changing nothing, before
 :mod:`bpfoom.daemon.apply` touches the kernel; a plan that cannot be carried
@@ -16,7 +16,7 @@ from .config import Config, Entry
 __all__ = ["Step", "Plan", "plan_reload", "DAEMON_SETTINGS"]
 
 # [daemon] keys that only a restart applies.
-DAEMON_SETTINGS = ("pin_dir", "on_exit", "log", "log_format")
+DAEMON_SETTINGS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file")
 
 # "retune": set tunables/granularity on the live object; "switch": load a new object and
 # point the link at it; "remove": detach; "add": load and attach.
@@ -49,13 +49,14 @@ class Attached(Protocol):
     live_object: bool
 
 
-def plan_reload(running: Mapping[str, Attached], old: Config, new: Config) -> Plan:
-    """The steps from ``running`` (configured by ``old``) to ``new``: removals and in-place
-    changes first, additions last, so a moved entry frees its target before it is taken."""
-    wanted = {entry.id: entry for entry in new.entries}
+def plan_reload(running: Mapping[str, Attached], wanted: Mapping[str, Entry], old: Config,
+                new: Config) -> Plan:
+    """The steps from ``running`` (configured by ``old``) to ``wanted`` (the attachments ``new``
+    resolves to, by id): removals and in-place changes first, additions last, so a moved entry
+    frees its target before it is taken."""
     steps: list[Step] = []
-    added: list[Step] = [Step("add", entry.id, entry) for entry in new.entries
-                         if entry.id not in running]
+    added: list[Step] = [Step("add", key, entry) for key, entry in wanted.items()
+                         if key not in running]
     for key, current in running.items():
         entry = wanted.get(key)
         if entry == current.entry:

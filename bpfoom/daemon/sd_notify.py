@@ -2,7 +2,9 @@
 
 With ``Type=notify`` systemd waits for ``READY=1`` before it counts the
 service as started, so units ordered after bpfoom start only once every
-policy is attached.  Without NOTIFY_SOCKET (not under systemd) this does
+policy is attached; with ``Type=notify-reload`` (systemd 253) it also sends
+SIGHUP for ``systemctl reload`` and waits for ``RELOADING=1`` then
+``READY=1``.  Without NOTIFY_SOCKET (not under systemd) this does
 nothing.
 """
 
@@ -30,7 +32,9 @@ def notify(state: str) -> bool:
     return True
 
 
-def reloading() -> bool:
-    """Tell systemd a reload started (it expects the monotonic timestamp with it)."""
+def reloading(status: str | None = None) -> bool:
+    """Tell systemd a reload started: RELOADING=1 with MONOTONIC_USEC= (CLOCK_MONOTONIC, which
+    ``Type=notify-reload`` needs to tell this reload from an earlier one), and a STATUS=."""
     usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
+    line = "" if status is None else "\nSTATUS=" + " ".join(status.split())
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}{line}")

@@ -17,7 +17,7 @@ from ..bpf._ffi import ffi, lib
 from ..bpf.btf import Btf, vmlinux_btf
 from ..bpf.cgroup import mounts
 from ..bpf.errors import check
-from ..bpf.link import link_info_from_fd, links
+from ..bpf.link import _bpf_fd_kind, link_info_from_fd, links
 from .features import POLICY_KINDS
 
 __all__ = ["Attachment", "attached"]
@@ -69,6 +69,8 @@ def _pins(ids: set[int]) -> dict[int, str]:
                 if fd < 0:
                     continue
                 try:
+                    if _bpf_fd_kind(fd) not in ("link", None):
+                        continue  # a pinned map or program (whose info would read as a link's)
                     info = link_info_from_fd(fd)
                 except OSError:
                     continue  # a pinned map or program

@@ -25,11 +25,11 @@ from ..bpf.struct_ops import StructOpsMap
 from .catalogue import PolicyInfo, policies, policy_map
 from .events import events_map
 from .features import POLICY_KINDS, features
-from .policy import HANDLERS
-from .tunables import convert_text, global_sections, load_object, suggest
+from .policy import _GRANULARITY_MAP, HANDLERS
+from .tunables import Tunables, convert_text, declared_tunables, global_sections, load_object, suggest
 
 __all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest", "convert_text",
-           "is_known_source"]
+           "is_known_source", "check_source"]
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -152,6 +152,74 @@ def is_known_source(source: str, where: str = "") -> None:
                             "the path (or run `bpfoom policies` for the shipped policy names)")
 
 
+def _pick(source: str, info: PolicyInfo | None, path: Path, map_name: str | None):
+    """How ``load`` and ``check_source`` choose the struct_ops map of an opened object."""
+    def pick(obj: BpfObject) -> StructOpsMap:
+        if info is not None or (map_name is None and any(
+                m.struct_name in POLICY_KINDS for m in obj.struct_ops.values())):
+            return policy_map(obj, path)[1]
+        return _link_map(obj, source, map_name)
+    return pick
+
+
+def _check_rename(source: str, ops: StructOpsMap, register_as: str | None) -> None:
+    if register_as is not None and ops.struct_name in POLICY_KINDS:
+        raise BpfError(errno.EINVAL, f"policy {source!r} cannot be renamed; load one copy "
+                       "per target instead of --name")
+
+
+def check_source(source: str, tunables: dict[str, Any] | None = None, *,
+                 map_name: str | None = None, register_as: str | None = None,
+                 granularity: bool = False) -> list[BpfError]:
+    """Every problem ``load`` would meet before it asks the kernel; loads nothing.
+
+    The object is opened (ELF and BTF parsed) and its struct_ops map chosen
+    as ``load`` chooses it; each tunable is set on the opened object, which
+    checks its name, its type (text is converted like ``--set``) and its
+    range (declared by the object, policy_meta.h); ``granularity`` asks for a bpf_oom_ops policy with
+    per-cgroup granularity (policy_granularity.h).  Returns the problems, an
+    empty list when there are none.
+    """
+    try:
+        is_known_source(source)
+    except BpfError as exc:
+        return [exc]
+    info = None if _is_path(source) else _shipped()[source]
+    path = info.path if info is not None else Path(source)
+    label = f"policy {source!r}" if info is not None else repr(source)
+    problems: list[BpfError] = []
+    try:
+        obj = BpfObject.open(path)
+    except BpfError as exc:
+        return [exc]
+    with obj:
+        try:
+            ops = _pick(source, info, path, map_name)(obj)
+        except BpfError as exc:
+            return [exc]
+        try:
+            known = Tunables(obj, label, declared_tunables(obj, path),
+                             only_declared=info is not None)
+        except BpfError as exc:
+            return [exc]
+        for name, value in (tunables or {}).items():
+            try:
+                known.write(name, value, text=True)
+            except (BpfError, ValueError, TypeError) as exc:
+                problems.append(exc if isinstance(exc, BpfError)
+                                else BpfError(errno.EINVAL, f"cannot set tunable {name!r} of "
+                                              f"{label}: {exc}"))
+        try:
+            _check_rename(source, ops, register_as)
+        except BpfError as exc:
+            problems.append(exc)
+        if granularity and (ops.struct_name != "bpf_oom_ops" or _GRANULARITY_MAP not in obj.maps):
+            problems.append(BpfError(errno.EINVAL, f"{label} takes no per-cgroup granularity (it "
+                                     f"is not a bpf_oom_ops policy with a `{_GRANULARITY_MAP}` map, "
+                                     "see policy_granularity.h); remove [attach.granularity]"))
+    return problems
+
+
 def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str | None = None,
          register_as: str | None = None, ring_size: int | None = None) -> LoadedPolicy:
     """Load ``source`` (a catalogued policy name or a .bpf.o path) with ``tunables``.
@@ -167,19 +235,13 @@ def load(source: str, tunables: dict[str, Any] | None = None, *, map_name: str |
     info = None if _is_path(source) else _shipped()[source]
     path = info.path if info is not None else Path(source)
 
-    def pick(obj: BpfObject) -> StructOpsMap:
-        if info is not None or (map_name is None and any(
-                m.struct_name in POLICY_KINDS for m in obj.struct_ops.values())):
-            return policy_map(obj, path)[1]
-        return _link_map(obj, source, map_name)
+    pick = _pick(source, info, path, map_name)
 
     def prepare(obj: BpfObject, ops: StructOpsMap) -> None:
         if ring_size is not None:
             events_map(obj, repr(source)).max_entries = ring_size
+        _check_rename(source, ops, register_as)
         if ops.struct_name in POLICY_KINDS:
-            if register_as is not None:
-                raise BpfError(errno.EINVAL, f"policy {source!r} cannot be renamed; load one copy "
-                               "per target instead of --name")
             features().require(ops.struct_name)
         elif register_as is not None:
             ops.fields["name"] = register_as

@@ -40,7 +40,7 @@ from ..bpf.errors import (CgroupError, ClosedError, InvalidValueError, NotFoundE
 from ..bpf.cgroup import mounts
 
 __all__ = ["UNIT_SUFFIXES", "QOS_CLASSES", "cgroup2_root", "check_unit_name", "systemd_running",
-           "unit_cgroup", "CgroupPattern", "CgroupChange", "CgroupWatcher", "kube_patterns",
+           "unit_cgroup", "slice_path", "unit_cgroup_when_running", "check_pod_name", "CgroupPattern", "CgroupChange", "CgroupWatcher", "kube_patterns",
            "kube_pod_uids"]
 
 UNIT_SUFFIXES = (".service", ".slice", ".scope")
@@ -91,6 +91,36 @@ def unit_cgroup(unit: str, root: str | os.PathLike | None = None) -> Path:
     NotFoundError when the unit has no cgroup (not loaded or not active).
     """
     check_unit_name(unit)
+    try:
+        group = _systemctl_show(unit, "ControlGroup")
+        detail = "no ControlGroup"
+    except NotFoundError as exc:
+        group, detail = "", exc.strerror
+    if not group:
+        raise NotFoundError(errno.ENOENT, f"systemd unit {unit!r} has no cgroup ({detail}); start "
+                            f"it first (systemctl status {unit})")
+    return Path(root or cgroup2_root()) / group.lstrip("/")
+
+
+def slice_path(slice_unit: str) -> Path:
+    """The cgroup path of a slice relative to the cgroup2 root, by systemd's naming rule.
+
+    ``a-b-c.slice`` lives in ``a.slice/a-b.slice/a-b-c.slice``; ``-.slice`` is the root.
+    """
+    if not slice_unit.endswith(".slice") or not _UNIT.match(slice_unit):
+        raise InvalidValueError(errno.EINVAL, f"{slice_unit!r} is not a slice unit name (NAME.slice)")
+    if slice_unit == "-.slice":
+        return Path()
+    name = slice_unit[:-len(".slice")]
+    parts = name.split("-")
+    if not all(parts):
+        raise InvalidValueError(errno.EINVAL, f"{slice_unit!r} is not a valid slice name: a '-' "
+                                "separates the names of its parent slices, none may be empty")
+    return Path(*("-".join(parts[:i + 1]) + ".slice" for i in range(len(parts))))
+
+
+def _systemctl_show(unit: str, prop: str) -> str:
+    """One property of ``unit`` (``systemctl show -P``); NotSupportedError without systemd."""
     why = systemd_running()
     if why is not None:
         raise NotSupportedError(errno.EOPNOTSUPP, f"cannot resolve unit {unit!r}: {why}; give the "
@@ -99,14 +129,35 @@ def unit_cgroup(unit: str, root: str | os.PathLike | None = None) -> Path:
     if systemctl is None:
         raise NotSupportedError(errno.ENOENT, f"cannot resolve unit {unit!r}: systemctl is not on "
                                 "PATH; give the unit's cgroup path instead")
-    done = subprocess.run([systemctl, "show", "-P", "ControlGroup", "--", unit],
-                          capture_output=True, text=True, timeout=30)
-    group = done.stdout.strip()
-    if done.returncode != 0 or not group:
-        detail = done.stderr.strip() or "no ControlGroup"
-        raise NotFoundError(errno.ENOENT, f"systemd unit {unit!r} has no cgroup ({detail}); start "
-                            f"it first (systemctl status {unit})")
-    return Path(root or cgroup2_root()) / group.lstrip("/")
+    try:
+        done = subprocess.run([systemctl, "show", "-P", prop, "--", unit],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise NotSupportedError(errno.ETIMEDOUT, f"cannot resolve unit {unit!r}: systemctl show "
+                                "did not answer within 30 s; is systemd busy?") from None
+    if done.returncode != 0:
+        raise NotFoundError(errno.ENOENT, f"systemd does not know unit {unit!r} "
+                            f"({done.stderr.strip() or 'systemctl show failed'})")
+    return done.stdout.strip()
+
+
+def unit_cgroup_when_running(unit: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the cgroup of ``unit`` is while it runs, whether it runs now or not.
+
+    A slice's path follows from its name; a service's or scope's is its
+    ``Slice`` property's path plus the unit's name, so a daemon can wait for
+    a unit that has not started yet (systemd creates the cgroup on start
+    and removes it on stop).  NotSupportedError without systemd.
+    """
+    check_unit_name(unit)
+    base = Path(root or cgroup2_root())
+    if unit.endswith(".slice"):
+        return base / slice_path(unit)
+    parent = _systemctl_show(unit, "Slice")
+    if not parent:
+        raise NotFoundError(errno.ENOENT, f"systemd unit {unit!r} has no slice (not loaded); "
+                            f"check the name (systemctl status {unit})")
+    return base / slice_path(parent) / unit
 
 
 # -- patterns ----------------------------------------------------------------
@@ -373,6 +424,19 @@ def kube_patterns(qos: str | None = None, pod_uid: str | None = None,
         paths += [cgroupfs / qos_class / f"pod{uid}",
                   systemd / f"kubepods-{qos_class}.slice" / f"kubepods-{qos_class}-pod{under}.slice"]
     return [CgroupPattern(p) for p in paths]
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def check_pod_name(text: str) -> tuple[str, str]:
+    """``"namespace/name"`` split in two, or InvalidValueError (Kubernetes' own name rules)."""
+    namespace, sep, name = text.partition("/") if isinstance(text, str) else ("", "", "")
+    if not sep or not _DNS_LABEL.match(namespace) or not _DNS_SUBDOMAIN.match(name):
+        raise InvalidValueError(errno.EINVAL, f"{text!r} is not NAMESPACE/NAME of a pod (lower-case "
+                                "letters, digits, '-' and, in the name, '.'; e.g. shop/web-0)")
+    return namespace, name
 
 
 def kube_pod_uids(namespace: str, name: str, log_dir: str | os.PathLike = "/var/log/pods") -> list[str]:

@@ -53,7 +53,7 @@ def cc_name(tcp_struct_ops, bpffs_dir):
     yield name
     pin = Path("/sys/fs/bpf/bpfoom") / f"{name}@system"
     if pin.exists():
-        bpfoom("detach", "--pin", str(pin))
+        bpfoom("detach", "--all", "--pin", str(pin))
 
 
 def test_help_lists_every_subcommand_with_examples():
@@ -123,7 +123,13 @@ def test_attach_list_detach_by_pin(cc_name):
     assert cc_name in table.stdout and "system-wide" in table.stdout
     assert cc_name not in bpfoom("list").stdout  # without --all: OOM and PSI policies only
 
-    gone = bpfoom("detach", "--pin", str(pin))
+    kept = bpfoom("detach", "--pin", str(pin))  # not an OOM policy: only with --all
+    assert kept.returncode == 1
+    assert "registers a tcp_congestion_ops" in one_line_error(kept) and "--all" in kept.stderr
+    assert registered(cc_name) and pin.exists()
+    assert f"bpfoom detach --pin {pin} --all" in done.stdout  # attach said so
+
+    gone = bpfoom("detach", "--all", "--pin", str(pin))
     assert gone.returncode == 0, gone.stderr
     assert not registered(cc_name)
     assert not pin.exists()
@@ -136,7 +142,9 @@ def test_attach_json_and_detach_by_link_id(cc_name, bpffs_dir):
     attachment = json.loads(done.stdout)["attachment"]
     assert attachment["pin"] == str(pin) and attachment["policy"] == cc_name
     assert registered(cc_name)
-    gone = bpfoom("detach", "--link", str(attachment["link_id"]))
+    kept = bpfoom("detach", "--link", str(attachment["link_id"]))
+    assert kept.returncode == 1 and "EINVAL" in one_line_error(kept) and registered(cc_name)
+    gone = bpfoom("detach", "--all", "--link", str(attachment["link_id"]))
     assert gone.returncode == 0, gone.stderr
     assert not registered(cc_name)
     assert not pin.exists()

@@ -22,11 +22,12 @@ from daemon_process import WAIT_S, DaemonProcess
 pytestmark = pytest.mark.usefixtures("tcp_struct_ops")
 
 @pytest.fixture
-def daemons():
+def daemons(tmp_path):
     started: list[DaemonProcess] = []
+    state = {"BPFOOM_STATE_DIR": str(tmp_path / "state")}  # not /run/bpfoom, even after SIGKILL
 
     def start(config: Path, env: dict[str, str] | None = None) -> DaemonProcess:
-        started.append(DaemonProcess(config, env))
+        started.append(DaemonProcess(config, {**state, **(env or {})}))
         return started[-1]
 
     yield start
@@ -151,7 +152,8 @@ def test_sighup_changes_a_rodata_tunable_by_a_link_update(daemons, cc, tmp_path)
 
 @pytest.mark.parametrize("breakage, event, words", [
     (lambda text: text + "[attach.bogus]\n", "reload_refused", ["unknown key 'bogus'"]),
-    (lambda text: text.replace("min_ssthresh", "min_sshtresh"), "reload_failed",
+    # a misspelt tunable is found by the check, before anything is loaded
+    (lambda text: text.replace("min_ssthresh", "min_sshtresh"), "reload_refused",
      ["did you mean 'min_ssthresh'"]),
 ])
 def test_a_bad_config_on_sighup_keeps_the_running_one(daemons, cc, tmp_path, breakage, event, words):
@@ -222,9 +224,15 @@ def test_readiness_is_reported_to_systemd(daemons, cc, tmp_path, systemd):
     ready = systemd.next()
     assert ready["READY"] == "1" and ready["MAINPID"] == str(daemon.proc.pid)
     assert registered(cc.name) == 1  # READY only once attached
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     daemon.signal(signal.SIGHUP)
-    assert systemd.next()["RELOADING"] == "1"
-    assert systemd.next()["READY"] == "1"
+    reloading = systemd.next()
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    # Type=notify-reload matches RELOADING=1 to this reload by its CLOCK_MONOTONIC stamp
+    assert reloading["RELOADING"] == "1" and before <= int(reloading["MONOTONIC_USEC"]) <= after
+    assert reloading["STATUS"] == f"reloading {cc.path}"
+    reloaded = systemd.next()
+    assert reloaded["READY"] == "1" and reloaded["STATUS"] == "1 policies attached"
     daemon.signal(signal.SIGTERM)
     assert systemd.next()["STOPPING"] == "1"
     assert daemon.wait() == 0

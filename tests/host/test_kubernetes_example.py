@@ -65,6 +65,9 @@ def test_the_pod_gets_host_pids_bpffs_cgroups_and_only_the_needed_capabilities()
     assert volumes[mounts["/sys/fs/bpf"]["name"]]["hostPath"]["path"] == "/sys/fs/bpf"
     assert volumes[mounts["/sys/fs/cgroup"]["name"]]["hostPath"]["path"] == "/sys/fs/cgroup"
     assert volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == "bpfoom-config"
+    assert "emptyDir" in volumes[mounts["/run/bpfoom"]["name"]]  # the state `bpfoom status` reads
+    assert mounts["/var/log/pods"]["readOnly"] is True  # pod = "ns/name" targets
+    assert volumes[mounts["/var/log/pods"]["name"]]["hostPath"]["path"] == "/var/log/pods"
     security = container["securityContext"]
     assert security["privileged"] is False and security["capabilities"]["drop"] == ["ALL"]
     unit = (facts.REPO / "examples" / "systemd" / "bpfoom.service").read_text()

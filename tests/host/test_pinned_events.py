@@ -54,7 +54,7 @@ def test_events_decodes_pinned_decisions_and_reports_what_the_ring_lost(tcp_stru
         assert overruns[0]["source"] == "writer"
         assert overruns[0]["lost"] == overruns[0]["total_lost"] == CONNECTIONS - len(decisions)
     finally:
-        gone = bpfoom("detach", "--pin", str(pin))
+        gone = bpfoom("detach", "--all", "--pin", str(pin))  # a tcp_congestion_ops
     assert gone.returncode == 0, gone.stderr
     assert list(bpffs_dir.iterdir()) == []
 

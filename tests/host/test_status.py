@@ -33,7 +33,8 @@ def daemons_in(shown: dict, pin_dir) -> list[dict]:
 
 
 @pytest.fixture
-def daemon(bpffs_dir, tmp_path):
+def daemon(bpffs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("BPFOOM_STATE_DIR", str(tmp_path / "state"))  # not /run/bpfoom
     config = tmp_path / "bpfoom.toml"
     config.write_text(f"""
 [daemon]

@@ -233,3 +233,33 @@ def test_a_running_unit_resolves_to_the_cgroup_its_processes_are_in():
     assert kernel_cgroup_of(1, targets.cgroup2_root()) == path
     with pytest.raises(bpfoom.NotFoundError, match="has no cgroup"):
         targets.unit_cgroup(f"bpfoom-absent-{uuid.uuid4().hex[:8]}.service")
+
+
+def test_a_slice_path_follows_systemds_naming_rule():
+    assert targets.slice_path("system.slice") == Path("system.slice")
+    assert targets.slice_path("a-b-c.slice") == Path("a.slice/a-b.slice/a-b-c.slice")
+    assert targets.slice_path("-.slice") == Path()
+    for bad in ("a--b.slice", "a-.slice", "nginx.service"):
+        with pytest.raises(bpfoom.InvalidValueError):
+            targets.slice_path(bad)
+    # a slice's cgroup needs no systemd to be found, running or not
+    assert targets.unit_cgroup_when_running("kubepods-besteffort.slice", root="/sys/fs/cgroup") == \
+        Path("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice")
+
+
+def test_where_a_service_will_run_needs_systemd():
+    why = targets.systemd_running()
+    if why is not None:
+        with pytest.raises(bpfoom.NotSupportedError, match="systemd is not running"):
+            targets.unit_cgroup_when_running("nginx.service")
+        return
+    # under systemd: init.scope runs in the root slice, where PID 1 is
+    assert targets.unit_cgroup_when_running("init.scope") == targets.unit_cgroup("init.scope")
+
+
+def test_pod_names_follow_kubernetes_rules():
+    assert targets.check_pod_name("shop/web-0") == ("shop", "web-0")
+    assert targets.check_pod_name("kube-system/coredns.x") == ("kube-system", "coredns.x")
+    for bad in ("web-0", "Shop/web", "shop/", "/web", "shop/web_0"):
+        with pytest.raises(bpfoom.InvalidValueError, match="NAMESPACE/NAME"):
+            targets.check_pod_name(bad)
