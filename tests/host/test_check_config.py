@@ -124,7 +124,7 @@ cgroup = "/sys/fs/cgroup/batch"
     expected = [
         ("[daemon]", "unknown key 'log_fromat' (did you mean 'log_format'?)"),
         ("[daemon]", "pin_dir = 'pins' must be an absolute path"),
-        ("'types'", "-1 does not fit __u64"),
+        ("'types'", "takes 0..1125899906842624 (inclusive); -1 is outside that range"),
         ("'types'", "7 does not fit bool"),
         ("'types'", "no tunable 'victim_wait' (did you mean 'victim_wait_ms'?)"),
         ("'cc'", "min_ssthresh"),

@@ -65,7 +65,7 @@ def writer(tcp_struct_ops, bpffs_dir):
     try:
         yield Writer(name, link, bpffs_dir / "writer_events", bpffs_dir / "writer_events_dropped")
     finally:
-        gone = bpfoom_cli("detach", "--pin", str(link))
+        gone = bpfoom_cli("detach", "--all", "--pin", str(link))
         assert gone.returncode == 0, gone.stderr
 
 
