@@ -37,14 +37,28 @@ class DaemonProcess:
 
     def wait_event(self, event: str, timeout: float = WAIT_S) -> dict:
         """The next log record of ``event`` (fails on timeout or exit, showing the log)."""
+        return self.wait_event_any([event], timeout)
+
+    def wait_events(self, *events: str, timeout: float = WAIT_S) -> dict[str, dict]:
+        """The next record of each of ``events``, in whatever order the daemon logs them."""
+        deadline = time.monotonic() + timeout
+        found: dict[str, dict] = {}
+        while len(found) < len(set(events)):
+            missing = [e for e in events if e not in found]
+            record = self.wait_event_any(missing, max(0.0, deadline - time.monotonic()))
+            found.setdefault(record["event"], record)
+        return found
+
+    def wait_event_any(self, events: list[str], timeout: float) -> dict:
+        """The next log record of any of ``events``; the records passed over stay in ``seen``."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 record = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"daemon logged no {event!r} within {timeout:.0f} s: {self.seen}")
+                pytest.fail(f"daemon logged none of {events} within {timeout:.0f} s: {self.seen}")
             self.seen.append(record)
-            if isinstance(record, dict) and record.get("event") == event:
+            if isinstance(record, dict) and record.get("event") in events:
                 return record
 
     def signal(self, sig: int) -> None:

@@ -51,7 +51,7 @@ def test_bpfoom_events_reports_what_a_pinned_ring_lost(cgroups, hogs, bpffs_dir)
     try:
         for _ in range(OOMS):  # nobody reads while they happen
             hog = hogs(leaf, 64, gated=True)
-            hog.go()
+            hog.release()
             assert sigkilled(hog.wait_dead(timeout=60))
         shown = bpfoom_cli("events", "--json", "--pin-dir", str(bpffs_dir))
         assert shown.returncode == 0, shown.stderr
