@@ -9,32 +9,9 @@
  * cgroup iterator has a single read session whose kernel buffer is 8 pages,
  * so a walk that writes more than 32 KiB ends in EOPNOTSUPP
  * (kernel/bpf/cgroup_iter.c) -- about 80 records of this size.
- *
- * The kernel types are declared here, not in a shared header: every field
- * is a CO-RE relocation, so only names must match the running kernel.
  */
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
-typedef signed char __s8;
-typedef short __s16;
-typedef int __s32;
-typedef long long __s64;
-typedef __u16 __be16;
-typedef __u32 __be32;
-typedef __u32 __wsum;
-typedef _Bool bool;
-#define NULL ((void *)0)
-
-enum {
-	BPF_MAP_TYPE_ARRAY = 2,
-};
-enum {
-	BPF_F_MMAPABLE = (1U << 10),
-};
-
+#include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
@@ -68,80 +45,6 @@ struct memcg_trailer {
 };
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct seq_file;
-
-struct bpf_iter_meta {
-	struct seq_file *seq;
-	__u64 session_id;
-	__u64 seq_num;
-} __attribute__((preserve_access_index));
-
-struct kernfs_node {
-	__u64 id; /* the cgroup directory's inode number: the cgroup id */
-	const char *name;
-} __attribute__((preserve_access_index));
-
-struct cgroup;
-
-struct cgroup_subsys_state {
-	struct cgroup *cgroup;
-	struct cgroup_subsys_state *parent;
-} __attribute__((preserve_access_index));
-
-/*
- * include/linux/psi_types.h: u64 total[NR_PSI_AGGREGATORS][NR_PSI_STATES - 1]
- * and unsigned long avg[NR_PSI_STATES - 1][3].  Kernel BTF flattens the two
- * dimensions into one array (so must we, for CO-RE to match) and the sizes
- * depend on the config: only the offsets are relocated, indexes computed.
- */
-struct psi_group {
-	bool enabled;
-	__u64 total[1];
-	unsigned long avg[1];
-} __attribute__((preserve_access_index));
-
-struct cgroup {
-	struct cgroup_subsys_state self;
-	struct kernfs_node *kn;
-	int level;
-	struct psi_group *psi;
-} __attribute__((preserve_access_index));
-
-struct page_counter {
-	unsigned long max;
-} __attribute__((preserve_access_index));
-
-struct mem_cgroup {
-	struct page_counter memory;
-} __attribute__((preserve_access_index));
-
-struct bpf_iter__cgroup {
-	struct bpf_iter_meta *meta;
-	struct cgroup *cgroup;
-} __attribute__((preserve_access_index));
-
-/* Values libbpf relocates to the running kernel's numbers. */
-enum node_stat_item {
-	NR_FILE_PAGES = 0,
-	NR_ANON_MAPPED = 1,
-};
-enum memcg_memory_event {
-	MEMCG_OOM = 0,
-	MEMCG_OOM_KILL = 1,
-};
-enum psi_states {
-	PSI_MEM_SOME = 0,
-	PSI_MEM_FULL = 1,
-};
-
-extern struct mem_cgroup *bpf_get_mem_cgroup(struct cgroup_subsys_state *css) __ksym;
-extern void bpf_put_mem_cgroup(struct mem_cgroup *memcg) __ksym;
-extern unsigned long bpf_mem_cgroup_usage(struct mem_cgroup *memcg) __ksym;
-extern unsigned long bpf_mem_cgroup_page_state(struct mem_cgroup *memcg, int idx) __ksym;
-extern unsigned long bpf_mem_cgroup_memory_events(struct mem_cgroup *memcg,
-						  enum memcg_memory_event event) __ksym;
-extern void bpf_mem_cgroup_flush_stats(struct mem_cgroup *memcg) __ksym;
 
 /* max_entries is set by user space before load: the capacity of one pass. */
 struct {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The kernel types and kfuncs bpfoom's BPF programs use, declared by hand:
- * one header for the shipped policies, the kill watcher and the test
- * programs (tests/bpf/oom), instead of a vmlinux.h dumped from one build.
+ * one header for the shipped policies, the kill watcher, the memcg_stats
+ * iterator and the test programs (tests/bpf/oom), instead of a vmlinux.h
+ * dumped from one build.
  *
  * Every struct carries preserve_access_index, so each field access is a CO-RE
  * relocation resolved against the running kernel's BTF at load: only the
@@ -43,6 +44,9 @@ enum {
 	BPF_ANY = 0,
 };
 enum {
+	BPF_F_MMAPABLE = (1U << 10),
+};
+enum {
 	BPF_CGROUP_ITER_DESCENDANTS_PRE = 2,
 };
 
@@ -59,12 +63,26 @@ enum {
 
 struct kernfs_node {
 	__u64 id; /* a cgroup directory's inode number: the cgroup id */
+	const char *name;
 } __attribute__((preserve_access_index));
 
 struct cgroup;
 
 struct cgroup_subsys_state {
 	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+} __attribute__((preserve_access_index));
+
+/*
+ * include/linux/psi_types.h: u64 total[NR_PSI_AGGREGATORS][NR_PSI_STATES - 1]
+ * and unsigned long avg[NR_PSI_STATES - 1][3].  Kernel BTF flattens the two
+ * dimensions into one array (so must we, for CO-RE to match) and the sizes
+ * depend on the config: only the offsets are relocated, indexes computed.
+ */
+struct psi_group {
+	bool enabled;
+	__u64 total[1];
+	unsigned long avg[1];
 } __attribute__((preserve_access_index));
 
 struct cgroup {
@@ -72,10 +90,16 @@ struct cgroup {
 	struct kernfs_node *kn;
 	int level;
 	int nr_descendants;
+	struct psi_group *psi;
+} __attribute__((preserve_access_index));
+
+struct page_counter {
+	unsigned long max;
 } __attribute__((preserve_access_index));
 
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
+	struct page_counter memory;
 	bool oom_group; /* memory.oom.group */
 } __attribute__((preserve_access_index));
 
@@ -100,6 +124,15 @@ struct mm_struct {
 /* Values libbpf relocates to the running kernel's numbers. */
 enum node_stat_item {
 	NR_FILE_PAGES = 0,
+	NR_ANON_MAPPED = 1,
+};
+enum memcg_memory_event {
+	MEMCG_OOM = 0,
+	MEMCG_OOM_KILL = 1,
+};
+enum psi_states {
+	PSI_MEM_SOME = 0,
+	PSI_MEM_FULL = 1,
 };
 
 struct signal_struct {
@@ -195,6 +228,20 @@ struct tcp_congestion_ops {
 	char name[16];
 };
 
+/* An iter/cgroup program's context (kernel/bpf/bpf_iter.c, cgroup_iter.c). */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__cgroup {
+	struct bpf_iter_meta *meta;
+	struct cgroup *cgroup;
+} __attribute__((preserve_access_index));
+
 /* Opaque iterator state (kernel/bpf/cgroup_iter.c, task_iter.c, bpf_iter.c). */
 struct bpf_iter_css {
 	__u64 __opaque[3];
@@ -226,6 +273,8 @@ extern struct mem_cgroup *bpf_get_mem_cgroup(struct cgroup_subsys_state *css) __
 extern void bpf_put_mem_cgroup(struct mem_cgroup *memcg) __ksym;
 extern unsigned long bpf_mem_cgroup_usage(struct mem_cgroup *memcg) __ksym;
 extern unsigned long bpf_mem_cgroup_page_state(struct mem_cgroup *memcg, int idx) __ksym;
+extern unsigned long bpf_mem_cgroup_memory_events(struct mem_cgroup *memcg,
+						  enum memcg_memory_event event) __ksym;
 extern void bpf_mem_cgroup_flush_stats(struct mem_cgroup *memcg) __ksym;
 
 /* generic kfuncs (kernel/bpf/helpers.c, cgroup_iter.c, task_iter.c) */
