@@ -6,16 +6,17 @@
  *
  * Three steps, because sleepable kfuncs (the kill) cannot run under
  * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
- * RCU, then measure each leaf from its id, then kill the winner's tasks.
+ * RCU, then measure each leaf from its id (both in leaf_memcgs.h), then kill
+ * the winner's tasks.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "leaf_memcgs.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define MAX_LEAVES 16
 #define MAX_VICTIMS 16
 
 /* Scratch: one OOM at a time runs (the kernel holds oom_lock). */
@@ -28,67 +29,6 @@ __u32 leaves_seen;
 /* Over all OOMs: tasks killed and handler calls. */
 __u32 tasks_killed;
 __u32 handler_calls;
-
-static __u32 collect_leaves(struct mem_cgroup *root)
-{
-	struct cgroup_subsys_state *css;
-	struct bpf_iter_css it;
-	__u32 count = 0;
-
-	bpf_rcu_read_lock();
-	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
-	while ((css = bpf_iter_css_next(&it))) {
-		if (css->cgroup->nr_descendants || count >= MAX_LEAVES)
-			continue;
-		leaf_ids[count & (MAX_LEAVES - 1)] = css->cgroup->kn->id;
-		count++;
-	}
-	bpf_iter_css_destroy(&it);
-	bpf_rcu_read_unlock();
-	return count;
-}
-
-static bool has_unkillable_task(struct cgroup *cgrp)
-{
-	struct bpf_iter_css_task it;
-	struct task_struct *task;
-	bool found = false;
-
-	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
-	while ((task = bpf_iter_css_task_next(&it))) {
-		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN) {
-			found = true;
-			break;
-		}
-	}
-	bpf_iter_css_task_destroy(&it);
-	return found;
-}
-
-/* Anonymous-ish size of a leaf, or 0 if it must not be chosen. */
-static __u64 leaf_size(__u64 id)
-{
-	struct mem_cgroup *memcg;
-	struct cgroup *cgrp;
-	__u64 usage, cache, size = 0;
-
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
-		return 0;
-	memcg = bpf_get_mem_cgroup(&cgrp->self);
-	if (memcg) {
-		bpf_mem_cgroup_flush_stats(memcg);
-		usage = bpf_mem_cgroup_usage(memcg);
-		cache = bpf_mem_cgroup_page_state(memcg,
-				bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES));
-		size = usage > cache ? usage - cache : 0;
-		bpf_put_mem_cgroup(memcg);
-	}
-	if (size && has_unkillable_task(cgrp))
-		size = 0;
-	bpf_cgroup_release(cgrp);
-	return size;
-}
 
 /*
  * Kill every task of the leaf; none if one of them is already dying: the
@@ -132,20 +72,14 @@ SEC("struct_ops.s/handle_out_of_memory")
 int BPF_PROG(largest_leaf_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 {
 	struct mem_cgroup *root = oc->memcg;
-	__u64 best_id = 0, best_size = 0, size;
-	__u32 count, killed, i;
+	__u64 best_id, best_size;
+	__u32 count, killed;
 
 	handler_calls++;
 	if (!root)
 		return 0; /* a system-wide OOM is not this policy's business */
-	count = collect_leaves(root);
-	for (i = 0; i < count && i < MAX_LEAVES; i++) {
-		size = leaf_size(leaf_ids[i]);
-		if (size > best_size) {
-			best_size = size;
-			best_id = leaf_ids[i];
-		}
-	}
+	count = collect_leaves(root, leaf_ids);
+	best_id = pick_largest_leaf(leaf_ids, count, &best_size);
 	if (!best_id)
 		return 0;
 	killed = kill_all_tasks(oc, best_id);
