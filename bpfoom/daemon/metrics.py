@@ -26,14 +26,14 @@ Metric                                    type     labels
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from datetime import datetime
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
+
+from .files import replace_file
 
 __all__ = ["Metrics", "METRICS"]
 
@@ -140,18 +140,4 @@ class Metrics:
 
     def write(self, path: str | os.PathLike) -> None:
         """Replace ``path`` atomically with :meth:`render`'s text (mode 0644); OSError on failure."""
-        target = Path(path)
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as stream:
-                stream.write(self.render())
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
+        replace_file(path, self.render(), fsync=True)

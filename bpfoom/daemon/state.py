@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .files import replace_file
 
 __all__ = ["STATE_DIR_ENV", "DEFAULT_STATE_DIR", "state_dir", "state_path", "write_state",
            "read_state", "remove_state"]
@@ -37,18 +38,7 @@ def write_state(pid: int, state: dict[str, Any]) -> Path:
     """Replace the state file of ``pid`` atomically; OSError when it cannot be written."""
     target = state_path(pid)
     target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as stream:
-            json.dump({"schema": SCHEMA, "pid": pid, **state}, stream, default=str)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    replace_file(target, json.dumps({"schema": SCHEMA, "pid": pid, **state}, default=str), fsync=False)
     return target
 
 
