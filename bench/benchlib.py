@@ -6,6 +6,7 @@ to stdout so that a later run can be compared.  They assert nothing.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -13,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,6 +106,24 @@ def remove_tree(top: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.05)
+
+
+def parse_args(doc: str, argv: list[str] | None, counts: Mapping[str, tuple[int, str]],
+               sizes: Sequence[int] | None = None) -> argparse.Namespace:
+    """A benchmark's command line: ``--sizes`` (leaf memcg counts, parsed into a list of ints;
+    only given ``sizes``, the default), one ``--NAME N`` per entry of ``counts`` (name ->
+    (default, help)), and ``--json`` (see :func:`emit`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if sizes is not None:
+        parser.add_argument("--sizes", default=",".join(map(str, sizes)),
+                            help="leaf memcg counts, comma-separated (default %(default)s)")
+    for name, (default, help_text) in counts.items():
+        parser.add_argument(f"--{name}", type=int, default=default, help=help_text)
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    args = parser.parse_args(argv)
+    if sizes is not None:
+        args.sizes = [int(size) for size in args.sizes.split(",")]
+    return args
 
 
 def emit(document: dict, as_json: bool, lines: list[str]) -> None:

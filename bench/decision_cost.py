@@ -26,7 +26,6 @@ Needs root, the bpfoom kernel (bpf_oom_ops), gcc and clang-19 (the VM has them).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -145,15 +144,11 @@ def measure(leaves: int, rounds: int, holder: Path, timing: benchlib.OomTiming) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
-                        help="leaf memcg counts, comma-separated (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=5, help="OOMs per variant and size")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    args = parser.parse_args(argv)
+    args = benchlib.parse_args(__doc__, argv, {"rounds": (5, "OOMs per variant and size")},
+                               sizes=SIZES)
     info = benchlib.machine()
     with benchlib.timed_oom_setup(SYSCTLS) as (holder, timing):
-        results = [measure(int(size), args.rounds, holder, timing) for size in args.sizes.split(",")]
+        results = [measure(size, args.rounds, holder, timing) for size in args.sizes]
         traced = timing.functions
     lines = [benchlib.describe(info),
              f"time to choose an OOM victim (median of {args.rounds} OOMs, µs; first OOM of each "

@@ -18,7 +18,6 @@ memory.pressure poller.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -99,10 +98,7 @@ def measure(runs: int, holder: Path, timing: benchlib.OomTiming) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="OOMs per variant")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    args = parser.parse_args(argv)
+    args = benchlib.parse_args(__doc__, argv, {"runs": (20, "OOMs per variant")})
     info = benchlib.machine()
     with benchlib.timed_oom_setup(SYSCTLS) as (holder, timing):
         results = measure(args.runs, holder, timing)

@@ -16,7 +16,6 @@ Needs root, cgroup2 with the memory controller, and the memcg kfuncs (the VM).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -92,15 +91,10 @@ def measure(leaves: int, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
-                        help="leaf memcg counts, comma-separated (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=7, help="timed snapshots per side and size")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    args = parser.parse_args(argv)
-    sizes = [int(size) for size in args.sizes.split(",")]
+    args = benchlib.parse_args(__doc__, argv, {"rounds": (7, "timed snapshots per side and size")},
+                               sizes=SIZES)
     info = benchlib.machine()
-    results = [measure(size, args.rounds) for size in sizes]
+    results = [measure(size, args.rounds) for size in args.sizes]
     lines = [benchlib.describe(info),
              "snapshot of every memcg under a root (medians; ratio = cgroupfs / BPF)",
              f"{'leaves':>7} {'memcgs':>7} {'cgroupfs ms':>12} {'BPF ms':>9} {'ratio':>7} "
