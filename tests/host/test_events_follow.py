@@ -16,7 +16,7 @@ import sys
 import time
 
 import facts
-from test_pinned_events import WRITER, bpfoom, connect_with
+from decisions_writer import WRITER, bpfoom_cli, connect_with
 
 
 def read_lines(stream, want: int, timeout: float) -> list[dict]:
@@ -44,7 +44,7 @@ def test_a_policy_pinned_after_the_follower_started_is_followed(tcp_struct_ops, 
     try:
         time.sleep(1.0)  # the follower is waiting on an empty directory
         assert follower.poll() is None, follower.stderr.read()
-        done = bpfoom("attach", str(WRITER), "--name", name, "--pin", str(pin))
+        done = bpfoom_cli("attach", str(WRITER), "--name", name, "--pin", str(pin))
         assert done.returncode == 0, done.stderr
         time.sleep(0.5)
         connect_with(name, 3)
@@ -56,5 +56,5 @@ def test_a_policy_pinned_after_the_follower_started_is_followed(tcp_struct_ops, 
         follower.stdout.close()
         follower.stderr.close()
         if pin.exists():
-            bpfoom("detach", "--all", "--pin", str(pin))
+            bpfoom_cli("detach", "--all", "--pin", str(pin))
     assert follower.returncode == 130

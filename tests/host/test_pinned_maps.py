@@ -12,61 +12,26 @@ import errno
 import os
 import platform
 import selectors
-import socket
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import bpfoom
 import facts
+from decisions_writer import attached_writer, connect_with
 
-WRITER = facts.REPO / "tests" / "bpf" / "oom" / "decisions_from_tcp_cc.bpf.o"
 CONNECTIONS = 12  # a one-page ring holds 5 decisions
 # poll(2) and ppoll(2), where a thread blocked in RingBuffer.poll() sleeps.
 POLL_SYSCALLS = {"x86_64": {7, 271}, "aarch64": {73}}
 
 
-def bpfoom_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-P", "-m", "bpfoom", *args], capture_output=True,
-                          text=True, timeout=120)
-
-
-def connect_with(congestion_control: str, count: int) -> None:
-    """Open and close ``count`` loopback connections whose client uses ``congestion_control``."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        for _ in range(count):
-            with socket.socket() as client:
-                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION,
-                                  congestion_control.encode())
-                client.connect(server.getsockname())
-                server.accept()[0].close()
-
-
-@dataclass
-class Writer:
-    name: str  # its congestion control: connections using it send decisions
-    link: Path
-    events: Path
-    dropped: Path
-
-
 @pytest.fixture
 def writer(tcp_struct_ops, bpffs_dir):
     """The decisions writer attached by `bpfoom attach`, its link and event pins in bpffs_dir."""
-    name, link = facts.unique_cc_name(), bpffs_dir / "writer"
-    done = bpfoom_cli("attach", str(WRITER), "--name", name, "--ring-size", "4096",
-                      "--pin", str(link))
-    assert done.returncode == 0, done.stderr
-    try:
-        yield Writer(name, link, bpffs_dir / "writer_events", bpffs_dir / "writer_events_dropped")
-    finally:
-        gone = bpfoom_cli("detach", "--all", "--pin", str(link))
-        assert gone.returncode == 0, gone.stderr
+    with attached_writer(bpffs_dir) as attached:
+        yield attached
 
 
 def blocked_in_poll(thread: threading.Thread, within: float = 5.0) -> bool:
