@@ -20,7 +20,6 @@ Exit status: 0 if the policy's victim (and only it) died, 1 otherwise.
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpfoom
+from bpfoom.testing import MemoryHog
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LIMIT_MIB = 80
@@ -44,22 +44,6 @@ KERNEL_PICK = "cache"
 STEP_TIMEOUT_S = 120
 NEEDED = ("bpf_oom_ops", "struct_ops_cgroup_attach", "kfunc:bpf_oom_kill_process")
 
-# Joins its cgroup after Python's start-up (so only its allocation is charged there),
-# waits for "go", touches MiB of anonymous memory, says so, and holds it.
-HOG = r"""
-import mmap, sys
-procs, mib, adj = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-open("/proc/self/oom_score_adj", "w").write(adj)
-open(procs, "w").write(str(__import__("os").getpid()))
-print("joined", flush=True)
-sys.stdin.readline()
-memory = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-for offset in range(0, len(memory), 4096):
-    memory[offset] = 1
-print("allocated", flush=True)
-sys.stdin.readline()
-"""
-
 _start = time.monotonic()
 
 
@@ -75,48 +59,23 @@ class Workload:
     cgroup: bpfoom.Cgroup
     mib: int
     oom_score_adj: int
-    proc: subprocess.Popen | None = None
+    hog: MemoryHog | None = None
 
     def start(self) -> bool:
-        """Start the hog; True once it is in its cgroup."""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", HOG, str(self.cgroup.path / "cgroup.procs"),
-             str(self.mib), str(self.oom_score_adj)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        return self.expect("joined", STEP_TIMEOUT_S)
-
-    def expect(self, word: str, timeout: float) -> bool:
-        """True once the hog printed `word`; False if it died or took too long."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
-            if not ready:
-                return False
-            line = self.proc.stdout.readline()
-            if not line:
-                return False
-            if line.strip() == word:
-                return True
-
-    def release(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
+        """Start the hog (it allocates once released); True once it is in its cgroup."""
+        self.hog = MemoryHog.start(self.cgroup, self.mib, self.oom_score_adj, wait_joined=False)
+        return self.hog.wait_for("joined", STEP_TIMEOUT_S)
 
     def died(self, timeout: float) -> bool:
         try:
-            self.proc.wait(timeout=timeout)
+            self.hog.proc.wait(timeout=timeout)
             return True
         except subprocess.TimeoutExpired:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            self.proc.stdin.close()
-            self.proc.stdout.close()
+        if self.hog is not None:
+            self.hog.stop()
 
 
 def check_kernel() -> bool:
@@ -210,7 +169,7 @@ def run(top_path: Path) -> bool:
                 say(f"{w.name}'s process did not start within {STEP_TIMEOUT_S} s; giving up")
                 return False
         by_id = {w.cgroup.id: w for w in workloads.values()}
-        by_pid = {w.proc.pid: w for w in workloads.values()}
+        by_pid = {w.hog.pid: w for w in workloads.values()}
 
         with bpfoom.OomPolicy.load("largest_leaf") as policy:
             policy.attach(cgroup=top)
@@ -222,15 +181,15 @@ def run(top_path: Path) -> bool:
 
             *first, last = workloads.values()
             for w in first:
-                w.release()
-                if not w.expect("allocated", STEP_TIMEOUT_S):
+                w.hog.release()
+                if not w.hog.wait_allocated(STEP_TIMEOUT_S):
                     say(f"{w.name} could not allocate {w.mib} MiB below the limit; giving up")
                     return False
             say(f"{', '.join(w.name for w in first)} hold their memory; "
                 f"memory.current of {top_path.name}: {mib(int(top.read('memory.current')))}")
             say(f"releasing {last.name}: {last.mib} MiB more than fits, the cgroup runs out of memory")
             kernel_log = KernelLog()
-            last.release()
+            last.hog.release()
 
             decision = None
             for event in policy.events(timeout=STEP_TIMEOUT_S):
@@ -254,7 +213,7 @@ def run(top_path: Path) -> bool:
             for w in workloads.values():
                 if w.name in (POLICY_PICK, victim_name):
                     w.died(STEP_TIMEOUT_S)
-            last_ok = last.expect("allocated", STEP_TIMEOUT_S)
+            last_ok = last.hog.wait_allocated(STEP_TIMEOUT_S)
             later = list(policy.events(timeout=0.5))
             for event in later:
                 say(f"later policy event: {event}")
@@ -272,9 +231,9 @@ def run(top_path: Path) -> bool:
         dead = []
         for w in workloads.values():
             state = "alive"
-            if w.proc.poll() is not None:
-                state = f"killed by signal {-w.proc.returncode}" if w.proc.returncode < 0 \
-                    else f"exited {w.proc.returncode}"
+            code = w.hog.proc.poll()
+            if code is not None:
+                state = f"killed by signal {-code}" if code < 0 else f"exited {code}"
                 dead.append(w.name)
             say(f"    {w.name:<12} oom_kill {oom_kills(w.cgroup)}  {state}")
         say(f"{last.name} {'got' if last_ok else 'did NOT get'} its {last.mib} MiB after the kill")
