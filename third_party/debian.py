@@ -1,13 +1,17 @@
-"""Download-only access to Debian unstable, verified by apt, cached outside the repo.
+"""Download-only access to Debian unstable (and experimental), verified by apt,
+cached outside the repo.
 
 The system runs Debian stable; installing unstable packages would replace its
 libc.  So we give apt a private configuration (its own source list, lists and
 cache directories) that can read unstable's signed indexes and download files
 into our cache, and is never used to install anything.  apt checks every
 downloaded file against the signed index; callers may pin a sha256 as well.
+Experimental gets a configuration of its own (apt-experimental/), so asking
+unstable never returns an experimental version by accident.
 
-Usable as a module (``download_binary``, ``download_source``) and from the
-shell: ``python3 third_party/debian.py newest linux-source-7.2``.
+Usable as a module (``download_binary``, ``download_source``, ``versions``,
+``package_names``) and from the shell:
+``python3 third_party/debian.py newest linux-source-7.2 [experimental]``.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ SYSTEM_SOURCES = (
     Path("/etc/apt/sources.list"),
 )
 INDEX_MAX_AGE_S = 6 * 3600
+SUITES = ("unstable", "experimental")
 
 
 class FetchError(RuntimeError):
@@ -58,15 +63,21 @@ def _system_mirror() -> str:
     )
 
 
-def _apt_dir() -> Path:
-    apt_dir = cache_root() / "apt-unstable"
+def _suite(suite: str) -> str:
+    if suite not in SUITES:
+        raise FetchError(f"unknown Debian suite {suite!r}; bpfoom reads {' and '.join(SUITES)}")
+    return suite
+
+
+def _apt_dir(suite: str = "unstable") -> Path:
+    apt_dir = cache_root() / f"apt-{_suite(suite)}"
     (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     sources = apt_dir / "sources.list"
     mirror = _system_mirror()
     text = (
-        f"deb [signed-by={KEYRING}] {mirror} unstable main\n"
-        f"deb-src [signed-by={KEYRING}] {mirror} unstable main\n"
+        f"deb [signed-by={KEYRING}] {mirror} {suite} main\n"
+        f"deb-src [signed-by={KEYRING}] {mirror} {suite} main\n"
     )
     if not sources.exists() or sources.read_text() != text:
         sources.write_text(text)
@@ -96,13 +107,13 @@ def _run(args: list[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def update_index(force: bool = False) -> Path:
-    """Refresh the private unstable index unless it is recent."""
-    apt_dir = _apt_dir()
+def update_index(force: bool = False, suite: str = "unstable") -> Path:
+    """Refresh the private index of `suite` unless it is recent."""
+    apt_dir = _apt_dir(suite)
     stamp = apt_dir / "updated"
     fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < INDEX_MAX_AGE_S
     if force or not fresh:
-        print("debian: reading Debian unstable's signed index (download only)", file=sys.stderr)
+        print(f"debian: reading Debian {suite}'s signed index (download only)", file=sys.stderr)
         _run(["apt-get", *_apt_options(apt_dir), "-q", "update"])
         stamp.touch()
     return apt_dir
@@ -127,17 +138,43 @@ def source_files(package: str) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
-def newest_version(package: str, source: bool = False) -> str:
-    """Newest version of a binary (or source) package in unstable."""
-    apt_dir = update_index()
-    versions = _versions(apt_dir, "showsrc" if source else "show", package)
-    if not versions:
-        raise FetchError(f"Debian unstable has no {'source ' if source else ''}package {package!r}")
+def version_gt(a: str, b: str) -> bool:
+    """Debian's ordering: is version `a` newer than `b`?"""
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b]).returncode == 0
+
+
+def newest(versions: list[str]) -> str:
     best = versions[0]
     for version in versions[1:]:
-        if subprocess.run(["dpkg", "--compare-versions", version, "gt", best]).returncode == 0:
+        if version_gt(version, best):
             best = version
     return best
+
+
+def versions(package: str, suite: str = "unstable", source: bool = False) -> list[str]:
+    """Every version of a binary (or source) package that `suite` has (maybe none)."""
+    apt_dir = update_index(suite=suite)
+    try:
+        return _versions(apt_dir, "showsrc" if source else "show", package)
+    except FetchError:
+        # apt-cache show fails (exit 100) for a name the index lacks altogether.
+        if package in package_names(package, suite):
+            raise
+        return []
+
+
+def package_names(prefix: str, suite: str = "unstable") -> list[str]:
+    """Binary package names in `suite` that start with `prefix` (read from the local index)."""
+    apt_dir = update_index(suite=suite)
+    return sorted(set(_run(["apt-cache", *_apt_options(apt_dir), "pkgnames", prefix]).split()))
+
+
+def newest_version(package: str, source: bool = False, suite: str = "unstable") -> str:
+    """Newest version of a binary (or source) package in `suite` (unstable by default)."""
+    found = versions(package, suite, source)
+    if not found:
+        raise FetchError(f"Debian {suite} has no {'source ' if source else ''}package {package!r}")
+    return newest(found)
 
 
 def sha256(path: Path) -> str:
@@ -158,17 +195,33 @@ def verify(path: Path, expected_sha256: str) -> Path:
     return path
 
 
-def download_binary(package: str, version: str | None = None) -> Path:
-    """The .deb of `package` (newest if no version), downloaded once into the cache."""
-    version = version or newest_version(package)
+def download_binary(package: str, version: str | None = None,
+                    suite: str | None = None) -> Path:
+    """The .deb of `package` (newest if no version), downloaded once into the cache.
+
+    Without `version` the newest of `suite` (default unstable); with one, from
+    `suite`, or if none is named from whichever of SUITES has that version.
+    """
+    version = version or newest_version(package, suite=suite or "unstable")
     target = cache_root() / "debs"
     target.mkdir(exist_ok=True)
     filename_version = version.split(":", 1)[-1]
     existing = sorted(target.glob(f"{package}_{filename_version}_*.deb"))
     if existing:
         return existing[0]
-    apt_dir = update_index()
-    print(f"debian: downloading {package} {version} (apt verifies it)", file=sys.stderr)
+    if suite is None:
+        offered = {name: versions(package, name) for name in SUITES}
+        having = [name for name, found in offered.items() if version in found]
+        if not having:
+            raise FetchError(
+                f"no Debian suite bpfoom reads has {package} {version}; "
+                + "; ".join(f"{name} has {', '.join(found) or 'none'}"
+                            for name, found in offered.items())
+            )
+        suite = having[0]
+    apt_dir = update_index(suite=suite)
+    print(f"debian: downloading {package} {version} from {suite} (apt verifies it)",
+          file=sys.stderr)
     _run(["apt-get", *_apt_options(apt_dir), "-q", "download", f"{package}={version}"], cwd=target)
     found = sorted(target.glob(f"{package}_{filename_version}_*.deb"))
     if not found:
@@ -209,13 +262,15 @@ def download_source(package: str, version: str, wanted: str) -> Path:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) >= 2 and argv[0] == "binary":
-        print(download_binary(argv[1], argv[2] if len(argv) > 2 else None))
+    if 2 <= len(argv) <= 4 and argv[0] == "binary":
+        print(download_binary(argv[1], argv[2] if len(argv) > 2 and argv[2] else None,
+                              suite=argv[3] if len(argv) > 3 else None))
         return 0
-    if len(argv) == 2 and argv[0] == "newest":
-        print(newest_version(argv[1]))
+    if len(argv) in (2, 3) and argv[0] == "newest":
+        print(newest_version(argv[1], suite=argv[2] if len(argv) > 2 else "unstable"))
         return 0
-    print("usage: debian.py binary PACKAGE [VERSION] | newest PACKAGE", file=sys.stderr)
+    print("usage: debian.py binary PACKAGE [VERSION [SUITE]] | newest PACKAGE [SUITE]\n"
+          f"SUITE: {' or '.join(SUITES)} (default unstable)", file=sys.stderr)
     return 2
 
 

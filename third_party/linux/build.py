@@ -1,12 +1,22 @@
-"""Build bpfoom's patched Linux 7.2 and the vmlinux.h of its BTF.
+"""Build bpfoom's patched Linux (7.2 or 7.3) and the vmlinux.h of its BTF.
 
-One command does it all: fetch Debian's newest `linux-source-7.2`, apply
-patches/series, configure (virtme-ng's guest config + config/*.config), build
-bzImage and generate vmlinux.h.  Results are cached under
-~/.cache/bpfoom/linux/out/<key>, the key hashing the source version, the
-patches, the config fragments and the flavour, so an unchanged tree costs
-seconds.  Patching goes through git so that a rebuild only recompiles what a
-changed patch touches; ccache covers the rest.
+One command does it all: pick Debian's newest `linux-source-X.Y` for which
+we carry a patch series, fetch it, apply that series, configure (virtme-ng's
+guest config + config/*.config), build bzImage and generate vmlinux.h.
+Results are cached under ~/.cache/bpfoom/linux/out/<key>, the key hashing the
+source package and version, the patches, the config fragments and the
+flavour, so an unchanged tree costs seconds.  Patching goes through git so
+that a rebuild only recompiles what a changed patch touches; ccache covers
+the rest.
+
+Series: patches/ is the one for Linux 7.2 (its directory name is part of the
+7.2 cache keys, so it stays there), patches-X.Y/ the one for X.Y.
+
+Which source (see choose_source): --source-version, else $BPFOOM_LINUX_SOURCE,
+else the newest linux-source-X.Y in Debian unstable that has a series here;
+experimental only if unstable has none.  Either setting takes a full Debian
+version (7.3~rc7-1~exp1) or a series (7.3: its newest in unstable, else
+experimental).
 
 Flavours (each with its own object tree, outputs and out/current-<flavour>):
   normal   the guest kernel the tests and the demo use
@@ -14,7 +24,7 @@ Flavours (each with its own object tree, outputs and out/current-<flavour>):
            and RCU-list checks, hung-task and soft-lockup panics, sched_ext
   kasan    + config/kasan.config: generic KASAN (outline) and kmemleak
 
-    python3 third_party/linux/build.py [--flavour lockdep|kasan] [--source-version 7.2.13-1] [--patches DIR]
+    python3 third_party/linux/build.py [--flavour lockdep|kasan] [--source-version 7.2.13-1|7.3] [--patches DIR]
 
 Importable: ``build(flavour="normal") -> KernelBuild`` (``debug=True`` is the
 lockdep flavour).
@@ -40,15 +50,21 @@ sys.path.insert(0, str(HERE))
 import debian  # noqa: E402
 from tool_venv import ToolError, virtme_ng_bin  # noqa: E402
 
-PACKAGE = "linux-source-7.2"
+PACKAGE_PREFIX = "linux-source-"
+# The 7.2 series predates per-version directories; moving it would change
+# every 7.2 cache key (they hash "patches/<name>").
 PATCHES_DIR = HERE / "patches"
+PATCHES_DIR_SERIES = "7.2"
+SOURCE_ENV = "BPFOOM_LINUX_SOURCE"
 CONFIG_DIR = HERE / "config"
 # Bump when the recipe below changes in a way that changes the outputs.
 RECIPE = "3"
 FLAVOURS = ("normal", "lockdep", "kasan")
-# A kfunc that 7.2 has: if BTF lacks it, pahole did not encode kfuncs.
+# A kfunc that 7.2 and 7.3 have: if BTF lacks it, pahole did not encode kfuncs.
 KNOWN_KFUNC = "bpf_get_root_mem_cgroup"
 PROGRESS_EVERY_S = 20.0
+# Outputs kept besides the current ones: a few per flavour of each carried series.
+KEEP_OUTPUTS = 12
 GIT = ["git", "-c", "user.name=bpfoom", "-c", "user.email=bpfoom@localhost",
        "-c", "core.autocrlf=false", "-c", "gc.auto=0", "-c", "core.quotepath=off"]
 
@@ -65,7 +81,7 @@ class KernelBuild:
     vmlinux: Path
     vmlinux_h: Path
     config: Path
-    version: str  # Debian source version used, e.g. 7.2.13-1
+    version: str  # Debian source version used, e.g. 7.2.13-1 (of package_for(version))
     release: str  # what `uname -r` prints in the guest
     key: str
     flavour: str
@@ -116,7 +132,7 @@ def config_fragments(flavour: str) -> list[Path]:
 
 
 def cache_key(version: str, patches: list[Path], fragments: list[Path], flavour: str) -> str:
-    digest = hashlib.sha256(f"recipe {RECIPE}\nsource {PACKAGE} {version}\n".encode())
+    digest = hashlib.sha256(f"recipe {RECIPE}\nsource {package_for(version)} {version}\n".encode())
     for path in patches + fragments:
         digest.update(f"{path.parent.name}/{path.name}\n".encode())
         digest.update(path.read_bytes())
@@ -124,16 +140,145 @@ def cache_key(version: str, patches: list[Path], fragments: list[Path], flavour:
     return ("" if flavour == "normal" else f"{flavour}-") + digest.hexdigest()[:16]
 
 
-def _choose_version(pinned: str | None) -> str:
-    if pinned:
-        return pinned
+def series_of(version: str) -> str:
+    """The Linux major.minor a Debian linux-source version belongs to: 7.3~rc7-1~exp1 -> 7.3."""
+    match = re.match(r"(?:\d+:)?(\d+)\.(\d+)(?:$|[.~+-])", version)
+    if not match:
+        raise BuildError(f"{version!r} is not a linux-source version (like 7.2.13-1) "
+                         "nor a series (like 7.3)")
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def package_for(version: str) -> str:
+    return PACKAGE_PREFIX + series_of(version)
+
+
+def _series_key(series: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in series.split("."))
+
+
+def series_dirs() -> dict[str, Path]:
+    """Every Linux series we carry patches for (oldest first) and its directory."""
+    found = {PATCHES_DIR_SERIES: PATCHES_DIR}
+    for path in HERE.glob("patches-*"):
+        series = path.name[len("patches-"):]
+        if re.fullmatch(r"\d+\.\d+", series) and (path / "series").is_file():
+            found[series] = path
+    return dict(sorted(found.items(), key=lambda item: _series_key(item[0])))
+
+
+def _carried() -> str:
+    return ", ".join(f"{series} ({path.relative_to(HERE.parent.parent)})"
+                     for series, path in series_dirs().items())
+
+
+def patches_dir_for(version: str) -> Path:
+    """The series directory for `version`'s major.minor; fails naming what exists."""
+    series = series_of(version)
+    path = series_dirs().get(series)
+    if path is None:
+        named = package_for(version) + ("" if version == series else f" {version}")
+        raise BuildError(
+            f"{named}: bpfoom carries no patch series for Linux "
+            f"{series}; it has series for {_carried()}. Pick a version of one of those "
+            f"(--source-version or ${SOURCE_ENV}), or port the newest series to {series} "
+            f"into {(HERE / f'patches-{series}').relative_to(HERE.parent.parent)}/."
+        )
+    return path
+
+
+def _offered(suite: str) -> dict[str, str]:
+    """{series: newest version} of the linux-source-X.Y packages `suite` has."""
+    offered = {}
+    for name in debian.package_names(PACKAGE_PREFIX, suite):
+        match = re.fullmatch(re.escape(PACKAGE_PREFIX) + r"(\d+\.\d+)", name)
+        if match:
+            found = debian.versions(name, suite)
+            if found:
+                offered[match.group(1)] = debian.newest(found)
+    return offered
+
+
+def _describe(offered: dict[str, dict[str, str]]) -> str:
+    parts = []
+    for suite, packages in offered.items():
+        listed = ", ".join(f"{PACKAGE_PREFIX}{series} {version}"
+                           for series, version in sorted(packages.items(),
+                                                         key=lambda i: _series_key(i[0])))
+        parts.append(f"{suite} has {listed or 'no linux-source-X.Y'}")
+    return "; ".join(parts)
+
+
+def _choose_online(wanted: str | None) -> str:
+    """The version `wanted` names (None: the default rule), asking Debian's indexes."""
+    carried = series_dirs()
+    if wanted is not None:
+        series = series_of(wanted)
+        if wanted != series:
+            return wanted  # a full version: pinned, fetched from whichever suite has it
+        patches_dir_for(series)  # fail early if we carry no series for it
+        package = PACKAGE_PREFIX + series
+        for suite in debian.SUITES:
+            found = debian.versions(package, suite)
+            if found:
+                return debian.newest(found)
+        raise BuildError(f"Debian has no {package} (in {' nor '.join(debian.SUITES)}); "
+                         f"series carried here: {_carried()}")
+    offered: dict[str, dict[str, str]] = {}
+    for suite in debian.SUITES:
+        offered[suite] = _offered(suite)
+        usable = [series for series in offered[suite] if series in carried]
+        if usable:
+            best = max(usable, key=_series_key)
+            newer = [s for s in offered[suite] if _series_key(s) > _series_key(best)]
+            if newer:
+                say(f"Debian {suite} also has {', '.join(PACKAGE_PREFIX + s for s in newer)}, "
+                    f"for which no series is carried here; using {best}")
+            return offered[suite][best]
+    raise BuildError(
+        f"no Debian linux-source-X.Y matches a series carried here: {_describe(offered)}; "
+        f"bpfoom has series for {_carried()}. Port the series to one Debian has "
+        f"(third_party/linux/patches-X.Y/), or place a linux-source .deb in "
+        f"{debian.cache_root() / 'debs'} and name its version with --source-version."
+    )
+
+
+def _cached_sources() -> dict[str, str]:
+    """{version: series} of the pristine source trees in the cache."""
+    found = {}
+    for marker in (linux_cache() / "src").glob("*/.git/bpfoom-pristine"):
+        try:
+            found[marker.parent.parent.name] = series_of(marker.parent.parent.name)
+        except BuildError:
+            continue
+    return found
+
+
+def choose_source(pinned: str | None = None) -> str:
+    """The linux-source version to build.
+
+    `pinned` (--source-version), else $BPFOOM_LINUX_SOURCE, else the newest
+    linux-source-X.Y in Debian unstable with a series here, else the same in
+    experimental.  Unstable first: it holds released kernels, experimental
+    release candidates; when unstable moves to the next series (and drops the
+    old one) the build follows as soon as that series is carried here.  A full
+    version is used as given (no network if its .deb or tree is cached); a
+    series (7.3) means its newest version, from unstable, else experimental.
+    Offline, the newest cached tree that fits, releases before candidates.
+    """
+    wanted = pinned or os.environ.get(SOURCE_ENV) or None
+    if wanted is not None and wanted != series_of(wanted):
+        return wanted
     try:
-        return debian.newest_version(PACKAGE)
+        return _choose_online(wanted)
     except debian.FetchError as err:
-        cached = sorted((linux_cache() / "src").glob("*/.git/bpfoom-pristine"))
+        carried = series_dirs()
+        cached = [version for version, series in _cached_sources().items()
+                  if series in carried and wanted in (None, series)]
         if not cached:
-            raise BuildError(f"cannot find the newest {PACKAGE}: {err}") from err
-        version = cached[-1].parent.parent.name
+            raise BuildError(f"cannot find the newest linux-source to build: {err}") from err
+        releases = [v for v in cached if "~" not in v.split("-", 1)[0]]
+        version = debian.newest(releases or cached)
         say(f"Debian unreachable ({err}); using the cached source {version}")
         return version
 
@@ -159,7 +304,7 @@ def ensure_source(version: str) -> tuple[Path, str]:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(src, ignore_errors=True)
     staging.mkdir(parents=True)
-    deb = debian.download_binary(PACKAGE, version)
+    deb = debian.download_binary(package_for(version), version)
     say(f"extracting {deb.name} (dpkg-deb -x, nothing installed)")
     _run(["dpkg-deb", "-x", str(deb), str(staging / "deb")])
     tarballs = sorted((staging / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
@@ -171,7 +316,7 @@ def ensure_source(version: str) -> tuple[Path, str]:
     say("recording the pristine tree in git (once per source version, about a minute)")
     _run(GIT + ["init", "-q"], cwd=tree)
     _run(GIT + ["add", "-A", "-f"], cwd=tree)
-    _run(GIT + ["commit", "-q", "-m", f"{PACKAGE} {version}"], cwd=tree)
+    _run(GIT + ["commit", "-q", "-m", f"{package_for(version)} {version}"], cwd=tree)
     commit = _run(GIT + ["rev-parse", "HEAD"], cwd=tree).strip()
     (tree / ".git" / "bpfoom-pristine").write_text(commit + "\n")
     tree.rename(src)
@@ -194,8 +339,8 @@ def apply_patches(src: Path, pristine: str, patches: list[Path], version: str) -
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(
-                f"patch {number} of the series, {patch.name}, does not apply to {PACKAGE} "
-                f"{version}:\n{proc.stderr.strip()[-1500:]}\nRefresh it against that source "
+                f"patch {number} of the series, {patch.name}, does not apply to "
+                f"{package_for(version)} {version}:\n{proc.stderr.strip()[-1500:]}\nRefresh it against that source "
                 f"(tree with the earlier patches applied: {src}), or pin an older source "
                 "with --source-version if Debian still has it."
             )
@@ -323,7 +468,7 @@ def _publish(out: Path, obj: Path, version: str, patches: list[Path]) -> None:
     write_vmlinux_h(staging / "vmlinux", staging / "vmlinux.h")
     release = (obj / "include" / "config" / "kernel.release").read_text().strip()
     (staging / "RELEASE").write_text(release + "\n")
-    (staging / "SOURCE_VERSION").write_text(f"{PACKAGE} {version}\n")
+    (staging / "SOURCE_VERSION").write_text(f"{package_for(version)} {version}\n")
     (staging / "PATCHES").write_text("".join(
         f"{debian.sha256(p)}  {p.name}\n" for p in patches))
     os.replace(staging, out)
@@ -353,19 +498,35 @@ def _result(out: Path, version: str, key: str, flavour: str) -> KernelBuild:
     )
 
 
+def _tree_version(name: str) -> str:
+    for flavour in FLAVOURS[1:]:
+        if name.endswith(f"-{flavour}"):
+            return name[: -len(flavour) - 1]
+    return name
+
+
 def _prune(cache: Path, keep_version: str) -> None:
-    """Drop outputs beyond the newest few and trees of other source versions."""
+    """Drop outputs beyond the newest few, and trees of older versions of the same series
+    (and of series no longer carried): one source tree per carried series stays."""
     outs = sorted((p for p in (cache / "out").iterdir() if p.is_dir() and not p.is_symlink()),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     current = {os.path.realpath(cache / "out" / _current_name(f)) for f in FLAVOURS}
-    for stale in outs[8:]:
+    for stale in outs[KEEP_OUTPUTS:]:
         if str(stale) not in current:
             shutil.rmtree(stale, ignore_errors=True)
+    carried = series_dirs()
     for kind in ("src", "obj"):
         for tree in (cache / kind).glob("*"):
-            if tree.name not in {_obj_name(keep_version, f) for f in FLAVOURS}:
-                say(f"removing {tree} (older source version)")
-                shutil.rmtree(tree, ignore_errors=True)
+            version = _tree_version(tree.name)
+            try:
+                series = series_of(version)
+            except BuildError:
+                continue  # not ours
+            if version == keep_version or (series != series_of(keep_version)
+                                           and series in carried):
+                continue
+            say(f"removing {tree} (older source version)")
+            shutil.rmtree(tree, ignore_errors=True)
 
 
 class _Lock:
@@ -388,11 +549,17 @@ class _Lock:
 
 
 def build(debug: bool = False, *, flavour: str | None = None,
-          source_version: str | None = None, patches_dir: Path = PATCHES_DIR,
+          source_version: str | None = None, patches_dir: Path | None = None,
           force: bool = False) -> KernelBuild:
-    """Build (or reuse) the kernel of `flavour` (debug=True: lockdep) for the current patches."""
+    """Build (or reuse) the kernel of `flavour` (debug=True: lockdep) for the current patches.
+
+    `source_version`: see choose_source; `patches_dir`: a series to use instead
+    of the one carried for that version's major.minor.
+    """
     flavour = _flavour(flavour or ("lockdep" if debug else "normal"))
-    version = _choose_version(source_version)
+    version = choose_source(source_version)
+    if patches_dir is None:
+        patches_dir = patches_dir_for(version)
     cache = linux_cache()
     (cache / "out").mkdir(exist_ok=True)
     key = cache_key(version, patch_series(patches_dir), config_fragments(flavour), flavour)
@@ -409,7 +576,8 @@ def build(debug: bool = False, *, flavour: str | None = None,
             _point_current(out, flavour)
             return _result(out, version, key, flavour)
         started = time.monotonic()
-        say(f"building {PACKAGE} {version} with {len(patches)} patch(es)"
+        say(f"building {package_for(version)} {version} with {len(patches)} patch(es) "
+            f"of {patches_dir.name}/"
             f"{'' if flavour == 'normal' else f' ({flavour} flavour)'} -> {out}")
         for partial in (cache / "src").glob("*.partial"):
             shutil.rmtree(partial, ignore_errors=True)
@@ -433,18 +601,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flavour", choices=FLAVOURS, default=None,
                         help="normal (default), lockdep or kasan (separate trees and outputs)")
     parser.add_argument("--debug", action="store_true", help="same as --flavour lockdep")
-    parser.add_argument("--source-version", help=f"{PACKAGE} version (default: newest in Debian)")
-    parser.add_argument("--patches", type=Path, default=PATCHES_DIR,
-                        help="directory with `series` and the patches (default: %(default)s)")
+    parser.add_argument("--source-version",
+                        help="linux-source version (7.3~rc7-1~exp1) or series (7.3); default: "
+                        f"${SOURCE_ENV}, else the newest in Debian unstable with a series here")
+    parser.add_argument("--patches", type=Path, default=None,
+                        help="directory with `series` and the patches (default: the series "
+                        "carried for the source's major.minor, patches/ or patches-X.Y/)")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
     try:
         result = build(args.debug, flavour=args.flavour, source_version=args.source_version,
-                       patches_dir=args.patches.resolve(), force=args.force)
+                       patches_dir=args.patches.resolve() if args.patches else None,
+                       force=args.force)
     except (BuildError, debian.FetchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"source:    {PACKAGE} {result.version}")
+    print(f"source:    {package_for(result.version)} {result.version}")
     print(f"release:   {result.release}")
     print(f"flavour:   {result.flavour}")
     print(f"key:       {result.key}")
