@@ -60,11 +60,13 @@ def test_a_signal_to_the_harness_ends_its_qemu(vm_kernel: Path, signum: int, sta
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         assert harness.stdout is not None
+        output = []
         for line in harness.stdout:
+            output.append(line)
             if line.strip() == "guest-up" or time.monotonic() > deadline:
                 break
         qemus = running_qemus(descendants(harness.pid))
-        assert qemus, "the guest never came up"
+        assert qemus, f"the guest never came up (harness exit {harness.poll()}): {''.join(output)[-3000:]}"
         harness.send_signal(signum)
         assert harness.wait(timeout=60) == status
         deadline = time.monotonic() + 10
