@@ -56,6 +56,7 @@ class Kind(enum.IntEnum):
 
 
 _MODIFIERS = {Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG}
+_MODIFIER_CODES = frozenset(int(kind) for kind in _MODIFIERS)
 _INT_SIGNED, _INT_CHAR, _INT_BOOL = 1, 2, 4
 _RECORD = 12  # sizeof(struct btf_type)
 
@@ -179,6 +180,19 @@ class Btf:
         if kind in (Kind.FLOAT,):
             return BtfType(**common, size=size_or_type)
         return BtfType(**common, ref=size_or_type)
+
+    def resolved_name(self, type_id: int) -> str:
+        """The name :meth:`resolve` would give, reading only type headers (no members parsed)."""
+        ptr = self._live()
+        for _ in range(64):  # modifier chains are short; a cycle would be malformed BTF
+            raw = lib.btf__type_by_id(ptr, type_id) if type_id else ffi.NULL
+            if raw == ffi.NULL:
+                return ""
+            name_off, info, ref = struct.unpack("<III", ffi.buffer(raw, _RECORD))
+            if (info >> 24) & 0x1F not in _MODIFIER_CODES:
+                return self._name(name_off)
+            type_id = ref
+        return ""
 
     def find(self, name: str, kind: Kind) -> int | None:
         """Id of the type called ``name`` of ``kind``, or None."""

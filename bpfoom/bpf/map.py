@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import threading
 import weakref
@@ -58,7 +59,9 @@ class MapInfo:
     btf_id: int
 
 
+@functools.lru_cache(maxsize=None)
 def _type_name(map_type: int) -> str:
+    """libbpf's name of a map type, asked once per type per process (every open asks)."""
     raw = lib.libbpf_bpf_map_type_str(map_type)
     return ffi.string(raw).decode() if raw != ffi.NULL else f"unknown({map_type})"
 
