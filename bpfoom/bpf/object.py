@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind
-from .errors import (ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
+from .errors import (ENOTSUPP, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
@@ -473,6 +473,30 @@ class Program:
                 check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"query program {self.name!r}")
                 self._id = info.id
             return self._id
+
+    def test_run(self, ctx: bytes | None = None) -> int:
+        """Run the loaded program once in the kernel (BPF_PROG_TEST_RUN); its return value.
+
+        For programs nothing else triggers on demand, e.g. ``SEC("syscall")``,
+        which reads ``ctx`` (bytes the kernel copies in) as its argument.
+        Program types the kernel cannot run this way raise NotSupportedError;
+        others may refuse a ctx they do not take (EINVAL).
+        """
+        if ctx is not None and not isinstance(ctx, (bytes, bytearray)):
+            raise TypeError(f"ctx must be bytes, not {type(ctx).__name__}")
+        with self._obj._lock:
+            fd = self.fd
+            opts = ffi.new("struct bpf_test_run_opts *")
+            opts.sz = ffi.sizeof("struct bpf_test_run_opts")
+            if ctx:
+                data = ffi.from_buffer(bytes(ctx))
+                opts.ctx_in, opts.ctx_size_in = data, len(ctx)
+            rc = lib.bpf_prog_test_run_opts(fd, opts)
+            unsupported = -rc in (ENOTSUPP, errno.EOPNOTSUPP)
+            check(rc, f"run program {self.name!r} ({self.section}) with BPF_PROG_TEST_RUN",
+                  advice=("the kernel cannot run this program type on demand; SEC(\"syscall\") "
+                          "programs (and a few others) can be") if unsupported else None)
+            return opts.retval
 
     @property
     def log(self) -> str | None:
