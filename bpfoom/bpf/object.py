@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
@@ -183,9 +184,13 @@ class BpfObject:
             path = os.fsdecode(source)
             label = path
             action = f"open BPF object {path!r}"
-            if not os.path.exists(path):
+            try:
+                is_dir = stat.S_ISDIR(os.stat(path).st_mode)  # one stat where two were
+            except OSError:  # as os.path.exists() answers: missing
+                is_dir = None
+            if is_dir is None:
                 raise PathNotFoundError(errno.ENOENT, f"could not {action}: no such file; check the path")
-            if os.path.isdir(path):
+            if is_dir:
                 raise ObjectFileError(errno.EISDIR, f"could not {action}: it is a directory; "
                                       f"{_BPF_OBJECT_ADVICE}")
             with _log.capture() as warnings:
@@ -267,7 +272,8 @@ class BpfObject:
                 buf = _alloc_uncleared("char[]", size) if level else _failure_logs.take()
                 buf[0] = b"\0"
                 check(lib.bpf_program__set_log_buf(prog._ptr, buf, size), "set a log buffer")
-                check(lib.bpf_program__set_log_level(prog._ptr, level), "set the log level")
+                if level:  # 0 is libbpf's default: one C call less per program and load
+                    check(lib.bpf_program__set_log_level(prog._ptr, level), "set the log level")
                 buffers[prog.name] = buf
             with _log.capture() as warnings:
                 rc = lib.bpf_object__load(ptr)
