@@ -118,10 +118,11 @@ class PythonSide:
         self.count += 1
 
     def _daemon(self, data: bytes) -> None:
-        # Daemon._on_decision: one log line with the event's JSON, then the metrics.
+        # Daemon._on_decision: the event's JSON form, logged as one line, then counted.
         event = DecisionEvent.from_bytes(data, self.layout)
-        self.log("info", "decision", id="bench", **event.to_json())
-        self.metrics.observe(event)
+        fields = event.to_json()
+        self.log("info", "decision", id="bench", **fields)
+        self.metrics.observe(event, fields)
         self.count += 1
 
     def fill(self, records: int) -> int:
