@@ -27,6 +27,9 @@ Where this differs from or adds to the issue-3 API contract:
   on many of them at once (one epoll wait).
 * ``Map`` is not a ``collections.abc.Mapping`` (so maps stay hashable and
   ``==`` stays identity); ``keys()``/``values()``/``items()`` return lists.
+  ``lookup_batch()``/``update_batch()`` read or write many elements per
+  syscall (hash and array maps; ``BatchNotSupportedError`` elsewhere, where
+  ``items()`` and assignment do the same one element at a time).
 * ``Map.from_pinned(path)`` opens a pinned map, owning its own fd
   (``close()``, a context manager); ``RingBuffer`` reads such a map too, and
   ``PinnedEvents`` reads the decisions ``bpfoom attach`` pinned through them.
@@ -61,8 +64,8 @@ from importlib import metadata as _metadata
 
 from .bpf import _log
 from .bpf.cgroup import Cgroup
-from .bpf.errors import (BpfError, BusyError, CgroupError, ClosedError, InvalidValueError,
-                     KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
+from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupError, ClosedError,
+                     InvalidValueError, KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
                      ObjectFileError, PathNotFoundError, PermissionDeniedError,
                      ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
@@ -104,7 +107,8 @@ __all__ = [
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached", "targets", "aevents", "SourceSet",
     "MemcgStats", "MemcgStatsReader", "Pressure", "memcg_stats",
-    "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError", "ObjectFileError",
+    "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError",
+    "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
     "InvalidValueError", "CgroupError", "StateError", "__version__",

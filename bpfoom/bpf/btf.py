@@ -56,6 +56,7 @@ class Kind(enum.IntEnum):
 
 
 _MODIFIERS = {Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG}
+_MODIFIER_CODES = frozenset(int(kind) for kind in _MODIFIERS)
 _INT_SIGNED, _INT_CHAR, _INT_BOOL = 1, 2, 4
 _RECORD = 12  # sizeof(struct btf_type)
 
@@ -179,6 +180,19 @@ class Btf:
         if kind in (Kind.FLOAT,):
             return BtfType(**common, size=size_or_type)
         return BtfType(**common, ref=size_or_type)
+
+    def resolved_name(self, type_id: int) -> str:
+        """The name :meth:`resolve` would give, reading only type headers (no members parsed)."""
+        ptr = self._live()
+        for _ in range(64):  # modifier chains are short; a cycle would be malformed BTF
+            raw = lib.btf__type_by_id(ptr, type_id) if type_id else ffi.NULL
+            if raw == ffi.NULL:
+                return ""
+            name_off, info, ref = struct.unpack("<III", ffi.buffer(raw, _RECORD))
+            if (info >> 24) & 0x1F not in _MODIFIER_CODES:
+                return self._name(name_off)
+            type_id = ref
+        return ""
 
     def find(self, name: str, kind: Kind) -> int | None:
         """Id of the type called ``name`` of ``kind``, or None."""
@@ -480,8 +494,20 @@ class RecordCodec(Codec):
         super().__init__(label)
         self.size, self.is_union = size, is_union
         self.fields = {name: (bit, bits, codec) for name, bit, bits, codec in fields}
+        self._flat: _FlatDecoder | None | bool = None  # built at the first decode
 
     def decode(self, buf, offset=0):
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = _FlatDecoder.of(self) or False
+        if flat:
+            try:
+                return flat.decode(buf, offset)
+            except struct.error:  # a short buffer: the field-by-field path says what it can
+                pass
+        return self._decode_fields(buf, offset)
+
+    def _decode_fields(self, buf, offset=0):
         out = {}
         for name, (bit, bits, codec) in self.fields.items():
             if bits:
@@ -502,6 +528,93 @@ class RecordCodec(Codec):
                 _write_bits(buf, offset, bit, bits, codec, item)
             else:
                 codec.encode_into(item, buf, offset + bit // 8)
+
+
+def _c_string(raw: bytes) -> str:
+    """A ``char[N]`` as CharArrayCodec decodes it: up to the first NUL."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+_INT_FORMATS = {(1, False): "B", (2, False): "H", (4, False): "I", (8, False): "Q",
+                (1, True): "b", (2, True): "h", (4, True): "i", (8, True): "q"}
+
+
+class _NotFlat(Exception):
+    """The record has a member the flat decoder does not handle (bitfields, unions, enums)."""
+
+
+class _FlatDecoder:
+    """A record decoded by one ``struct.unpack_from`` and one generated expression.
+
+    Decoding a record field by field costs a Python call and a slice per
+    integer (a policy's decision event has 132); this reads them all in one
+    C call and builds the same dicts and lists from the tuple.  Only records
+    of plain integers, bools, floats, char arrays, fixed arrays and nested
+    structs qualify; anything else keeps the field-by-field path.  The
+    expression is generated from the BTF, with member names written as
+    string literals (repr), so nothing from the object is executed.
+    """
+
+    def __init__(self, codec: RecordCodec) -> None:
+        self._parts: list[tuple[int, str, int, int]] = []  # offset, format, size, tuple items
+        expression = self._expr(codec, 0)
+        layout, position = "<", 0
+        for at, code, size, _ in self._parts:
+            if at < position:
+                raise _NotFlat  # overlapping members
+            if at > position:
+                layout += f"{at - position}x"
+            layout += code
+            position = at + size
+        self._struct = struct.Struct(layout)
+        self._build = eval(f"lambda t: {expression}", {"_str": _c_string, "bool": bool,  # noqa: S307
+                                                       "list": list, "__builtins__": {}})
+
+    @classmethod
+    def of(cls, codec: RecordCodec) -> "_FlatDecoder | None":
+        try:
+            return cls(codec)
+        except _NotFlat:
+            return None
+
+    def decode(self, buf, offset: int = 0) -> dict:
+        return self._build(self._struct.unpack_from(buf, offset))
+
+    def _item(self, offset: int, code: str, size: int, count: int = 1) -> int:
+        index = sum(part[3] for part in self._parts)
+        self._parts.append((offset, code, size, count))
+        return index
+
+    def _expr(self, codec: Codec, offset: int) -> str:
+        kind = type(codec)
+        if kind in (IntCodec, BoolCodec):
+            code = _INT_FORMATS.get((codec.size, codec.signed))
+            if code is None:
+                raise _NotFlat
+            index = self._item(offset, code, codec.size)
+            return f"bool(t[{index}])" if kind is BoolCodec else f"t[{index}]"
+        if kind is FloatCodec and codec.fmt is not None:
+            return f"t[{self._item(offset, codec.fmt[1], codec.size)}]"
+        if kind is CharArrayCodec:
+            return f"_str(t[{self._item(offset, f'{codec.size}s', codec.size)}])"
+        if kind is BytesCodec:
+            return f"t[{self._item(offset, f'{codec.size}s', codec.size)}]"
+        if kind is ArrayCodec:
+            elem = codec.elem
+            if type(elem) is IntCodec and (elem.size, elem.signed) in _INT_FORMATS and codec.length:
+                code = _INT_FORMATS[(elem.size, elem.signed)]
+                index = self._item(offset, f"{codec.length}{code}", codec.size, codec.length)
+                return f"list(t[{index}:{index + codec.length}])"
+            return "[" + ", ".join(self._expr(elem, offset + i * elem.size)
+                                   for i in range(codec.length)) + "]"
+        if kind is RecordCodec and not codec.is_union:
+            members = []
+            for name, (bit, bits, member) in codec.fields.items():
+                if bits or bit % 8:
+                    raise _NotFlat
+                members.append(f"{name!r}: {self._expr(member, offset + bit // 8)}")
+            return "{" + ", ".join(members) + "}"
+        raise _NotFlat
 
 
 def _bit_span(bit: int, bits: int) -> tuple[int, int, int]:

@@ -12,7 +12,7 @@ import errno as _errno
 import os
 
 __all__ = [
-    "BpfError", "PermissionDeniedError", "NotSupportedError", "BusyError",
+    "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError", "BusyError",
     "ObjectFileError", "NotFoundError", "PathNotFoundError", "MapNotFoundError",
     "ProgramNotFoundError", "VariableNotFoundError", "KeyNotFoundError",
     "ClosedError", "VerifierError", "InvalidValueError", "CgroupError",
@@ -104,6 +104,15 @@ class PermissionDeniedError(BpfError, PermissionError):
 
 class NotSupportedError(BpfError):
     """The running kernel lacks a feature; ``.feature`` names it."""
+
+
+class BatchNotSupportedError(NotSupportedError):
+    """The kernel has no batch lookup/update for this map type (ENOTSUPP or EOPNOTSUPP).
+
+    Not a missing kernel feature as such: the same kernel batches hash and
+    array maps.  ``.feature`` names the command and map type; the message says
+    which per-element call does the same job.
+    """
 
 
 class BusyError(BpfError):

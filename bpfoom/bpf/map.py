@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._ffi import ffi, lib
-from .btf import Btf, BytesCodec, Codec, encode_for, kernel_btf
+from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
 from .cgroup import mounts
-from .errors import (BpfError, ClosedError, InvalidValueError, KeyNotFoundError,
-                     PathNotFoundError, StateError, check)
+from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError,
+                     InvalidValueError, KeyNotFoundError, PathNotFoundError, StateError, check,
+                     error_from_errno)
 
 if TYPE_CHECKING:
     from .object import BpfObject
@@ -57,7 +59,9 @@ class MapInfo:
     btf_id: int
 
 
+@functools.lru_cache(maxsize=None)
 def _type_name(map_type: int) -> str:
+    """libbpf's name of a map type, asked once per type per process (every open asks)."""
     raw = lib.libbpf_bpf_map_type_str(map_type)
     return ffi.string(raw).decode() if raw != ffi.NULL else f"unknown({map_type})"
 
@@ -293,7 +297,7 @@ class Map:
         self._type = type_name  # fixed once created: repr needs no C call
         self._id: int | None = None
         self._codecs: tuple[Codec, Codec] | None = None
-        self._value_buf = None
+        self._cells: _Cells | None = None  # the element fast path's buffers, after load
         self._key_label = f"a key of map {name!r}"
         self._value_label = f"a value of map {name!r}"
 
@@ -440,26 +444,60 @@ class Map:
             self._codecs = (key, value)
         return self._codecs
 
+    def _element_cells(self) -> "_Cells":
+        """The per-map buffers of the element fast path, made at the first access after load.
+
+        Lock held, map loaded: the fd is fixed from here until close(), which
+        takes the same lock, so caching it cannot outlive the fd.
+        """
+        if self._cells is None:
+            key_codec, value_codec = self._element_codecs()
+            self._cells = _Cells(self._source.fd(), key_codec, value_codec)
+        return self._cells
+
     def _key_bytes(self, key: Any) -> bytes:
         key_codec, _ = self._element_codecs()
         return encode_for(self._key_label, key_codec, key)
 
+    def _fill_key(self, cells: "_Cells", key: Any):
+        """What to pass as the key: the fast path's typed cell, else encoded bytes.  Lock held."""
+        cell = cells.key
+        if cell is not None:
+            try:
+                cell[0] = key  # cffi checks the range; anything unusual takes the codec
+                return cell
+            except (TypeError, OverflowError):
+                pass
+        return encode_for(self._key_label, cells.key_codec, key)
+
     def __getitem__(self, key: Any) -> Any:
-        # The hot path: no message is formatted unless something fails.
+        # The hot path: no BTF work, no message formatted, one lock, one syscall.
+        # acquire()/release() rather than ``with``: half the cost of the lock on CPython 3.11.
         obj = self._obj
-        with obj._lock:
+        lock = obj._lock
+        lock.acquire()
+        try:
             if obj._state != "loaded":
                 obj._require_loaded(f"read map {self.name!r}")
-            key_codec, value_codec = self._codecs or self._element_codecs()
-            raw_key = encode_for(self._key_label, key_codec, key)
-            if self._value_buf is None:
-                self._value_buf = ffi.new("char[]", value_codec.size)
-            rc = lib.bpf_map_lookup_elem(self._source.fd(), raw_key, self._value_buf)
+            cells = self._cells or self._element_cells()
+            cell = cells.key
+            if cell is not None:
+                try:
+                    cell[0] = key  # cffi range-checks ints; anything else goes to the codec
+                except (TypeError, OverflowError):
+                    cell = encode_for(self._key_label, cells.key_codec, key)
+            else:
+                cell = encode_for(self._key_label, cells.key_codec, key)
+            rc = _lookup_elem(cells.fd, cell, cells.value)
             if rc < 0:
                 if rc == -errno.ENOENT:
                     raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
                 check(rc, f"look up {key!r} in map {self.name!r}")
-            return value_codec.decode(ffi.buffer(self._value_buf, value_codec.size))
+            if cells.value_is_int:
+                return cells.value[0]
+            return cells.value_codec.decode(cells.value_view)
+        finally:
+            lock.release()
 
     def get(self, key: Any, default: Any = None) -> Any:
         try:
@@ -478,10 +516,18 @@ class Map:
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} before load(); "
                                      "set globals before load() through obj.rodata/.data/.bss")
                 obj._require_loaded(f"write map {self.name!r}")
-            key_codec, value_codec = self._codecs or self._element_codecs()
-            raw_key = encode_for(self._key_label, key_codec, key)
-            raw_value = encode_for(self._value_label, value_codec, value)
-            rc = lib.bpf_map_update_elem(self._source.fd(), raw_key, raw_value, lib.BPF_ANY)
+            cells = self._cells or self._element_cells()
+            raw_key = self._fill_key(cells, key)
+            raw_value = None
+            if cells.value_is_int:
+                try:
+                    cells.value[0] = value
+                    raw_value = cells.value
+                except (TypeError, OverflowError):
+                    pass
+            if raw_value is None:
+                raw_value = encode_for(self._value_label, cells.value_codec, value)
+            rc = _update_elem(cells.fd, raw_key, raw_value, lib.BPF_ANY)
             if rc < 0:
                 frozen = rc == -errno.EPERM and self._source.frozen_because()
                 if frozen:
@@ -540,6 +586,166 @@ class Map:
             if value is not _MISSING:
                 out.append((key, value))
         return out
+
+
+    # -- batches (BPF_MAP_LOOKUP_BATCH / BPF_MAP_UPDATE_BATCH) -----------------
+    def lookup_batch(self, chunk: int | None = None) -> list[tuple[Any, Any]]:
+        """Every (key, value), read ``chunk`` elements per syscall (default: up to 1,024).
+
+        What :meth:`items` returns, at a fraction of the syscalls: items()
+        makes two per element.  A snapshot only per chunk: elements added or
+        removed meanwhile may or may not appear.  Hash and array maps (and
+        their per-CPU and LRU kinds) support it; others raise
+        :class:`BatchNotSupportedError`, and items() is the way to read them.
+        """
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
+                                  or chunk < 1):
+            raise TypeError("chunk must be a positive int (elements per syscall) or None")
+        with self._obj._lock:
+            self._obj._require_loaded(f"read map {self.name!r} in batches")
+            cells = self._cells or self._element_cells()
+            key_size, value_size = cells.key_codec.size, cells.value_codec.size
+            wanted = chunk or min(self._source.max_entries(), _BATCH_CHUNK)
+            # The position between calls: a key for arrays, a 4-byte bucket index for hashes.
+            token_size = max(key_size, 4)
+            position, following = ffi.new("char[]", token_size), ffi.new("char[]", token_size)
+            count = ffi.new("__u32 *")
+            opts = _batch_opts(0)
+            keys = values = None
+            start = ffi.NULL
+            out: list[tuple[Any, Any]] = []
+            while True:
+                if keys is None:
+                    keys = ffi.new("char[]", key_size * wanted)
+                    values = ffi.new("char[]", value_size * wanted)
+                count[0] = wanted
+                rc = lib.bpf_map_lookup_batch(cells.fd, start, following, keys, values, count, opts)
+                got = count[0]
+                if rc == -errno.ENOSPC and got == 0:
+                    wanted, keys = wanted * 2, None  # one hash bucket holds more: bigger chunks
+                    continue
+                if rc < 0 and rc != -errno.ENOENT:
+                    raise self._batch_error(rc, "read", "BPF_MAP_LOOKUP_BATCH",
+                                        "a RingBuffer" if self._type == "ringbuf"
+                                        else "items(), two syscalls per element,")
+                out.extend(zip(_unpack(cells.key_codec, cells.key_ctype, keys, got),
+                               _unpack(cells.value_codec, cells.value_ctype, values, got)))
+                if rc == -errno.ENOENT:  # the end of the map: this was the last chunk
+                    return out
+                ffi.memmove(position, following, token_size)
+                start = position
+
+    def update_batch(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> int:
+        """Write every (key, value) of ``items`` in one syscall; returns how many.
+
+        Creates or replaces, as ``map[key] = value`` does.  Keys and values
+        are checked before the kernel sees any; if the kernel stops part way
+        (a full hash map: E2BIG), the error says how many were written, in
+        order.  Maps without batch updates raise
+        :class:`BatchNotSupportedError`: assign elements one by one instead.
+        """
+        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in pairs):
+            raise TypeError("update_batch() takes a mapping or (key, value) pairs")
+        obj = self._obj
+        with obj._lock:
+            if obj._state != "loaded":
+                obj._require_loaded(f"write map {self.name!r} in batches")
+            if not pairs:
+                return 0
+            cells = self._cells or self._element_cells()
+            keys = _pack(self._key_label, cells.key_codec, cells.key_ctype, [k for k, _ in pairs])
+            values = _pack(self._value_label, cells.value_codec, cells.value_ctype,
+                           [v for _, v in pairs])
+            count = ffi.new("__u32 *", len(pairs))
+            rc = lib.bpf_map_update_batch(cells.fd, keys, values, count, _batch_opts(lib.BPF_ANY))
+            if rc < 0:
+                written = count[0]
+                if rc == -errno.E2BIG:
+                    raise BpfError(errno.E2BIG, f"could not write all {len(pairs)} elements to map "
+                                   f"{self.name!r}: the first {written} were written, then the map "
+                                   f"was full ({self._source.max_entries()} entries) or a key was "
+                                   "out of range; delete some first")
+                raise self._batch_error(rc, "write", "BPF_MAP_UPDATE_BATCH",
+                                        "map[key] = value, one element per syscall,", written)
+            return len(pairs)
+
+    def _batch_error(self, rc: int, verb: str, command: str, instead: str,
+                     written: int | None = None) -> BpfError:
+        """The exception for a failed batch call; a map type without batches gets its own."""
+        code = -rc
+        if code in (ENOTSUPP, errno.EOPNOTSUPP):
+            return BatchNotSupportedError(
+                code, f"cannot {verb} map {self.name!r} in batches: the kernel has no "
+                f"{command} for {self._type} maps; use {instead} instead",
+                feature=f"{command}:{self._type}")
+        done = f" ({written} written before it)" if written else ""
+        return error_from_errno(code, f"{verb} map {self.name!r} in batches{done}")
+
+# Looked up once: the element fast path calls them through a module global.
+_lookup_elem = lib.bpf_map_lookup_elem
+_update_elem = lib.bpf_map_update_elem
+# Elements per BPF_MAP_LOOKUP_BATCH call unless the caller says.
+_BATCH_CHUNK = 1024
+
+
+def _batch_opts(elem_flags: int):
+    opts = ffi.new("struct bpf_map_batch_opts *")
+    opts.sz = ffi.sizeof("struct bpf_map_batch_opts")
+    opts.elem_flags = elem_flags
+    return opts
+
+# Plain integers of these sizes are read and written through typed cffi memory
+# (cffi range-checks the store), not through bytes and a codec.
+_INT_CTYPES = {(1, False): "uint8_t", (2, False): "uint16_t", (4, False): "uint32_t",
+               (8, False): "uint64_t", (1, True): "int8_t", (2, True): "int16_t",
+               (4, True): "int32_t", (8, True): "int64_t"}
+
+
+def _int_ctype(codec: Codec) -> str | None:
+    """The C type of a plain integer codec ("uint32_t", ...), else None."""
+    if type(codec) is not IntCodec:  # bools, enums: their own decode, keep the codec
+        return None
+    return _INT_CTYPES.get((codec.size, codec.signed))
+
+
+class _Cells:
+    """One map's element buffers and codecs, fixed after load: what a lookup needs, ready.
+
+    Shared by every thread, so used only with the owner's lock held.
+    """
+
+    __slots__ = ("fd", "key_codec", "value_codec", "key_ctype", "value_ctype", "key", "value",
+                 "value_is_int", "value_view")
+
+    def __init__(self, fd: int, key_codec: Codec, value_codec: Codec) -> None:
+        self.fd = fd
+        self.key_codec, self.value_codec = key_codec, value_codec
+        self.key_ctype, self.value_ctype = _int_ctype(key_codec), _int_ctype(value_codec)
+        self.key = ffi.new(f"{self.key_ctype}[1]") if self.key_ctype else None
+        self.value_is_int = self.value_ctype is not None
+        self.value = (ffi.new(f"{self.value_ctype}[1]") if self.value_is_int
+                      else ffi.new("char[]", value_codec.size))
+        self.value_view = ffi.buffer(self.value, value_codec.size)
+
+
+def _pack(label: str, codec: Codec, ctype: str | None, items: list[Any]):
+    """``items`` laid out back to back as the kernel's batch calls take them."""
+    if ctype is not None:
+        try:
+            return ffi.new(f"{ctype}[]", items)
+        except (TypeError, OverflowError):
+            pass  # the codec says what is wrong (or accepts an __index__ object)
+    return b"".join(encode_for(label, codec, item) for item in items)
+
+
+def _unpack(codec: Codec, ctype: str | None, memory, count: int) -> list[Any]:
+    """``count`` elements decoded from memory a batch call filled."""
+    if ctype is not None:
+        return ffi.unpack(ffi.cast(f"{ctype} *", memory), count)
+    size = codec.size
+    view = ffi.buffer(memory, size * count)
+    return [codec.decode(view, i * size) for i in range(count)]
 
 
 class _PerCpuCodec(Codec):

@@ -36,11 +36,19 @@ class StructOpsMap(Map):
     def __init__(self, obj: "BpfObject", ptr, name: str) -> None:
         super().__init__(obj, ptr, name)
         btf = obj._btf
-        type_id = lib.bpf_map__btf_value_type_id(ptr)
-        struct = btf.resolve(type_id) if btf is not None and type_id else None
-        self.struct_name: str = struct.name if struct is not None else ""
-        self._struct = struct
+        self._struct_id = lib.bpf_map__btf_value_type_id(ptr)
+        # Only the name now (repr shows it after close); the members when asked.
+        self.struct_name: str = (btf.resolved_name(self._struct_id)
+                                 if btf is not None and self._struct_id else "")
+        self._struct_type = None
         self._fields: StructOpsFields | None = None
+
+    @property
+    def _struct(self):
+        """The struct_ops value's BTF type, parsed at first use (object open, lock held)."""
+        if self._struct_type is None and self._struct_id and self._obj._btf is not None:
+            self._struct_type = self._obj._btf.resolve(self._struct_id)
+        return self._struct_type
 
     def __repr__(self) -> str:
         return f"<StructOpsMap {self.name!r} struct {self.struct_name}{self._repr_detail()}>"

@@ -130,18 +130,22 @@ class Daemon:
         return self.attached.running
 
     # -- events ----------------------------------------------------------------------
+    # Each event's JSON form is built once, for the log line and the metrics both.
     def _on_decision(self, entry_id: str, event: Any) -> None:
-        self.log("info", "decision", id=entry_id, **event.to_json())
-        self._observe(event)
+        fields = event.to_json()
+        self.log("info", "decision", id=entry_id, **fields)
+        self._observe(event, fields)
 
     def _on_kill(self, event: Any) -> None:
         fields = event.to_json()
-        self.log("warning" if fields["kind"] == "overrun" else "info", fields.pop("kind"), **fields)
-        self._observe(event)
+        logged = dict(fields)
+        kind = logged.pop("kind")
+        self.log("warning" if kind == "overrun" else "info", kind, **logged)
+        self._observe(event, fields)
 
-    def _observe(self, event: Any) -> None:
+    def _observe(self, event: Any, fields: dict[str, Any] | None = None) -> None:
         try:
-            self.metrics.observe(event)
+            self.metrics.observe(event, fields)
         except (TypeError, KeyError, ValueError) as exc:  # an event of another schema
             self.log("warning", "not_counted", error=str(exc))
         if self.config.metrics_file is not None and self._metrics_due is None:

@@ -82,9 +82,14 @@ class Metrics:
         series = self._values[name]
         series[labels] = series.get(labels, 0) + amount
 
-    def observe(self, event: Any) -> None:
-        """Count one event: DecisionEvent, KillEvent, OomNoKillEvent or OverrunEvent (by its JSON form)."""
-        fields = event.to_json()
+    def observe(self, event: Any, fields: dict[str, Any] | None = None) -> None:
+        """Count one event: DecisionEvent, KillEvent, OomNoKillEvent or OverrunEvent (by its JSON form).
+
+        ``fields`` is ``event.to_json()`` when the caller has it already (the
+        daemon logs it first): building it is most of the cost of an event.
+        """
+        if fields is None:
+            fields = event.to_json()
         kind = fields.get("kind")
         stamp = datetime.fromisoformat(fields["time"]).timestamp() if "time" in fields else time.time()
         with self._lock:

@@ -7,6 +7,22 @@ int bpf_map_delete_elem(int fd, const void *key);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_map_freeze(int fd);
 
+/* many elements per syscall (BPF_MAP_*_BATCH); not every map type has them */
+struct bpf_map_batch_opts {
+	size_t sz;
+	__u64 elem_flags;
+	__u64 flags;
+	...;
+};
+int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+			 __u32 *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys,
+				    void *values, __u32 *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
+			 const struct bpf_map_batch_opts *opts);
+int bpf_map_delete_batch(int fd, const void *keys, __u32 *count,
+			 const struct bpf_map_batch_opts *opts);
+
 struct bpf_btf_load_opts {
 	size_t sz;
 	char *log_buf;

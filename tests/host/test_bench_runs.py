@@ -5,6 +5,7 @@ are only parsed and asked for --help; tests/guest/test_bench_runs.py runs them.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -30,7 +31,8 @@ def test_each_benchmark_explains_itself(script):
 
 
 def test_the_expected_benchmarks_exist():
-    assert {"attach_cycle.py", "stats_read.py", "decision_cost.py", "oom_latency.py"} <= set(SCRIPTS)
+    assert {"attach_cycle.py", "stats_read.py", "decision_cost.py", "oom_latency.py",
+            "event_throughput.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.usefixtures("tcp_struct_ops")
@@ -40,3 +42,16 @@ def test_attach_cycle_runs_small():
                "--lookups", "100")
     assert done.returncode == 0, done.stderr
     assert "ratio" in done.stdout and "machine:" in done.stdout
+
+
+@pytest.mark.usefixtures("bpf_privileges", "clang_toolchain")
+def test_event_throughput_runs_small():
+    require(subprocess.run(["which", "gcc"], capture_output=True).returncode == 0, "needs gcc")
+    done = run(str(BENCH / "event_throughput.py"), "--records", "300", "--rounds", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["all_records_drained"] and document["records_the_ring_refused"] == 0
+    assert set(document["ratio_to_c"]) == {"bytes", "decoded", "daemon"}
+    assert document["machine"]["cpus"] >= 1
+    for side in ("c", "bytes", "decoded", "daemon"):
+        assert [r["drained"] for r in document["raw_rounds"][side]] == [300]

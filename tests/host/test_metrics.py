@@ -59,6 +59,23 @@ def test_the_exposition_counts_by_policy_and_reason():
     assert parsed["bpfoom_attached_policies"]["type"] == "gauge"
 
 
+def test_fields_built_once_count_as_the_event_does():
+    """The daemon passes the JSON form it just logged: the counts must not change."""
+    events = (kill("largest_leaf", ns=5), decision("observe", "declined", "nothing_killable"),
+              bpfoom.OverrunEvent(lost=2, total_lost=2, monotonic_ns=1, source="observe"))
+    own, given = daemon.Metrics(), daemon.Metrics()
+    for event in events:
+        own.observe(event)
+        given.observe(event, event.to_json())
+    mine, theirs = parse(own.render()), parse(given.render())
+    # wall-clock stamps are converted from CLOCK_MONOTONIC at each to_json(): equal to within ms
+    for name in [n for n in mine if n.endswith("_timestamp_seconds")]:
+        stamps, others = mine.pop(name)["samples"], theirs.pop(name)["samples"]
+        assert stamps.keys() == others.keys()
+        assert all(abs(stamps[k] - others[k]) < 0.5 for k in stamps)
+    assert mine == theirs
+
+
 def test_attached_policies_and_label_escaping():
     metrics = daemon.Metrics()
     odd = 'we"ird\\name\n'
