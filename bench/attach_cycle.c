@@ -20,20 +20,7 @@
 #include <sys/resource.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Like a quiet application: libbpf's messages are dropped, not printed. */
-static int drop_libbpf_messages(enum libbpf_print_level level, const char *format, va_list args)
-{
-	return 0;
-}
+#include "bench_common.h"
 
 /* User + system CPU time of this process: unlike wall time, it ignores RCU
  * grace periods slept through in detach and other processes on the CPUs. */

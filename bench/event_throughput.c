@@ -21,6 +21,7 @@
 #include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "bench_common.h"
 
 #define PER_RUN 512
 #define MAX_RECORD 4096
@@ -33,19 +34,6 @@ struct drained {
 	long records;
 	unsigned long long checksum;	/* keeps the reads from being optimised away */
 };
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int drop_libbpf_messages(enum libbpf_print_level level, const char *format, va_list args)
-{
-	return 0;
-}
 
 static int fail(const char *what, int err)
 {
