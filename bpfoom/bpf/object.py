@@ -325,9 +325,8 @@ class BpfObject:
             return
         self._state = "closed"
         self._closed_because = because
-        if self._rings:
-            for ring in list(self._rings):
-                ring.close()  # wakes its pollers; never waits for them
+        for ring in list(self._rings):
+            ring.close()  # wakes its pollers; never waits for them
         if self._btf is not None:
             self._btf._release()
         lib.bpf_object__close(ptr)
