@@ -480,6 +480,7 @@ class Map:
             if obj._state != "loaded":
                 obj._require_loaded(f"read map {self.name!r}")
             cells = self._cells or self._element_cells()
+            # _fill_key() written out: the call alone is ~35 ns of the ~330 ns of Python here.
             cell = cells.key
             if cell is not None:
                 try:

@@ -50,10 +50,14 @@ def attach_tcp(name: str, *extra: str) -> subprocess.CompletedProcess:
 def cc_name(tcp_struct_ops, bpffs_dir):
     """A unique congestion-control name; whatever is still pinned for it is removed afterwards."""
     name = facts.unique_cc_name()
+    default_dir = Path("/sys/fs/bpf/bpfoom")
+    made_here = not default_dir.exists()
     yield name
-    pin = Path("/sys/fs/bpf/bpfoom") / f"{name}@system"
+    pin = default_dir / f"{name}@system"
     if pin.exists():
         bpfoom("detach", "--all", "--pin", str(pin))
+    if made_here and default_dir.is_dir() and not any(default_dir.iterdir()):
+        default_dir.rmdir()  # the CLI's default pin directory, created by this test
 
 
 def test_help_lists_every_subcommand_with_examples():
