@@ -230,6 +230,9 @@ static __always_inline void explain_candidate(__u64 cgroup_id, __s32 pid, __u64 
 	__u32 n = event.nr_candidates, pos = n;
 	int i;
 
+	/* Most candidates of a large tree do not make a full list: one compare, not a walk. */
+	if (n > last && !dies_before(protected, priority, rank, &event.candidate[last]))
+		return;
 	bpf_for(i, 0, POLICY_EVENT_MAX_CANDIDATES) {
 		if (i >= n)
 			break;

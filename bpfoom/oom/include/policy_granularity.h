@@ -216,7 +216,7 @@ static void take_subtree(struct oom_control *oc, __u64 id, const char *message)
 	cgrp = bpf_cgroup_from_id(id);
 	if (!cgrp)
 		return;
-	collect_cgroups(&cgrp->self, false);
+	collect_cgroups(&cgrp->self);
 	bpf_cgroup_release(cgrp);
 	bpf_for(i, 0, nr_leaves)
 		take_cgroup(oc, leaf_ids[i & (MAX_LEAVES - 1)], message);

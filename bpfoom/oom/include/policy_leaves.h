@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Leaf memcgs under an OOMing memcg: find them, measure them, choose the largest.
+ * Leaf memcgs under an OOMing memcg: measure them, choose the largest.
  *
- * Two steps, because the sleepable stats flush cannot run under
- * bpf_rcu_read_lock, which the css walk needs: collect the leaf ids under
- * RCU, then measure each leaf from its id (policy_granularity.h kills).  Counters
- * live in globals for the reason given at `event` in policy_event.h.
+ * The choice flushes the scope's stats once (the flush sleeps) and then
+ * measures every leaf in one css walk under bpf_rcu_read_lock.  Kills work
+ * from ids collected under RCU and acted on after it (collect_cgroups(),
+ * for policy_granularity.h).  Counters live in globals for the reason given
+ * at `event` in policy_event.h.
  */
 #ifndef BPFOOM_POLICY_LEAVES_H
 #define BPFOOM_POLICY_LEAVES_H
@@ -33,11 +34,8 @@ struct leaf_choice {
 
 struct leaf_choice choice;
 
-/*
- * Fill leaf_ids/nr_leaves with the cgroups under `root`, itself included:
- * only the leaves (itself if it has no children), or all of them.
- */
-static inline void collect_cgroups(struct cgroup_subsys_state *root, bool leaves_only)
+/* Fill leaf_ids/nr_leaves with the cgroups under `root`, itself included. */
+static inline void collect_cgroups(struct cgroup_subsys_state *root)
 {
 	struct cgroup_subsys_state *css;
 	struct bpf_iter_css it;
@@ -47,8 +45,6 @@ static inline void collect_cgroups(struct cgroup_subsys_state *root, bool leaves
 	bpf_rcu_read_lock();
 	bpf_iter_css_new(&it, root, BPF_CGROUP_ITER_DESCENDANTS_PRE);
 	while ((css = bpf_iter_css_next(&it))) {
-		if (leaves_only && css->cgroup->nr_descendants)
-			continue;
 		n = nr_leaves;
 		if (n >= MAX_LEAVES)
 			break;
@@ -59,14 +55,13 @@ static inline void collect_cgroups(struct cgroup_subsys_state *root, bool leaves
 	bpf_rcu_read_unlock();
 }
 
-#define collect_leaves(memcg) collect_cgroups(&(memcg)->css, true)
-
-static inline void scan_tasks(struct cgroup *cgrp, struct leaf_stats *st)
+/* The tasks of leaf `css` (a memcg's css: for a leaf, its cgroup's tasks). */
+static inline void scan_tasks(struct cgroup_subsys_state *css, struct leaf_stats *st)
 {
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
 
-	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	bpf_iter_css_task_new(&it, css, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
 		st->has_tasks = true;
 		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
@@ -75,32 +70,6 @@ static inline void scan_tasks(struct cgroup *cgrp, struct leaf_stats *st)
 			st->exiting_pid = task->tgid;
 	}
 	bpf_iter_css_task_destroy(&it);
-}
-
-/* Fill `st` for the cgroup `id`; false if it is gone. */
-static inline bool measure_leaf(__u64 id, bool exclude_page_cache, struct leaf_stats *st)
-{
-	struct mem_cgroup *memcg;
-	struct cgroup *cgrp;
-	__u64 usage, cache;
-
-	__builtin_memset(st, 0, sizeof(*st));
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
-		return false;
-	memcg = bpf_get_mem_cgroup(&cgrp->self);
-	if (memcg) {
-		bpf_mem_cgroup_flush_stats(memcg);
-		usage = bpf_mem_cgroup_usage(memcg);
-		cache = exclude_page_cache ? bpf_mem_cgroup_page_state(memcg,
-				bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES)) : 0;
-		st->usage = usage;
-		st->size = usage > cache ? usage - cache : 0;
-		bpf_put_mem_cgroup(memcg);
-	}
-	scan_tasks(cgrp, st);
-	bpf_cgroup_release(cgrp);
-	return true;
 }
 
 /*
@@ -121,19 +90,54 @@ static __always_inline bool leaf_is_candidate(__u64 id, struct leaf_stats *st)
 	return st->size != 0;
 }
 
-/* Set `choice` to the largest leaf under `root` with tasks, none of them unkillable. */
+/*
+ * Fill `st` for a leaf met in an RCU css walk; its stats must have been
+ * flushed before the walk (the flush sleeps): no lookup by id, no flush
+ * per leaf.
+ */
+static inline void measure_walked_leaf(struct cgroup_subsys_state *css, bool exclude_page_cache,
+				       struct leaf_stats *st)
+{
+	struct mem_cgroup *memcg;
+	__u64 usage, cache;
+
+	__builtin_memset(st, 0, sizeof(*st));
+	memcg = bpf_get_mem_cgroup(css); /* a reference: the task iterator wants one */
+	if (!memcg)
+		return;
+	usage = bpf_mem_cgroup_usage(memcg);
+	cache = exclude_page_cache ? bpf_mem_cgroup_page_state(memcg,
+			bpf_core_enum_value(enum node_stat_item, NR_FILE_PAGES)) : 0;
+	st->usage = usage;
+	st->size = usage > cache ? usage - cache : 0;
+	scan_tasks(&memcg->css, st);
+	bpf_put_mem_cgroup(memcg);
+}
+
+/*
+ * Set `choice` to the largest leaf under `root` with tasks, none of them
+ * unkillable.  One flush of the whole scope, then one walk under RCU: at
+ * 1,000 leaves the per-leaf lookups and flushes of the two-step way cost
+ * more than the kernel's own choice (bench/decision_cost.py).
+ */
 static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache)
 {
+	struct cgroup_subsys_state *css;
+	struct bpf_iter_css it;
 	struct leaf_stats st;
 	__u64 id;
-	int i;
 
 	__builtin_memset(&choice, 0, sizeof(choice));
-	collect_leaves(root);
-	bpf_for(i, 0, nr_leaves) {
-		id = leaf_ids[i & (MAX_LEAVES - 1)];
-		if (!measure_leaf(id, exclude_page_cache, &st) || !st.has_tasks)
+	bpf_mem_cgroup_flush_stats(root);
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	while ((css = bpf_iter_css_next(&it))) {
+		if (css->cgroup->nr_descendants)
 			continue;
+		measure_walked_leaf(css, exclude_page_cache, &st);
+		if (!st.has_tasks)
+			continue;
+		id = css->cgroup->kn->id;
 		if (!leaf_is_candidate(id, &st))
 			continue;
 		choice.candidates++;
@@ -143,6 +147,8 @@ static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_pag
 			choice.id = id;
 		}
 	}
+	bpf_iter_css_destroy(&it);
+	bpf_rcu_read_unlock();
 }
 
 #endif

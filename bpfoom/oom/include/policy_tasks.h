@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Task-level choices inside the OOMing memcg: walk the tasks of its leaf
- * cgroups (policy_leaves.h finds them), rank each killable one with the
+ * cgroups (walked under RCU), rank each killable one with the
  * policy's task_rank() (largest wins), kill the best: decide() for policy_scope.h.
  *
  * A policy including this defines, before including it, POLICY_REASON (its
@@ -27,17 +27,14 @@ struct task_choice task_choice;
 /* The policy's ordering: the killable task with the largest rank dies. */
 static __u64 task_rank(struct task_struct *task, __u64 memory);
 
-static void rank_tasks_of(__u64 id)
+/* Rank the tasks of leaf memcg `css` (cgroup `id`), met in choose_task()'s walk under RCU. */
+static void rank_tasks_of(struct cgroup_subsys_state *css, __u64 id)
 {
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
-	struct cgroup *cgrp;
 	__u64 memory, rank;
 
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
-		return;
-	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	bpf_iter_css_task_new(&it, css, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
 		if (task->flags & PF_KTHREAD)
 			continue;
@@ -68,18 +65,29 @@ static void rank_tasks_of(__u64 id)
 		}
 	}
 	bpf_iter_css_task_destroy(&it);
-	bpf_cgroup_release(cgrp);
 }
 
-/* Set task_choice to the best killable task under `root`. */
+/* Set task_choice to the best killable task under `root`: one walk of its leaves under RCU. */
 static void choose_task(struct mem_cgroup *root)
 {
-	int i;
+	struct cgroup_subsys_state *css;
+	struct mem_cgroup *memcg;
+	struct bpf_iter_css it;
 
 	__builtin_memset(&task_choice, 0, sizeof(task_choice));
-	collect_leaves(root);
-	bpf_for(i, 0, nr_leaves)
-		rank_tasks_of(leaf_ids[i & (MAX_LEAVES - 1)]);
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	while ((css = bpf_iter_css_next(&it))) {
+		if (css->cgroup->nr_descendants)
+			continue;
+		memcg = bpf_get_mem_cgroup(css); /* a reference: the task iterator wants one */
+		if (!memcg)
+			continue;
+		rank_tasks_of(&memcg->css, css->cgroup->kn->id);
+		bpf_put_mem_cgroup(memcg);
+	}
+	bpf_iter_css_destroy(&it);
+	bpf_rcu_read_unlock();
 }
 
 static int decide(struct oom_control *oc, struct mem_cgroup *scope)

@@ -69,35 +69,53 @@ struct priority_choice {
 struct priority_choice best;
 struct cgroup_setting found_setting;
 
-/* The setting of leaf `id`: its own entry or its nearest ancestor's at or below `root_level`. */
-static void setting_of(__u64 id, int root_level)
+/* The setting found for the parent of the last leaf walked: its siblings share it. */
+__u64 parent_id_seen;
+struct cgroup_setting parent_setting_seen;
+
+/*
+ * The setting of leaf memcg `css`: its own entry or its nearest ancestor's at
+ * or below `root_level`.  In cgroup v2 a memcg's parent css is its parent
+ * cgroup's, so the walk up meets every ancestor; plain reads, under RCU.
+ * Leaves come in walk order, siblings together: what the walk above the
+ * leaf found is kept for the next sibling (one lookup per leaf, not one per
+ * level).  choose_by_priority() clears it per OOM (settings may change).
+ */
+static void setting_of(struct cgroup_subsys_state *css, int root_level)
 {
 	struct cgroup_setting *entry;
-	struct cgroup *cgrp, *ancestor;
-	__u64 ancestor_id;
-	int level, step;
+	__u64 id, parent_id;
+	int step;
 
+	id = css->cgroup->kn->id;
+	entry = bpf_map_lookup_elem(&cgroup_settings, &id);
+	if (entry) {
+		found_setting = *entry;
+		return;
+	}
 	found_setting.priority = default_priority;
 	found_setting.protected = 0;
-	cgrp = bpf_cgroup_from_id(id);
-	if (!cgrp)
+	if (css->cgroup->level <= root_level || !css->parent)
 		return;
-	level = cgrp->level;
+	css = css->parent;
+	parent_id = css->cgroup->kn->id;
+	if (parent_id == parent_id_seen) {
+		found_setting = parent_setting_seen;
+		return;
+	}
 	bpf_for(step, 0, MAX_DEPTH) {
-		if (level - step < root_level)
+		if (!css || css->cgroup->level < root_level)
 			break;
-		ancestor = bpf_cgroup_ancestor(cgrp, level - step);
-		if (!ancestor)
-			break;
-		ancestor_id = ancestor->kn->id;
-		bpf_cgroup_release(ancestor);
-		entry = bpf_map_lookup_elem(&cgroup_settings, &ancestor_id);
+		id = css->cgroup->kn->id;
+		entry = bpf_map_lookup_elem(&cgroup_settings, &id);
 		if (entry) {
 			found_setting = *entry;
 			break;
 		}
+		css = css->parent;
 	}
-	bpf_cgroup_release(cgrp);
+	parent_id_seen = parent_id;
+	parent_setting_seen = found_setting;
 }
 
 /* Whether a leaf (protected, priority, size) should die before the current best. */
@@ -112,25 +130,33 @@ static bool worse_than_best(bool protected, __s32 priority, __u64 size)
 	return size > best.size;
 }
 
+/* One flush, one walk under RCU: see choose_largest_leaf() in policy_leaves.h. */
 static void choose_by_priority(struct mem_cgroup *root)
 {
 	int root_level = root->css.cgroup->level;
+	struct cgroup_subsys_state *css;
+	struct bpf_iter_css it;
 	struct leaf_stats st;
 	bool protected;
 	__u64 id;
-	int i;
 
 	__builtin_memset(&best, 0, sizeof(best));
 	__builtin_memset(&choice, 0, sizeof(choice));
-	collect_leaves(root);
-	bpf_for(i, 0, nr_leaves) {
-		id = leaf_ids[i & (MAX_LEAVES - 1)];
-		if (!measure_leaf(id, exclude_page_cache, &st) || !st.has_tasks)
+	parent_id_seen = 0;
+	bpf_mem_cgroup_flush_stats(root);
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+	while ((css = bpf_iter_css_next(&it))) {
+		if (css->cgroup->nr_descendants)
 			continue;
+		measure_walked_leaf(css, exclude_page_cache, &st);
+		if (!st.has_tasks)
+			continue;
+		id = css->cgroup->kn->id;
 		if (!leaf_is_candidate(id, &st))
 			continue;
 		best.candidates++;
-		setting_of(id, root_level);
+		setting_of(css, root_level);
 		protected = found_setting.protected != 0;
 		explain_candidate(id, 0, st.usage, st.size, found_setting.priority, protected);
 		if (protected)
@@ -142,6 +168,8 @@ static void choose_by_priority(struct mem_cgroup *root)
 			best.protected = protected;
 		}
 	}
+	bpf_iter_css_destroy(&it);
+	bpf_rcu_read_unlock();
 	if (best.protected) /* nothing unprotected: no protected leaf was passed over */
 		__builtin_memset(&event.excluded[EXCLUDED_PROTECTED], 0,
 				 sizeof(event.excluded[EXCLUDED_PROTECTED]));
