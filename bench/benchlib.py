@@ -118,7 +118,7 @@ def parse_args(doc: str, argv: list[str] | None, counts: Mapping[str, tuple[int,
         parser.add_argument("--sizes", default=",".join(map(str, sizes)),
                             help="leaf memcg counts, comma-separated (default %(default)s)")
     for name, (default, help_text) in counts.items():
-        parser.add_argument(f"--{name}", type=int, default=default, help=help_text)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=help_text)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
     if sizes is not None:
@@ -170,6 +170,10 @@ class OomTiming:
                      "victim_marked_at", "victim_exited_at", "victim_pid"):
             current = self.obj.bss[name]
             self.obj.bss[name] = [0] * len(current) if isinstance(current, list) else 0
+
+    def watch(self, pid: int) -> None:
+        """Stamp ``pid``'s exit even if no OOM marks it (a kill from user space); after reset()."""
+        self.obj.bss["victim_pid"] = pid
 
     def first_oom(self) -> dict[str, dict]:
         """Per function: ns and calls inside the round's first OOM (None: not traced)."""

@@ -5,7 +5,8 @@ For trees of 10, 100 and 1,000 leaf memcgs, each with a process holding a
 little memory, a process in one more leaf grows past the tree's memory.max
 until it is OOM-killed (it is the largest task and its leaf the largest, so
 every policy and the kernel pick it, and the tree stays the same from one
-round to the next).  Each round is timed with fentry/fexit
+round to the next).  Rounds interleave the variants (the order rotating),
+so drift in the machine hits all alike.  Each round is timed with fentry/fexit
 (bench/oom_timing.bpf.c) in its first out_of_memory(): the decision is that
 call's time minus the kill it made (oom_kill_process() for the kernel with
 no policy attached, bpf_oom_kill_process() for a policy: largest_leaf,
@@ -102,20 +103,25 @@ def measure(leaves: int, rounds: int, holder: Path, timing: benchlib.OomTiming) 
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         ready = holders.stdout.readline().split()
-        variants: dict[str, list[dict]] = {}
-        for name in (None, *POLICIES):
-            policy = bpfoom.OomPolicy.load(name) if name else None
-            try:
-                if policy is not None:
-                    policy.attach(cgroup=top)
-                runs = []
-                for _ in range(rounds):
-                    settle(top)
-                    runs.append(one_round(top, trigger, holder, timing, policy))
-            finally:
-                if policy is not None:
-                    policy.close()
-            variants[name or "kernel"] = runs
+        variants: dict[str, list[dict]] = {"kernel": [], **{name: [] for name in POLICIES}}
+        policies = {name: bpfoom.OomPolicy.load(name) for name in POLICIES}
+        try:
+            order: list[str] = list(variants)
+            for _ in range(rounds):  # interleaved, the order rotating: drift hits every variant
+                for name in order:
+                    policy = policies.get(name)
+                    if policy is not None:
+                        policy.attach(cgroup=top)
+                    try:
+                        settle(top)
+                        variants[name].append(one_round(top, trigger, holder, timing, policy))
+                    finally:
+                        if policy is not None:
+                            policy.detach()
+                order = order[1:] + order[:1]
+        finally:
+            for policy in policies.values():
+                policy.close()
     finally:
         holders.stdin.close()
         holders.wait(timeout=120)
@@ -144,7 +150,7 @@ def measure(leaves: int, rounds: int, holder: Path, timing: benchlib.OomTiming) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = benchlib.parse_args(__doc__, argv, {"rounds": (5, "OOMs per variant and size")},
+    args = benchlib.parse_args(__doc__, argv, {"rounds": (11, "OOMs per variant and size")},
                                sizes=SIZES)
     info = benchlib.machine()
     with benchlib.timed_oom_setup(SYSCTLS) as (holder, timing):

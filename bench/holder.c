@@ -7,6 +7,9 @@
  *   holder grow CGROUP MIB      joins CGROUP and touches MIB MiB (until the OOM
  *                               killer ends it); if it got them all, prints
  *                               "done <CLOCK_MONOTONIC ns>" and exits 0
+ *   holder press CGROUP MIB     joins CGROUP, touches MIB MiB, prints "over <ns>"
+ *                               (the bench sets memory.high below MIB), then keeps
+ *                               touching 1 MiB more at a time until it is killed
  */
 #include <signal.h>
 #include <stdio.h>
@@ -55,19 +58,34 @@ static void touch(size_t bytes)
 		memory[at] = 1;
 }
 
+static long long monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "grow") == 0) {
-		struct timespec now;
-
 		join(argv[2]);
 		touch((size_t)atol(argv[3]) << 20);
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		printf("done %lld\n", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+		printf("done %lld\n", monotonic_ns());
+		return 0;
+	}
+	if (argc == 4 && strcmp(argv[1], "press") == 0) {
+		join(argv[2]);
+		touch((size_t)atol(argv[3]) << 20);
+		printf("over %lld\n", monotonic_ns());
+		fflush(stdout);
+		for (int mib = 0; mib < 4096; mib++)  /* throttled above memory.high: slow */
+			touch(1 << 20);
+		pause();
 		return 0;
 	}
 	if (argc < 4 || strcmp(argv[1], "hold") != 0) {
-		fprintf(stderr, "usage: holder hold KIB CGROUP... | holder grow CGROUP MIB\n");
+		fprintf(stderr, "usage: holder hold KIB CGROUP... | holder grow|press CGROUP MIB\n");
 		return 2;
 	}
 	size_t bytes = (size_t)atol(argv[2]) << 10;

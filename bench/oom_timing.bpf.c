@@ -4,8 +4,8 @@
  * out_of_memory (everything), bpf_handle_oom (the attached policies, their
  * kill included), and the two kills: oom_kill_process (the kernel's) and bpf_oom_kill_process (a
  * policy's).  out_of_memory runs under oom_lock, one OOM at a time, so one
- * start time per function is enough.  bench/decision_cost.py builds this at
- * run time and loads only the programs whose function the kernel has.
+ * start time per function is enough.  The benchmarks build this at run time
+ * and load only the programs whose function the kernel has.
  */
 typedef unsigned int __u32;
 typedef unsigned long long __u64;
@@ -83,11 +83,13 @@ int BPF_PROG(bpf_kill_enter) { enter(BPF_OOM_KILL_PROCESS); return 0; }
 SEC("fexit/bpf_oom_kill_process")
 int BPF_PROG(bpf_kill_exit) { leave(BPF_OOM_KILL_PROCESS); return 0; }
 
+/* User space may set victim_pid first: to time the exit of a task killed from user space. */
 SEC("tp_btf/mark_victim")
 int BPF_PROG(victim_marked, struct task_struct *task)
 {
-	if (!victim_pid) {
-		victim_pid = BPF_CORE_READ(task, pid);
+	if (!victim_marked_at) {
+		if (!victim_pid)
+			victim_pid = BPF_CORE_READ(task, pid);
 		victim_marked_at = bpf_ktime_get_ns();
 	}
 	return 0;

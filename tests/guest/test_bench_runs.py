@@ -40,10 +40,19 @@ def test_decision_cost_runs_small():
 
 
 def test_oom_latency_runs_small():
-    document = bench("oom_latency.py", "--runs", "1")
+    document = bench("oom_latency.py", "--runs", "1", "--oomd-runs", "0")
     assert set(document["results"]) == {"kernel", "largest_leaf", "priority"}
     for name, result in document["results"].items():
         assert result["grower_survived"] == 1, f"{name}: the allocating task was killed"
         marked, exited = result["to_marked_us"]["median"], result["to_exited_us"]["median"]
         relief = result["to_relief_us"]["median"]
         assert 0 < marked <= exited and marked < relief, (name, result)
+    pressure = document["pressure"]
+    assert pressure["poller_oomd_defaults"]["runs"] == 0
+    for name in ("psi_guard", "poller_10pct"):
+        result = pressure[name]
+        assert (result["runs"], result["killed"], result["memory_max_hit"]) == (1, 1, 0), name
+        assert result["to_exited_us"]["median"] > 0, name
+    guard = pressure["psi_guard"]
+    assert 0 < guard["to_marked_us"]["median"] <= guard["to_exited_us"]["median"]  # an OOM kill
+    assert pressure["poller_10pct"]["to_marked_us"]["n"] == 0  # killed from user space
