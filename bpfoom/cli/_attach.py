@@ -53,9 +53,15 @@ def _attach(args: argparse.Namespace) -> int:
         try:
             pin = Path(args.pin) if args.pin else default_pin(loaded.name, cgroup.id if cgroup else 0)
             require_bpffs(pin)
-            if not args.pin:
+            made_dir = not args.pin and not pin.parent.exists()
+            if made_dir:
                 pin.parent.mkdir(exist_ok=True)
-            link = loaded.attach(cgroup=cgroup.path if cgroup else None, pin=pin)
+            try:
+                link = loaded.attach(cgroup=cgroup.path if cgroup else None, pin=pin)
+            except BaseException:
+                if made_dir:  # a failed attach leaves nothing behind, not even our directory
+                    _remove_empty_dir(pin.parent)
+                raise
             try:
                 pin_events(loaded.object.maps, pin)
             except BaseException:
@@ -78,6 +84,13 @@ def _attach(args: argparse.Namespace) -> int:
     print(f"attached {name} to {where}: link {link_id}, pinned at {pin}")
     print(f"detach with: bpfoom detach --pin {pin}" + ("" if kind in ("oom", "psi") else " --all"))
     return 0
+
+
+def _remove_empty_dir(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty (another attach pinned there meanwhile) or already gone
 
 
 def _remove_pin(path: Path) -> None:

@@ -206,11 +206,13 @@ def test_cgroup_target_on_a_kernel_without_cgroup_struct_ops(tcp_struct_ops, cgr
     if "cgroup_id" in facts.vmlinux_btf_index()[0].get("bpf_struct_ops_link", set()):
         pytest.skip("this kernel attaches struct_ops to cgroups; nothing to refuse")
     name = facts.unique_cc_name()
+    pin_dir_existed = Path("/sys/fs/bpf/bpfoom").exists()
     done = attach_tcp(name, "--cgroup", str(cgroup2_dir))
     assert done.returncode == 1
     line = one_line_error(done)
     assert "struct_ops_cgroup_attach" in line and "bpfoom features" in line
     assert not registered(name)  # refused before any BPF call: never system-wide by mistake
+    assert Path("/sys/fs/bpf/bpfoom").exists() == pin_dir_existed  # nor its pin directory
 
 
 def _drop_bpf_capabilities() -> None:
