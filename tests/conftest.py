@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ from typing import Any
 import pytest
 
 import facts
+
+# Tests stop the commands they start with SIGINT, as a user's Ctrl-C would.  A
+# run started in the background by a shell without job control (`nohup
+# ./scripts/test &` from a script) inherits SIGINT ignored, and every child
+# would too (Python then installs no KeyboardInterrupt handler): restore it
+# here, so that children start with the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require(condition: bool, missing: str) -> None:

@@ -115,31 +115,58 @@ static inline void measure_walked_leaf(struct cgroup_subsys_state *css, bool exc
 }
 
 /*
- * Set `choice` to the largest leaf under `root` with tasks, none of them
- * unkillable.  One flush of the whole scope, then one walk under RCU: at
- * 1,000 leaves the per-leaf lookups and flushes of the two-step way cost
- * more than the kernel's own choice (bench/decision_cost.py).
+ * Walk the candidate leaves under `root`: one flush of the whole scope, then
+ * one css walk under RCU (at 1,000 leaves a lookup and a flush per leaf cost
+ * more than the kernel's own choice: bench/decision_cost.py).
+ *
+ *	leaf_walk_start(root, &it);
+ *	while ((css = next_candidate_leaf(&it, exclude_page_cache, &st, &id)))
+ *		...;
+ *	leaf_walk_end(&it);
  */
-static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache)
+static __always_inline void leaf_walk_start(struct mem_cgroup *root, struct bpf_iter_css *it)
+{
+	bpf_mem_cgroup_flush_stats(root);
+	bpf_rcu_read_lock();
+	bpf_iter_css_new(it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
+}
+
+static __always_inline void leaf_walk_end(struct bpf_iter_css *it)
+{
+	bpf_iter_css_destroy(it);
+	bpf_rcu_read_unlock();
+}
+
+/* The next leaf with tasks that can be a candidate (`st` and `id` filled), or NULL. */
+static __always_inline struct cgroup_subsys_state *
+next_candidate_leaf(struct bpf_iter_css *it, bool exclude_page_cache, struct leaf_stats *st,
+		    __u64 *id)
 {
 	struct cgroup_subsys_state *css;
+
+	while ((css = bpf_iter_css_next(it))) {
+		if (css->cgroup->nr_descendants)
+			continue;
+		measure_walked_leaf(css, exclude_page_cache, st);
+		if (!st->has_tasks)
+			continue;
+		*id = css->cgroup->kn->id;
+		if (leaf_is_candidate(*id, st))
+			return css;
+	}
+	return NULL;
+}
+
+/* Set `choice` to the largest leaf under `root` with tasks, none of them unkillable. */
+static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache)
+{
 	struct bpf_iter_css it;
 	struct leaf_stats st;
 	__u64 id;
 
 	__builtin_memset(&choice, 0, sizeof(choice));
-	bpf_mem_cgroup_flush_stats(root);
-	bpf_rcu_read_lock();
-	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
-	while ((css = bpf_iter_css_next(&it))) {
-		if (css->cgroup->nr_descendants)
-			continue;
-		measure_walked_leaf(css, exclude_page_cache, &st);
-		if (!st.has_tasks)
-			continue;
-		id = css->cgroup->kn->id;
-		if (!leaf_is_candidate(id, &st))
-			continue;
+	leaf_walk_start(root, &it);
+	while (next_candidate_leaf(&it, exclude_page_cache, &st, &id)) {
 		choice.candidates++;
 		explain_candidate(id, 0, st.usage, st.size, 0, false);
 		if (st.size > choice.size) {
@@ -147,8 +174,7 @@ static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_pag
 			choice.id = id;
 		}
 	}
-	bpf_iter_css_destroy(&it);
-	bpf_rcu_read_unlock();
+	leaf_walk_end(&it);
 }
 
 #endif

@@ -130,7 +130,6 @@ static bool worse_than_best(bool protected, __s32 priority, __u64 size)
 	return size > best.size;
 }
 
-/* One flush, one walk under RCU: see choose_largest_leaf() in policy_leaves.h. */
 static void choose_by_priority(struct mem_cgroup *root)
 {
 	int root_level = root->css.cgroup->level;
@@ -143,18 +142,8 @@ static void choose_by_priority(struct mem_cgroup *root)
 	__builtin_memset(&best, 0, sizeof(best));
 	__builtin_memset(&choice, 0, sizeof(choice));
 	parent_id_seen = 0;
-	bpf_mem_cgroup_flush_stats(root);
-	bpf_rcu_read_lock();
-	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
-	while ((css = bpf_iter_css_next(&it))) {
-		if (css->cgroup->nr_descendants)
-			continue;
-		measure_walked_leaf(css, exclude_page_cache, &st);
-		if (!st.has_tasks)
-			continue;
-		id = css->cgroup->kn->id;
-		if (!leaf_is_candidate(id, &st))
-			continue;
+	leaf_walk_start(root, &it);
+	while ((css = next_candidate_leaf(&it, exclude_page_cache, &st, &id))) {
 		best.candidates++;
 		setting_of(css, root_level);
 		protected = found_setting.protected != 0;
@@ -168,8 +157,7 @@ static void choose_by_priority(struct mem_cgroup *root)
 			best.protected = protected;
 		}
 	}
-	bpf_iter_css_destroy(&it);
-	bpf_rcu_read_unlock();
+	leaf_walk_end(&it);
 	if (best.protected) /* nothing unprotected: no protected leaf was passed over */
 		__builtin_memset(&event.excluded[EXCLUDED_PROTECTED], 0,
 				 sizeof(event.excluded[EXCLUDED_PROTECTED]));
