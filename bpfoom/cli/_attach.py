@@ -58,15 +58,15 @@ def _attach(args: argparse.Namespace) -> int:
                 pin.parent.mkdir(exist_ok=True)
             try:
                 link = loaded.attach(cgroup=cgroup.path if cgroup else None, pin=pin)
+                try:
+                    pin_events(loaded.object.maps, pin)
+                except BaseException:
+                    link.unpin()
+                    link.close()  # unpinned and closed: detached, nothing left behind
+                    raise
             except BaseException:
                 if made_dir:  # a failed attach leaves nothing behind, not even our directory
                     _remove_empty_dir(pin.parent)
-                raise
-            try:
-                pin_events(loaded.object.maps, pin)
-            except BaseException:
-                link.unpin()
-                link.close()  # unpinned and closed: detached, nothing left behind
                 raise
             link_id, name, kind = link.id, loaded.name, loaded.kind
             link.close()  # the pin holds it now
