@@ -1,5 +1,6 @@
 """bpf_out_of_memory() corner cases (issue 16): the root memcg, panic_on_oom=2,
-oom_kill_allocating_task, memory.events.
+oom_kill_allocating_task, memory.events, the margin re-checked after waiting
+for oom_lock.
 
 psi_declare_init.bpf.c declares one OOM from its init(), i.e. synchronously
 in the task that attaches it, so each test knows when the OOM happens and
@@ -8,14 +9,22 @@ whenever the OOM is system-wide (the test runner has -1000).
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 import bpfoom
-from bpfoom.testing import memory_events
+from bpfoom.testing import MemoryHog, memory_events
 from kerneltest import in_child
-from oomtest import BPF_DIR, killed_pids, sigkilled
+from oomtest import BPF_DIR, Forker, killed_pids, sigkilled, wait_until
+
+# Busy iterations of oom_probe's handler (bpf_loop's most): it holds oom_lock
+# for 130-190 ms under TCG, while a declaration starts within 15 ms.
+LOCK_HOLD_LOOPS = 1 << 23
+# Declarations tried before giving up on catching oom_lock held.
+LOCK_HOLD_TRIES = 5
 
 
 @pytest.fixture
@@ -99,3 +108,77 @@ def test_a_declared_oom_never_kills_the_declaring_task(declare, cgroups, hogs, s
     assert declare.bss["ret"] == 1
     assert sigkilled(victim.wait_dead())
     assert [pid for pid, _ in killed_pids(kernel_log)] == [victim.pid]
+
+
+def declare_while_oom_lock_is_held(declare: bpfoom.BpfObject, probe: bpfoom.BpfObject,
+                                   spinning: bpfoom.Cgroup,
+                                   make_target: Callable[[int], tuple[bpfoom.Cgroup, MemoryHog]]
+                                   ) -> tuple[int, bpfoom.Cgroup, MemoryHog]:
+    """Declare (with waiting) while an OOM in `spinning` holds oom_lock.
+
+    oom_probe's handler spins under oom_lock in `spinning`'s OOM; the
+    declaration, for a cgroup `make_target(try)` makes, starts once the
+    handler runs.  Whether it really began inside the spin and returned after
+    it is read from both programs' timestamps afterwards; if not (the spin
+    ended first), again with a fresh target.  Returns what the kfunc
+    answered, the target and its hog.
+    """
+    probe.bss["handler_spin_loops"] = LOCK_HOLD_LOOPS
+    forker = Forker(spinning)
+    try:
+        with probe.struct_ops["probe_policy"].attach(cgroup=spinning):
+            for attempt in range(LOCK_HOLD_TRIES):
+                target, hog = make_target(attempt)
+                declare.bss["cgroup_id"] = target.id
+                declare.bss["declared"] = 0
+                calls = probe.bss["calls"]
+                oom = threading.Thread(target=forker.allocate, args=(64,))
+                oom.start()
+                try:
+                    wait_until(lambda: probe.bss["calls"] > calls, 60, "the spinning OOM handler")
+                    ret = declare_oom(declare)
+                finally:
+                    oom.join(timeout=120)
+                start, end = declare.bss["start_ns"], declare.bss["end_ns"]
+                made = probe.bss["calls"]
+                spins = zip(probe.bss["spin_start_ns"][calls:made],
+                            probe.bss["spin_end_ns"][calls:made])
+                if any(s_start < start < s_end <= end for s_start, s_end in spins):
+                    return ret, target, hog
+    finally:
+        forker.close()
+    pytest.fail(f"no declaration out of {LOCK_HOLD_TRIES} started while oom_lock was held")
+
+
+def test_a_declaration_that_waited_declares_nothing_once_the_memcg_has_room(
+        declare, probe, cgroups, hogs):
+    """The OOM it waited behind may have relieved it: re-checked like a charge's margin."""
+    def roomy(attempt: int) -> tuple[bpfoom.Cgroup, MemoryHog]:
+        cg = cgroups(f"roomy{attempt}", memory_max="64M")
+        tenant = hogs(cg, 8)
+        assert tenant.wait_for("allocated")
+        return cg, tenant
+
+    spinning = cgroups("spinning", memory_max="32M")
+    ret, target, tenant = declare_while_oom_lock_is_held(declare, probe, spinning, roomy)
+    assert ret == 0
+    assert memory_events(target)["oom"] == 0
+    assert tenant.alive
+
+
+def test_a_declaration_that_waited_still_declares_for_a_memcg_above_memory_high(
+        declare, probe, cgroups, hogs):
+    """Room is measured below memory.high too: PSI handlers act on cgroups throttled there."""
+    def throttled(attempt: int) -> tuple[bpfoom.Cgroup, MemoryHog]:
+        cg = cgroups(f"throttled{attempt}")
+        cg.write("memory.high", "16M")
+        hog = hogs(cg, 64)
+        wait_until(lambda: int(cg.read("memory.current")) >= 16 << 20, 60,
+                   "the hog to reach memory.high")
+        return cg, hog
+
+    spinning = cgroups("spinning", memory_max="32M")
+    ret, target, hog = declare_while_oom_lock_is_held(declare, probe, spinning, throttled)
+    assert ret == 1
+    assert memory_events(target)["oom"] == 1
+    assert sigkilled(hog.wait_dead())

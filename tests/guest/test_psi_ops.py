@@ -8,11 +8,14 @@ import time
 import pytest
 
 import bpfoom
+from kerneltest import in_child
 from oomtest import (BPF_DIR, BPF_PSI_FULL, PSI_CPU, PSI_IO, PSI_MEM, Trigger, link_ids,
                      open_psi_probe, psi_records, psimon_threads, set_psi_triggers,
                      struct_ops_map_ids, wait_until)
 
 EVENT_TIMEOUT_S = 60.0
+# Triggers one bpf_psi_ops may hold at a time (patch 0011).
+TRIGGERS_PER_OPS = 1024
 NO_SUCH_CGROUP = (1 << 62) + 12345
 
 
@@ -90,6 +93,44 @@ def test_create_trigger_refusals():
                          Trigger(0, PSI_MEM, 2_000_000, 1_000_000))      # threshold > window
         with obj.struct_ops["psi_probe"].attach():
             assert list(obj.bss["create_rets"][:2]) == [-errno.EINVAL, -errno.EINVAL]
+    finally:
+        obj.close()
+
+
+def slab_bytes(cg: bpfoom.Cgroup) -> int:
+    stat = dict(line.split() for line in cg.read("memory.stat").splitlines())
+    return int(stat["slab_unreclaimable"])
+
+
+def test_triggers_are_capped_per_ops_and_charged_to_its_owner(cgroups):
+    """At most 1,024 triggers per ops (-ENOSPC past it), charged to the memcg of the attacher."""
+    owner = cgroups("psi-owner")
+    baseline = psimon_threads()
+    obj = open_psi_probe(Trigger(0, PSI_MEM, 500_000, 1_000_000))
+    obj.bss["extra_triggers"] = TRIGGERS_PER_OPS + 50
+
+    def attach_from_owner() -> int:
+        """Attach from inside `owner`; how much its unreclaimable slab grew meanwhile."""
+        (owner.path / "cgroup.procs").write_text("0")
+        before = slab_bytes(owner)
+        with obj.struct_ops["psi_probe"].attach():
+            # memory.stat is flushed every 2 s at the latest; a psi_trigger is > 128 bytes.
+            wait_until(lambda: slab_bytes(owner) - before >= TRIGGERS_PER_OPS * 128, 30,
+                       "the triggers to be charged to the attaching task's cgroup")
+            return slab_bytes(owner) - before
+
+    try:
+        assert in_child(attach_from_owner) >= TRIGGERS_PER_OPS * 128
+        assert obj.bss["create_rets"][0] == 0
+        assert obj.bss["extra_created"] == TRIGGERS_PER_OPS - 1
+        assert obj.bss["extra_refusal"] == -errno.ENOSPC
+        wait_until(lambda: psimon_threads() == baseline, 10, "the triggers to be destroyed")
+        # Destroyed triggers give their slots back: the next attach gets as many.
+        obj.bss["extra_created"] = 0
+        obj.bss["extra_refusal"] = 0
+        with obj.struct_ops["psi_probe"].attach():
+            assert obj.bss["extra_created"] == TRIGGERS_PER_OPS - 1
+            assert obj.bss["extra_refusal"] == -errno.ENOSPC
     finally:
         obj.close()
 

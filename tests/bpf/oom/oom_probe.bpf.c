@@ -59,8 +59,14 @@ __u64 offline_ids[MAX_OFFLINES];
 __u64 offline_ctx_ids[MAX_OFFLINES];
 __u32 offlines;
 
-/* Busy iterations per handler call, so a test can keep handlers running while it detaches. */
+/*
+ * Busy iterations per handler call, so a test can keep handlers running (and
+ * oom_lock held) while it detaches or declares; each call's spin start and
+ * end (bpf_ktime_get_ns).
+ */
 __u32 handler_spin_loops = 0;
+__u64 spin_start_ns[MAX_CALLS];
+__u64 spin_end_ns[MAX_CALLS];
 
 static long spin_once(__u64 index, void *ctx)
 {
@@ -113,8 +119,15 @@ int BPF_PROG(probe_handle_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *
 		call_oom_ids[slot] = memcg ? memcg_cgroup_id(memcg) : 0;
 	}
 	calls = slot + 1;
-	if (handler_spin_loops)
+	if (handler_spin_loops) {
+		__u64 start = bpf_ktime_get_ns();
+
 		bpf_loop(handler_spin_loops, spin_once, NULL, 0);
+		if (slot < MAX_CALLS) {
+			spin_start_ns[slot] = start;
+			spin_end_ns[slot] = bpf_ktime_get_ns();
+		}
+	}
 
 	action = bpf_map_lookup_elem(&actions, &target);
 	if (!action)

@@ -4,7 +4,8 @@
  * the registering task's context, so a test gets a declared OOM at a known
  * moment: in the memcg of `cgroup_id`, in the root memcg (`use_root`), or
  * system-wide (cgroup_id 0), with `flags` (default: wait for oom_lock).
- * `ret` is what the kfunc answered.
+ * `ret` is what the kfunc answered; start_ns and end_ns when it was called
+ * and when it returned (bpf_ktime_get_ns), so a test can tell it waited.
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +20,8 @@ __s32 ret;
 /* The kfunc takes the text as plain memory: a writable global, not a literal. */
 char text[16] = "bpfoom_declared";
 __u32 declared;
+__u64 start_ns;
+__u64 end_ns;
 
 SEC("struct_ops.s/init")
 int BPF_PROG(declare_init, struct bpf_psi *bpf_psi)
@@ -39,7 +42,9 @@ int BPF_PROG(declare_init, struct bpf_psi *bpf_psi)
 		if (!memcg)
 			return 0;
 	}
+	start_ns = bpf_ktime_get_ns();
 	ret = bpf_out_of_memory(memcg, 0, flags, text);
+	end_ns = bpf_ktime_get_ns();
 	declared++;
 	if (memcg)
 		bpf_put_mem_cgroup(memcg);

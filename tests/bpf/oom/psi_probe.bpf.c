@@ -5,7 +5,8 @@
  * kernel delivered and what the kfuncs answered.
  *
  * init() creates up to MAX_TRIGGERS triggers (cgroup id, resource, threshold,
- * window) and returns init_ret.  Each event records the trigger's cgroup id
+ * window), then extra_triggers more copies of the first (to meet the kernel's
+ * cap per ops), and returns init_ret.  Each event records the trigger's cgroup id
  * and, while oom_budget lasts, declares an OOM with bpf_out_of_memory(): in
  * the memcg of oom_cgroup_id, or system-wide with oom_system.  The cgroup
  * callbacks record the ids they are given.
@@ -27,6 +28,11 @@ __u32 trigger_thresholds_us[MAX_TRIGGERS];
 __u32 trigger_windows_us[MAX_TRIGGERS];
 __u32 nr_triggers;
 __s32 create_rets[MAX_TRIGGERS];
+/* Copies of the first trigger: how many to create, made, and the first refusal. */
+#define MAX_EXTRA_TRIGGERS 1100
+__u32 extra_triggers;
+__u32 extra_created;
+__s32 extra_refusal;
 /* What init() returns: non-zero must fail the attach. */
 __s32 init_ret;
 __u32 inits;
@@ -106,6 +112,17 @@ int BPF_PROG(probe_init, struct bpf_psi *bpf_psi)
 							trigger_resources[i],
 							trigger_thresholds_us[i],
 							trigger_windows_us[i]);
+	for (i = 0; i < MAX_EXTRA_TRIGGERS && i < extra_triggers; i++) {
+		int ret = bpf_psi_create_trigger(bpf_psi, trigger_cgroup_ids[0],
+						 trigger_resources[0],
+						 trigger_thresholds_us[0],
+						 trigger_windows_us[0]);
+
+		if (!ret)
+			extra_created++;
+		else if (!extra_refusal)
+			extra_refusal = ret;
+	}
 	return init_ret;
 }
 
