@@ -3,7 +3,9 @@ and detaching (patch 0007), through the recording handler psi_probe.bpf.c."""
 from __future__ import annotations
 
 import errno
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,6 +135,45 @@ def test_triggers_are_capped_per_ops_and_charged_to_its_owner(cgroups):
             assert obj.bss["extra_refusal"] == -errno.ENOSPC
     finally:
         obj.close()
+
+
+def kernel_symbol(name: str) -> int:
+    for line in Path("/proc/kallsyms").read_text().splitlines():
+        address, _, symbol = line.split()[:3]
+        if symbol == name:
+            return int(address, 16)
+    raise LookupError(f"{name} is not in /proc/kallsyms")
+
+
+def test_cgroups_come_and_go_without_psi_work_while_no_ops_is_registered(cgroups):
+    """The cgroup notifier queues nothing (and allocates nothing) until an ops is registered."""
+    parent = cgroups("psi-churn")
+    parent.write("cgroup.subtree_control", "+memory")
+
+    def churn(count: int) -> None:
+        for n in range(count):
+            bpfoom.Cgroup.create(parent.path / f"c{n}").remove()
+
+    counter = bpfoom.BpfObject.open(BPF_DIR / "psi_cgroup_work.bpf.o")
+    try:
+        counter.rodata["work_func"] = kernel_symbol("bpf_psi_cgroup_workfn")
+        counter.rodata["target_tgid"] = os.getpid()
+        counter.load()
+        with counter.programs["count_queue"].attach():
+            churn(20)
+            assert counter.bss["queued"] == 0
+            obj = open_psi_probe()
+            try:
+                with obj.struct_ops["psi_probe"].attach():
+                    churn(20)
+            finally:
+                obj.close()
+            # One queueing per mkdir and per rmdir while the ops was there.
+            assert counter.bss["queued"] == 40
+            churn(20)
+            assert counter.bss["queued"] == 40
+    finally:
+        counter.close()
 
 
 @pytest.mark.parametrize("source, kfunc", [
