@@ -144,9 +144,7 @@ next_candidate_leaf(struct bpf_iter_css *it, bool exclude_page_cache, struct lea
 {
 	struct cgroup_subsys_state *css;
 
-	while ((css = bpf_iter_css_next(it))) {
-		if (css->cgroup->nr_descendants)
-			continue;
+	while ((css = next_leaf(it))) {
 		measure_walked_leaf(css, exclude_page_cache, st);
 		if (!st->has_tasks)
 			continue;

@@ -77,9 +77,7 @@ static void choose_task(struct mem_cgroup *root)
 	__builtin_memset(&task_choice, 0, sizeof(task_choice));
 	bpf_rcu_read_lock();
 	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
-	while ((css = bpf_iter_css_next(&it))) {
-		if (css->cgroup->nr_descendants)
-			continue;
+	while ((css = next_leaf(&it))) {
 		memcg = bpf_get_mem_cgroup(css); /* a reference: the task iterator wants one */
 		if (!memcg)
 			continue;
