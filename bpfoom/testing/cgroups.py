@@ -15,7 +15,8 @@ from typing import Iterator
 
 from ..bpf.cgroup import Cgroup, mounts
 
-__all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "memory_events", "remove_cgroup_tree"]
+__all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "memory_events", "memory_stat",
+           "remove_cgroup_tree"]
 
 
 def cgroup2_root() -> Path | None:
@@ -52,8 +53,18 @@ def remove_cgroup_tree(path: Path, timeout: float = 10.0) -> None:
 
 def memory_events(cg: Cgroup) -> dict[str, int]:
     """memory.events as a dict (oom, oom_kill, ...)."""
+    return _flat_keyed(cg, "memory.events")
+
+
+def memory_stat(cg: Cgroup) -> dict[str, int]:
+    """memory.stat as a dict of bytes and counts (anon, file, slab_unreclaimable, ...)."""
+    return _flat_keyed(cg, "memory.stat")
+
+
+def _flat_keyed(cg: Cgroup, name: str) -> dict[str, int]:
+    """A cgroup file of ``key value`` lines, the values integers."""
     return {key: int(value) for key, value in
-            (line.split() for line in cg.read("memory.events").splitlines())}
+            (line.split() for line in cg.read(name).splitlines())}
 
 
 class CgroupTree:

@@ -22,17 +22,13 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+from bpfoom.testing import memory_stat
 from oomtest import memory_events, sigkilled
 
 MIB = 1 << 20
 # MEMCG_CHARGE_BATCH (64 pages) per CPU may sit unflushed, and the page cache moves.
 STAT_SLACK = 2 * MIB
 USAGE_SLACK = 1 * MIB
-
-
-def stat_of(cg: bpfoom.Cgroup) -> dict[str, int]:
-    return {key: int(value) for key, value in
-            (line.split() for line in cg.read("memory.stat").splitlines())}
 
 
 @pytest.fixture
@@ -63,7 +59,7 @@ def test_numbers_match_cgroupfs(tree):
         assert s.cgroup_id == cg.id == os.stat(cg.path).st_ino
         assert s.depth == (name.count("/") + 1 if name else 0), name
         assert abs(s.usage - int(cg.read("memory.current"))) <= USAGE_SLACK, name
-        stat = stat_of(cg)
+        stat = memory_stat(cg)
         assert abs(s.anon - stat["anon"]) <= STAT_SLACK, (name, s.anon, stat["anon"])
         assert abs(s.file - stat["file"]) <= STAT_SLACK, (name, s.file, stat["file"])
         events = memory_events(cg)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import bpfoom
+from bpfoom.testing import memory_stat
 from oomtest import sigkilled
 from policytest import collect, holders, kills, overrun
 from policytest import load_policy  # noqa: F401 (a fixture)
@@ -26,11 +27,6 @@ with open(path, "wb") as f:
     for _ in range(mib):
         f.write(b"c" * (1 << 20))
 """
-
-
-def memory_stat(cg: bpfoom.Cgroup) -> dict[str, int]:
-    return {key: int(value) for key, value in
-            (line.split() for line in cg.read("memory.stat").splitlines())}
 
 
 def write_page_cache(cg: bpfoom.Cgroup, directory: Path, mib: int) -> None:

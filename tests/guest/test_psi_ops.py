@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+from bpfoom.testing import memory_stat
 from kerneltest import in_child
 from oomtest import (BPF_DIR, BPF_PSI_FULL, PSI_CPU, PSI_IO, PSI_MEM, Trigger, link_ids,
                      open_psi_probe, psi_records, psimon_threads, set_psi_triggers,
@@ -100,8 +101,7 @@ def test_create_trigger_refusals():
 
 
 def slab_bytes(cg: bpfoom.Cgroup) -> int:
-    stat = dict(line.split() for line in cg.read("memory.stat").splitlines())
-    return int(stat["slab_unreclaimable"])
+    return memory_stat(cg)["slab_unreclaimable"]
 
 
 def test_triggers_are_capped_per_ops_and_charged_to_its_owner(cgroups):
