@@ -12,8 +12,8 @@ import pytest
 import bpfoom
 from bpfoom.testing import memory_stat
 from kerneltest import in_child
-from oomtest import (BPF_DIR, BPF_PSI_FULL, PSI_CPU, PSI_IO, PSI_MEM, Trigger, link_ids,
-                     open_psi_probe, psi_records, psimon_threads, set_psi_triggers,
+from oomtest import (BPF_DIR, BPF_PSI_FULL, CGROUP_ROOT, PSI_CPU, PSI_IO, PSI_MEM, Trigger,
+                     link_ids, open_psi_probe, psi_records, psimon_threads, set_psi_triggers,
                      struct_ops_map_ids, wait_until)
 
 EVENT_TIMEOUT_S = 60.0
@@ -135,6 +135,92 @@ def test_triggers_are_capped_per_ops_and_charged_to_its_owner(cgroups):
             assert obj.bss["extra_refusal"] == -errno.ENOSPC
     finally:
         obj.close()
+
+
+
+def test_triggers_a_work_item_creates_are_charged_to_the_attacher(cgroups):
+    """handle_cgroup_online runs on a kernel work item: its triggers are charged to the
+    memcg the ops was attached from all the same, not to the kworker's (the root)."""
+    owner, births = cgroups("psi-owner"), cgroups("psi-births")
+    new_cgroups, per_cgroup = 8, 32
+    total = new_cgroups * per_cgroup
+    obj = open_psi_probe(Trigger(0, PSI_MEM, 500_000, 1_000_000))
+    obj.bss["online_triggers"] = per_cgroup
+    home = own_cgroup()
+
+    def attach_then_leave() -> int:
+        """Attach from inside `owner`, leave it, make cgroups; how much `owner`'s slab grew."""
+        (owner.path / "cgroup.procs").write_text("0")
+        with obj.struct_ops["psi_probe"].attach():
+            # The charge target is fixed at registration: leave `owner`, so nothing this
+            # task allocates from here on lands there.
+            (home / "cgroup.procs").write_text("0")
+            before = slab_bytes(owner)
+            for index in range(new_cgroups):
+                (births.path / f"born{index}").mkdir()
+            wait_until(lambda: obj.bss["online_created"] == total or obj.bss["online_refusal"],
+                       30, "handle_cgroup_online to create triggers on every new cgroup")
+            wait_until(lambda: slab_bytes(owner) - before >= total * 128, 30,
+                       "the work item's triggers to be charged to the attaching task's cgroup")
+            return slab_bytes(owner) - before
+
+    try:
+        assert in_child(attach_then_leave) >= total * 128
+        assert obj.bss["online_refusal"] == 0
+        assert obj.bss["online_created"] == total
+    finally:
+        obj.close()
+
+
+
+def test_an_ops_outliving_its_owners_cgroup_lets_that_cgroup_be_freed(cgroups, bpffs_dir):
+    """The ops keeps its owner as an obj_cgroup, reparented when the owner's cgroup is
+    removed: the cgroup is freed, not left dying for as long as the ops lives."""
+    parent = cgroups("psi-owners")
+    owner = cgroups("psi-owners/owner")
+    obj = open_psi_probe(Trigger(0, PSI_MEM, 500_000, 1_000_000))  # charged to `owner`
+    pin = bpffs_dir / "psi_probe"
+
+    def attach_and_pin() -> int:
+        """Attach from inside `owner` and pin; the child's exit frees what it charged there."""
+        (owner.path / "cgroup.procs").write_text("0")
+        link = obj.struct_ops["psi_probe"].attach()
+        link.pin(pin)
+        return link.id
+
+    try:
+        link_id = in_child(attach_and_pin)
+        assert obj.bss["create_rets"][0] == 0 and link_id in link_ids()
+        drop_page_cache(owner)
+        owner.remove()
+        wait_until(lambda: dying_descendants(parent) == 0, 30,
+                   "the removed owner cgroup to be freed while its ops is still attached")
+        assert link_id in link_ids()
+    finally:
+        obj.close()
+
+
+def drop_page_cache(cg: bpfoom.Cgroup) -> None:
+    """Reclaim `cg`'s page cache, which would pin its memcg after removal whatever the ops does."""
+    deadline = time.monotonic() + 30
+    while memory_stat(cg)["file"] and time.monotonic() < deadline:
+        try:
+            cg.write("memory.reclaim", "64M")
+        except OSError as err:  # EAGAIN: less than asked was reclaimable
+            if err.errno != errno.EAGAIN:
+                raise
+    assert memory_stat(cg)["file"] == 0, f"{cg.path} kept page cache that reclaim could not drop"
+
+
+def dying_descendants(cg: bpfoom.Cgroup) -> int:
+    """Removed cgroups under `cg` the kernel has not freed yet (cgroup.stat)."""
+    stat = dict(line.split() for line in cg.read("cgroup.stat").splitlines())
+    return int(stat["nr_dying_descendants"])
+
+def own_cgroup() -> Path:
+    """This process's cgroup2 directory."""
+    relative = Path("/proc/self/cgroup").read_text().splitlines()[0].split("::", 1)[1]
+    return CGROUP_ROOT / relative.lstrip("/")
 
 
 def kernel_symbol(name: str) -> int:

@@ -9,7 +9,9 @@
  * cap per ops), and returns init_ret.  Each event records the trigger's cgroup id
  * and, while oom_budget lasts, declares an OOM with bpf_out_of_memory(): in
  * the memcg of oom_cgroup_id, or system-wide with oom_system.  The cgroup
- * callbacks record the ids they are given.
+ * callbacks record the ids they are given; handle_cgroup_online also creates
+ * online_triggers copies of the first trigger on the new cgroup (from the
+ * kernel's work item, not from the attaching task).
  */
 #include "bpfoom_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -33,6 +35,11 @@ __s32 create_rets[MAX_TRIGGERS];
 __u32 extra_triggers;
 __u32 extra_created;
 __s32 extra_refusal;
+/* Triggers each handle_cgroup_online creates on its cgroup, made, first refusal. */
+#define MAX_ONLINE_TRIGGERS 64
+__u32 online_triggers;
+__u32 online_created;
+__s32 online_refusal;
 /* What init() returns: non-zero must fail the attach. */
 __s32 init_ret;
 __u32 inits;
@@ -149,7 +156,19 @@ void BPF_PROG(probe_psi_event, struct bpf_psi *bpf_psi, struct psi_trigger *t)
 SEC("struct_ops.s/handle_cgroup_online")
 void BPF_PROG(probe_cgroup_online, struct bpf_psi *bpf_psi, __u64 cgroup_id)
 {
+	__u32 i;
+
 	record(online_ids, &onlines, cgroup_id);
+	for (i = 0; i < MAX_ONLINE_TRIGGERS && i < online_triggers; i++) {
+		int ret = bpf_psi_create_trigger(bpf_psi, cgroup_id, trigger_resources[0],
+						 trigger_thresholds_us[0],
+						 trigger_windows_us[0]);
+
+		if (!ret)
+			__sync_fetch_and_add(&online_created, 1);
+		else if (!online_refusal)
+			online_refusal = ret;
+	}
 }
 
 SEC("struct_ops.s/handle_cgroup_offline")
