@@ -6,7 +6,8 @@ Public (tests may import these, as bpfoom's own tests do)::
 
 * :class:`CgroupTree` / :func:`cgroup_tree`: memory cgroups under one root,
   each with its own memcg and swap off, killed and removed afterwards;
-  :func:`memory_events` / :func:`memory_stat` read a cgroup's counters as a dict.
+  :func:`memory_events` / :func:`memory_stat` / :func:`cgroup_stat` read a cgroup's
+  counters as a dict.
 * :class:`MemoryHog` / :func:`memory_hogs`: processes that join a cgroup and
   allocate (after :meth:`MemoryHog.release` when gated), and report how they died.
 * :mod:`~bpfoom.testing.vm`: bpfoom's VM (our kernel): ``python -m bpfoom.testing.vm -- CMD``.
@@ -14,11 +15,11 @@ Public (tests may import these, as bpfoom's own tests do)::
   and the ``bpfoom_vm`` marker, loaded by pytest through the entry point.
 """
 
-from .cgroups import (CgroupTree, cgroup2_root, cgroup_tree, memory_events, memory_stat,
-                      remove_cgroup_tree)
+from .cgroups import (CgroupTree, cgroup2_root, cgroup_stat, cgroup_tree, memory_events,
+                      memory_stat, remove_cgroup_tree)
 from .hog import DEATH_TIMEOUT_S, MemoryHog, memory_hogs
 
 # "vm" is a submodule: `from bpfoom.testing import vm` imports it (not done here, so that
 # `python -m bpfoom.testing.vm` does not find it imported already).
 __all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "remove_cgroup_tree", "memory_events",
-           "memory_stat", "MemoryHog", "memory_hogs", "DEATH_TIMEOUT_S", "vm"]
+           "memory_stat", "cgroup_stat", "MemoryHog", "memory_hogs", "DEATH_TIMEOUT_S", "vm"]

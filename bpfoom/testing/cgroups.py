@@ -15,8 +15,8 @@ from typing import Iterator
 
 from ..bpf.cgroup import Cgroup, mounts
 
-__all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "memory_events", "memory_stat",
-           "remove_cgroup_tree"]
+__all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "cgroup_stat", "memory_events",
+           "memory_stat", "remove_cgroup_tree"]
 
 
 def cgroup2_root() -> Path | None:
@@ -59,6 +59,11 @@ def memory_events(cg: Cgroup) -> dict[str, int]:
 def memory_stat(cg: Cgroup) -> dict[str, int]:
     """memory.stat as a dict of bytes and counts (anon, file, slab_unreclaimable, ...)."""
     return _flat_keyed(cg, "memory.stat")
+
+
+def cgroup_stat(cg: Cgroup) -> dict[str, int]:
+    """cgroup.stat as a dict (nr_descendants, nr_dying_descendants, ...)."""
+    return _flat_keyed(cg, "cgroup.stat")
 
 
 def _flat_keyed(cg: Cgroup, name: str) -> dict[str, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
-from bpfoom.testing import memory_stat
+from bpfoom.testing import cgroup_stat, memory_stat
 from kerneltest import in_child
 from oomtest import (BPF_DIR, BPF_PSI_FULL, CGROUP_ROOT, PSI_CPU, PSI_IO, PSI_MEM, Trigger,
                      link_ids, open_psi_probe, psi_records, psimon_threads, set_psi_triggers,
@@ -137,7 +137,6 @@ def test_triggers_are_capped_per_ops_and_charged_to_its_owner(cgroups):
         obj.close()
 
 
-
 def test_triggers_a_work_item_creates_are_charged_to_the_attacher(cgroups):
     """handle_cgroup_online runs on a kernel work item: its triggers are charged to the
     memcg the ops was attached from all the same, not to the kworker's (the root)."""
@@ -170,7 +169,6 @@ def test_triggers_a_work_item_creates_are_charged_to_the_attacher(cgroups):
         assert obj.bss["online_created"] == total
     finally:
         obj.close()
-
 
 
 def test_an_ops_outliving_its_owners_cgroup_lets_that_cgroup_be_freed(cgroups, bpffs_dir):
@@ -214,8 +212,7 @@ def drop_page_cache(cg: bpfoom.Cgroup) -> None:
 
 def dying_descendants(cg: bpfoom.Cgroup) -> int:
     """Removed cgroups under `cg` the kernel has not freed yet (cgroup.stat)."""
-    stat = dict(line.split() for line in cg.read("cgroup.stat").splitlines())
-    return int(stat["nr_dying_descendants"])
+    return cgroup_stat(cg)["nr_dying_descendants"]
 
 def own_cgroup() -> Path:
     """This process's cgroup2 directory."""
