@@ -60,6 +60,7 @@ def one_run(top: Path, holder: Path, timing: benchlib.OomTiming) -> dict:
     try:
         victim.stdout.readline()  # "ready 1"
         timing.reset()
+        timing.watch(victim.pid)  # its exit may come before the OOM marks it
         grow = subprocess.run([str(holder), "grow", str(top / "grower"), str(GROW_MIB)],
                               capture_output=True, text=True, timeout=300)
     finally:
@@ -76,7 +77,8 @@ def one_run(top: Path, holder: Path, timing: benchlib.OomTiming) -> dict:
     return {"to_marked_us": since(stamps["victim_marked_at"]),
             "to_exited_us": since(stamps["victim_exited_at"]),
             "to_relief_us": since(int(done[1])) if len(done) == 2 else None,
-            "grower_survived": grow.returncode == 0}
+            "grower_survived": grow.returncode == 0,
+            "victim_marked": stamps["marked_pid"] == victim.pid}
 
 
 def spread(values: list[float | None]) -> dict:
@@ -108,7 +110,8 @@ def measure(runs: int, holder: Path, timing: benchlib.OomTiming) -> dict:
             results[name or "kernel"] = {
                 **{key: spread([m[key] for m in measured])
                    for key in ("to_marked_us", "to_exited_us", "to_relief_us")},
-                "grower_survived": sum(m["grower_survived"] for m in measured), "runs": runs}
+                "grower_survived": sum(m["grower_survived"] for m in measured),
+                "victim_marked": sum(m["victim_marked"] for m in measured), "runs": runs}
         return results
     finally:
         benchlib.remove_tree(top)

@@ -41,6 +41,7 @@ __u64 first_oom_at;
 __u64 victim_marked_at;
 __u64 victim_exited_at;
 __s32 victim_pid;
+__s32 marked_pid;
 
 static void enter(int fn)
 {
@@ -83,13 +84,19 @@ int BPF_PROG(bpf_kill_enter) { enter(BPF_OOM_KILL_PROCESS); return 0; }
 SEC("fexit/bpf_oom_kill_process")
 int BPF_PROG(bpf_kill_exit) { leave(BPF_OOM_KILL_PROCESS); return 0; }
 
-/* User space may set victim_pid first: to time the exit of a task killed from user space. */
+/*
+ * The kernel sends SIGKILL before it marks the victim (__oom_kill_process), so on
+ * another CPU the victim can exit before mark_victim fires: an exit stamp keyed on the
+ * marked pid would then never be taken.  User space that knows the victim sets
+ * victim_pid first (OomTiming.watch); the marked pid is kept apart to check it.
+ */
 SEC("tp_btf/mark_victim")
 int BPF_PROG(victim_marked, struct task_struct *task)
 {
 	if (!victim_marked_at) {
+		marked_pid = BPF_CORE_READ(task, pid);
 		if (!victim_pid)
-			victim_pid = BPF_CORE_READ(task, pid);
+			victim_pid = marked_pid;
 		victim_marked_at = bpf_ktime_get_ns();
 	}
 	return 0;

@@ -44,6 +44,7 @@ def test_oom_latency_runs_small():
     assert set(document["results"]) == {"kernel", "largest_leaf", "priority"}
     for name, result in document["results"].items():
         assert result["grower_survived"] == 1, f"{name}: the allocating task was killed"
+        assert result["victim_marked"] == 1, f"{name}: the OOM marked another task than the holder"
         marked, exited = result["to_marked_us"]["median"], result["to_exited_us"]["median"]
         relief = result["to_relief_us"]["median"]
         assert 0 < marked <= exited and marked < relief, (name, result)
