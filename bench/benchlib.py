@@ -167,13 +167,13 @@ class OomTiming:
 
     def reset(self) -> None:
         for name in ("ooms", "first_ns", "first_calls", "started", "first_oom_at",
-                     "victim_marked_at", "victim_exited_at", "victim_pid", "marked_pid"):
+                     "victim_signalled_at", "victim_marked_at", "victim_exited_at", "victim_pid",
+                     "marked_pid"):
             current = self.obj.bss[name]
             self.obj.bss[name] = [0] * len(current) if isinstance(current, list) else 0
 
     def watch(self, pid: int) -> None:
-        """Stamp ``pid``'s exit, after reset(): even if no OOM marks it (a kill from user space),
-        and even if it exits before the OOM's mark_victim fires (SIGKILL goes first)."""
+        """Stamp ``pid``'s exit even if no OOM kills it (a kill from user space); after reset()."""
         self.obj.bss["victim_pid"] = pid
 
     def first_oom(self) -> dict[str, dict]:
@@ -183,10 +183,11 @@ class OomTiming:
                 for i, f in enumerate(FUNCTIONS)} | {"ooms": self.obj.bss["ooms"]}
 
     def stamps(self) -> dict[str, int]:
-        """CLOCK_MONOTONIC ns of the first OOM, its victim's marking and exit (0: not seen),
-        the watched pid and the pid the OOM marked."""
+        """CLOCK_MONOTONIC ns of the first OOM, its victim's SIGKILL, marking and exit (0: not
+        seen), the victim's pid (the OOM's SIGKILL, or watched) and the pid mark_victim named."""
         return {name: self.obj.bss[name] for name in
-                ("first_oom_at", "victim_marked_at", "victim_exited_at", "victim_pid", "marked_pid")}
+                ("first_oom_at", "victim_signalled_at", "victim_marked_at", "victim_exited_at",
+                 "victim_pid", "marked_pid")}
 
     def close(self) -> None:
         for link in self.links:

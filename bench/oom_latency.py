@@ -5,8 +5,10 @@ A cgroup with memory.max 64M holds a 40 MiB task in one leaf; a task in
 another leaf allocates 48 MiB and crosses the limit.  Each variant (the
 kernel with no policy, largest_leaf, priority attached to the cgroup) picks
 the 40 MiB task.  Per run, on CLOCK_MONOTONIC, from the first
-out_of_memory() (fentry, bench/oom_timing.bpf.c): until the victim is marked
-(tracepoint oom/mark_victim), until it has exited (sched_process_exit), and
+out_of_memory() (fentry, bench/oom_timing.bpf.c): until the victim is sent
+SIGKILL (signal_generate), until it is marked (oom/mark_victim, which the
+kernel fires after the signal, so a victim on the other CPU may exit first),
+until it has exited (sched_process_exit), and
 until the allocating task has all its memory (it stamps that itself).
 Medians, min and max of --runs runs (default 20).  vm.oom_dump_tasks is 0
 for the run.
@@ -60,7 +62,6 @@ def one_run(top: Path, holder: Path, timing: benchlib.OomTiming) -> dict:
     try:
         victim.stdout.readline()  # "ready 1"
         timing.reset()
-        timing.watch(victim.pid)  # its exit may come before the OOM marks it
         grow = subprocess.run([str(holder), "grow", str(top / "grower"), str(GROW_MIB)],
                               capture_output=True, text=True, timeout=300)
     finally:
@@ -74,11 +75,12 @@ def one_run(top: Path, holder: Path, timing: benchlib.OomTiming) -> dict:
     def since(at: int) -> float | None:
         return (at - start) / 1e3 if start and at else None
 
-    return {"to_marked_us": since(stamps["victim_marked_at"]),
+    return {"to_signalled_us": since(stamps["victim_signalled_at"]),
+            "to_marked_us": since(stamps["victim_marked_at"]),
             "to_exited_us": since(stamps["victim_exited_at"]),
             "to_relief_us": since(int(done[1])) if len(done) == 2 else None,
             "grower_survived": grow.returncode == 0,
-            "victim_marked": stamps["marked_pid"] == victim.pid}
+            "victim_marked": stamps["marked_pid"] == stamps["victim_pid"] != 0}
 
 
 def spread(values: list[float | None]) -> dict:
@@ -109,7 +111,8 @@ def measure(runs: int, holder: Path, timing: benchlib.OomTiming) -> dict:
                     policy.close()
             results[name or "kernel"] = {
                 **{key: spread([m[key] for m in measured])
-                   for key in ("to_marked_us", "to_exited_us", "to_relief_us")},
+                   for key in ("to_signalled_us", "to_marked_us", "to_exited_us",
+                               "to_relief_us")},
                 "grower_survived": sum(m["grower_survived"] for m in measured),
                 "victim_marked": sum(m["victim_marked"] for m in measured), "runs": runs}
         return results
@@ -171,7 +174,9 @@ def pressure_run(leaf: Path, holder: Path, timing: benchlib.OomTiming,
     def since(at: int) -> float | None:
         return (at - over) / 1e3 if at else None
 
-    return {"to_kill_sent_us": since(kill_sent), "to_marked_us": since(stamps["victim_marked_at"]),
+    return {"to_kill_sent_us": since(kill_sent),
+            "to_signalled_us": since(stamps["victim_signalled_at"]),
+            "to_marked_us": since(stamps["victim_marked_at"]),
             "to_exited_us": since(stamps["victim_exited_at"]), "killed": hog.returncode == -9,
             "memory_max_hit": int(events["max"]) > 0}
 
@@ -195,7 +200,8 @@ def measure_pressure(runs: int, oomd_runs: int, holder: Path, timing: benchlib.O
     finally:
         benchlib.remove_tree(top)
     return {name: {**{key: spread([m[key] for m in measured])
-                      for key in ("to_kill_sent_us", "to_marked_us", "to_exited_us")},
+                      for key in ("to_kill_sent_us", "to_signalled_us", "to_marked_us",
+                                  "to_exited_us")},
                    "killed": sum(m["killed"] for m in measured),
                    "memory_max_hit": sum(m["memory_max_hit"] for m in measured),
                    "runs": len(measured)}

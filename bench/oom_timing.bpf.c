@@ -28,6 +28,9 @@ struct task_struct {
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define SIGKILL 9
+#define TRACE_SIGNAL_DELIVERED 0
+
 enum { OUT_OF_MEMORY, BPF_HANDLE_OOM, OOM_KILL_PROCESS, BPF_OOM_KILL_PROCESS, NR };
 
 __u64 started[NR];
@@ -38,6 +41,7 @@ __u64 ooms;
 __u64 first_ns[NR];
 __u64 first_calls[NR];
 __u64 first_oom_at;
+__u64 victim_signalled_at;
 __u64 victim_marked_at;
 __u64 victim_exited_at;
 __s32 victim_pid;
@@ -85,18 +89,31 @@ SEC("fexit/bpf_oom_kill_process")
 int BPF_PROG(bpf_kill_exit) { leave(BPF_OOM_KILL_PROCESS); return 0; }
 
 /*
- * The kernel sends SIGKILL before it marks the victim (__oom_kill_process), so on
- * another CPU the victim can exit before mark_victim fires: an exit stamp keyed on the
- * marked pid would then never be taken.  User space that knows the victim sets
- * victim_pid first (OomTiming.watch); the marked pid is kept apart to check it.
+ * The victim is the task out_of_memory() sends SIGKILL to.  mark_victim fires only after
+ * that signal (__oom_kill_process), so on another CPU the victim can exit before it is
+ * marked: taking its pid from mark_victim left such an exit unstamped.  The signal is
+ * generated under the victim's siglock, which it takes again to die, so an exit always
+ * sees the pid set here (and its exit may come before its mark, never before the signal).
+ * User space may set victim_pid first (OomTiming.watch): to time
+ * the exit of a task killed from user space.
  */
+SEC("tp_btf/signal_generate")
+int BPF_PROG(signalled, int sig, void *info, struct task_struct *task, int group, int result)
+{
+	if (sig == SIGKILL && result == TRACE_SIGNAL_DELIVERED && started[OUT_OF_MEMORY] &&
+	    !victim_signalled_at) {
+		victim_signalled_at = bpf_ktime_get_ns();
+		if (!victim_pid)
+			victim_pid = BPF_CORE_READ(task, pid);
+	}
+	return 0;
+}
+
 SEC("tp_btf/mark_victim")
 int BPF_PROG(victim_marked, struct task_struct *task)
 {
 	if (!victim_marked_at) {
 		marked_pid = BPF_CORE_READ(task, pid);
-		if (!victim_pid)
-			victim_pid = marked_pid;
 		victim_marked_at = bpf_ktime_get_ns();
 	}
 	return 0;
