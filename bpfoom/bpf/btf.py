@@ -163,11 +163,12 @@ class Btf:
                        (off >> 24) if kflag else 0)
                 for n, t, off in extra(vlen, "<III"))
             return BtfType(**common, size=size_or_type, members=members)
-        if kind == Kind.ENUM:
-            members = tuple(Member(self._name(n), value=v) for n, v in extra(vlen, "<Ii"))
+        if kind == Kind.ENUM:  # kflag marks a signed enum; without it 0x80000000u is not negative
+            members = tuple(Member(self._name(n), value=_enum_value(v, 32, kflag))
+                            for n, v in extra(vlen, "<II"))
             return BtfType(**common, size=size_or_type, members=members)
         if kind == Kind.ENUM64:
-            members = tuple(Member(self._name(n), value=lo | (hi << 32))
+            members = tuple(Member(self._name(n), value=_enum_value(lo | (hi << 32), 64, kflag))
                             for n, lo, hi in extra(vlen, "<III"))
             return BtfType(**common, size=size_or_type, members=members)
         if kind == Kind.FUNC_PROTO:
@@ -307,6 +308,11 @@ def kernel_btf(btf_id: int) -> contextlib.AbstractContextManager[Btf]:
 # ---------------------------------------------------------------------------
 # Codecs: decode(buf, offset) -> value; encode_into(value, bytearray, offset)
 # ---------------------------------------------------------------------------
+
+def _enum_value(raw: int, bits: int, signed: bool) -> int:
+    """An enumerator's value as BTF stores it: unsigned unless the enum's kflag says signed."""
+    return raw - (1 << bits) if signed and raw >> (bits - 1) else raw
+
 
 def _bad(label: str, value: Any, expected: str) -> InvalidValueError:
     shown = repr(value)

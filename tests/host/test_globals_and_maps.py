@@ -139,6 +139,17 @@ def test_enums_accept_their_names(globals_object):
     assert globals_object.data["data_color"] == 7
 
 
+def test_unsigned_enum_values_past_int_max_fit(globals_object):
+    """BTF enums are unsigned unless kflag says signed: 0x80000000u is BIG, not -2**31."""
+    globals_object.data["data_big"] = "BIG"
+    globals_object.data["data_neg"] = "POS"
+    globals_object.load()
+    assert globals_object.data["data_big"] == 0x80000000
+    assert globals_object.data["data_big"].name == "BIG"
+    globals_object.data["data_neg"] = "NEG"
+    assert globals_object.data["data_neg"] == -2
+
+
 def test_char_arrays_accept_bytes(globals_object):
     globals_object.rodata["ro_label"] = b"raw"
     globals_object.load()
