@@ -3,9 +3,10 @@
 Globals, struct_ops fields and map keys/values all go through the codecs
 here, so one set of rules holds everywhere: ints are range-checked, ``bool``
 is a bool, enums decode to ``IntEnum`` members, ``char`` arrays are text,
-other fixed arrays are lists, structs and unions are dicts.  A value that
-does not fit raises :class:`InvalidValueError` before anything reaches the
-kernel.
+other fixed arrays are lists, structs and unions are dicts.  A value of a
+type the C type never takes raises :class:`InvalidTypeError` (a TypeError),
+one that does not fit :class:`InvalidValueError` (a ValueError), both before
+anything reaches the kernel.
 
 Types are read straight from the BTF blob libbpf holds (12-byte
 ``struct btf_type`` records followed by kind-specific data, as the kernel's
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidValueError, check_ptr
+from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
 
 __all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "RecordCodec", "Kind", "encode_for",
            "vmlinux_btf", "kernel_btf"]
@@ -314,19 +315,21 @@ def _enum_value(raw: int, bits: int, signed: bool) -> int:
     return raw - (1 << bits) if signed and raw >> (bits - 1) else raw
 
 
-def _bad(label: str, value: Any, expected: str) -> InvalidValueError:
+def _bad(label: str, value: Any, expected: str, *, wrong_type: bool = False) -> InvalidValueError | InvalidTypeError:
+    """InvalidTypeError when ``value`` is of a type ``label`` never takes, else InvalidValueError."""
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return InvalidValueError(errno.EINVAL, f"{shown} does not fit {label}: expected {expected}")
+    cls = InvalidTypeError if wrong_type else InvalidValueError
+    return cls(errno.EINVAL, f"{shown} does not fit {label}: expected {expected}")
 
 
 def encode_for(where: str, codec: "Codec", value: Any, current: bytes | None = None) -> bytes:
     """``codec.encode`` whose InvalidValueError names the variable, field or key written."""
     try:
         return codec.encode(value, current)
-    except InvalidValueError as exc:
-        raise InvalidValueError(exc.errno, f"cannot set {where}: {exc.strerror}") from None
+    except (InvalidValueError, InvalidTypeError) as exc:
+        raise type(exc)(exc.errno, f"cannot set {where}: {exc.strerror}") from None
 
 
 class Codec:
@@ -367,7 +370,7 @@ class IntCodec(Codec):
         if value.__class__ is int and self.low <= value <= self.high:
             return value
         if isinstance(value, (str, bytes, float)) or not hasattr(value, "__index__"):
-            raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
+            raise _bad(self.label, value, f"an int in {self.low}..{self.high}", wrong_type=True)
         number = value.__index__()
         if not self.low <= number <= self.high:
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
@@ -393,7 +396,7 @@ class BoolCodec(IntCodec):
     def check(self, value) -> int:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return int(value)
-        raise _bad(self.label, value, "True or False")
+        raise _bad(self.label, value, "True or False", wrong_type=not isinstance(value, int))
 
 
 class EnumCodec(IntCodec):
@@ -439,7 +442,7 @@ class FloatCodec(Codec):
 
     def encode_into(self, value, buf, offset=0):
         if self.fmt is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bad(self.label, value, "a float")
+            raise _bad(self.label, value, "a float", wrong_type=True)
         try:
             struct.pack_into(self.fmt, buf, offset, value)
         except (OverflowError, struct.error) as exc:
@@ -467,7 +470,7 @@ class CharArrayCodec(Codec):
             if len(raw) > self.size:
                 raise _bad(self.label, value, f"at most {self.size} bytes")
         else:
-            raise _bad(self.label, value, "str or bytes")
+            raise _bad(self.label, value, "str or bytes", wrong_type=True)
         buf[offset:offset + self.size] = raw.ljust(self.size, b"\0")
 
 
@@ -485,7 +488,7 @@ class ArrayCodec(Codec):
 
     def encode_into(self, value, buf, offset=0):
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
-            raise _bad(self.label, value, f"a sequence of {self.length} items")
+            raise _bad(self.label, value, f"a sequence of {self.length} items", wrong_type=True)
         if len(value) != self.length:
             raise _bad(self.label, value, f"exactly {self.length} items, got {len(value)}")
         step = self.elem.size
@@ -524,7 +527,7 @@ class RecordCodec(Codec):
 
     def encode_into(self, value, buf, offset=0):
         if not isinstance(value, dict):
-            raise _bad(self.label, value, "a dict of its members")
+            raise _bad(self.label, value, "a dict of its members", wrong_type=True)
         unknown = [k for k in value if k not in self.fields]
         if unknown:
             raise _bad(self.label, value, "only the members " + ", ".join(self.fields))
@@ -674,5 +677,5 @@ class BytesCodec(Codec):
                 raise _bad(self.label, value, f"an int that fits {self.size} bytes")
             raw = (value & ((1 << bits) - 1)).to_bytes(self.size, "little")
         else:
-            raise _bad(self.label, value, f"{self.size} bytes")
+            raise _bad(self.label, value, f"{self.size} bytes", wrong_type=True)
         buf[offset:offset + self.size] = raw

@@ -70,7 +70,7 @@ class EventStream:
         ClosedError if the stream is closed before or while it waits.
         """
         ring = self._event_ring()
-        count = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
+        count = ring.poll(timeout if timeout is None else max(0.0, timeout))
         return count + self._report_drops()
 
     def fileno(self) -> int:

@@ -94,8 +94,9 @@ def link_info_from_fd(fd: int) -> LinkInfo:
     return LinkInfo(info.id, link_type, info.prog_id, map_id, attach_type, cgroup_id)
 
 
-def links() -> list[LinkInfo]:
-    """The kernel's struct_ops links, by enumerating link ids (needs CAP_SYS_ADMIN)."""
+def links(type: str | None = None) -> list[LinkInfo]:
+    """Every BPF link in the kernel, or only those of ``type`` (a :attr:`LinkInfo.type` such
+    as "struct_ops", "tracing", "iter"), by enumerating link ids (needs CAP_SYS_ADMIN)."""
     found = []
     current = ffi.new("__u32 *", 0)
     following = ffi.new("__u32 *")
@@ -106,14 +107,14 @@ def links() -> list[LinkInfo]:
         check(rc, "enumerate BPF links")
         current[0] = following[0]
         fd = lib.bpf_link_get_fd_by_id(following[0])
-        if fd == -errno.ENOENT:
-            continue  # went away meanwhile
+        if fd in (-errno.ENOENT, -errno.EAGAIN):
+            continue  # went away meanwhile, or another process is still creating it
         check(fd, f"open BPF link {following[0]}")
         try:
             info = link_info_from_fd(fd)
         finally:
             os.close(fd)
-        if info.type == "struct_ops":
+        if type is None or info.type == type:
             found.append(info)
 
 
@@ -125,7 +126,7 @@ class Link:
         self._lock = threading.RLock()
         self._ptr = ptr
         self._label = label
-        self._from_attach = from_attach  # a libbpf struct_ops link: update_map() is safe on it
+        self._libbpf_struct_ops = from_attach  # a libbpf struct_ops link: update_map() is safe on it
         self._detached = False
         self._id: int | None = None
 
@@ -257,7 +258,7 @@ class Link:
                 obj._require_loaded(f"update a link to map {new_map.name!r}")
                 action = f"update the link to struct_ops map {new_map.name!r}"
                 with _log.capture() as warned:
-                    if self._from_attach:
+                    if self._libbpf_struct_ops:
                         rc = lib.bpf_link__update_map(ptr, new_map._ptr)
                     else:
                         rc = self._update_foreign(ptr, new_map)

@@ -34,7 +34,7 @@ from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
 from .cgroup import mounts
 from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError,
-                     InvalidValueError, KeyNotFoundError, PathNotFoundError, StateError, check,
+                     InvalidValueError, KeyNotFoundError, MapFullError, PathNotFoundError, StateError, check,
                      error_from_errno)
 
 if TYPE_CHECKING:
@@ -534,10 +534,14 @@ class Map:
                 if frozen:
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} after load(): "
                                      f"{frozen}")
-                if rc == -errno.E2BIG:
-                    raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the "
-                                   f"map is full ({self._source.max_entries()} entries); delete "
-                                   "some first")
+                size = self._source.max_entries()
+                if rc == -errno.E2BIG and "array" in self._type:  # an index past the end
+                    raise InvalidValueError(errno.E2BIG, f"could not write {key!r} to array map "
+                                            f"{self.name!r}: its indexes are 0..{size - 1}")
+                if rc in (-errno.E2BIG, -errno.ENOSPC):
+                    raise MapFullError(-rc, f"could not add {key!r} to map {self.name!r}: the "
+                                       f"map is full ({size} entries); delete some first, or "
+                                       "raise its max_entries before load()")
                 check(rc, f"update {key!r} in map {self.name!r}")
 
     def __delitem__(self, key: Any) -> None:
@@ -662,8 +666,8 @@ class Map:
             rc = lib.bpf_map_update_batch(cells.fd, keys, values, count, _batch_opts(lib.BPF_ANY))
             if rc < 0:
                 written = count[0]
-                if rc == -errno.E2BIG:
-                    raise BpfError(errno.E2BIG, f"could not write all {len(pairs)} elements to map "
+                if rc in (-errno.E2BIG, -errno.ENOSPC):
+                    raise MapFullError(-rc, f"could not write all {len(pairs)} elements to map "
                                    f"{self.name!r}: the first {written} were written, then the map "
                                    f"was full ({self._source.max_entries()} entries) or a key was "
                                    "out of range; delete some first")

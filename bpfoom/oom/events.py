@@ -103,7 +103,7 @@ _REFERENCE_OBJECT = Path(__file__).resolve().parent / "policies" / "largest_leaf
 def events_map(obj: BpfObject, name: str) -> Map:
     """An object's decision ring buffer; StateError if its source lacks policy_event.h."""
     if EVENTS_MAP not in obj.maps:
-        raise StateError(errno.ENOENT, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
+        raise StateError(errno.EINVAL, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
                          "events; include policy_event.h in its source")
     return obj.maps[EVENTS_MAP]
 

@@ -103,7 +103,7 @@ class LoadedPolicy:
             if key in section:
                 section[key] = value
                 return
-        raise StateError(errno.EROFS, f"tunable {key!r} cannot change after load; reload the "
+        raise StateError(errno.EBADFD, f"tunable {key!r} cannot change after load; reload the "
                          "policy to change it")
 
     def mutable(self, key: str) -> bool:

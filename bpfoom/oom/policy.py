@@ -118,7 +118,7 @@ class _Handler(EventStream):
     def _section_of(self, name: str, *, write_after_load: bool):
         section = self._tunables.section(name)
         if write_after_load and section.section == ".rodata":
-            raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
+            raise StateError(errno.EBADFD, f"tunable {name!r} of {self.name} is read-only once "
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
         return section
 
@@ -245,7 +245,7 @@ class OomPolicy(_Handler):
 
     def _granularity_map(self):
         if _GRANULARITY_MAP not in self.object.maps:
-            raise StateError(errno.ENOENT, f"{self.name} takes no per-cgroup granularity (it has "
+            raise StateError(errno.EINVAL, f"{self.name} takes no per-cgroup granularity (it has "
                              f"no `{_GRANULARITY_MAP}` map); include policy_granularity.h in its "
                              "source, as the shipped policies do")
         return self.object.maps[_GRANULARITY_MAP]
@@ -281,7 +281,7 @@ class OomPolicy(_Handler):
     def decisions(self) -> list[DecisionEvent]:
         """The last 16 decisions, oldest first, without consuming :meth:`events`."""
         if DECISIONS_MAP not in self.object.maps:
-            raise StateError(errno.ENOENT, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
+            raise StateError(errno.EINVAL, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
                              "include this bpfoom's policy_event.h in its source")
         return read_decisions(self.object.maps[DECISIONS_MAP].fd, self._decision_layout())
 

@@ -22,6 +22,22 @@ def test_error_text_names_errno_and_says_what_to_do(tmp_path):
     assert error.log is None
 
 
+def test_every_state_error_carries_an_errno_its_documentation_names():
+    """StateError's doc lists EBADFD (wrong side of load), EINVAL (never fits), EDEADLK, EBUSY."""
+    import ast
+
+    allowed = {"EBADFD", "EINVAL", "EDEADLK", "EBUSY"}
+    wrong = []
+    for path in sorted((facts.REPO / "bpfoom").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "StateError":
+                code = node.args[0] if node.args else None
+                name = code.attr if isinstance(code, ast.Attribute) else ast.unparse(code)
+                if name not in allowed:
+                    wrong.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: {name}")
+    assert not wrong, f"StateError raised with an errno its doc does not name: {wrong}"
+
+
 def test_the_hierarchy_matches_builtins():
     assert issubclass(bpfoom.BpfError, OSError)
     assert issubclass(bpfoom.PermissionDeniedError, PermissionError)

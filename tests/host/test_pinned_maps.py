@@ -158,11 +158,11 @@ def test_a_view_of_an_objects_map_closes_only_with_its_object(bpf_privileges):
 def test_closing_a_pinned_map_wakes_a_ring_buffer_blocked_on_it(writer):
     events = bpfoom.Map.from_pinned(writer.events)
     ring = bpfoom.RingBuffer(events, lambda raw: None)
-    thread, outcome = run_in_thread(lambda: ring.poll(-1))
-    assert blocked_in_poll(thread), f"poll(-1) did not wait: {outcome}"
+    thread, outcome = run_in_thread(lambda: ring.poll(None))
+    assert blocked_in_poll(thread), f"poll(None) did not wait: {outcome}"
     events.close()
     thread.join(2)
-    assert not thread.is_alive(), "poll(-1) still blocked 2 s after the map's close()"
+    assert not thread.is_alive(), "poll(None) still blocked 2 s after the map's close()"
     assert len(outcome) == 1 and isinstance(outcome[0], bpfoom.ClosedError), outcome
     assert ring.closed
 
