@@ -67,7 +67,8 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .bpf import _log
+from .bpf.logging import install_libbpf_logging
+from .bpf.btf import Btf, Kind as BtfKind
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupError, ClosedError,
                      InvalidTypeError, InvalidValueError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
@@ -100,10 +101,10 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree without metadata
     __version__ = "0+unknown"
 
-_log.install()
+install_libbpf_logging()
 
 __all__ = [
-    "BpfObject", "Program", "Map", "MapInfo", "StructOpsMap", "StructOpsFields",
+    "BpfObject", "Program", "Map", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",

@@ -33,6 +33,7 @@ from ._ffi import ffi, lib
 from .errors import (BusyError, ClosedError, InvalidValueError, PathNotFoundError, StateError,
                      check, check_ptr)
 from .features import cgroup_attach_supported
+from .kernel_objects import fd_kind
 from .map import Map
 
 if TYPE_CHECKING:
@@ -58,15 +59,6 @@ class LinkInfo:
     map_id: int | None
     attach_type: str | None
     cgroup_id: int | None
-
-
-def _bpf_fd_kind(fd: int) -> str | None:
-    """"link", "map", "prog", ... for a BPF object fd (its anon inode's name); None if unknown."""
-    try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:  # no /proc: the caller cannot tell
-        return None
-    return target.removeprefix("anon_inode:bpf-") if target.startswith("anon_inode:bpf-") else None
 
 
 def _enum_str(func, value: int) -> str | None:
@@ -164,7 +156,7 @@ class Link:
         check_ptr(ptr, action)
         link = cls(ptr, f"pinned {text}", from_attach=False)
         try:
-            kind = _bpf_fd_kind(lib.bpf_link__fd(ptr))
+            kind = fd_kind(lib.bpf_link__fd(ptr))
             if kind not in ("link", None):  # the info query below answers for maps too
                 raise InvalidValueError(errno.EINVAL, f"could not {action}: a BPF {kind} is pinned "
                                         "there, not a link")

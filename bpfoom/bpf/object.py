@@ -209,6 +209,14 @@ class BpfObject:
 
     # -- state ---------------------------------------------------------------
     @property
+    def btf(self) -> Btf:
+        """The object's BTF (every open object has one), valid until close(): types, codecs."""
+        with self._lock:
+            self._live()
+            assert self._btf is not None  # open() refuses an object without BTF
+            return self._btf
+
+    @property
     def state(self) -> str:
         """"open", "loaded" or "closed"."""
         return self._state

@@ -67,7 +67,7 @@ class KillWatcher(EventStream):
                                 "programs on out_of_memory and the oom/mark_victim tracepoint "
                                 "(a kernel with BTF, ftrace and BPF trampolines, CAP_BPF and "
                                 "CAP_PERFMON)", log=err.log, feature=err.feature) from err
-            self._layout = kill_layout(self.object._btf, str(WATCHER_OBJECT))
+            self._layout = kill_layout(self.object.btf, str(WATCHER_OBJECT))
             for program in self.object.programs.values():
                 self._links.append(program.attach())
             self._ring = RingBuffer(self.object.maps[_RING], self._receive)

@@ -24,9 +24,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bpf._ffi import lib
 from ..bpf.cgroup import mounts
-from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError, check
+from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError
 from ..bpf.event_stream import EventStream
 from ..bpf.map import Map
 from ..bpf.ringbuf import RingBuffer
@@ -67,9 +66,7 @@ def pin_events(maps: dict[str, Map] | object, link_pin: Path) -> Path | None:
     made: list[Path] = []
     try:
         for name, path in wanted:
-            check(lib.bpf_obj_pin(maps[name].fd, os.fsencode(path)),
-                  f"pin the {name} map at {str(path)!r}",
-                  advice="remove the stale pin, or pick another --pin path")
+            maps[name].pin(path)
             made.append(path)
     except BaseException:
         for path in made:

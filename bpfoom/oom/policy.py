@@ -184,7 +184,7 @@ class _Handler(EventStream):
         """struct policy_event as this policy's BTF lays it out."""
         with self._lock:
             if self._layout is None:
-                self._layout = decision_layout(self.object._btf, repr(self.name))
+                self._layout = decision_layout(self.object.btf, repr(self.name))
             return self._layout
 
     def _event_ring(self) -> RingBuffer:
