@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import operator
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -552,21 +553,34 @@ class _NotFlat(Exception):
     """The record has a member the flat decoder does not handle (bitfields, unions, enums)."""
 
 
+_Builder = Callable[[tuple], Any]  # builds one member's value from the unpacked tuple
+
+
+def _items(indexes: list[int]) -> Callable[[tuple], tuple]:
+    """``itemgetter(*indexes)`` that always returns a tuple (itemgetter(i) returns the item)."""
+    first, last = indexes[0], indexes[-1] + 1
+    if indexes == list(range(first, last)):  # consecutive members: a slice is cheaper
+        return lambda t: t[first:last]
+    return operator.itemgetter(*indexes)
+
+
 class _FlatDecoder:
-    """A record decoded by one ``struct.unpack_from`` and one generated expression.
+    """A record decoded by one ``struct.unpack_from`` and builders made of closures.
 
     Decoding a record field by field costs a Python call and a slice per
     integer (a policy's decision event has 132); this reads them all in one
-    C call and builds the same dicts and lists from the tuple.  Only records
-    of plain integers, bools, floats, char arrays, fixed arrays and nested
-    structs qualify; anything else keeps the field-by-field path.  The
-    expression is generated from the BTF, with member names written as
-    string literals (repr), so nothing from the object is executed.
+    C call and builds the same dicts and lists from the tuple: plain members
+    of a struct in one ``itemgetter`` + ``zip``, the others (bools, strings,
+    arrays, nested structs) by a closure each.  Only records of plain
+    integers, bools, floats, char arrays, fixed arrays and nested structs
+    qualify; anything else keeps the field-by-field path.  No code is
+    generated: nothing from the object is ever compiled or evaluated.
     """
 
     def __init__(self, codec: RecordCodec) -> None:
         self._parts: list[tuple[int, str, int, int]] = []  # offset, format, size, tuple items
-        expression = self._expr(codec, 0)
+        build = self._builder(codec, 0)
+        assert not isinstance(build, int)  # a record is never a plain item
         layout, position = "<", 0
         for at, code, size, _ in self._parts:
             if at < position:
@@ -576,8 +590,7 @@ class _FlatDecoder:
             layout += code
             position = at + size
         self._struct = struct.Struct(layout)
-        self._build = eval(f"lambda t: {expression}", {"_str": _c_string, "bool": bool,  # noqa: S307
-                                                       "list": list, "__builtins__": {}})
+        self._build = build
 
     @classmethod
     def of(cls, codec: RecordCodec) -> "_FlatDecoder | None":
@@ -594,36 +607,70 @@ class _FlatDecoder:
         self._parts.append((offset, code, size, count))
         return index
 
-    def _expr(self, codec: Codec, offset: int) -> str:
+    def _builder(self, codec: Codec, offset: int) -> int | _Builder:
+        """The tuple index of a plain member, or a closure building a composite one."""
         kind = type(codec)
-        if kind in (IntCodec, BoolCodec):
+        if kind is IntCodec or kind is BoolCodec:
+            assert isinstance(codec, IntCodec)
             code = _INT_FORMATS.get((codec.size, codec.signed))
             if code is None:
                 raise _NotFlat
             index = self._item(offset, code, codec.size)
-            return f"bool(t[{index}])" if kind is BoolCodec else f"t[{index}]"
-        if kind is FloatCodec and codec.fmt is not None:
-            return f"t[{self._item(offset, codec.fmt[1], codec.size)}]"
+            return (lambda t: bool(t[index])) if kind is BoolCodec else index
+        if isinstance(codec, FloatCodec) and kind is FloatCodec and codec.fmt is not None:
+            return self._item(offset, codec.fmt[1], codec.size)
         if kind is CharArrayCodec:
-            return f"_str(t[{self._item(offset, f'{codec.size}s', codec.size)}])"
+            index = self._item(offset, f"{codec.size}s", codec.size)
+            return lambda t: _c_string(t[index])
         if kind is BytesCodec:
-            return f"t[{self._item(offset, f'{codec.size}s', codec.size)}]"
-        if kind is ArrayCodec:
+            return self._item(offset, f"{codec.size}s", codec.size)
+        if isinstance(codec, ArrayCodec):
             elem = codec.elem
             if type(elem) is IntCodec and (elem.size, elem.signed) in _INT_FORMATS and codec.length:
+                assert isinstance(elem, IntCodec)
                 code = _INT_FORMATS[(elem.size, elem.signed)]
-                index = self._item(offset, f"{codec.length}{code}", codec.size, codec.length)
-                return f"list(t[{index}:{index + codec.length}])"
-            return "[" + ", ".join(self._expr(elem, offset + i * elem.size)
-                                   for i in range(codec.length)) + "]"
-        if kind is RecordCodec and not codec.is_union:
-            members = []
+                first = self._item(offset, f"{codec.length}{code}", codec.size, codec.length)
+                last = first + codec.length
+                return lambda t: list(t[first:last])
+            parts = [self._builder(elem, offset + i * elem.size) for i in range(codec.length)]
+            return _list_builder(parts)
+        if isinstance(codec, RecordCodec) and kind is RecordCodec and not codec.is_union:
+            names, parts = [], []
             for name, (bit, bits, member) in codec.fields.items():
                 if bits or bit % 8:
                     raise _NotFlat
-                members.append(f"{name!r}: {self._expr(member, offset + bit // 8)}")
-            return "{" + ", ".join(members) + "}"
+                names.append(name)
+                parts.append(self._builder(member, offset + bit // 8))
+            return _dict_builder(names, parts)
         raise _NotFlat
+
+
+def _list_builder(parts: list[int | _Builder]) -> _Builder:
+    if not parts:
+        return lambda t: []
+    if all(isinstance(part, int) for part in parts):
+        plain = _items([part for part in parts if isinstance(part, int)])
+        return lambda t: list(plain(t))
+    steps = [part if callable(part) else operator.itemgetter(part) for part in parts]
+    return lambda t: [step(t) for step in steps]
+
+
+def _dict_builder(names: list[str], parts: list[int | _Builder]) -> _Builder:
+    """Members in declaration order: plain ones in one itemgetter, then the composite ones."""
+    if not parts:
+        return lambda t: {}
+    plain = _items([part if isinstance(part, int) else 0 for part in parts])  # 0: a placeholder
+    composite = [(name, part) for name, part in zip(names, parts) if callable(part)]
+    keys = tuple(names)
+    if not composite:
+        return lambda t: dict(zip(keys, plain(t)))
+
+    def build(t: tuple) -> dict:
+        out = dict(zip(keys, plain(t)))
+        for name, part in composite:
+            out[name] = part(t)  # replaces the placeholder in place: the order stays
+        return out
+    return build
 
 
 def _bit_span(bit: int, bits: int) -> tuple[int, int, int]:

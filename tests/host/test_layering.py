@@ -248,3 +248,14 @@ def test_the_oom_layer_reaches_no_private_attribute_of_bpf_objects():
                         and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                     offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: .{node.attr}")
     assert not offenders, f"the object layer's private attributes used from above: {offenders}"
+
+
+def test_the_package_runs_no_generated_code():
+    """No eval/exec/compile of strings anywhere in bpfoom: an auditor of a root daemon looks first."""
+    offenders = []
+    for path in python_files(facts.REPO / "bpfoom"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("eval", "exec", "compile")):
+                offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: {node.func.id}()")
+    assert not offenders, f"generated code is run here: {offenders}"
