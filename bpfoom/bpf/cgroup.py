@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import Union
+from typing import Union, Self
 
 from .errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                      PathNotFoundError, error_from_errno)
@@ -181,7 +181,7 @@ class Cgroup:
         raise TypeError(_TARGET_TYPES.format(type(target).__name__))
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Cgroup":
+    def open(cls, path: str | os.PathLike[str]) -> "Cgroup":
         """Open an existing cgroup v2 directory."""
         target = Path(os.fsdecode(path)).absolute()
         try:
@@ -202,7 +202,7 @@ class Cgroup:
         return cls(target, fd)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, exist_ok: bool = False) -> "Cgroup":
+    def create(cls, path: str | os.PathLike[str], exist_ok: bool = False) -> "Cgroup":
         """Create a child cgroup (its parent must be cgroup v2) and open it."""
         target = Path(os.fsdecode(path)).absolute()
         cls.open(target.parent).close()  # parent must be v2: never mkdir into v1
@@ -306,12 +306,12 @@ class Cgroup:
             if fd is not None:
                 os.close(fd)
 
-    def __enter__(self) -> "Cgroup":
+    def __enter__(self) -> Self:
         with self._lock:
             self._live()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

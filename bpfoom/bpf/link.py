@@ -26,7 +26,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from . import _log
 from ._ffi import ffi, lib
@@ -144,7 +144,7 @@ class Link:
         return link
 
     @classmethod
-    def from_pinned(cls, path: str | os.PathLike) -> "Link":
+    def from_pinned(cls, path: str | os.PathLike[str]) -> "Link":
         """Open the link pinned at ``path``; close() leaves it attached."""
         text = os.fsdecode(path)
         action = f"open the link pinned at {text!r}"
@@ -212,7 +212,7 @@ class Link:
             return ffi.string(raw).decode() if raw != ffi.NULL else None
 
     # -- operations ------------------------------------------------------
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link at ``path`` on bpffs so it outlives this process."""
         text = os.fsdecode(path)
         with self._lock:
@@ -281,12 +281,12 @@ class Link:
             if ptr is not None:
                 lib.bpf_link__destroy(ptr)
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Self:
         with self._lock:
             self._live()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
@@ -320,7 +320,7 @@ class Map:
         self._value_label = f"a value of map {name!r}"
 
     @classmethod
-    def from_pinned(cls, path: str | os.PathLike) -> "Map":
+    def from_pinned(cls, path: str | os.PathLike[str]) -> "Map":
         """Open the map pinned at ``path``, owning a new fd to it; close() leaves the pin.
 
         PathNotFoundError if nothing is pinned there, InvalidValueError
@@ -420,12 +420,12 @@ class Map:
     def closed(self) -> bool:
         return self._obj._state == "closed"
 
-    def __enter__(self) -> "Map":
+    def __enter__(self) -> Self:
         """For a map opened with from_pinned(); StateError for a BpfObject's map."""
         self._source.require_owned(self.name)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- metadata ----------------------------------------------------------

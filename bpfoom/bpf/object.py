@@ -20,7 +20,7 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, Self
 
 from . import _log
 from ._ffi import ffi, lib
@@ -149,8 +149,8 @@ class BpfObject:
 
     # -- construction --------------------------------------------------------
     @classmethod
-    def open(cls, source: str | os.PathLike | bytes, *, name: str | None = None,
-             btf_custom_path: str | os.PathLike | None = None,
+    def open(cls, source: str | os.PathLike[str] | bytes, *, name: str | None = None,
+             btf_custom_path: str | os.PathLike[str] | None = None,
              kconfig: str | None = None) -> "BpfObject":
         """Open a BPF object from a path or from the bytes of an ELF file.
 
@@ -340,11 +340,11 @@ class BpfObject:
         lib.bpf_object__close(ptr)
         self._keepalive = ()
 
-    def __enter__(self) -> "BpfObject":
+    def __enter__(self) -> Self:
         self._check_open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

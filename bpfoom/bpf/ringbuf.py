@@ -18,6 +18,8 @@ object, or the pinned Map) closes its ring buffers too.
 
 from __future__ import annotations
 
+from typing import Self
+
 import errno
 import math
 import os
@@ -193,10 +195,10 @@ class RingBuffer:
             lib.ring_buffer__free(ptr)
             os.close(self._wake)
 
-    def __enter__(self) -> "RingBuffer":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -135,7 +135,7 @@ class Candidate:
     priority: int = 0
     protected: bool = False
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"cgroup_id": self.cgroup_id, "pid": self.pid, "usage_bytes": self.usage_bytes,
                 "rank": self.rank, "priority": self.priority, "protected": self.protected}
 
@@ -147,7 +147,7 @@ class Exclusion:
     count: int
     first: tuple[tuple[int, int], ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"count": self.count,
                 "first": [{"cgroup_id": cgroup_id, "pid": pid} for cgroup_id, pid in self.first]}
 
@@ -218,7 +218,7 @@ class DecisionEvent:
         """The decision's wall-clock time (converted from CLOCK_MONOTONIC now)."""
         return wall_time(self.monotonic_ns)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The documented, versioned JSON form (``"schema": 2``)."""
         excluded = self.excluded or {why: Exclusion(0) for why in EXCLUSIONS}
         return {

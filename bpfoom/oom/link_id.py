@@ -53,7 +53,7 @@ def check_policy_link(info: LinkInfo, what: str, any_struct_ops: bool = False) -
     return struct_name
 
 
-def pinned_policy_link(path: str | os.PathLike, any_struct_ops: bool = False) -> Link:
+def pinned_policy_link(path: str | os.PathLike[str], any_struct_ops: bool = False) -> Link:
     """Open the link pinned at ``path`` after checking it is a policy's (check_policy_link)."""
     what = f"the BPF object pinned at {os.fsdecode(path)!r}"
     try:

@@ -20,6 +20,8 @@ This module turns those names into cgroup v2 paths:
 
 from __future__ import annotations
 
+from typing import Self
+
 import ctypes
 import ctypes.util
 import errno
@@ -83,7 +85,7 @@ def systemd_running() -> str | None:
     return None
 
 
-def unit_cgroup(unit: str, root: str | os.PathLike | None = None) -> Path:
+def unit_cgroup(unit: str, root: str | os.PathLike[str] | None = None) -> Path:
     """The cgroup v2 directory of a running systemd unit (its ``ControlGroup`` property).
 
     ``root`` is the cgroup2 mount the property is relative to (default: found
@@ -141,7 +143,7 @@ def _systemctl_show(unit: str, prop: str) -> str:
     return done.stdout.strip()
 
 
-def unit_cgroup_when_running(unit: str, root: str | os.PathLike | None = None) -> Path:
+def unit_cgroup_when_running(unit: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the cgroup of ``unit`` is while it runs, whether it runs now or not.
 
     A slice's path follows from its name; a service's or scope's is its
@@ -169,7 +171,7 @@ class CgroupPattern:
     ``user.slice/a.scope``, not ``user.slice/x.slice/a.scope``.
     """
 
-    def __init__(self, pattern: str | os.PathLike) -> None:
+    def __init__(self, pattern: str | os.PathLike[str]) -> None:
         text = os.fspath(pattern)
         path = Path(text)
         if not path.is_absolute() or ".." in path.parts:
@@ -185,7 +187,7 @@ class CgroupPattern:
     def is_glob(self) -> bool:
         return bool(self.parts)
 
-    def match(self, path: str | os.PathLike) -> bool:
+    def match(self, path: str | os.PathLike[str]) -> bool:
         """Whether ``path`` (absolute) is matched."""
         candidate = Path(path)
         try:
@@ -265,7 +267,7 @@ class CgroupWatcher:
     something to report, for selectors and event loops.
     """
 
-    def __init__(self, patterns: Iterable[str | os.PathLike | CgroupPattern]) -> None:
+    def __init__(self, patterns: Iterable[str | os.PathLike[str] | CgroupPattern]) -> None:
         self.patterns = tuple(p if isinstance(p, CgroupPattern) else CgroupPattern(p)
                               for p in patterns)
         fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
@@ -371,10 +373,10 @@ class CgroupWatcher:
             os.close(fd)
             self._watches.clear()
 
-    def __enter__(self) -> "CgroupWatcher":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -394,7 +396,7 @@ def _check_uid(uid: str) -> str:
 
 
 def kube_patterns(qos: str | None = None, pod_uid: str | None = None,
-                  root: str | os.PathLike | None = None) -> list[CgroupPattern]:
+                  root: str | os.PathLike[str] | None = None) -> list[CgroupPattern]:
     """Patterns of the cgroups of a QoS class or of one pod, for both cgroup drivers.
 
     ``qos`` "burstable"/"besteffort" names the class's own cgroup (one policy
@@ -439,7 +441,7 @@ def check_pod_name(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def kube_pod_uids(namespace: str, name: str, log_dir: str | os.PathLike = "/var/log/pods") -> list[str]:
+def kube_pod_uids(namespace: str, name: str, log_dir: str | os.PathLike[str] = "/var/log/pods") -> list[str]:
     """UIDs of the pods named ``namespace/name`` on this node, from the kubelet's pod log directories.
 
     The kubelet keeps ``/var/log/pods/<namespace>_<name>_<uid>`` for each pod

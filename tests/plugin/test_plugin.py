@@ -37,6 +37,19 @@ def test_fixtures_and_marker_are_registered(pytester):
     markers.stdout.fnmatch_lines(["@pytest.mark.bpfoom_vm: *bpf_oom_ops*"])
 
 
+def test_a_session_that_uses_no_bpfoom_fixture_imports_no_bpfoom(pytester):
+    """The plugin loads in every pytest session of the environment: it must cost them nothing."""
+    pytester.makepyfile(test_plain="""
+        import sys
+
+        def test_nothing_of_bpfoom_was_imported():
+            loaded = sorted(m for m in sys.modules if m == "bpfoom" or m.startswith("bpfoom."))
+            assert loaded == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
 def test_cgroup_fixture_creates_and_always_removes(pytester, monkeypatch, tmp_path):
     record = tmp_path / "cgroups.txt"
     monkeypatch.setenv("SAMPLE_RECORD", str(record))
