@@ -229,7 +229,8 @@ class Link:
                 rc = lib.bpf_link__pin(ptr, os.fsencode(text))
             advice = {errno.EEXIST: "that path is taken; unpin it or pick another path",
                       errno.EINVAL: _BPFFS_ADVICE}.get(-rc)
-            check(rc, f"pin the link at {text!r}", advice=advice, detail=_log.cause(warned))
+            check(rc, f"pin the link at {text!r}", advice=advice, detail=_log.cause(warned),
+                  cls=InvalidValueError if rc == -errno.EINVAL else None)
 
     def unpin(self) -> None:
         """Remove the pin; the link stays attached while this Link is open."""

@@ -363,7 +363,8 @@ class Map:
             advice = {errno.EEXIST: "that path is taken; remove the stale pin or pick another path",
                       errno.EINVAL: "pin paths must be on a mounted BPF filesystem "
                       "(mount -t bpf bpf /sys/fs/bpf)"}.get(-rc)
-            check(rc, f"pin map {self.name!r} at {text!r}", advice=advice)
+            check(rc, f"pin map {self.name!r} at {text!r}", advice=advice,
+                  cls=InvalidValueError if rc == -errno.EINVAL else None)
 
     def unpin(self, path: str | os.PathLike[str]) -> None:
         """Remove the pin of this map at ``path`` (InvalidValueError if another object is pinned there)."""
@@ -735,6 +736,11 @@ class Map:
             rc = lib.bpf_map_update_batch(cells.fd, keys, values, count, _batch_opts(lib.BPF_ANY))
             if rc < 0:
                 written = count[0]
+                if rc == -errno.E2BIG and "array" in self._type:
+                    raise InvalidValueError(errno.E2BIG, f"could not write all {len(pairs)} "
+                                            f"elements to array map {self.name!r}: the first "
+                                            f"{written} were written, then a key was past its "
+                                            f"indexes 0..{self._source.max_entries() - 1}")
                 if rc in (-errno.E2BIG, -errno.ENOSPC):
                     raise MapFullError(-rc, f"could not write all {len(pairs)} elements to map "
                                    f"{self.name!r}: the first {written} were written, then the map "

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar, Self
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind
-from .errors import (ENOTSUPP, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
+from .errors import (ENOTSUPP, BpfError, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
@@ -314,7 +314,11 @@ class BpfObject:
             return VerifierError(code, f"could not {action}: the kernel verifier rejected "
                                  f"program {name!r}: {tail}; the whole log is in .log",
                                  log=text)
-        err = error_from_errno(code, action, detail=_log.cause(warnings))
+        # libbpf's own codes for a malformed object or BTF (ELF, format, version, byte order,
+        # relocation): the input is at fault, not the kernel.
+        unreadable = code in range(4000, 4006) and code != 4004
+        err = error_from_errno(code, action, detail=_log.cause(warnings),
+                               fallback_cls=ObjectFileError if unreadable else BpfError)
         if isinstance(err, NotSupportedError):
             for struct_name in struct_names:
                 if struct_ops_type(struct_name).supported is False:

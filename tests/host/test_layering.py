@@ -259,3 +259,17 @@ def test_the_package_runs_no_generated_code():
                     and node.func.id in ("eval", "exec", "compile")):
                 offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: {node.func.id}()")
     assert not offenders, f"generated code is run here: {offenders}"
+
+
+def test_every_skip_goes_through_the_require_all_rule():
+    """A direct pytest.skip() escapes BPFOOM_REQUIRE_ALL=1; conftest.require() is the one way."""
+    offenders = []
+    for top in ("tests/host", "tests/plugin", "tests/vm"):
+        for path in python_files(facts.REPO / top):
+            if path.name == "conftest.py" or "sample" in path.parts:
+                continue  # require() itself; the plugin's sample project skips on purpose
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "skip" and getattr(node.func.value, "id", "") == "pytest"):
+                    offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}")
+    assert not offenders, f"skips that BPFOOM_REQUIRE_ALL=1 cannot turn into failures: {offenders}"

@@ -151,7 +151,7 @@ def test_update_batch_writes_a_hash_map(loaded):
 
 def test_update_batch_reports_a_full_map_with_how_many_were_written(loaded):
     counts = loaded.maps["counts"]
-    with pytest.raises(bpfoom.BpfError) as caught:
+    with pytest.raises(bpfoom.MapFullError) as caught:
         counts.update_batch({key: 1 for key in range(100)})
     assert caught.value.errno == errno.E2BIG
     assert len(counts.keys()) == 64
@@ -176,7 +176,7 @@ def test_batches_on_an_array_of_structs(loaded):
                                     (2, {"a": 0, "b": 0}), (3, {"a": 2**32 - 1, "b": -2**31})]
     run_filter_once(loaded)  # slots[0] = {ro_u32, data_s32}
     assert slots.lookup_batch(chunk=1)[0] == (0, {"a": 32, "b": loaded.data["data_s32"]})
-    with pytest.raises(bpfoom.BpfError) as caught:
+    with pytest.raises(bpfoom.InvalidValueError) as caught:
         slots.update_batch({4: {"a": 1, "b": 1}})
     assert caught.value.errno == errno.E2BIG
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+import facts
 
 SAMPLE = Path(__file__).with_name("sample")
 # pytester points HOME at its own directory; the VM must keep using the real kernel and tool
@@ -56,7 +57,7 @@ def test_cgroup_fixture_creates_and_always_removes(pytester, monkeypatch, tmp_pa
     sample_project(pytester, "host_fixtures")
     result = pytester.runpytest_subprocess("-k", "cgroup_is", "-p", "no:cacheprovider")
     if "needs a writable cgroup2 mount" in result.stdout.str():
-        pytest.skip("needs a writable cgroup2 mount")
+        facts.require(False, "needs a writable cgroup2 mount")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*this test fails on purpose*"])
     paths = [Path(line) for line in record.read_text().split()]
@@ -68,12 +69,12 @@ def test_cgroup_fixture_creates_and_always_removes(pytester, monkeypatch, tmp_pa
 
 def test_oom_policy_skips_naming_the_missing_feature(pytester, monkeypatch, tmp_path):
     if has_bpf_oom_ops():
-        pytest.skip("this kernel has bpf_oom_ops: the fixture attaches instead of skipping")
+        facts.require(False, "this kernel has bpf_oom_ops: the fixture attaches instead of skipping")
     monkeypatch.setenv("SAMPLE_RECORD", str(tmp_path / "unused"))
     sample_project(pytester, "host_fixtures")
     result = pytester.runpytest_subprocess("-k", "oom_policy", "-rs", "-p", "no:cacheprovider")
     if "needs a writable cgroup2 mount" in result.stdout.str():
-        pytest.skip("needs a writable cgroup2 mount")
+        facts.require(False, "needs a writable cgroup2 mount")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs bpf_oom_ops*bpfoom_vm*"])
 
@@ -81,9 +82,9 @@ def test_oom_policy_skips_naming_the_missing_feature(pytester, monkeypatch, tmp_
 def test_marked_tests_run_in_the_vm_and_report_its_results(pytester, monkeypatch):
     """One VM boot runs the four marked tests; each reports what happened in the guest."""
     if has_bpf_oom_ops():
-        pytest.skip("this kernel has bpf_oom_ops: marked tests run here, not in the VM")
+        facts.require(False, "this kernel has bpf_oom_ops: marked tests run here, not in the VM")
     if os.environ.get("BPFOOM_IN_VM") == "1":
-        pytest.skip("already inside the VM (no nested VM)")
+        facts.require(False, "already inside the VM (no nested VM)")
     monkeypatch.setenv("BPFOOM_CACHE", CACHE)
     sample_project(pytester, "in_vm")
     result = pytester.runpytest_subprocess("-rfs", "-p", "no:cacheprovider", timeout=1500)
