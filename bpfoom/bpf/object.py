@@ -133,19 +133,23 @@ class BpfObject:
         btf_ptr = lib.bpf_object__btf(ptr)
         self._btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
         self._programs: dict[str, Program] = {}
-        prog = lib.bpf_object__next_program(ptr, ffi.NULL)
-        while prog != ffi.NULL:
-            view = Program(self, prog)
-            self._programs[view.name] = view
-            prog = lib.bpf_object__next_program(ptr, prog)
         self._maps: dict[str, Map] = {}
-        m = lib.bpf_object__next_map(ptr, ffi.NULL)
-        while m != ffi.NULL:
-            name = ffi.string(lib.bpf_map__name(m)).decode()
-            is_struct_ops = lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_STRUCT_OPS
-            self._maps[name] = (StructOpsMap if is_struct_ops else Map)(self, m, name)
-            m = lib.bpf_object__next_map(ptr, m)
         self._sections: dict[str, GlobalSection] = {}
+        try:
+            prog = lib.bpf_object__next_program(ptr, ffi.NULL)
+            while prog != ffi.NULL:
+                view = Program(self, prog)
+                self._programs[view.name] = view
+                prog = lib.bpf_object__next_program(ptr, prog)
+            m = lib.bpf_object__next_map(ptr, ffi.NULL)
+            while m != ffi.NULL:
+                name = ffi.string(lib.bpf_map__name(m)).decode()
+                is_struct_ops = lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_STRUCT_OPS
+                self._maps[name] = (StructOpsMap if is_struct_ops else Map)(self, m, name)
+                m = lib.bpf_object__next_map(ptr, m)
+        except BaseException:
+            self._close_c(" (its open failed)")  # at once, not at garbage collection
+            raise
 
     # -- construction --------------------------------------------------------
     @classmethod
@@ -200,7 +204,11 @@ class BpfObject:
 
         check_ptr(ptr, action, fallback_cls=ObjectFileError, fallback_advice=_BPF_OBJECT_ADVICE,
                   detail=_log.cause(warnings))
-        obj = cls(ptr, tuple(keep), label)
+        try:
+            obj = cls(ptr, tuple(keep), label)  # closes ptr itself if it fails
+        except UnicodeDecodeError as exc:  # names come from the ELF file: input, not ours
+            raise ObjectFileError(errno.EINVAL, f"could not {action}: a program or map name in "
+                                  f"it is not UTF-8 ({exc.reason}); rebuild the object") from None
         if obj._btf is None:
             obj.close()
             raise ObjectFileError(errno.EINVAL, f"could not {action}: it has no BTF; "
@@ -272,6 +280,13 @@ class BpfObject:
             if self._state == "loaded":
                 raise StateError(errno.EBADFD, f"BPF object {self._label!r} is already loaded; "
                                  "load() runs once: open it again to load another copy")
+            for view in self._maps.values():  # libbpf copies these values by their BTF: no crash
+                problem = isinstance(view, StructOpsMap) and view._layout_problem()
+                if problem:
+                    self._close_c(" (its load() failed)")  # as after any failed load
+                    raise ObjectFileError(errno.EINVAL, f"could not load BPF object "
+                                          f"{self._label!r}: struct_ops map {view.name!r}: "
+                                          f"{problem}; the object's BTF is malformed, rebuild it")
             buffers = {}
             for prog in self._programs.values():
                 if not lib.bpf_program__autoload(prog._ptr):
