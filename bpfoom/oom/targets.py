@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import Self
 
-import ctypes
-import ctypes.util
 import errno
 import fnmatch
 import os
@@ -37,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bpf.aio import follow
+from ..bpf.inotify import inotify_add_watch, inotify_init, inotify_rm_watch
 from ..bpf.errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                           NotSupportedError, error_from_errno)
 from ..bpf.cgroup import mounts
@@ -236,9 +235,6 @@ _WATCH_MASK = (_IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVED_FROM | _IN_
                | _IN_MOVE_SELF | _IN_ONLYDIR)
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-
 
 @dataclass(frozen=True)
 class CgroupChange:
@@ -270,10 +266,7 @@ class CgroupWatcher:
     def __init__(self, patterns: Iterable[str | os.PathLike[str] | CgroupPattern]) -> None:
         self.patterns = tuple(p if isinstance(p, CgroupPattern) else CgroupPattern(p)
                               for p in patterns)
-        fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-        if fd < 0:
-            raise error_from_errno(ctypes.get_errno(), "watch cgroups (inotify_init1)")
-        self._fd: int | None = fd
+        self._fd: int | None = inotify_init(_IN_NONBLOCK | _IN_CLOEXEC)
         self._watches: dict[Path, int] = {}
         self._current: dict[Path, CgroupPattern] = {}
         self._current = self._scan()
@@ -287,9 +280,9 @@ class CgroupWatcher:
         """Watch ``directory``; False when it is gone already."""
         if directory in self._watches:
             return True
-        wd = _libc.inotify_add_watch(self._live(), os.fsencode(directory), _WATCH_MASK)
+        wd = inotify_add_watch(self._live(), directory, _WATCH_MASK)
         if wd < 0:
-            code = ctypes.get_errno()
+            code = -wd
             if code in (errno.ENOENT, errno.ENOTDIR):
                 return False
             raise error_from_errno(code, f"watch cgroup directory {str(directory)!r}")
@@ -315,7 +308,7 @@ class CgroupWatcher:
                 for match in levels[-1]:
                     found.setdefault(match, pattern)
             for directory in set(self._watches) - wanted:
-                _libc.inotify_rm_watch(self._live(), self._watches.pop(directory))
+                inotify_rm_watch(self._live(), self._watches.pop(directory))
             if not added:
                 return found
         return found

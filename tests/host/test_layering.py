@@ -273,3 +273,12 @@ def test_every_skip_goes_through_the_require_all_rule():
                         and node.func.attr == "skip" and getattr(node.func.value, "id", "") == "pytest"):
                     offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}")
     assert not offenders, f"skips that BPFOOM_REQUIRE_ALL=1 cannot turn into failures: {offenders}"
+
+
+def test_c_is_reached_only_through_the_cffi_binding():
+    """libc's calls (fstatfs, open_by_handle_at, inotify) are declared in libbpf_ffi, not ctypes."""
+    offenders = [f"{path.relative_to(facts.REPO)}: {name}"
+                 for path in python_files(facts.REPO / "bpfoom")
+                 if path != facts.REPO / "bpfoom" / "testing" / "vm.py"  # the harness: prctl only
+                 for name in imported_modules(path) if name.split(".")[0] == "ctypes"]
+    assert not offenders, f"a second way into C: {offenders}"
