@@ -23,7 +23,9 @@ import prepare  # noqa: E402  (lives outside the package, next to the sources)
 sys.path.pop(0)
 
 C_SOURCE = r"""
-#define _GNU_SOURCE  /* open_by_handle_at */
+#ifndef _GNU_SOURCE  /* open_by_handle_at; Python.h (pyconfig.h) defines it already */
+#define _GNU_SOURCE 1
+#endif
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/vfs.h>
