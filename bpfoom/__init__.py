@@ -37,6 +37,11 @@ Where this differs from or adds to the issue-3 API contract:
   where its section says and returns an owned ``Link`` (same lifetime rules
   as struct_ops links); ``Map.max_entries`` is settable before load (a ring
   buffer's size must be a power-of-two multiple of the page size).
+* A value of the wrong Python type for its BTF type raises ``InvalidTypeError``
+  (a ``TypeError``), one that does not fit ``InvalidValueError``; a full map
+  ``MapFullError`` (E2BIG); ``links()`` lists every link (``type=`` filters);
+  ``RingBuffer.poll(timeout)`` takes seconds (None: forever) like every other
+  timeout; ``attach_cgroup_iter`` takes a path, a Cgroup or a cgroup id.
 * ``KillWatcher`` reports every OOM victim the kernel marks and every OOM
   that ended without one (``KillEvent``, ``OomNoKillEvent``), and lost
   records as ``OverrunEvent``; see bpfoom/oom/kill_watch.py.
@@ -62,10 +67,11 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .bpf import _log
+from .bpf.logging import install_libbpf_logging
+from .bpf.btf import Btf, Kind as BtfKind
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupError, ClosedError,
-                     InvalidValueError, KeyNotFoundError, MapNotFoundError, NotFoundError, NotSupportedError,
+                     InvalidTypeError, InvalidValueError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
                      ObjectFileError, PathNotFoundError, PermissionDeniedError,
                      ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
@@ -95,10 +101,10 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree without metadata
     __version__ = "0+unknown"
 
-_log.install()
+install_libbpf_logging()
 
 __all__ = [
-    "BpfObject", "Program", "Map", "MapInfo", "StructOpsMap", "StructOpsFields",
+    "BpfObject", "Program", "Map", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
@@ -111,5 +117,5 @@ __all__ = [
     "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
     "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
-    "InvalidValueError", "CgroupError", "StateError", "__version__",
+    "InvalidValueError", "InvalidTypeError", "MapFullError", "CgroupError", "StateError", "__version__",
 ]

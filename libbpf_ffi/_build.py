@@ -15,7 +15,7 @@ from cffi import FFI
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 # Order matters: each file uses types declared by the ones before it.
-DECL_FILES = ("uapi.h", "btf.h", "bpf.h", "libbpf.h", "callbacks.h")
+DECL_FILES = ("uapi.h", "btf.h", "bpf.h", "libbpf.h", "callbacks.h", "libc.h")
 
 sys.path.insert(0, str(REPO_ROOT / "third_party" / "libbpf"))
 import prepare  # noqa: E402  (lives outside the package, next to the sources)
@@ -23,6 +23,12 @@ import prepare  # noqa: E402  (lives outside the package, next to the sources)
 sys.path.pop(0)
 
 C_SOURCE = r"""
+#ifndef _GNU_SOURCE  /* open_by_handle_at; Python.h (pyconfig.h) defines it already */
+#define _GNU_SOURCE 1
+#endif
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/vfs.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>

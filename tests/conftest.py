@@ -31,13 +31,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def require(condition: bool, missing: str) -> None:
-    """Skip (or, under BPFOOM_REQUIRE_ALL=1, fail) unless `condition`; `missing` names what is absent."""
-    if condition:
-        return
-    if os.environ.get("BPFOOM_REQUIRE_ALL") == "1":
-        pytest.fail(f"{missing} (BPFOOM_REQUIRE_ALL=1 forbids skipping)")
-    pytest.skip(missing)
+require = facts.require  # tests import it from here: `from conftest import require`
 
 
 @pytest.fixture(autouse=True)

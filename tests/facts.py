@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
+import threading
+import time
 import struct
 import uuid
 from pathlib import Path
@@ -154,3 +157,41 @@ def fdinfo(fd: int) -> dict[str, str]:
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     return fields
+
+
+# poll(2) and ppoll(2), where a thread blocked in RingBuffer.poll() sleeps.
+POLL_SYSCALLS = {"x86_64": {7, 271}, "aarch64": {73}}
+
+
+def blocked_in_poll(thread: threading.Thread, within: float = 30.0) -> bool:
+    """Whether ``thread`` reaches poll(2)/ppoll(2) and sleeps there within ``within`` seconds.
+
+    Read from /proc/self/task/<tid>/syscall, so the caller knows the wait began; on an
+    architecture not listed in POLL_SYSCALLS only that the thread is still running.
+    """
+    numbers = POLL_SYSCALLS.get(platform.machine())
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            return False
+        if numbers is None:
+            return True
+        try:
+            current = Path(f"/proc/self/task/{thread.native_id}/syscall").read_text().split()
+        except OSError:
+            return thread.is_alive()
+        if current and current[0].isdigit() and int(current[0]) in numbers:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def require(condition: bool, missing: str) -> None:
+    """Skip (or, under BPFOOM_REQUIRE_ALL=1, fail) unless `condition`; `missing` names what is absent."""
+    import pytest
+
+    if condition:
+        return
+    if os.environ.get("BPFOOM_REQUIRE_ALL") == "1":
+        pytest.fail(f"{missing} (BPFOOM_REQUIRE_ALL=1 forbids skipping)")
+    pytest.skip(missing)

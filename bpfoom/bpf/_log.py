@@ -66,7 +66,7 @@ class capture:
         sinks.append(self._collected)
         return self._collected
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._sinks.pop()
 
 

@@ -3,9 +3,10 @@
 Globals, struct_ops fields and map keys/values all go through the codecs
 here, so one set of rules holds everywhere: ints are range-checked, ``bool``
 is a bool, enums decode to ``IntEnum`` members, ``char`` arrays are text,
-other fixed arrays are lists, structs and unions are dicts.  A value that
-does not fit raises :class:`InvalidValueError` before anything reaches the
-kernel.
+other fixed arrays are lists, structs and unions are dicts.  A value of a
+type the C type never takes raises :class:`InvalidTypeError` (a TypeError),
+one that does not fit :class:`InvalidValueError` (a ValueError), both before
+anything reaches the kernel.
 
 Types are read straight from the BTF blob libbpf holds (12-byte
 ``struct btf_type`` records followed by kind-specific data, as the kernel's
@@ -18,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import operator
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidValueError, check_ptr
+from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
 
 __all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "RecordCodec", "Kind", "encode_for",
            "vmlinux_btf", "kernel_btf"]
@@ -163,11 +165,12 @@ class Btf:
                        (off >> 24) if kflag else 0)
                 for n, t, off in extra(vlen, "<III"))
             return BtfType(**common, size=size_or_type, members=members)
-        if kind == Kind.ENUM:
-            members = tuple(Member(self._name(n), value=v) for n, v in extra(vlen, "<Ii"))
+        if kind == Kind.ENUM:  # kflag marks a signed enum; without it 0x80000000u is not negative
+            members = tuple(Member(self._name(n), value=_enum_value(v, 32, kflag))
+                            for n, v in extra(vlen, "<II"))
             return BtfType(**common, size=size_or_type, members=members)
         if kind == Kind.ENUM64:
-            members = tuple(Member(self._name(n), value=lo | (hi << 32))
+            members = tuple(Member(self._name(n), value=_enum_value(lo | (hi << 32), 64, kflag))
                             for n, lo, hi in extra(vlen, "<III"))
             return BtfType(**common, size=size_or_type, members=members)
         if kind == Kind.FUNC_PROTO:
@@ -308,19 +311,26 @@ def kernel_btf(btf_id: int) -> contextlib.AbstractContextManager[Btf]:
 # Codecs: decode(buf, offset) -> value; encode_into(value, bytearray, offset)
 # ---------------------------------------------------------------------------
 
-def _bad(label: str, value: Any, expected: str) -> InvalidValueError:
+def _enum_value(raw: int, bits: int, signed: bool) -> int:
+    """An enumerator's value as BTF stores it: unsigned unless the enum's kflag says signed."""
+    return raw - (1 << bits) if signed and raw >> (bits - 1) else raw
+
+
+def _bad(label: str, value: Any, expected: str, *, wrong_type: bool = False) -> InvalidValueError | InvalidTypeError:
+    """InvalidTypeError when ``value`` is of a type ``label`` never takes, else InvalidValueError."""
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return InvalidValueError(errno.EINVAL, f"{shown} does not fit {label}: expected {expected}")
+    cls = InvalidTypeError if wrong_type else InvalidValueError
+    return cls(errno.EINVAL, f"{shown} does not fit {label}: expected {expected}")
 
 
 def encode_for(where: str, codec: "Codec", value: Any, current: bytes | None = None) -> bytes:
     """``codec.encode`` whose InvalidValueError names the variable, field or key written."""
     try:
         return codec.encode(value, current)
-    except InvalidValueError as exc:
-        raise InvalidValueError(exc.errno, f"cannot set {where}: {exc.strerror}") from None
+    except (InvalidValueError, InvalidTypeError) as exc:
+        raise type(exc)(exc.errno, f"cannot set {where}: {exc.strerror}") from None
 
 
 class Codec:
@@ -361,7 +371,7 @@ class IntCodec(Codec):
         if value.__class__ is int and self.low <= value <= self.high:
             return value
         if isinstance(value, (str, bytes, float)) or not hasattr(value, "__index__"):
-            raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
+            raise _bad(self.label, value, f"an int in {self.low}..{self.high}", wrong_type=True)
         number = value.__index__()
         if not self.low <= number <= self.high:
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
@@ -387,7 +397,7 @@ class BoolCodec(IntCodec):
     def check(self, value) -> int:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return int(value)
-        raise _bad(self.label, value, "True or False")
+        raise _bad(self.label, value, "True or False", wrong_type=not isinstance(value, int))
 
 
 class EnumCodec(IntCodec):
@@ -433,7 +443,7 @@ class FloatCodec(Codec):
 
     def encode_into(self, value, buf, offset=0):
         if self.fmt is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bad(self.label, value, "a float")
+            raise _bad(self.label, value, "a float", wrong_type=True)
         try:
             struct.pack_into(self.fmt, buf, offset, value)
         except (OverflowError, struct.error) as exc:
@@ -461,7 +471,7 @@ class CharArrayCodec(Codec):
             if len(raw) > self.size:
                 raise _bad(self.label, value, f"at most {self.size} bytes")
         else:
-            raise _bad(self.label, value, "str or bytes")
+            raise _bad(self.label, value, "str or bytes", wrong_type=True)
         buf[offset:offset + self.size] = raw.ljust(self.size, b"\0")
 
 
@@ -479,7 +489,7 @@ class ArrayCodec(Codec):
 
     def encode_into(self, value, buf, offset=0):
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
-            raise _bad(self.label, value, f"a sequence of {self.length} items")
+            raise _bad(self.label, value, f"a sequence of {self.length} items", wrong_type=True)
         if len(value) != self.length:
             raise _bad(self.label, value, f"exactly {self.length} items, got {len(value)}")
         step = self.elem.size
@@ -518,7 +528,7 @@ class RecordCodec(Codec):
 
     def encode_into(self, value, buf, offset=0):
         if not isinstance(value, dict):
-            raise _bad(self.label, value, "a dict of its members")
+            raise _bad(self.label, value, "a dict of its members", wrong_type=True)
         unknown = [k for k in value if k not in self.fields]
         if unknown:
             raise _bad(self.label, value, "only the members " + ", ".join(self.fields))
@@ -543,21 +553,34 @@ class _NotFlat(Exception):
     """The record has a member the flat decoder does not handle (bitfields, unions, enums)."""
 
 
+_Builder = Callable[[tuple], Any]  # builds one member's value from the unpacked tuple
+
+
+def _items(indexes: list[int]) -> Callable[[tuple], tuple]:
+    """``itemgetter(*indexes)`` that always returns a tuple (itemgetter(i) returns the item)."""
+    first, last = indexes[0], indexes[-1] + 1
+    if indexes == list(range(first, last)):  # consecutive members: a slice is cheaper
+        return lambda t: t[first:last]
+    return operator.itemgetter(*indexes)
+
+
 class _FlatDecoder:
-    """A record decoded by one ``struct.unpack_from`` and one generated expression.
+    """A record decoded by one ``struct.unpack_from`` and builders made of closures.
 
     Decoding a record field by field costs a Python call and a slice per
     integer (a policy's decision event has 132); this reads them all in one
-    C call and builds the same dicts and lists from the tuple.  Only records
-    of plain integers, bools, floats, char arrays, fixed arrays and nested
-    structs qualify; anything else keeps the field-by-field path.  The
-    expression is generated from the BTF, with member names written as
-    string literals (repr), so nothing from the object is executed.
+    C call and builds the same dicts and lists from the tuple: plain members
+    of a struct in one ``itemgetter`` + ``zip``, the others (bools, strings,
+    arrays, nested structs) by a closure each.  Only records of plain
+    integers, bools, floats, char arrays, fixed arrays and nested structs
+    qualify; anything else keeps the field-by-field path.  No code is
+    generated: nothing from the object is ever compiled or evaluated.
     """
 
     def __init__(self, codec: RecordCodec) -> None:
         self._parts: list[tuple[int, str, int, int]] = []  # offset, format, size, tuple items
-        expression = self._expr(codec, 0)
+        build = self._builder(codec, 0)
+        assert not isinstance(build, int)  # a record is never a plain item
         layout, position = "<", 0
         for at, code, size, _ in self._parts:
             if at < position:
@@ -567,8 +590,7 @@ class _FlatDecoder:
             layout += code
             position = at + size
         self._struct = struct.Struct(layout)
-        self._build = eval(f"lambda t: {expression}", {"_str": _c_string, "bool": bool,  # noqa: S307
-                                                       "list": list, "__builtins__": {}})
+        self._build = build
 
     @classmethod
     def of(cls, codec: RecordCodec) -> "_FlatDecoder | None":
@@ -585,36 +607,70 @@ class _FlatDecoder:
         self._parts.append((offset, code, size, count))
         return index
 
-    def _expr(self, codec: Codec, offset: int) -> str:
+    def _builder(self, codec: Codec, offset: int) -> int | _Builder:
+        """The tuple index of a plain member, or a closure building a composite one."""
         kind = type(codec)
-        if kind in (IntCodec, BoolCodec):
+        if kind is IntCodec or kind is BoolCodec:
+            assert isinstance(codec, IntCodec)
             code = _INT_FORMATS.get((codec.size, codec.signed))
             if code is None:
                 raise _NotFlat
             index = self._item(offset, code, codec.size)
-            return f"bool(t[{index}])" if kind is BoolCodec else f"t[{index}]"
-        if kind is FloatCodec and codec.fmt is not None:
-            return f"t[{self._item(offset, codec.fmt[1], codec.size)}]"
+            return (lambda t: bool(t[index])) if kind is BoolCodec else index
+        if isinstance(codec, FloatCodec) and kind is FloatCodec and codec.fmt is not None:
+            return self._item(offset, codec.fmt[1], codec.size)
         if kind is CharArrayCodec:
-            return f"_str(t[{self._item(offset, f'{codec.size}s', codec.size)}])"
+            index = self._item(offset, f"{codec.size}s", codec.size)
+            return lambda t: _c_string(t[index])
         if kind is BytesCodec:
-            return f"t[{self._item(offset, f'{codec.size}s', codec.size)}]"
-        if kind is ArrayCodec:
+            return self._item(offset, f"{codec.size}s", codec.size)
+        if isinstance(codec, ArrayCodec):
             elem = codec.elem
             if type(elem) is IntCodec and (elem.size, elem.signed) in _INT_FORMATS and codec.length:
+                assert isinstance(elem, IntCodec)
                 code = _INT_FORMATS[(elem.size, elem.signed)]
-                index = self._item(offset, f"{codec.length}{code}", codec.size, codec.length)
-                return f"list(t[{index}:{index + codec.length}])"
-            return "[" + ", ".join(self._expr(elem, offset + i * elem.size)
-                                   for i in range(codec.length)) + "]"
-        if kind is RecordCodec and not codec.is_union:
-            members = []
+                first = self._item(offset, f"{codec.length}{code}", codec.size, codec.length)
+                last = first + codec.length
+                return lambda t: list(t[first:last])
+            parts = [self._builder(elem, offset + i * elem.size) for i in range(codec.length)]
+            return _list_builder(parts)
+        if isinstance(codec, RecordCodec) and kind is RecordCodec and not codec.is_union:
+            names, parts = [], []
             for name, (bit, bits, member) in codec.fields.items():
                 if bits or bit % 8:
                     raise _NotFlat
-                members.append(f"{name!r}: {self._expr(member, offset + bit // 8)}")
-            return "{" + ", ".join(members) + "}"
+                names.append(name)
+                parts.append(self._builder(member, offset + bit // 8))
+            return _dict_builder(names, parts)
         raise _NotFlat
+
+
+def _list_builder(parts: list[int | _Builder]) -> _Builder:
+    if not parts:
+        return lambda t: []
+    if all(isinstance(part, int) for part in parts):
+        plain = _items([part for part in parts if isinstance(part, int)])
+        return lambda t: list(plain(t))
+    steps = [part if callable(part) else operator.itemgetter(part) for part in parts]
+    return lambda t: [step(t) for step in steps]
+
+
+def _dict_builder(names: list[str], parts: list[int | _Builder]) -> _Builder:
+    """Members in declaration order: plain ones in one itemgetter, then the composite ones."""
+    if not parts:
+        return lambda t: {}
+    plain = _items([part if isinstance(part, int) else 0 for part in parts])  # 0: a placeholder
+    composite = [(name, part) for name, part in zip(names, parts) if callable(part)]
+    keys = tuple(names)
+    if not composite:
+        return lambda t: dict(zip(keys, plain(t)))
+
+    def build(t: tuple) -> dict:
+        out = dict(zip(keys, plain(t)))
+        for name, part in composite:
+            out[name] = part(t)  # replaces the placeholder in place: the order stays
+        return out
+    return build
 
 
 def _bit_span(bit: int, bits: int) -> tuple[int, int, int]:
@@ -668,5 +724,5 @@ class BytesCodec(Codec):
                 raise _bad(self.label, value, f"an int that fits {self.size} bytes")
             raw = (value & ((1 << bits) - 1)).to_bytes(self.size, "little")
         else:
-            raise _bad(self.label, value, f"{self.size} bytes")
+            raise _bad(self.label, value, f"{self.size} bytes", wrong_type=True)
         buf[offset:offset + self.size] = raw

@@ -16,16 +16,15 @@ close() raises ClosedError.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import struct
 import threading
 from pathlib import Path
-from typing import Union
+from typing import Union, Self
 
+from ._ffi import ffi, lib
 from .errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                      PathNotFoundError, error_from_errno)
 
@@ -38,18 +37,22 @@ FILEID_KERNFS = 0xFE  # a kernfs file handle: the node id, which for cgroup2 is 
 # What API functions accept as "a cgroup": a v2 path, an open Cgroup, or a cgroup id.
 CgroupTarget = Union[str, "os.PathLike[str]", "Cgroup", int]
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
-_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-
-
 def _fs_magic(fd: int) -> int:
-    """f_type of the file system holding ``fd`` (first field of struct statfs)."""
-    buf = ctypes.create_string_buffer(256)  # > sizeof(struct statfs) on every ABI
-    if _libc.fstatfs(fd, buf) != 0:
-        code = ctypes.get_errno()
-        raise error_from_errno(code, "inspect the cgroup fd")
-    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+    """f_type of the file system holding ``fd``."""
+    buf = ffi.new("struct statfs *")
+    if lib.fstatfs(fd, buf) != 0:
+        raise error_from_errno(ffi.errno, "inspect the cgroup fd")
+    return buf.f_type & 0xFFFFFFFF
+
+
+def _kernfs_handle(node_id: int):
+    """A ``struct file_handle`` naming kernfs node ``node_id`` (for cgroup2, the cgroup id)."""
+    header = ffi.sizeof("struct file_handle")
+    raw = ffi.new("char[]", header + 8)
+    handle = ffi.cast("struct file_handle *", raw)
+    handle.handle_bytes, handle.handle_type = 8, FILEID_KERNFS
+    ffi.memmove(raw + header, struct.pack("=Q", node_id), 8)
+    return raw, handle
 
 
 def _os_error(exc: OSError, action: str, **how):
@@ -124,14 +127,14 @@ class Cgroup:
         if not cgroup2:
             raise NotFoundError(errno.ENOENT, f"could not open cgroup id {cgroup_id}: no cgroup2 "
                                 "file system is mounted; mount one (mount -t cgroup2 none DIR)")
-        handle = ctypes.create_string_buffer(struct.pack("=IiQ", 8, FILEID_KERNFS, cgroup_id))
+        keep, handle = _kernfs_handle(cgroup_id)
         fd, code = -1, errno.ESTALE
         for mount in cgroup2:  # a mount of a subtree (a container's) opens only what is below it
             mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                fd = _libc.open_by_handle_at(mount_fd, handle,
-                                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                code = ctypes.get_errno()
+                fd = lib.open_by_handle_at(mount_fd, handle,
+                                           os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                code = ffi.errno
             finally:
                 os.close(mount_fd)
             if fd >= 0 or code != errno.ESTALE:
@@ -181,7 +184,7 @@ class Cgroup:
         raise TypeError(_TARGET_TYPES.format(type(target).__name__))
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Cgroup":
+    def open(cls, path: str | os.PathLike[str]) -> "Cgroup":
         """Open an existing cgroup v2 directory."""
         target = Path(os.fsdecode(path)).absolute()
         try:
@@ -202,7 +205,7 @@ class Cgroup:
         return cls(target, fd)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, exist_ok: bool = False) -> "Cgroup":
+    def create(cls, path: str | os.PathLike[str], exist_ok: bool = False) -> "Cgroup":
         """Create a child cgroup (its parent must be cgroup v2) and open it."""
         target = Path(os.fsdecode(path)).absolute()
         cls.open(target.parent).close()  # parent must be v2: never mkdir into v1
@@ -306,12 +309,12 @@ class Cgroup:
             if fd is not None:
                 os.close(fd)
 
-    def __enter__(self) -> "Cgroup":
+    def __enter__(self) -> Self:
         with self._lock:
             self._live()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -15,7 +15,8 @@ __all__ = [
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError", "BusyError",
     "ObjectFileError", "NotFoundError", "PathNotFoundError", "MapNotFoundError",
     "ProgramNotFoundError", "VariableNotFoundError", "KeyNotFoundError",
-    "ClosedError", "VerifierError", "InvalidValueError", "CgroupError",
+    "ClosedError", "VerifierError", "InvalidValueError", "InvalidTypeError", "MapFullError",
+    "CgroupError",
     "StateError", "check", "check_ptr", "error_from_errno",
 ]
 
@@ -164,6 +165,20 @@ class VerifierError(BpfError):
 
 class InvalidValueError(BpfError, ValueError):
     """A value does not fit its BTF type; raised before the kernel sees it."""
+
+
+class InvalidTypeError(BpfError, TypeError):
+    """A value of the wrong Python type for its BTF type (a str for an int, ...); errno EINVAL.
+
+    A value of the right type that does not fit (out of range, too long) is
+    an :class:`InvalidValueError` instead, as ``int("x")`` and ``int([])``
+    differ in Python.
+    """
+
+
+class MapFullError(BpfError):
+    """E2BIG (ENOSPC for some map types): the map holds ``max_entries`` elements or the
+    key is past an array's end; delete elements or give the map a larger ``max_entries``."""
 
 
 class CgroupError(BpfError):

@@ -12,23 +12,29 @@ import collections
 import errno
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Generic, TypeVar
 
 from .errors import ClosedError, StateError
 from .ringbuf import RingBuffer
 
 __all__ = ["EventStream"]
 
+E = TypeVar("E")  # what the stream yields: a union of event dataclasses, its overrun event included
 
-class EventStream:
-    """Mixin: subclasses provide ``_event_ring()``, ``events_dropped`` and ``_overrun_event()``."""
+
+class EventStream(Generic[E]):
+    """Mixin: subclasses provide ``_event_ring()``, ``events_dropped`` and ``_overrun_event()``.
+
+    ``EventStream[DecisionEvent | OverrunEvent]``: the parameter is what
+    ``events()`` yields and ``on_event`` callbacks receive.
+    """
 
     def _init_stream(self) -> None:
-        self._callbacks: list[Callable[[Any], object]] = []
-        self._pending: collections.deque = collections.deque()
+        self._callbacks: list[Callable[[E], object]] = []
+        self._pending: collections.deque[E] = collections.deque()
         self._dropped_seen = 0
 
-    def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> Any:
+    def _overrun_event(self, lost: int, total_lost: int, monotonic_ns: int) -> E:
         """The event that reports ``lost`` records lost (``total_lost`` so far)."""
         raise NotImplementedError
 
@@ -40,7 +46,7 @@ class EventStream:
     def events_dropped(self) -> int:
         raise NotImplementedError
 
-    def _deliver(self, event: Any) -> None:
+    def _deliver(self, event: E) -> None:
         if self._callbacks:
             for callback in list(self._callbacks):
                 callback(event)
@@ -56,7 +62,7 @@ class EventStream:
         self._deliver(self._overrun_event(lost, total, time.monotonic_ns()))
         return True
 
-    def on_event(self, callback: Callable[[Any], object]) -> None:
+    def on_event(self, callback: Callable[[E], object]) -> None:
         """Call ``callback(event)`` for each event, from :meth:`poll` (not with :meth:`events`)."""
         if not callable(callback):
             raise TypeError("on_event() takes a callable: callback(event)")
@@ -70,14 +76,14 @@ class EventStream:
         ClosedError if the stream is closed before or while it waits.
         """
         ring = self._event_ring()
-        count = ring.poll(-1 if timeout is None else max(0, int(timeout * 1000)))
+        count = ring.poll(timeout if timeout is None else max(0.0, timeout))
         return count + self._report_drops()
 
     def fileno(self) -> int:
         """An fd readable while records wait (see RingBuffer.fileno); then call poll(0)."""
         return self._event_ring().fileno()
 
-    def events(self, timeout: float | None = None) -> Iterator[Any]:
+    def events(self, timeout: float | None = None) -> Iterator[E]:
         """Events as they come; ends after ``timeout`` seconds without one (None: never).
 
         Also ends, after the events already received, when the stream is
@@ -89,7 +95,7 @@ class EventStream:
         self._event_ring()
         return self._iterate(timeout)
 
-    def _iterate(self, timeout: float | None) -> Iterator[Any]:
+    def _iterate(self, timeout: float | None) -> Iterator[E]:
         closed = False
         while True:
             while self._pending:

@@ -20,7 +20,7 @@ import os
 
 from . import _log
 from ._ffi import ffi, lib
-from .cgroup import Cgroup
+from .cgroup import Cgroup, CgroupTarget
 from .errors import InvalidValueError, StateError, check, check_ptr
 from .link import Link
 from .map import Map
@@ -66,25 +66,28 @@ class IterLink(Link):
             os.close(fd)
 
 
-def attach_cgroup_iter(program: Program, cgroup: Cgroup | int,
+def attach_cgroup_iter(program: Program, cgroup: CgroupTarget,
                        order: str = "descendants_pre") -> IterLink:
     """Attach a loaded ``SEC("iter/cgroup")`` (or ``iter.s/cgroup``) program to walk from ``cgroup``.
 
-    ``cgroup`` is a :class:`Cgroup` or an open cgroup directory fd; ``order``
-    is one of :data:`CGROUP_ORDERS`.  The kernel takes its own reference on
-    the cgroup: it may be closed afterwards.
+    ``cgroup`` is a path, a :class:`Cgroup` or a cgroup id (an ``int`` is
+    always an id, as everywhere in bpfoom; wrap a raw fd with
+    :meth:`Cgroup.from_fd`); ``order`` is one of :data:`CGROUP_ORDERS`.  The
+    kernel takes its own reference on the cgroup: it may be closed afterwards.
     """
     if order not in CGROUP_ORDERS:
         raise ValueError(f"order must be one of {', '.join(CGROUP_ORDERS)}, not {order!r}")
-    if isinstance(cgroup, Cgroup):
-        cgroup_fd = cgroup.fd
-    elif isinstance(cgroup, int) and not isinstance(cgroup, bool) and cgroup >= 0:
-        cgroup_fd = cgroup
-    else:
-        raise TypeError(f"cgroup must be a Cgroup or an open cgroup fd (int), not {cgroup!r}")
     info = ffi.new("union bpf_iter_link_info *")
     info.cgroup.order = getattr(lib, CGROUP_ORDERS[order])
-    info.cgroup.cgroup_fd = cgroup_fd
+    if isinstance(cgroup, int) and not isinstance(cgroup, bool):
+        info.cgroup.cgroup_id = Cgroup.id_of(cgroup)  # the kernel looks the id up itself
+        return _attach_iter(program, info, order)
+    with Cgroup._of(cgroup) as opened:  # TypeError for anything but a path or a Cgroup
+        info.cgroup.cgroup_fd = opened.fd
+        return _attach_iter(program, info, order)
+
+
+def _attach_iter(program: Program, info, order: str) -> IterLink:
     opts = ffi.new("struct bpf_iter_attach_opts *")
     opts.sz = ffi.sizeof("struct bpf_iter_attach_opts")
     opts.link_info = info

@@ -26,13 +26,14 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from . import _log
 from ._ffi import ffi, lib
 from .errors import (BusyError, ClosedError, InvalidValueError, PathNotFoundError, StateError,
                      check, check_ptr)
 from .features import cgroup_attach_supported
+from .kernel_objects import fd_kind
 from .map import Map
 
 if TYPE_CHECKING:
@@ -60,15 +61,6 @@ class LinkInfo:
     cgroup_id: int | None
 
 
-def _bpf_fd_kind(fd: int) -> str | None:
-    """"link", "map", "prog", ... for a BPF object fd (its anon inode's name); None if unknown."""
-    try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:  # no /proc: the caller cannot tell
-        return None
-    return target.removeprefix("anon_inode:bpf-") if target.startswith("anon_inode:bpf-") else None
-
-
 def _enum_str(func, value: int) -> str | None:
     raw = func(value)
     return ffi.string(raw).decode() if raw != ffi.NULL else None
@@ -94,8 +86,9 @@ def link_info_from_fd(fd: int) -> LinkInfo:
     return LinkInfo(info.id, link_type, info.prog_id, map_id, attach_type, cgroup_id)
 
 
-def links() -> list[LinkInfo]:
-    """The kernel's struct_ops links, by enumerating link ids (needs CAP_SYS_ADMIN)."""
+def links(type: str | None = None) -> list[LinkInfo]:
+    """Every BPF link in the kernel, or only those of ``type`` (a :attr:`LinkInfo.type` such
+    as "struct_ops", "tracing", "iter"), by enumerating link ids (needs CAP_SYS_ADMIN)."""
     found = []
     current = ffi.new("__u32 *", 0)
     following = ffi.new("__u32 *")
@@ -106,14 +99,14 @@ def links() -> list[LinkInfo]:
         check(rc, "enumerate BPF links")
         current[0] = following[0]
         fd = lib.bpf_link_get_fd_by_id(following[0])
-        if fd == -errno.ENOENT:
-            continue  # went away meanwhile
+        if fd in (-errno.ENOENT, -errno.EAGAIN):
+            continue  # went away meanwhile, or another process is still creating it
         check(fd, f"open BPF link {following[0]}")
         try:
             info = link_info_from_fd(fd)
         finally:
             os.close(fd)
-        if info.type == "struct_ops":
+        if type is None or info.type == type:
             found.append(info)
 
 
@@ -125,7 +118,7 @@ class Link:
         self._lock = threading.RLock()
         self._ptr = ptr
         self._label = label
-        self._from_attach = from_attach  # a libbpf struct_ops link: update_map() is safe on it
+        self._libbpf_struct_ops = from_attach  # a libbpf struct_ops link: update_map() is safe on it
         self._detached = False
         self._id: int | None = None
 
@@ -151,7 +144,7 @@ class Link:
         return link
 
     @classmethod
-    def from_pinned(cls, path: str | os.PathLike) -> "Link":
+    def from_pinned(cls, path: str | os.PathLike[str]) -> "Link":
         """Open the link pinned at ``path``; close() leaves it attached."""
         text = os.fsdecode(path)
         action = f"open the link pinned at {text!r}"
@@ -163,7 +156,7 @@ class Link:
         check_ptr(ptr, action)
         link = cls(ptr, f"pinned {text}", from_attach=False)
         try:
-            kind = _bpf_fd_kind(lib.bpf_link__fd(ptr))
+            kind = fd_kind(lib.bpf_link__fd(ptr))
             if kind not in ("link", None):  # the info query below answers for maps too
                 raise InvalidValueError(errno.EINVAL, f"could not {action}: a BPF {kind} is pinned "
                                         "there, not a link")
@@ -219,7 +212,7 @@ class Link:
             return ffi.string(raw).decode() if raw != ffi.NULL else None
 
     # -- operations ------------------------------------------------------
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link at ``path`` on bpffs so it outlives this process."""
         text = os.fsdecode(path)
         with self._lock:
@@ -236,7 +229,8 @@ class Link:
                 rc = lib.bpf_link__pin(ptr, os.fsencode(text))
             advice = {errno.EEXIST: "that path is taken; unpin it or pick another path",
                       errno.EINVAL: _BPFFS_ADVICE}.get(-rc)
-            check(rc, f"pin the link at {text!r}", advice=advice, detail=_log.cause(warned))
+            check(rc, f"pin the link at {text!r}", advice=advice, detail=_log.cause(warned),
+                  cls=InvalidValueError if rc == -errno.EINVAL else None)
 
     def unpin(self) -> None:
         """Remove the pin; the link stays attached while this Link is open."""
@@ -257,7 +251,7 @@ class Link:
                 obj._require_loaded(f"update a link to map {new_map.name!r}")
                 action = f"update the link to struct_ops map {new_map.name!r}"
                 with _log.capture() as warned:
-                    if self._from_attach:
+                    if self._libbpf_struct_ops:
                         rc = lib.bpf_link__update_map(ptr, new_map._ptr)
                     else:
                         rc = self._update_foreign(ptr, new_map)
@@ -288,12 +282,12 @@ class Link:
             if ptr is not None:
                 lib.bpf_link__destroy(ptr)
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Self:
         with self._lock:
             self._live()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

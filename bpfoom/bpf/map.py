@@ -28,19 +28,20 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
 from .cgroup import mounts
+from .kernel_objects import fd_kind
 from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError,
-                     InvalidValueError, KeyNotFoundError, PathNotFoundError, StateError, check,
+                     InvalidValueError, KeyNotFoundError, MapFullError, NotFoundError, PathNotFoundError, StateError, check,
                      error_from_errno)
 
 if TYPE_CHECKING:
     from .object import BpfObject
 
-__all__ = ["Map", "MapInfo"]
+__all__ = ["Map", "MapInfo", "map_info"]
 
 _MISSING = object()
 
@@ -57,6 +58,15 @@ class MapInfo:
     max_entries: int
     flags: int
     btf_id: int
+    btf_vmlinux_value_type_id: int = 0  # a struct_ops map's value type in the kernel's BTF
+
+
+def map_info(fd: int) -> MapInfo:
+    """What the kernel reports about map ``fd`` (one this process did not create, say)."""
+    info = _query(fd, f"map fd {fd}")
+    return MapInfo(info.id, _type_name(info.type), ffi.string(info.name).decode(),
+                   info.key_size, info.value_size, info.max_entries, info.map_flags,
+                   info.btf_id, info.btf_vmlinux_value_type_id)
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,7 +127,7 @@ class _ObjectSource:
         if self.is_internal() and self.flags() & lib.BPF_F_RDONLY_PROG:
             return ("read-only globals are frozen at load; set them before load() through "
                     "obj.rodata")
-        return None
+        return _frozen_in_fdinfo(lib.bpf_map__fd(self._ptr))
 
     def btf(self) -> contextlib.AbstractContextManager[Btf | None]:
         return contextlib.nullcontext(self._obj._btf)
@@ -154,6 +164,23 @@ class _PinnedFd:
         self._btf_ids = (info.btf_key_type_id, info.btf_value_type_id)
 
     @classmethod
+    def by_id(cls, map_id: int) -> "_PinnedFd":
+        action = f"open BPF map {map_id}"
+        fd = lib.bpf_map_get_fd_by_id(map_id)
+        if fd == -errno.ENOENT:
+            raise NotFoundError(errno.ENOENT, f"could not {action}: there is no map with that id "
+                                "(it may have been freed); check the id")
+        check(fd, action, advice="opening a map by id needs CAP_SYS_ADMIN"
+              if fd in (-errno.EPERM, -errno.EACCES) else None)
+        try:
+            self = cls(f"id {map_id}", fd, _query(fd, action))
+        except BaseException:
+            os.close(fd)
+            raise
+        self.where = f" id={map_id}"
+        return self
+
+    @classmethod
     def open(cls, path: str) -> "_PinnedFd":
         action = f"open the map pinned at {path!r}"
         fd = lib.bpf_obj_get(os.fsencode(path))
@@ -165,7 +192,7 @@ class _PinnedFd:
             _explain_refused_pin(path, action)
         check(fd, action)
         try:
-            kind = _bpf_fd_kind(fd)
+            kind = fd_kind(fd)
             if kind not in ("map", None):
                 raise InvalidValueError(errno.EINVAL, f"could not {action}: it is a BPF {kind}, "
                                         "not a map; give the pin of a map (Link.from_pinned() "
@@ -218,13 +245,7 @@ class _PinnedFd:
         return False  # asked only of maps not created yet, which a pin never is
 
     def frozen_because(self) -> str | None:
-        """Frozen maps (BPF_MAP_FREEZE: read-only globals, ...) say so in fdinfo."""
-        try:
-            with open(f"/proc/self/fdinfo/{self._fd}") as fdinfo:
-                frozen = any(line.split() == ["frozen:", "1"] for line in fdinfo)
-        except OSError:
-            return None
-        return "whoever created it froze it (as libbpf does read-only globals)" if frozen else None
+        return _frozen_in_fdinfo(self._fd)
 
     def btf(self) -> contextlib.AbstractContextManager[Btf | None]:
         """The creating object's BTF, read from the kernel for one ``with`` block."""
@@ -253,17 +274,14 @@ class _PinnedFd:
             pass
 
 
-def _bpf_fd_kind(fd: int) -> str | None:
-    """"map", "program", "link", ... as /proc says of a BPF fd; None if /proc cannot tell."""
+def _frozen_in_fdinfo(fd: int | None) -> str | None:
+    """Frozen maps (BPF_MAP_FREEZE: read-only globals, Map.freeze()) say so in fdinfo."""
     try:
         with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
-            keys = {line.split(":", 1)[0] for line in fdinfo}
+            frozen = any(line.split() == ["frozen:", "1"] for line in fdinfo)
     except OSError:
         return None
-    for key, kind in (("map_type", "map"), ("prog_type", "program"), ("link_type", "link")):
-        if key in keys:
-            return kind
-    return "object of another kind"
+    return "it was frozen (Map.freeze(), or libbpf's read-only globals)" if frozen else None
 
 
 def _explain_refused_pin(path: str, action: str) -> None:
@@ -302,7 +320,7 @@ class Map:
         self._value_label = f"a value of map {name!r}"
 
     @classmethod
-    def from_pinned(cls, path: str | os.PathLike) -> "Map":
+    def from_pinned(cls, path: str | os.PathLike[str]) -> "Map":
         """Open the map pinned at ``path``, owning a new fd to it; close() leaves the pin.
 
         PathNotFoundError if nothing is pinned there, InvalidValueError
@@ -316,6 +334,61 @@ class Map:
         view = Map.__new__(Map)  # a plain Map even through a subclass: pins are no struct_ops views
         view._bind(pin, pin, None, pin.name, _type_name(pin.type_code))
         return view
+
+    @classmethod
+    def from_id(cls, map_id: int) -> "Map":
+        """Open the map with kernel id ``map_id`` (needs CAP_SYS_ADMIN), owning a new fd.
+
+        Like :meth:`from_pinned`: typed from its creator's BTF, ``close()``
+        closes only this fd.  NotFoundError if no map has that id.
+        """
+        if isinstance(map_id, bool) or not isinstance(map_id, int):
+            raise TypeError(f"Map.from_id() takes a map id (int), not {type(map_id).__name__}")
+        held = _PinnedFd.by_id(map_id)
+        view = Map.__new__(Map)
+        view._bind(held, held, None, held.name, _type_name(held.type_code))
+        return view
+
+    # -- pins and freezing -------------------------------------------------
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the created map at ``path`` on bpffs (it then outlives its object and process).
+
+        BusyError if the path is taken; the map stays pinned until
+        :meth:`unpin` or the path is removed.
+        """
+        text = os.fsdecode(path)
+        with self._obj._lock:
+            self._obj._require_loaded(f"pin map {self.name!r}")
+            rc = lib.bpf_obj_pin(self._source.fd(), os.fsencode(text))
+            advice = {errno.EEXIST: "that path is taken; remove the stale pin or pick another path",
+                      errno.EINVAL: "pin paths must be on a mounted BPF filesystem "
+                      "(mount -t bpf bpf /sys/fs/bpf)"}.get(-rc)
+            check(rc, f"pin map {self.name!r} at {text!r}", advice=advice,
+                  cls=InvalidValueError if rc == -errno.EINVAL else None)
+
+    def unpin(self, path: str | os.PathLike[str]) -> None:
+        """Remove the pin of this map at ``path`` (InvalidValueError if another object is pinned there)."""
+        text = os.fsdecode(path)
+        with self._obj._lock:
+            own = self.id
+            other = lib.bpf_obj_get(os.fsencode(text))
+            if other == -errno.ENOENT:
+                raise PathNotFoundError(errno.ENOENT, f"could not unpin map {self.name!r}: nothing "
+                                        f"is pinned at {text!r}")
+            check(other, f"open the pin {text!r}")
+            try:
+                if fd_kind(other) not in ("map", None) or map_info(other).id != own:
+                    raise InvalidValueError(errno.EINVAL, f"could not unpin map {self.name!r}: "
+                                            f"{text!r} is the pin of another BPF object")
+            finally:
+                os.close(other)
+            os.unlink(text)
+
+    def freeze(self) -> None:
+        """Make the map read-only for user space from now on (BPF programs may still write it)."""
+        with self._obj._lock:
+            self._obj._require_loaded(f"freeze map {self.name!r}")
+            check(lib.bpf_map_freeze(self._source.fd()), f"freeze map {self.name!r}")
 
     def __repr__(self) -> str:
         """Name, type, state, and the kernel's id once loaded; no C memory after close."""
@@ -348,12 +421,12 @@ class Map:
     def closed(self) -> bool:
         return self._obj._state == "closed"
 
-    def __enter__(self) -> "Map":
+    def __enter__(self) -> Self:
         """For a map opened with from_pinned(); StateError for a BpfObject's map."""
         self._source.require_owned(self.name)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- metadata ----------------------------------------------------------
@@ -411,10 +484,7 @@ class Map:
     def info(self) -> MapInfo:
         """The kernel's view of the created map."""
         with self._obj._lock:
-            info = _query(self.fd, f"map {self.name!r}")
-            return MapInfo(info.id, _type_name(info.type), ffi.string(info.name).decode(),
-                           info.key_size, info.value_size, info.max_entries, info.map_flags,
-                           info.btf_id)
+            return map_info(self.fd)
 
     @property
     def id(self) -> int:
@@ -534,10 +604,14 @@ class Map:
                 if frozen:
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} after load(): "
                                      f"{frozen}")
-                if rc == -errno.E2BIG:
-                    raise BpfError(errno.E2BIG, f"could not add {key!r} to map {self.name!r}: the "
-                                   f"map is full ({self._source.max_entries()} entries); delete "
-                                   "some first")
+                size = self._source.max_entries()
+                if rc == -errno.E2BIG and "array" in self._type:  # an index past the end
+                    raise InvalidValueError(errno.E2BIG, f"could not write {key!r} to array map "
+                                            f"{self.name!r}: its indexes are 0..{size - 1}")
+                if rc in (-errno.E2BIG, -errno.ENOSPC):
+                    raise MapFullError(-rc, f"could not add {key!r} to map {self.name!r}: the "
+                                       f"map is full ({size} entries); delete some first, or "
+                                       "raise its max_entries before load()")
                 check(rc, f"update {key!r} in map {self.name!r}")
 
     def __delitem__(self, key: Any) -> None:
@@ -662,8 +736,13 @@ class Map:
             rc = lib.bpf_map_update_batch(cells.fd, keys, values, count, _batch_opts(lib.BPF_ANY))
             if rc < 0:
                 written = count[0]
-                if rc == -errno.E2BIG:
-                    raise BpfError(errno.E2BIG, f"could not write all {len(pairs)} elements to map "
+                if rc == -errno.E2BIG and "array" in self._type:
+                    raise InvalidValueError(errno.E2BIG, f"could not write all {len(pairs)} "
+                                            f"elements to array map {self.name!r}: the first "
+                                            f"{written} were written, then a key was past its "
+                                            f"indexes 0..{self._source.max_entries() - 1}")
+                if rc in (-errno.E2BIG, -errno.ENOSPC):
+                    raise MapFullError(-rc, f"could not write all {len(pairs)} elements to map "
                                    f"{self.name!r}: the first {written} were written, then the map "
                                    f"was full ({self._source.max_entries()} entries) or a key was "
                                    "out of range; delete some first")

@@ -20,12 +20,12 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, Self
 
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind
-from .errors import (ENOTSUPP, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
+from .errors import (ENOTSUPP, BpfError, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
@@ -133,24 +133,28 @@ class BpfObject:
         btf_ptr = lib.bpf_object__btf(ptr)
         self._btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
         self._programs: dict[str, Program] = {}
-        prog = lib.bpf_object__next_program(ptr, ffi.NULL)
-        while prog != ffi.NULL:
-            view = Program(self, prog)
-            self._programs[view.name] = view
-            prog = lib.bpf_object__next_program(ptr, prog)
         self._maps: dict[str, Map] = {}
-        m = lib.bpf_object__next_map(ptr, ffi.NULL)
-        while m != ffi.NULL:
-            name = ffi.string(lib.bpf_map__name(m)).decode()
-            is_struct_ops = lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_STRUCT_OPS
-            self._maps[name] = (StructOpsMap if is_struct_ops else Map)(self, m, name)
-            m = lib.bpf_object__next_map(ptr, m)
         self._sections: dict[str, GlobalSection] = {}
+        try:
+            prog = lib.bpf_object__next_program(ptr, ffi.NULL)
+            while prog != ffi.NULL:
+                view = Program(self, prog)
+                self._programs[view.name] = view
+                prog = lib.bpf_object__next_program(ptr, prog)
+            m = lib.bpf_object__next_map(ptr, ffi.NULL)
+            while m != ffi.NULL:
+                name = ffi.string(lib.bpf_map__name(m)).decode()
+                is_struct_ops = lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_STRUCT_OPS
+                self._maps[name] = (StructOpsMap if is_struct_ops else Map)(self, m, name)
+                m = lib.bpf_object__next_map(ptr, m)
+        except BaseException:
+            self._close_c(" (its open failed)")  # at once, not at garbage collection
+            raise
 
     # -- construction --------------------------------------------------------
     @classmethod
-    def open(cls, source: str | os.PathLike | bytes, *, name: str | None = None,
-             btf_custom_path: str | os.PathLike | None = None,
+    def open(cls, source: str | os.PathLike[str] | bytes, *, name: str | None = None,
+             btf_custom_path: str | os.PathLike[str] | None = None,
              kconfig: str | None = None) -> "BpfObject":
         """Open a BPF object from a path or from the bytes of an ELF file.
 
@@ -200,7 +204,11 @@ class BpfObject:
 
         check_ptr(ptr, action, fallback_cls=ObjectFileError, fallback_advice=_BPF_OBJECT_ADVICE,
                   detail=_log.cause(warnings))
-        obj = cls(ptr, tuple(keep), label)
+        try:
+            obj = cls(ptr, tuple(keep), label)  # closes ptr itself if it fails
+        except UnicodeDecodeError as exc:  # names come from the ELF file: input, not ours
+            raise ObjectFileError(errno.EINVAL, f"could not {action}: a program or map name in "
+                                  f"it is not UTF-8 ({exc.reason}); rebuild the object") from None
         if obj._btf is None:
             obj.close()
             raise ObjectFileError(errno.EINVAL, f"could not {action}: it has no BTF; "
@@ -208,6 +216,14 @@ class BpfObject:
         return obj
 
     # -- state ---------------------------------------------------------------
+    @property
+    def btf(self) -> Btf:
+        """The object's BTF (every open object has one), valid until close(): types, codecs."""
+        with self._lock:
+            self._live()
+            assert self._btf is not None  # open() refuses an object without BTF
+            return self._btf
+
     @property
     def state(self) -> str:
         """"open", "loaded" or "closed"."""
@@ -264,6 +280,13 @@ class BpfObject:
             if self._state == "loaded":
                 raise StateError(errno.EBADFD, f"BPF object {self._label!r} is already loaded; "
                                  "load() runs once: open it again to load another copy")
+            for view in self._maps.values():  # libbpf copies these values by their BTF: no crash
+                problem = isinstance(view, StructOpsMap) and view._layout_problem()
+                if problem:
+                    self._close_c(" (its load() failed)")  # as after any failed load
+                    raise ObjectFileError(errno.EINVAL, f"could not load BPF object "
+                                          f"{self._label!r}: struct_ops map {view.name!r}: "
+                                          f"{problem}; the object's BTF is malformed, rebuild it")
             buffers = {}
             for prog in self._programs.values():
                 if not lib.bpf_program__autoload(prog._ptr):
@@ -306,7 +329,11 @@ class BpfObject:
             return VerifierError(code, f"could not {action}: the kernel verifier rejected "
                                  f"program {name!r}: {tail}; the whole log is in .log",
                                  log=text)
-        err = error_from_errno(code, action, detail=_log.cause(warnings))
+        # libbpf's own codes for a malformed object or BTF (ELF, format, version, byte order,
+        # relocation): the input is at fault, not the kernel.
+        unreadable = code in range(4000, 4006) and code != 4004
+        err = error_from_errno(code, action, detail=_log.cause(warnings),
+                               fallback_cls=ObjectFileError if unreadable else BpfError)
         if isinstance(err, NotSupportedError):
             for struct_name in struct_names:
                 if struct_ops_type(struct_name).supported is False:
@@ -332,11 +359,11 @@ class BpfObject:
         lib.bpf_object__close(ptr)
         self._keepalive = ()
 
-    def __enter__(self) -> "BpfObject":
+    def __enter__(self) -> Self:
         self._check_open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -18,7 +18,10 @@ object, or the pinned Map) closes its ring buffers too.
 
 from __future__ import annotations
 
+from typing import Self
+
 import errno
+import math
 import os
 import select
 import threading
@@ -126,19 +129,25 @@ class RingBuffer:
             return self._delivered
 
     # -- API -------------------------------------------------------------------
-    def poll(self, timeout_ms: int = -1) -> int:
-        """Wait up to ``timeout_ms`` (-1 = forever) for records; returns how many were handled.
+    def poll(self, timeout: float | None = None) -> int:
+        """Wait up to ``timeout`` seconds (None: forever) for records; returns how many were handled.
 
-        Raises ClosedError if the ring buffer is closed before or while it waits.
+        Seconds like every other timeout in bpfoom.  Raises ClosedError if the
+        ring buffer is closed before or while it waits.
         """
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
-            raise TypeError("timeout_ms must be an int (milliseconds, -1 waits forever)")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number of seconds or None (forever), "
+                                f"not {type(timeout).__name__}")
+            if not timeout >= 0:
+                raise ValueError(f"timeout must be >= 0 seconds or None (forever), not {timeout!r}")
         self._enter("poll")
         try:
             waiter = select.poll()
             waiter.register(self._epoll_fd, select.POLLIN)
             waiter.register(self._wake, select.POLLIN)
-            if not waiter.poll(timeout_ms if timeout_ms >= 0 else None) and not self._closed:
+            wait_ms = None if timeout is None else math.ceil(timeout * 1000)
+            if not waiter.poll(wait_ms) and not self._closed:
                 return 0
             return self._consume("poll")
         finally:
@@ -186,10 +195,10 @@ class RingBuffer:
             lib.ring_buffer__free(ptr)
             os.close(self._wake)
 
-    def __enter__(self) -> "RingBuffer":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

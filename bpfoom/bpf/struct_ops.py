@@ -50,6 +50,21 @@ class StructOpsMap(Map):
             self._struct_type = self._obj._btf.resolve(self._struct_id)
         return self._struct_type
 
+    def _layout_problem(self) -> str | None:
+        """Why libbpf must not copy this map's value at load (a member past the struct's end)."""
+        btf, t = self._obj._btf, self._struct
+        if btf is None or t is None:
+            return None
+        try:
+            for m in t.members:
+                end = m.offset // 8 + btf.size_of(m.type_id)
+                if m.offset < 0 or end > t.size:
+                    return (f"member {m.name!r} of struct {t.name} ends at byte {end}, past the "
+                            f"struct's {t.size} bytes")
+        except (OSError, RecursionError) as exc:  # a type id BTF does not have, or a type cycle
+            return f"its BTF type cannot be read ({exc})"
+        return None
+
     def __repr__(self) -> str:
         return f"<StructOpsMap {self.name!r} struct {self.struct_name}{self._repr_detail()}>"
 

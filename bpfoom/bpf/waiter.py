@@ -19,7 +19,7 @@ import errno
 import io
 import selectors
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Self
 
 from .errors import ClosedError
 
@@ -94,8 +94,8 @@ class SourceSet:
         self._fds.clear()
         self._unwaitable.clear()
 
-    def __enter__(self) -> "SourceSet":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

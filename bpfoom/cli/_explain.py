@@ -81,7 +81,7 @@ def _render(entry: PolicyDecisions, event: DecisionEvent, paths: dict[int, str])
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from ..oom.attachments import _cgroup_paths
+    from ..oom.attachments import cgroup_paths
 
     from ..oom.features import features
 
@@ -106,7 +106,7 @@ def _explain(args: argparse.Namespace) -> int:
         c.cgroup_id for _, _, event in latest for c in event.considered} | {
         cgroup_id for _, _, event in latest for e in (event.excluded or {}).values()
         for cgroup_id, _ in e.first}
-    paths = _cgroup_paths({i for i in ids if i})
+    paths = cgroup_paths({i for i in ids if i})
     for entry in found:
         if entry.decisions is None:
             print(f"{entry.attachment.policy_name or '?'} (link {entry.attachment.link_id}) keeps "

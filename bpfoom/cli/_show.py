@@ -103,9 +103,9 @@ def all_attachments(every_struct_ops: bool) -> list[Any]:
     if not others:
         return found
     with vmlinux_btf() as kernel:
-        values = {info.map_id: attachments._struct_ops_value(info.map_id, kernel) for info in others}
+        values = {info.map_id: attachments.struct_ops_value(info.map_id, kernel) for info in others}
     pins = attachments._pins({info.id for info in others})
-    paths = attachments._cgroup_paths({info.cgroup_id for info in others if info.cgroup_id})
+    paths = attachments.cgroup_paths({info.cgroup_id for info in others if info.cgroup_id})
     for info in others:
         struct_name, name = values[info.map_id]
         found.append(attachments.Attachment(

@@ -345,7 +345,7 @@ def _granularity(where: str, table: Any, target: Target) -> dict[str, str]:
     return found
 
 
-def granularity_under(entry: Entry, cgroup: str | os.PathLike) -> dict[str, str]:
+def granularity_under(entry: Entry, cgroup: str | os.PathLike[str]) -> dict[str, str]:
     """``entry``'s granularity with relative cgroups taken under ``cgroup`` (one it resolved to)."""
     return {str(path if Path(path).is_absolute() else Path(cgroup) / path): choice
             for path, choice in entry.granularity.items()}

@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["replace_file"]
 
 
-def replace_file(path: str | os.PathLike, text: str, *, fsync: bool) -> None:
+def replace_file(path: str | os.PathLike[str], text: str, *, fsync: bool) -> None:
     """Replace ``path`` with ``text`` (mode 0644) through a temporary file in the same directory
     and a rename; ``fsync``: make the data durable before the rename.  OSError on failure, and
     then no temporary file is left behind."""

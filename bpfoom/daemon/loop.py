@@ -99,7 +99,7 @@ class Retry:
 class Daemon:
     """The daemon's state; ``run()`` is the main loop."""
 
-    def __init__(self, config_path: str | os.PathLike, log: Log | None = None) -> None:
+    def __init__(self, config_path: str | os.PathLike[str], log: Log | None = None) -> None:
         self.config_path = Path(config_path)
         self.config: Config = check_config(self.config_path)
         self.log = log or Log(sys.stderr, False)
@@ -528,7 +528,7 @@ def _drain(fd: int) -> None:
         pass
 
 
-def run_daemon(config_path: str | os.PathLike) -> int:
+def run_daemon(config_path: str | os.PathLike[str]) -> int:
     """What ``bpfoom run`` does; returns the exit status."""
     config = read_config(config_path)  # the log settings; Daemon checks the rest
     stream = sys.stderr if config.log == "-" else open(config.log, "a", buffering=1)

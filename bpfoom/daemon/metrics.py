@@ -143,6 +143,6 @@ class Metrics:
                     lines.append(f"{name}{{{pairs}}} {_number(number)}")
         return "\n".join(lines) + "\n"
 
-    def write(self, path: str | os.PathLike) -> None:
+    def write(self, path: str | os.PathLike[str]) -> None:
         """Replace ``path`` atomically with :meth:`render`'s text (mode 0644); OSError on failure."""
         replace_file(path, self.render(), fsync=True)

@@ -55,7 +55,7 @@ class Pending:
                 "retry_in": None if self.retry_in is None else round(self.retry_in, 1)}
 
 
-def attachment_id(entry: Entry, cgroup: str | os.PathLike) -> str:
+def attachment_id(entry: Entry, cgroup: str | os.PathLike[str]) -> str:
     """The id (and pin name) of ``entry``'s attachment to ``cgroup``, one of several it may have:
     ``<entry id>+<cgroup name>-<hash of its path>``, the same in every run."""
     path = os.fspath(cgroup)
@@ -67,7 +67,7 @@ def attachment_id(entry: Entry, cgroup: str | os.PathLike) -> str:
 class Resolver:
     """The configured entries, resolved against the cgroups that exist now."""
 
-    def __init__(self, entries: Iterable[Entry], *, pod_log_dir: str | os.PathLike = POD_LOG_DIR
+    def __init__(self, entries: Iterable[Entry], *, pod_log_dir: str | os.PathLike[str] = POD_LOG_DIR
                  ) -> None:
         self.entries = tuple(entries)
         self.pod_log_dir = Path(pod_log_dir)

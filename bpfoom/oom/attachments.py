@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..bpf._ffi import ffi, lib
 from ..bpf.btf import Btf, vmlinux_btf
 from ..bpf.cgroup import mounts
-from ..bpf.errors import check
-from ..bpf.link import _bpf_fd_kind, link_info_from_fd, links
+from ..bpf.kernel_objects import fd_kind, lookup_bytes, open_map_by_id, open_pinned
+from ..bpf.link import link_info_from_fd, links
+from ..bpf.map import map_info
 from .features import POLICY_KINDS
 
-__all__ = ["Attachment", "attached"]
+__all__ = ["Attachment", "attached", "cgroup_paths", "struct_ops_value"]
 
 _WRAPPER_PREFIX = "bpf_struct_ops_"
 
@@ -42,7 +42,7 @@ class Attachment:
     pin_path: str | None
 
 
-def _cgroup_paths(ids: set[int]) -> dict[int, str]:
+def cgroup_paths(ids: set[int]) -> dict[int, str]:
     """cgroup id (directory inode) -> path, for the ids asked for."""
     found: dict[int, str] = {}
     for mount in mounts("cgroup2"):
@@ -65,11 +65,11 @@ def _pins(ids: set[int]) -> dict[int, str]:
         for directory, _, files in os.walk(mount):
             for name in files:
                 path = os.path.join(directory, name)
-                fd = lib.bpf_obj_get(os.fsencode(path))
-                if fd < 0:
+                fd = open_pinned(path)
+                if fd is None:
                     continue
                 try:
-                    if _bpf_fd_kind(fd) not in ("link", None):
+                    if fd_kind(fd) not in ("link", None):
                         continue  # a pinned map or program (whose info would read as a link's)
                     info = link_info_from_fd(fd)
                 except OSError:
@@ -81,20 +81,18 @@ def _pins(ids: set[int]) -> dict[int, str]:
     return found
 
 
-def _struct_ops_value(map_id: int, kernel: Btf) -> tuple[str | None, str | None]:
+def struct_ops_value(map_id: int, kernel: Btf) -> tuple[str | None, str | None]:
     """(struct_ops type name, registered ``name``) of a struct_ops map, by id."""
-    fd = lib.bpf_map_get_fd_by_id(map_id)
-    if fd < 0:
+    fd = open_map_by_id(map_id)
+    if fd is None:
         return None, None
     try:
-        info = ffi.new("struct bpf_map_info *")
-        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
-        check(lib.bpf_map_get_info_by_fd(fd, info, size), f"query struct_ops map {map_id}")
+        info = map_info(fd)
         wrapper = kernel.type(info.btf_vmlinux_value_type_id)
         struct_name = wrapper.name[len(_WRAPPER_PREFIX):] if wrapper.name.startswith(
             _WRAPPER_PREFIX) else wrapper.name
-        value = ffi.new("char[]", info.value_size)
-        if lib.bpf_map_lookup_elem(fd, ffi.new("__u32 *", 0), value) < 0:
+        value = lookup_bytes(fd, bytes(4), info.value_size, f"struct_ops map {map_id}")
+        if value is None:
             return struct_name, None
         data = next((m for m in wrapper.members if m.name == "data"), None)
         if data is None:
@@ -103,7 +101,7 @@ def _struct_ops_value(map_id: int, kernel: Btf) -> tuple[str | None, str | None]
         if name_member is None:
             return struct_name, None
         start = (data.offset + name_member.offset) // 8
-        raw = ffi.buffer(value, info.value_size)[start:start + kernel.size_of(name_member.type_id)]
+        raw = value[start:start + kernel.size_of(name_member.type_id)]
         return struct_name, raw.split(b"\0", 1)[0].decode(errors="replace")
     finally:
         os.close(fd)
@@ -115,9 +113,9 @@ def attached() -> list[Attachment]:
     if not candidates:
         return []
     with vmlinux_btf() as kernel:
-        values = {info.map_id: _struct_ops_value(info.map_id, kernel) for info in candidates}
+        values = {info.map_id: struct_ops_value(info.map_id, kernel) for info in candidates}
     ours = [info for info in candidates if values[info.map_id][0] in POLICY_KINDS]
-    paths = _cgroup_paths({info.cgroup_id for info in ours if info.cgroup_id})
+    paths = cgroup_paths({info.cgroup_id for info in ours if info.cgroup_id})
     pins = _pins({info.id for info in ours})
     return [
         Attachment(policy_name=values[info.map_id][1], kind=POLICY_KINDS[values[info.map_id][0]],

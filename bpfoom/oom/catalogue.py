@@ -110,9 +110,9 @@ def policy_map(obj: BpfObject, path: Path) -> tuple[str, StructOpsMap]:
 def describe(obj: BpfObject, path: Path, name: str | None = None) -> PolicyInfo:
     """What a policy object (open, not yet loaded) says about itself."""
     kind, ops = policy_map(obj, path)
-    meta = read_meta(obj._btf, path)
+    meta = read_meta(obj.btf, path)
     requires = [ops.struct_name, *(f"kfunc:{k}" for k in KFUNCS
-                                   if obj._btf.find(k, Kind.FUNC) is not None)]
+                                   if obj.btf.find(k, Kind.FUNC) is not None)]
     name = name if name is not None else path.name.removesuffix(_SUFFIX)
     return PolicyInfo(name, path, kind, meta.description, declared_tunables(obj, path, meta),
                       tuple(requires))

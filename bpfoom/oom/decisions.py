@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..bpf._ffi import ffi, lib
 from .attachments import Attachment, attached
 from ..bpf.btf import Btf, vmlinux_btf
-from ..bpf.errors import check
+from ..bpf.kernel_objects import lookup_bytes, open_map_by_id, open_program_by_id, program_map_ids
+from ..bpf.map import map_info
 from .events import DecisionEvent, pinned_decision_layout
-from .records import RecordLayout, map_info as _map_info
+from .records import RecordLayout
 
 __all__ = ["DECISIONS_MAP", "PolicyDecisions", "read_decisions", "recent_decisions"]
 
@@ -38,16 +38,13 @@ def read_decisions(map_fd: int, layout: RecordLayout | None = None) -> list[Deci
     record of a schema this bpfoom does not read raises InvalidValueError,
     as :meth:`DecisionEvent.from_bytes` does.
     """
-    info = _map_info(map_fd)
+    info = map_info(map_fd)
     layout = layout or pinned_decision_layout(map_fd)
-    value = ffi.new("char[]", info.value_size)
-    key = ffi.new("__u32 *")
     found = []
     for slot in range(info.max_entries):
-        key[0] = slot
-        check(lib.bpf_map_lookup_elem(map_fd, key, value), f"read slot {slot} of the decisions map")
-        record = bytes(ffi.buffer(value, info.value_size))
-        if record[:2] != b"\0\0":
+        record = lookup_bytes(map_fd, slot.to_bytes(4, "little"), info.value_size,
+                              f"slot {slot} of the decisions map")
+        if record is not None and record[:2] != b"\0\0":
             found.append(DecisionEvent.from_bytes(record, layout))
     return sorted(found, key=lambda event: event.monotonic_ns)
 
@@ -62,15 +59,14 @@ class PolicyDecisions:
 
 def _program_ids(struct_ops_map_id: int, kernel: Btf) -> list[int]:
     """Ids of the programs in a struct_ops map's value (its function pointer slots)."""
-    fd = lib.bpf_map_get_fd_by_id(struct_ops_map_id)
-    if fd < 0:
+    fd = open_map_by_id(struct_ops_map_id)
+    if fd is None:
         return []  # detached meanwhile
     try:
-        info = _map_info(fd)
-        value = ffi.new("char[]", info.value_size)
-        if lib.bpf_map_lookup_elem(fd, ffi.new("__u32 *", 0), value) < 0:
+        info = map_info(fd)
+        raw = lookup_bytes(fd, bytes(4), info.value_size, f"struct_ops map {struct_ops_map_id}")
+        if raw is None:
             return []
-        raw = bytes(ffi.buffer(value, info.value_size))
         wrapper = kernel.type(info.btf_vmlinux_value_type_id)
         data = next((m for m in wrapper.members if m.name == "data"), None)
         if data is None:
@@ -88,21 +84,11 @@ def _program_ids(struct_ops_map_id: int, kernel: Btf) -> list[int]:
 
 
 def _map_ids_of_program(prog_id: int) -> list[int]:
-    fd = lib.bpf_prog_get_fd_by_id(prog_id)
-    if fd < 0:
+    fd = open_program_by_id(prog_id)
+    if fd is None:
         return []
     try:
-        info = ffi.new("struct bpf_prog_info *")
-        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
-        check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"query program {prog_id}")
-        count = info.nr_map_ids
-        ids = ffi.new("__u32[]", max(count, 1))
-        info = ffi.new("struct bpf_prog_info *")
-        info.nr_map_ids = count
-        info.map_ids = int(ffi.cast("uintptr_t", ids))
-        size[0] = ffi.sizeof("struct bpf_prog_info")
-        check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"list the maps of program {prog_id}")
-        return list(ids[0:min(count, info.nr_map_ids)])
+        return program_map_ids(fd)
     finally:
         os.close(fd)
 
@@ -110,11 +96,11 @@ def _map_ids_of_program(prog_id: int) -> list[int]:
 def _decisions_of(attachment: Attachment, kernel: Btf) -> list[DecisionEvent] | None:
     for prog_id in _program_ids(attachment.map_id, kernel):
         for map_id in _map_ids_of_program(prog_id):
-            fd = lib.bpf_map_get_fd_by_id(map_id)
-            if fd < 0:
+            fd = open_map_by_id(map_id)
+            if fd is None:
                 continue
             try:
-                if ffi.string(_map_info(fd).name).decode() == DECISIONS_MAP:
+                if map_info(fd).name == DECISIONS_MAP:
                     return read_decisions(fd)
             finally:
                 os.close(fd)

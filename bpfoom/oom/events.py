@@ -103,7 +103,7 @@ _REFERENCE_OBJECT = Path(__file__).resolve().parent / "policies" / "largest_leaf
 def events_map(obj: BpfObject, name: str) -> Map:
     """An object's decision ring buffer; StateError if its source lacks policy_event.h."""
     if EVENTS_MAP not in obj.maps:
-        raise StateError(errno.ENOENT, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
+        raise StateError(errno.EINVAL, f"{name} has no `{EVENTS_MAP}` ring buffer of decision "
                          "events; include policy_event.h in its source")
     return obj.maps[EVENTS_MAP]
 
@@ -135,7 +135,7 @@ class Candidate:
     priority: int = 0
     protected: bool = False
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"cgroup_id": self.cgroup_id, "pid": self.pid, "usage_bytes": self.usage_bytes,
                 "rank": self.rank, "priority": self.priority, "protected": self.protected}
 
@@ -147,7 +147,7 @@ class Exclusion:
     count: int
     first: tuple[tuple[int, int], ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"count": self.count,
                 "first": [{"cgroup_id": cgroup_id, "pid": pid} for cgroup_id, pid in self.first]}
 
@@ -218,7 +218,7 @@ class DecisionEvent:
         """The decision's wall-clock time (converted from CLOCK_MONOTONIC now)."""
         return wall_time(self.monotonic_ns)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The documented, versioned JSON form (``"schema": 2``)."""
         excluded = self.excluded or {why: Exclusion(0) for why in EXCLUSIONS}
         return {

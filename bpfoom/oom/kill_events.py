@@ -52,6 +52,7 @@ from __future__ import annotations
 import datetime
 import errno
 import time
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,7 @@ class _Event:
     def _fields(self) -> dict:
         raise NotImplementedError
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The documented, versioned JSON form (see the module doc)."""
         return {"schema": KILL_SCHEMA, "kind": self.kind, **self._fields(),
                 "monotonic_ns": self.monotonic_ns, "time": self.wall_time.isoformat()}

@@ -17,6 +17,8 @@ records lost.  Closing the watcher detaches everything; it never pins.
 
 from __future__ import annotations
 
+from typing import Self
+
 import errno
 import os
 import threading
@@ -36,7 +38,7 @@ _RING = "kills"
 KillWatchEvent = KillEvent | OomNoKillEvent | OverrunEvent
 
 
-class KillWatcher(EventStream):
+class KillWatcher(EventStream[KillWatchEvent]):
     """Loaded and attached kill watcher; a context manager, :meth:`close` detaches it."""
 
     def __init__(self, *, ring_size: int | None = None) -> None:
@@ -67,7 +69,7 @@ class KillWatcher(EventStream):
                                 "programs on out_of_memory and the oom/mark_victim tracepoint "
                                 "(a kernel with BTF, ftrace and BPF trampolines, CAP_BPF and "
                                 "CAP_PERFMON)", log=err.log, feature=err.feature) from err
-            self._layout = kill_layout(self.object._btf, str(WATCHER_OBJECT))
+            self._layout = kill_layout(self.object.btf, str(WATCHER_OBJECT))
             for program in self.object.programs.values():
                 self._links.append(program.attach())
             self._ring = RingBuffer(self.object.maps[_RING], self._receive)
@@ -128,12 +130,12 @@ class KillWatcher(EventStream):
     def closed(self) -> bool:
         return self.object.state == "closed"
 
-    def __enter__(self) -> "KillWatcher":
+    def __enter__(self) -> Self:
         if self.closed:
             raise ClosedError(errno.EBADF, "the kill watcher is closed; start a new KillWatcher")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

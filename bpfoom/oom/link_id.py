@@ -13,11 +13,11 @@ from __future__ import annotations
 import errno
 import os
 
-from ..bpf._ffi import lib
 from ..bpf.btf import vmlinux_btf
-from ..bpf.errors import BpfError, InvalidValueError, NotFoundError, check
+from ..bpf.errors import BpfError, InvalidValueError, NotFoundError
+from ..bpf.kernel_objects import detach_link, open_link_by_id, open_map_by_id
 from ..bpf.link import Link, LinkInfo, link_info_from_fd
-from .attachments import _struct_ops_value
+from .attachments import struct_ops_value
 from .features import POLICY_KINDS
 
 __all__ = ["detach_struct_ops_link", "check_policy_link", "struct_ops_type", "pinned_policy_link"]
@@ -27,12 +27,12 @@ def struct_ops_type(map_id: int) -> str | None:
     """The struct_ops type (e.g. ``bpf_oom_ops``) of the struct_ops map ``map_id``, from the
     kernel's BTF; None when the map is gone.  Opening a map by id needs CAP_SYS_ADMIN: without
     it, PermissionDeniedError rather than a wrong answer."""
-    fd = lib.bpf_map_get_fd_by_id(map_id)
-    if fd == -errno.ENOENT:
+    fd = open_map_by_id(map_id)
+    if fd is None:
         return None
-    os.close(check(fd, f"open struct_ops map {map_id} to tell which struct_ops type it is"))
+    os.close(fd)
     with vmlinux_btf() as kernel:
-        return _struct_ops_value(map_id, kernel)[0]
+        return struct_ops_value(map_id, kernel)[0]
 
 
 def check_policy_link(info: LinkInfo, what: str, any_struct_ops: bool = False) -> str | None:
@@ -53,7 +53,7 @@ def check_policy_link(info: LinkInfo, what: str, any_struct_ops: bool = False) -
     return struct_name
 
 
-def pinned_policy_link(path: str | os.PathLike, any_struct_ops: bool = False) -> Link:
+def pinned_policy_link(path: str | os.PathLike[str], any_struct_ops: bool = False) -> Link:
     """Open the link pinned at ``path`` after checking it is a policy's (check_policy_link)."""
     what = f"the BPF object pinned at {os.fsdecode(path)!r}"
     try:
@@ -74,15 +74,14 @@ def pinned_policy_link(path: str | os.PathLike, any_struct_ops: bool = False) ->
 def detach_struct_ops_link(link_id: int, any_struct_ops: bool = False) -> LinkInfo:
     """Detach the policy link ``link_id`` (any struct_ops link with ``any_struct_ops``);
     returns what it was."""
-    fd = lib.bpf_link_get_fd_by_id(link_id)
-    if fd == -errno.ENOENT:
+    fd = open_link_by_id(link_id)
+    if fd is None:
         raise NotFoundError(errno.ENOENT, f"there is no BPF link with id {link_id}; "
                             "`bpfoom list` shows the attached ones")
-    check(fd, f"open BPF link {link_id}")
     try:
         info = link_info_from_fd(fd)
         check_policy_link(info, f"BPF link {link_id}", any_struct_ops)
-        check(lib.bpf_link_detach(fd), f"detach BPF link {link_id}")
+        detach_link(fd, f"BPF link {link_id}")
         return info
     finally:
         os.close(fd)

@@ -80,8 +80,8 @@ class LoadedPolicy:
         fields = self.struct_ops.fields
         return str(fields["name"]) if "name" in fields else self.struct_ops.name
 
-    def attach(self, cgroup: str | os.PathLike | None = None,
-               pin: str | os.PathLike | None = None) -> Link:
+    def attach(self, cgroup: str | os.PathLike[str] | None = None,
+               pin: str | os.PathLike[str] | None = None) -> Link:
         """Attach (and pin); on a failed pin nothing stays attached."""
         if self.policy is not None:
             return self.policy.attach(cgroup=cgroup, pin=pin)
@@ -103,7 +103,7 @@ class LoadedPolicy:
             if key in section:
                 section[key] = value
                 return
-        raise StateError(errno.EROFS, f"tunable {key!r} cannot change after load; reload the "
+        raise StateError(errno.EBADFD, f"tunable {key!r} cannot change after load; reload the "
                          "policy to change it")
 
     def mutable(self, key: str) -> bool:

@@ -13,6 +13,8 @@ worker's (up to 2 s old, where reading memory.pressure refreshes them).
 
 from __future__ import annotations
 
+from typing import Self
+
 import errno
 import os
 import struct
@@ -111,7 +113,7 @@ class MemcgStatsReader:
     (one reload) when a pass finds more memcgs than it holds.
     """
 
-    def __init__(self, root: str | os.PathLike | Cgroup = DEFAULT_ROOT, *,
+    def __init__(self, root: str | os.PathLike[str] | Cgroup = DEFAULT_ROOT, *,
                  capacity: int = _INITIAL_CAPACITY) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"capacity must be an int, not {type(capacity).__name__}")
@@ -217,12 +219,12 @@ class MemcgStatsReader:
         with self._lock:
             self._free()
 
-    def __enter__(self) -> "MemcgStatsReader":
+    def __enter__(self) -> Self:
         with self._lock:
             self._live()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -235,7 +237,7 @@ class MemcgStatsReader:
         return f"<MemcgStatsReader {getattr(self, '_root', '?')!r}{'' if self._obj else ' closed'}>"
 
 
-def memcg_stats(root: str | os.PathLike | Cgroup = DEFAULT_ROOT) -> list[MemcgStats]:
+def memcg_stats(root: str | os.PathLike[str] | Cgroup = DEFAULT_ROOT) -> list[MemcgStats]:
     """Every memcg under ``root`` (a cgroup2 directory with a memory controller), root first.
 
     Needs the memcg kfuncs of mm/bpf_memcontrol.c (Linux 7.2 has them, 6.18

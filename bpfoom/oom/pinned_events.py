@@ -18,15 +18,16 @@ thread (waking a blocked ``poll()`` or ``events()``) and has a ``fileno()``.
 
 from __future__ import annotations
 
+from typing import Self
+
 import errno
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bpf._ffi import lib
 from ..bpf.cgroup import mounts
-from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError, check
+from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError
 from ..bpf.event_stream import EventStream
 from ..bpf.map import Map
 from ..bpf.ringbuf import RingBuffer
@@ -67,9 +68,7 @@ def pin_events(maps: dict[str, Map] | object, link_pin: Path) -> Path | None:
     made: list[Path] = []
     try:
         for name, path in wanted:
-            check(lib.bpf_obj_pin(maps[name].fd, os.fsencode(path)),
-                  f"pin the {name} map at {str(path)!r}",
-                  advice="remove the stale pin, or pick another --pin path")
+            maps[name].pin(path)
             made.append(path)
     except BaseException:
         for path in made:
@@ -91,7 +90,7 @@ def event_pins(root: Path) -> list[Path]:
     return sorted(p for p in root.glob(f"*{EVENTS_SUFFIX}") if p.is_file())
 
 
-class PinnedEvents(EventStream):
+class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     """Consumer of one pinned ``events`` ring buffer: ``callback(event)`` per decision.
 
     Growth of the pinned drop counter becomes one OverrunEvent (``source``:
@@ -101,7 +100,7 @@ class PinnedEvents(EventStream):
     A context manager; :meth:`close` works from any thread.
     """
 
-    def __init__(self, path: Path,
+    def __init__(self, path: str | os.PathLike[str],
                  callback: Callable[[DecisionEvent | OverrunEvent], object] | None = None
                  ) -> None:
         self.path = Path(path)
@@ -176,11 +175,11 @@ class PinnedEvents(EventStream):
             if pinned is not None:
                 pinned.close()
 
-    def __enter__(self) -> "PinnedEvents":
+    def __enter__(self) -> Self:
         self._event_ring()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

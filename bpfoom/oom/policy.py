@@ -25,7 +25,7 @@ import errno
 import os
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from .attachments import Attachment, attached
 from ..bpf.cgroup import Cgroup, CgroupTarget
@@ -50,7 +50,7 @@ _GRANULARITY_MAP = "granularity"
 
 # -- loaded handlers ------------------------------------------------------------
 
-class _Handler(EventStream):
+class _Handler(EventStream[DecisionEvent | OverrunEvent]):
     """What OomPolicy and PsiHandler share: load, attach, decision events, tunables, close."""
 
     kind: ClassVar[str]
@@ -70,8 +70,8 @@ class _Handler(EventStream):
         self._init_stream()
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike, *, ring_size: int | None = None,
-             **tunables: Any):
+    def load(cls, name_or_path: str | os.PathLike[str], *, ring_size: int | None = None,
+             **tunables: Any) -> Self:
         """Open a catalogued policy (by name) or any policy object (by path), set tunables, load it.
 
         Tunables are checked before anything reaches the kernel: an unknown
@@ -104,7 +104,7 @@ class _Handler(EventStream):
         return cls(obj, ops, info, known)
 
     @classmethod
-    def _resolve(cls, name_or_path: str | os.PathLike) -> tuple[PolicyInfo | None, Path]:
+    def _resolve(cls, name_or_path: str | os.PathLike[str]) -> tuple[PolicyInfo | None, Path]:
         text = os.fspath(name_or_path)
         if isinstance(text, str) and os.sep not in text and not text.endswith(".o"):
             info = policy_info(text)
@@ -118,7 +118,7 @@ class _Handler(EventStream):
     def _section_of(self, name: str, *, write_after_load: bool):
         section = self._tunables.section(name)
         if write_after_load and section.section == ".rodata":
-            raise StateError(errno.EROFS, f"tunable {name!r} of {self.name} is read-only once "
+            raise StateError(errno.EBADFD, f"tunable {name!r} of {self.name} is read-only once "
                              f"loaded; pass it to {type(self).__name__}.load(..., {name}=...)")
         return section
 
@@ -149,9 +149,12 @@ class _Handler(EventStream):
         return self._section_of(name, write_after_load=False)[name]
 
     # -- attach ---------------------------------------------------------------
-    def attach(self, cgroup: str | os.PathLike | Cgroup | None = None,
-               pin: str | os.PathLike | None = None) -> Link:
+    def attach(self, cgroup: CgroupTarget | None = None,
+               pin: str | os.PathLike[str] | None = None) -> Link:
         """Attach system-wide (``cgroup`` None) or to a cgroup; pin the link if ``pin`` is given.
+
+        ``cgroup`` is a path, a :class:`~bpfoom.Cgroup` or a cgroup id (an
+        ``int`` is always an id).
 
         If pinning fails the link is detached again: nothing stays half-attached.
         """
@@ -184,7 +187,7 @@ class _Handler(EventStream):
         """struct policy_event as this policy's BTF lays it out."""
         with self._lock:
             if self._layout is None:
-                self._layout = decision_layout(self.object._btf, repr(self.name))
+                self._layout = decision_layout(self.object.btf, repr(self.name))
             return self._layout
 
     def _event_ring(self) -> RingBuffer:
@@ -225,12 +228,12 @@ class _Handler(EventStream):
     def closed(self) -> bool:
         return self.object.state == "closed"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         if self.closed:
             raise ClosedError(errno.EBADF, f"{self.name} is closed; load it again")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -245,7 +248,7 @@ class OomPolicy(_Handler):
 
     def _granularity_map(self):
         if _GRANULARITY_MAP not in self.object.maps:
-            raise StateError(errno.ENOENT, f"{self.name} takes no per-cgroup granularity (it has "
+            raise StateError(errno.EINVAL, f"{self.name} takes no per-cgroup granularity (it has "
                              f"no `{_GRANULARITY_MAP}` map); include policy_granularity.h in its "
                              "source, as the shipped policies do")
         return self.object.maps[_GRANULARITY_MAP]
@@ -281,7 +284,7 @@ class OomPolicy(_Handler):
     def decisions(self) -> list[DecisionEvent]:
         """The last 16 decisions, oldest first, without consuming :meth:`events`."""
         if DECISIONS_MAP not in self.object.maps:
-            raise StateError(errno.ENOENT, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
+            raise StateError(errno.EINVAL, f"{self.name} keeps no `{DECISIONS_MAP}` history; "
                              "include this bpfoom's policy_event.h in its source")
         return read_decisions(self.object.maps[DECISIONS_MAP].fd, self._decision_layout())
 
@@ -292,8 +295,8 @@ class PsiHandler(_Handler):
     kind = "psi"
     struct_name = "bpf_psi_ops"
 
-    def attach(self, cgroup: str | os.PathLike | Cgroup | None = None,
-               pin: str | os.PathLike | None = None) -> Link:
+    def attach(self, cgroup: str | os.PathLike[str] | Cgroup | None = None,
+               pin: str | os.PathLike[str] | None = None) -> Link:
         """Attach system-wide; the handler picks its cgroups itself (its triggers' cgroup ids).
 
         The kernel attaches bpf_psi_ops only system-wide (a cgroup link fails with

@@ -23,12 +23,12 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from ..bpf._ffi import ffi, lib
 from ..bpf.btf import Btf, Kind, RecordCodec, kernel_btf
-from ..bpf.errors import InvalidValueError, check
+from ..bpf.errors import InvalidValueError
+from ..bpf.map import map_info
 from ..bpf.object import BpfObject
 
-__all__ = ["RecordLayout", "map_info"]
+__all__ = ["RecordLayout"]
 
 
 class RecordLayout:
@@ -56,7 +56,7 @@ class RecordLayout:
                   ) -> "RecordLayout":
         """The layout in an object file's BTF (opened, read, closed: codecs keep no pointer)."""
         with BpfObject.open(path) as obj:
-            return cls.from_btf(obj._btf, struct_name, fields, where=str(path), **how)
+            return cls.from_btf(obj.btf, struct_name, fields, where=str(path), **how)
 
     @classmethod
     def of_map(cls, fd: int, struct_name: str, fields: tuple[str, ...], **how: Any
@@ -95,9 +95,3 @@ def shipped_layout(path: Path, struct_name: str, fields: tuple[str, ...], what: 
                                   advice=advice)
 
 
-def map_info(fd: int):
-    """The kernel's ``struct bpf_map_info`` of map ``fd`` (value size, name, btf_id, ...)."""
-    info = ffi.new("struct bpf_map_info *")
-    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
-    check(lib.bpf_map_get_info_by_fd(fd, info, size), "query a BPF map")
-    return info

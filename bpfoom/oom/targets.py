@@ -20,8 +20,8 @@ This module turns those names into cgroup v2 paths:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+from typing import Self
+
 import errno
 import fnmatch
 import os
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bpf.aio import follow
+from ..bpf.inotify import inotify_add_watch, inotify_init, inotify_rm_watch
 from ..bpf.errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
                           NotSupportedError, error_from_errno)
 from ..bpf.cgroup import mounts
@@ -83,7 +84,7 @@ def systemd_running() -> str | None:
     return None
 
 
-def unit_cgroup(unit: str, root: str | os.PathLike | None = None) -> Path:
+def unit_cgroup(unit: str, root: str | os.PathLike[str] | None = None) -> Path:
     """The cgroup v2 directory of a running systemd unit (its ``ControlGroup`` property).
 
     ``root`` is the cgroup2 mount the property is relative to (default: found
@@ -141,7 +142,7 @@ def _systemctl_show(unit: str, prop: str) -> str:
     return done.stdout.strip()
 
 
-def unit_cgroup_when_running(unit: str, root: str | os.PathLike | None = None) -> Path:
+def unit_cgroup_when_running(unit: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the cgroup of ``unit`` is while it runs, whether it runs now or not.
 
     A slice's path follows from its name; a service's or scope's is its
@@ -169,7 +170,7 @@ class CgroupPattern:
     ``user.slice/a.scope``, not ``user.slice/x.slice/a.scope``.
     """
 
-    def __init__(self, pattern: str | os.PathLike) -> None:
+    def __init__(self, pattern: str | os.PathLike[str]) -> None:
         text = os.fspath(pattern)
         path = Path(text)
         if not path.is_absolute() or ".." in path.parts:
@@ -185,7 +186,7 @@ class CgroupPattern:
     def is_glob(self) -> bool:
         return bool(self.parts)
 
-    def match(self, path: str | os.PathLike) -> bool:
+    def match(self, path: str | os.PathLike[str]) -> bool:
         """Whether ``path`` (absolute) is matched."""
         candidate = Path(path)
         try:
@@ -234,9 +235,6 @@ _WATCH_MASK = (_IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVED_FROM | _IN_
                | _IN_MOVE_SELF | _IN_ONLYDIR)
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-
 
 @dataclass(frozen=True)
 class CgroupChange:
@@ -265,13 +263,10 @@ class CgroupWatcher:
     something to report, for selectors and event loops.
     """
 
-    def __init__(self, patterns: Iterable[str | os.PathLike | CgroupPattern]) -> None:
+    def __init__(self, patterns: Iterable[str | os.PathLike[str] | CgroupPattern]) -> None:
         self.patterns = tuple(p if isinstance(p, CgroupPattern) else CgroupPattern(p)
                               for p in patterns)
-        fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-        if fd < 0:
-            raise error_from_errno(ctypes.get_errno(), "watch cgroups (inotify_init1)")
-        self._fd: int | None = fd
+        self._fd: int | None = inotify_init(_IN_NONBLOCK | _IN_CLOEXEC)
         self._watches: dict[Path, int] = {}
         self._current: dict[Path, CgroupPattern] = {}
         self._current = self._scan()
@@ -285,9 +280,9 @@ class CgroupWatcher:
         """Watch ``directory``; False when it is gone already."""
         if directory in self._watches:
             return True
-        wd = _libc.inotify_add_watch(self._live(), os.fsencode(directory), _WATCH_MASK)
+        wd = inotify_add_watch(self._live(), directory, _WATCH_MASK)
         if wd < 0:
-            code = ctypes.get_errno()
+            code = -wd
             if code in (errno.ENOENT, errno.ENOTDIR):
                 return False
             raise error_from_errno(code, f"watch cgroup directory {str(directory)!r}")
@@ -313,7 +308,7 @@ class CgroupWatcher:
                 for match in levels[-1]:
                     found.setdefault(match, pattern)
             for directory in set(self._watches) - wanted:
-                _libc.inotify_rm_watch(self._live(), self._watches.pop(directory))
+                inotify_rm_watch(self._live(), self._watches.pop(directory))
             if not added:
                 return found
         return found
@@ -371,10 +366,10 @@ class CgroupWatcher:
             os.close(fd)
             self._watches.clear()
 
-    def __enter__(self) -> "CgroupWatcher":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -394,7 +389,7 @@ def _check_uid(uid: str) -> str:
 
 
 def kube_patterns(qos: str | None = None, pod_uid: str | None = None,
-                  root: str | os.PathLike | None = None) -> list[CgroupPattern]:
+                  root: str | os.PathLike[str] | None = None) -> list[CgroupPattern]:
     """Patterns of the cgroups of a QoS class or of one pod, for both cgroup drivers.
 
     ``qos`` "burstable"/"besteffort" names the class's own cgroup (one policy
@@ -439,7 +434,7 @@ def check_pod_name(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def kube_pod_uids(namespace: str, name: str, log_dir: str | os.PathLike = "/var/log/pods") -> list[str]:
+def kube_pod_uids(namespace: str, name: str, log_dir: str | os.PathLike[str] = "/var/log/pods") -> list[str]:
     """UIDs of the pods named ``namespace/name`` on this node, from the kubelet's pod log directories.
 
     The kubelet keeps ``/var/log/pods/<namespace>_<name>_<uid>`` for each pod

@@ -126,7 +126,7 @@ def declared_tunables(obj: BpfObject, path: Path, meta: Meta | None = None
 
     ``meta`` is its :func:`~bpfoom.oom.meta.read_meta`, read here if not given.
     """
-    meta = read_meta(obj._btf, path) if meta is None else meta
+    meta = read_meta(obj.btf, path) if meta is None else meta
     sections = global_sections(obj)
     return {name: _tunable(name, declared, sections, path)
             for name, declared in meta.tunables.items()}

@@ -11,8 +11,9 @@ Public (tests may import these, as bpfoom's own tests do)::
 * :class:`MemoryHog` / :func:`memory_hogs`: processes that join a cgroup and
   allocate (after :meth:`MemoryHog.release` when gated), and report how they died.
 * :mod:`~bpfoom.testing.vm`: bpfoom's VM (our kernel): ``python -m bpfoom.testing.vm -- CMD``.
-* ``pytest_plugin``: the ``cgroup``, ``memory_hog`` and ``oom_policy`` fixtures
-  and the ``bpfoom_vm`` marker, loaded by pytest through the entry point.
+* The pytest plugin (the ``cgroup``, ``memory_hog`` and ``oom_policy`` fixtures
+  and the ``bpfoom_vm`` marker) is the top-level module ``bpfoom_pytest_plugin``,
+  loaded by pytest through the entry point; it imports bpfoom only when used.
 """
 
 from .cgroups import (CgroupTree, cgroup2_root, cgroup_stat, cgroup_tree, memory_events,

@@ -11,6 +11,9 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 enum color { COLOR_RED = 0, COLOR_GREEN = 1, COLOR_BLUE = 7 };
+/* An unsigned enum past INT_MAX (BTF kflag 0) and a signed one (kflag 1). */
+enum big { BIG_SMALL = 1, BIG = 0x80000000u };
+enum neg { NEG = -2, POS = 3 };
 
 struct limits {
 	__u32 low;
@@ -49,6 +52,8 @@ __s64 data_s64 = -65;
 __u64 data_u64 = 65;
 bool data_flag = true;
 enum color data_color = COLOR_GREEN;
+enum big data_big = BIG_SMALL;
+enum neg data_neg = NEG;
 char data_label[8] = "data";
 __u32 data_weights[3] = { 5, 6, 7 };
 struct limits data_limits = { .low = 2, .high = -3, .enabled = true };

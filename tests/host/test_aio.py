@@ -86,8 +86,6 @@ class RingSource:
 
 @pytest.mark.usefixtures("bpf_privileges")
 def test_aevents_over_a_real_ring_buffer():
-    if not hasattr(bpfoom.RingBuffer, "fileno"):
-        pytest.skip("needs RingBuffer.fileno() (the ring's epoll fd; branch promises)")
     with bpfoom.BpfObject.open(facts.RINGBUF_OBJECT) as obj:
         obj.load()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \

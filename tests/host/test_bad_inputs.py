@@ -119,8 +119,9 @@ def test_double_pin_to_one_path(demo, bpffs_dir):
 def test_pin_outside_bpffs_is_refused(demo, tmp_path):
     demo.obj.load()
     with demo.ops.attach() as link:
-        with pytest.raises(bpfoom.BpfError):
+        with pytest.raises(bpfoom.InvalidValueError, match="BPF filesystem") as caught:
             link.pin(tmp_path / "link")
+        assert caught.value.errno == errno.EINVAL
         assert link.pinned_path is None
         assert not (tmp_path / "link").exists()
 

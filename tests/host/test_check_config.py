@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 import facts
+from conftest import require
 
 
 def check(path: Path, *prefix: str) -> subprocess.CompletedProcess:
@@ -148,7 +148,7 @@ cgroup = "/sys/fs/cgroup/batch"
 def test_a_sound_config_with_every_kind_of_target_passes_without_any_capability(tmp_path):
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("needs setpriv (util-linux) to drop every capability")
+        require(False, "needs setpriv (util-linux) to drop every capability")
     config = write(tmp_path, f"""
 [daemon]
 pin_dir = "/sys/fs/bpf/bpfoom/check"

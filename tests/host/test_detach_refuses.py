@@ -17,6 +17,7 @@ import pytest
 
 import bpfoom
 import facts
+from conftest import require
 
 pytestmark = pytest.mark.usefixtures("bpf_privileges")
 
@@ -65,7 +66,7 @@ def test_a_pinned_tracing_link_is_refused_and_stays(counting_link):
 def test_a_pinned_map_is_refused_and_stays(bpffs_dir):
     bpftool = shutil.which("bpftool")
     if bpftool is None:
-        pytest.skip("needs bpftool to pin a map")
+        require(False, "needs bpftool to pin a map")
     pin = bpffs_dir / "a_map"
     with bpfoom.BpfObject.open(facts.RINGBUF_OBJECT) as obj:
         obj.load()

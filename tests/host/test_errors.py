@@ -10,16 +10,33 @@ import pytest
 
 import bpfoom
 import facts
+from conftest import require
 
 
 def test_error_text_names_errno_and_says_what_to_do(tmp_path):
-    with pytest.raises(bpfoom.BpfError) as caught:
+    with pytest.raises(bpfoom.PathNotFoundError) as caught:
         bpfoom.BpfObject.open(tmp_path / "absent.bpf.o")
     error = caught.value
     assert error.errno == errno.ENOENT
     assert str(error).startswith(f"[Errno {errno.ENOENT} ENOENT] ")
     assert len(error.strerror.split()) >= 4  # a sentence, not a bare code
     assert error.log is None
+
+
+def test_every_state_error_carries_an_errno_its_documentation_names():
+    """StateError's doc lists EBADFD (wrong side of load), EINVAL (never fits), EDEADLK, EBUSY."""
+    import ast
+
+    allowed = {"EBADFD", "EINVAL", "EDEADLK", "EBUSY"}
+    wrong = []
+    for path in sorted((facts.REPO / "bpfoom").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "StateError":
+                code = node.args[0] if node.args else None
+                name = code.attr if isinstance(code, ast.Attribute) else ast.unparse(code)
+                if name not in allowed:
+                    wrong.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: {name}")
+    assert not wrong, f"StateError raised with an errno its doc does not name: {wrong}"
 
 
 def test_the_hierarchy_matches_builtins():
@@ -96,7 +113,7 @@ def load_without_privileges(image: bytes) -> dict:
 
 def test_unprivileged_load_is_permission_denied(bpf_privileges):
     if Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text().strip() == "0":
-        pytest.skip("unprivileged BPF is enabled here; a non-root load may succeed")
+        require(False, "unprivileged BPF is enabled here; a non-root load may succeed")
     outcome = load_without_privileges(facts.GLOBALS_OBJECT.read_bytes())
     assert outcome["kind"] == "PermissionDeniedError", outcome
     assert outcome["errno"] == errno.EPERM

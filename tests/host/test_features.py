@@ -9,6 +9,7 @@ import pytest
 
 import bpfoom
 import facts
+from conftest import require
 
 SPEC_KFUNCS = (
     "bpf_get_root_mem_cgroup", "bpf_get_mem_cgroup", "bpf_put_mem_cgroup",
@@ -21,7 +22,7 @@ SPEC_KFUNCS = (
 @pytest.fixture
 def kernel_btf():
     if not facts.VMLINUX_BTF.exists():
-        pytest.skip(f"needs kernel BTF at {facts.VMLINUX_BTF} (CONFIG_DEBUG_INFO_BTF)")
+        require(False, f"needs kernel BTF at {facts.VMLINUX_BTF} (CONFIG_DEBUG_INFO_BTF)")
     return facts.vmlinux_btf_index()
 
 
@@ -63,7 +64,7 @@ def test_bpf_syscall_and_struct_ops_link_work_as_root(tcp_struct_ops):
 def test_require_names_the_missing_feature(kernel_btf):
     structs, _ = kernel_btf
     if "bpf_oom_ops" in structs:
-        pytest.skip("this kernel has bpf_oom_ops; require() cannot fail for it")
+        require(False, "this kernel has bpf_oom_ops; require() cannot fail for it")
     with pytest.raises(bpfoom.NotSupportedError) as caught:
         bpfoom.features().require("bpf_oom_ops")
     assert caught.value.feature == "bpf_oom_ops"

@@ -59,7 +59,7 @@ def test_orders_and_the_mmapped_array(walker, tree):
     inodes = [os.stat(path).st_ino for path in tree]
     program = walker.programs["cgroup_ids"]
     with bpfoom.Cgroup.open(tree[1]) as a:
-        with bpfoom.attach_cgroup_iter(program, a.fd, "self_only") as link:
+        with bpfoom.attach_cgroup_iter(program, a, "self_only") as link:
             assert ids(link.read()) == [inodes[1]]
         with bpfoom.attach_cgroup_iter(program, a, "descendants_post") as link:
             assert ids(link.read()) == [inodes[2], inodes[1]]
@@ -69,6 +69,19 @@ def test_orders_and_the_mmapped_array(walker, tree):
     with bpfoom.mmap_array(walker.maps["ids"]) as view:
         assert len(view) >= 16 * 8
         assert ids(view[:len(walked) * 8]) == walked
+
+
+def test_an_int_cgroup_is_an_id_and_a_raw_fd_goes_through_from_fd(walker, tree):
+    """As everywhere else in bpfoom, an int cgroup is a cgroup id (what Cgroup.id reports)."""
+    inodes = [os.stat(path).st_ino for path in tree]
+    program = walker.programs["cgroup_ids"]
+    with bpfoom.attach_cgroup_iter(program, inodes[1], "self_only") as link:
+        assert ids(link.read()) == [inodes[1]]
+    with bpfoom.attach_cgroup_iter(program, tree[3], "self_only") as link:  # a path works too
+        assert ids(link.read()) == [inodes[3]]
+    with bpfoom.Cgroup.open(tree[2]) as b, bpfoom.Cgroup.from_fd(b.fd) as wrapped:
+        with bpfoom.attach_cgroup_iter(program, wrapped, "self_only") as link:
+            assert ids(link.read()) == [inodes[2]]
 
 
 def test_a_walk_larger_than_the_kernel_buffer_fails_with_eopnotsupp(walker, tree):
@@ -93,14 +106,16 @@ def test_bad_arguments(walker, cgroup2_dir):
     with pytest.raises(ValueError, match="order"):
         bpfoom.attach_cgroup_iter(program, 0, "sideways")
     with pytest.raises(TypeError):
-        bpfoom.attach_cgroup_iter(program, str(cgroup2_dir))
+        bpfoom.attach_cgroup_iter(program, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(bpfoom.InvalidValueError):
+        bpfoom.attach_cgroup_iter(program, 0)  # not an id: ids are positive
     with bpfoom.BpfObject.open(facts.GLOBALS_OBJECT) as other:
         other.load()
         with pytest.raises(bpfoom.InvalidValueError, match="not an mmapable array"):
             bpfoom.mmap_array(other.maps["counts"])
     with open("/dev/null") as stream:
-        with pytest.raises(bpfoom.BpfError):
-            bpfoom.attach_cgroup_iter(program, stream.fileno())
+        with pytest.raises(bpfoom.CgroupError):
+            bpfoom.Cgroup.from_fd(stream.fileno())
 
 
 def test_a_program_that_is_not_an_iterator_is_refused():

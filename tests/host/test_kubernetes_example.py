@@ -8,9 +8,9 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 
 import facts
+from conftest import require
 
 EXAMPLE = facts.REPO / "examples" / "kubernetes"
 CONFIG_MOUNT = "/etc/bpfoom"
@@ -26,11 +26,11 @@ def manifest() -> dict:
         pass
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
-        pytest.skip("needs PyYAML (pip install pyyaml, or Debian's python3-yaml) to read the manifest")
+        require(False, "needs PyYAML (pip install pyyaml, or Debian's python3-yaml) to read the manifest")
     done = subprocess.run([python, "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), "
                            "sys.stdout)"], input=text, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        pytest.skip(f"needs PyYAML to read the manifest ({done.stderr.strip().splitlines()[-1]})")
+        require(False, f"needs PyYAML to read the manifest ({done.stderr.strip().splitlines()[-1]})")
     return json.loads(done.stdout)
 
 

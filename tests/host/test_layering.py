@@ -207,3 +207,78 @@ def test_the_layering_check_sees_a_violation(tmp_path, monkeypatch):
     (tmp_path / "bpfoom" / "oom" / "policy.py").write_text("")
     monkeypatch.setattr(facts, "REPO", tmp_path)
     assert package_imports(fake / "x.py") == {"bpfoom.oom.policy"}
+
+
+def cross_layer_private_imports(path: Path) -> list[str]:
+    """`from <other layer> import _name` or of a `_module` of another layer, in bpfoom/<layer>/."""
+    relative = path.relative_to(facts.REPO / "bpfoom")
+    own = relative.parts[0] if len(relative.parts) > 1 else ""
+    package = ["bpfoom", *relative.parts[:-1]]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = package[:len(package) - node.level + 1] if node.level else []
+        module = [*base, *(node.module.split(".") if node.module else [])]
+        if module[:1] != ["bpfoom"] or len(module) < 2 or module[1] not in LAYERS or module[1] == own:
+            continue
+        names = [*module[2:], *(alias.name for alias in node.names)]
+        private = [name for name in names if name.startswith("_")]
+        if private:
+            found.append(f"bpfoom/{relative}:{node.lineno}: {'.'.join(module)} {private}")
+    return found
+
+
+def test_no_layer_imports_a_private_name_of_another():
+    """What a layer needs from another is public there (issue 26): no `_ffi`, `_btf`, `_fd_kind`."""
+    offenders = []
+    for path in python_files(facts.REPO / "bpfoom"):
+        offenders.extend(cross_layer_private_imports(path))
+    assert not offenders, f"private names imported across layers: {offenders}"
+
+
+def test_the_oom_layer_reaches_no_private_attribute_of_bpf_objects():
+    """`obj._btf` and the like: an attribute the object layer keeps private, read from above."""
+    private_bpf_attributes = {"_btf", "_ptr", "_source", "_obj", "_require_loaded", "_live"}
+    offenders = []
+    for layer in ("oom", "daemon", "cli"):
+        for path in python_files(facts.REPO / "bpfoom" / layer):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Attribute) and node.attr in private_bpf_attributes
+                        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                    offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: .{node.attr}")
+    assert not offenders, f"the object layer's private attributes used from above: {offenders}"
+
+
+def test_the_package_runs_no_generated_code():
+    """No eval/exec/compile of strings anywhere in bpfoom: an auditor of a root daemon looks first."""
+    offenders = []
+    for path in python_files(facts.REPO / "bpfoom"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("eval", "exec", "compile")):
+                offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: {node.func.id}()")
+    assert not offenders, f"generated code is run here: {offenders}"
+
+
+def test_every_skip_goes_through_the_require_all_rule():
+    """A direct pytest.skip() escapes BPFOOM_REQUIRE_ALL=1; conftest.require() is the one way."""
+    offenders = []
+    for top in ("tests/host", "tests/plugin", "tests/vm"):
+        for path in python_files(facts.REPO / top):
+            if path.name == "conftest.py" or "sample" in path.parts:
+                continue  # require() itself; the plugin's sample project skips on purpose
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "skip" and getattr(node.func.value, "id", "") == "pytest"):
+                    offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}")
+    assert not offenders, f"skips that BPFOOM_REQUIRE_ALL=1 cannot turn into failures: {offenders}"
+
+
+def test_c_is_reached_only_through_the_cffi_binding():
+    """libc's calls (fstatfs, open_by_handle_at, inotify) are declared in libbpf_ffi, not ctypes."""
+    offenders = [f"{path.relative_to(facts.REPO)}: {name}"
+                 for path in python_files(facts.REPO / "bpfoom")
+                 if path != facts.REPO / "bpfoom" / "testing" / "vm.py"  # the harness: prctl only
+                 for name in imported_modules(path) if name.split(".")[0] == "ctypes"]
+    assert not offenders, f"a second way into C: {offenders}"

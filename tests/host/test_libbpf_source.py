@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import facts
+from conftest import require
 
 ENV = "BPFOOM_LIBBPF_TARBALL"
 
@@ -22,7 +23,7 @@ ENV = "BPFOOM_LIBBPF_TARBALL"
 def offline_prepare(tmp_path):
     """Run a copy of prepare.py without network; returns (exit code, stdout, stderr)."""
     if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare(1) to run without network")
+        require(False, "needs root and unshare(1) to run without network")
     copy = tmp_path / "third_party"
     shutil.copytree(facts.REPO / "third_party" / "libbpf", copy / "libbpf",
                     ignore=shutil.ignore_patterns("src", "__pycache__"))
@@ -59,7 +60,7 @@ def test_a_local_tarball_prepares_offline_and_says_which_version(offline_prepare
     cached = sorted((Path(os.environ.get("BPFOOM_CACHE") or Path.home() / ".cache" / "bpfoom")
                      / "sources").glob("libbpf_1.7*.orig.tar.gz"))
     if not cached:
-        pytest.skip("needs a libbpf 1.7 tarball in the download cache (scripts/bootstrap fetches it)")
+        require(False, "needs a libbpf 1.7 tarball in the download cache (scripts/bootstrap fetches it)")
     done = offline_prepare("version", **{ENV: str(cached[-1])})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"libbpf 1.7 from {ENV}={cached[-1]}")

@@ -52,5 +52,5 @@ def test_a_kernel_btf_path_that_is_not_btf_fails_the_load(tmp_path, tcp_struct_o
     bogus = tmp_path / "vmlinux.btf"
     bogus.write_bytes(b"not BTF at all")
     with bpfoom.BpfObject.open(facts.TCP_CC_OBJECT, btf_custom_path=bogus) as obj:
-        with pytest.raises(bpfoom.BpfError):
+        with pytest.raises(bpfoom.ObjectFileError):
             obj.load()

@@ -66,6 +66,16 @@ def test_fentry_program_counts_while_attached_and_stops_when_closed():
         assert obj.bss["access_calls"] == stopped
 
 
+def test_links_lists_every_kind_of_link_and_filters_by_type():
+    with counter_object(fentry=False) as obj:
+        with obj.programs["count_syscall"].attach() as link:
+            everything = {info.id: info for info in bpfoom.links()}
+            assert everything[link.id].type == "raw_tracepoint"
+            assert link.id in {info.id for info in bpfoom.links(type="raw_tracepoint")}
+            assert link.id not in {info.id for info in bpfoom.links(type="struct_ops")}
+            assert all(info.type == "struct_ops" for info in bpfoom.links(type="struct_ops"))
+
+
 def test_pinned_tracing_link_stays_attached_after_close(bpffs_dir):
     with counter_object(fentry=False) as obj:
         link = obj.programs["count_syscall"].attach()

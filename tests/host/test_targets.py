@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
+from conftest import require
 
 targets = bpfoom.targets
 
@@ -218,7 +219,7 @@ def test_unit_names_are_checked_before_systemd_is_asked():
 def test_without_systemd_a_unit_is_refused_naming_pid_1():
     why = targets.systemd_running()
     if why is None:
-        pytest.skip("systemd is PID 1 here; the refusal needs a machine without it")
+        require(False, "systemd is PID 1 here; the refusal needs a machine without it")
     init = Path("/proc/1/comm").read_text().strip()
     with pytest.raises(bpfoom.NotSupportedError) as caught:
         targets.unit_cgroup("nginx.service")
@@ -228,7 +229,7 @@ def test_without_systemd_a_unit_is_refused_naming_pid_1():
 def test_a_running_unit_resolves_to_the_cgroup_its_processes_are_in():
     why = targets.systemd_running()
     if why is not None:
-        pytest.skip(f"needs systemd as PID 1 ({why})")
+        require(False, f"needs systemd as PID 1 ({why})")
     path = targets.unit_cgroup("init.scope")  # always active under systemd, holds PID 1
     assert kernel_cgroup_of(1, targets.cgroup2_root()) == path
     with pytest.raises(bpfoom.NotFoundError, match="has no cgroup"):

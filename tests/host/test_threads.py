@@ -23,10 +23,13 @@ STRESS = textwrap.dedent("""
     unexpected = []
     closed_seen = [0]
     start = threading.Barrier(9)
+    warmed = threading.Semaphore(0)  # one release per worker 500 operations in
 
     def hammer(worker):
         start.wait()
-        for i in range(3000):
+        for i in range(10**7):  # until the close reaches it: every worker must meet it
+            if i == 500:
+                warmed.release()
             try:
                 counts[worker] = i
                 assert counts[worker] == i
@@ -38,13 +41,14 @@ STRESS = textwrap.dedent("""
             except Exception as error:
                 unexpected.append(repr(error))
                 return
+        unexpected.append(f"worker {worker} never saw the close")
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     start.wait()
-    for _ in range(2000):   # let the workers run for a while, then close under them
-        counts.get(0)
+    for _ in threads:   # every worker is busy on the object: close under all of them
+        warmed.acquire(timeout=60)
     obj.close()
     for thread in threads:
         thread.join()
@@ -60,6 +64,7 @@ def test_concurrent_use_and_close_do_not_crash():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert "unexpected: []" in done.stdout
+    assert "closed_seen: 8" in done.stdout, f"not every worker met the close: {done.stdout}"
 
 
 LINK_STRESS = textwrap.dedent("""

@@ -18,8 +18,10 @@ Marker ``@pytest.mark.bpfoom_vm``: when the running kernel lacks
 them, see :mod:`bpfoom.testing.vm`) and each reports the in-VM result as its own.
 
 The plugin is loaded in every pytest session of an environment with bpfoom
-installed.  The helpers behind the fixtures are public for tests that need
-more than one cgroup or hog: :mod:`bpfoom.testing`.
+installed, so it lives outside the ``bpfoom`` package and imports bpfoom
+(and installs libbpf's print hook) only when a session uses one of its
+fixtures or the marker.  The helpers behind the fixtures are public for
+tests that need more than one cgroup or hog: :mod:`bpfoom.testing`.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
-from .cgroups import cgroup2_root, cgroup_tree
-from .hog import MemoryHog, memory_hogs
+if TYPE_CHECKING:
+    from bpfoom.testing import MemoryHog
 
 RESULTS_ENV = "BPFOOM_VM_RESULTS"
+_VM_OUTCOME = pytest.StashKey["_VmOutcome"]()
 
 
 # -- cgroups and memory hogs (bpfoom.testing.cgroups, bpfoom.testing.hog) -------------
@@ -46,6 +49,8 @@ RESULTS_ENV = "BPFOOM_VM_RESULTS"
 @pytest.fixture
 def cgroup() -> Iterator[Any]:
     """A fresh cgroup v2 directory, removed with its whole subtree afterwards."""
+    from bpfoom.testing import cgroup2_root, cgroup_tree
+
     root = cgroup2_root()
     if root is None:
         pytest.skip("needs a writable cgroup2 mount (root, and cgroup v2 mounted)")
@@ -56,6 +61,8 @@ def cgroup() -> Iterator[Any]:
 @pytest.fixture
 def memory_hog() -> Iterator[Callable[..., MemoryHog]]:
     """``memory_hog(cgroup, mib, oom_score_adj=0)``: a frozen hog inside ``cgroup``."""
+    from bpfoom.testing import memory_hogs
+
     with memory_hogs(gated=True) as start:
         yield start
 
@@ -69,7 +76,7 @@ def oom_policy() -> Iterator[Callable[..., Any]]:
 
     loaded: list[Any] = []
 
-    def attach(name_or_path: str | os.PathLike, cgroup: Any = None, pin: Any = None,
+    def attach(name_or_path: str | os.PathLike[str], cgroup: Any = None, pin: Any = None,
                **tunables: Any) -> Any:
         try:
             policy = bpfoom.OomPolicy.load(name_or_path, **tunables)
@@ -134,7 +141,7 @@ class _VmOutcome:
 
 
 def _run_in_vm(config: pytest.Config, items: list[pytest.Item]) -> _VmOutcome:
-    from . import vm
+    from bpfoom.testing import vm
 
     if not _which("qemu-system-x86_64"):
         return _VmOutcome({}, "", skip="needs qemu-system-x86_64 to boot bpfoom's VM")
@@ -176,18 +183,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if why is None:
         return None
     config = item.config
-    outcome: _VmOutcome | None = getattr(config, "_bpfoom_vm_outcome", None)
+    outcome = config.stash.get(_VM_OUTCOME, None)
     if outcome is None:
         marked = [i for i in item.session.items if i.get_closest_marker("bpfoom_vm") is not None]
         outcome = _run_in_vm(config, marked)
-        config._bpfoom_vm_outcome = outcome  # type: ignore[attr-defined]
+        config.stash[_VM_OUTCOME] = outcome
     _replay(item, outcome, why)
     return True
 
 
 def _replay(item: pytest.Item, outcome: _VmOutcome, why: str) -> None:
-    from _pytest.reports import TestReport
-
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     keywords = {name: 1 for name in item.keywords}
@@ -207,7 +212,7 @@ def _replay(item: pytest.Item, outcome: _VmOutcome, why: str) -> None:
             longrepr = f"in bpfoom's VM ({why}):\n{record['text']}"
         else:
             longrepr = None
-        report = TestReport(item.nodeid, item.location, keywords, record["outcome"], longrepr,
+        report = pytest.TestReport(item.nodeid, item.location, keywords, record["outcome"], longrepr,
                             record["when"], duration=record.get("duration", 0.0))
         ihook.pytest_runtest_logreport(report=report)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
