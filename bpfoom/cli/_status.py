@@ -107,7 +107,8 @@ def daemons() -> list[dict[str, Any]]:
             found.append({"pid": pid, "pin_dir": directory,
                           "command": [os.fsdecode(part) for part in command], "entries": entries,
                           "status": None if state is None else state.get("status"),
-                          "pending": None if state is None else state.get("pending", [])})
+                          "pending": None if state is None else state.get("pending", []),
+                          "failed": None if state is None else state.get("failed", [])})
     return found
 
 
@@ -145,6 +146,9 @@ def _status(args: argparse.Namespace) -> int:
         for entry in daemon["entries"]:
             state = "attached" if entry["attached"] else "DETACHED (stale pin)"
             print(f"  {entry['id']}: link {entry['link_id']}, {state}")
+        for item in daemon["failed"] or ():
+            print(f"  {item.get('attachment') or item['entry']}: FAILED {item['target']}: "
+                  f"{item['why']} (never retried)")
         for item in daemon["pending"] or ():
             retry = f", retried in {item['retry_in']:.0f} s" if item.get("retry_in") is not None else ""
             print(f"  {item['entry']}: PENDING {item['target']}: {item['why']}{retry}")
@@ -168,7 +172,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                '"chain": [{"handler": "policy"|"kernel", "policy", "link_id", "cgroup", '
                '"cgroup_id"}], "daemons": [{"pid", "pin_dir", "command": [...], '
                '"entries": [{"id", "pin", "link_id", "attached"}], "status": STATUS|null, '
-               '"pending": [{"entry", "target", "why", "attachment", "retry_in"}]|null}]}\n'
+               '"pending": [{"entry", "target", "why", "attachment", "retry_in"}]|null, '
+               '"failed": [{"entry", "target", "why", "attachment"}]|null}]}\n'
                "example:\n  bpfoom status /sys/fs/cgroup/workload.slice/web.service")
     status.add_argument("cgroup", metavar="CGROUP", nargs="?",
                         help="a cgroup v2 directory (default: a system-wide OOM)")

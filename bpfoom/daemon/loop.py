@@ -70,6 +70,7 @@ from .config import Config, Entry, check_config, read_config
 from .log import Log
 from .metrics import Metrics
 from .plan import plan_reload
+from .preflight import is_permanent, never_attaches
 from .resolve import Pending, Resolver
 from .state import remove_state, write_state
 
@@ -84,6 +85,20 @@ RESCAN_S = 5.0  # without a cgroup watcher (inotify refused), targets are resolv
 def backoff(attempt: int) -> float:
     """Seconds before retrying after failure number ``attempt`` (1, 2, ...): 1, 2, 4 ... 60."""
     return min(RETRY_FIRST_S * 2 ** (max(attempt, 1) - 1), RETRY_MAX_S)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A configured entry (or one attachment of it) that can never attach on this kernel."""
+
+    entry: str  # the configured entry's id
+    target: str
+    why: str
+    attachment: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entry": self.entry, "target": self.target, "why": self.why,
+                "attachment": self.attachment}
 
 
 @dataclass
@@ -104,7 +119,9 @@ class Daemon:
         self.config: Config = check_config(self.config_path)
         self.log = log or Log(sys.stderr, False)
         self.attached = Applier(self.config.pin_dir, self.log, self._on_decision)
-        self.resolver = Resolver(self.config.entries)
+        self.failed: dict[str, Failed] = {}  # entry or attachment id -> why it never attaches
+        self._failed_logged: set[Failed] = set()
+        self.resolver = Resolver(self._possible(self.config.entries))
         self.pending: list[Pending] = []
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
@@ -155,12 +172,19 @@ class Daemon:
     def start(self) -> None:
         """Attach (or adopt) every attachment the targets resolve to now, or nothing; the
         targets that resolve to nothing yet are pending."""
+        if self.config.entries and not self.resolver.entries:
+            error = BpfError(errno.EOPNOTSUPP, "no configured entry can attach here: " + "; ".join(
+                f"{item.entry}: {item.why}" for item in self.failed.values()))
+            self.log("error", "start_failed", entry="-", error=str(error), rolled_back=0)
+            _sd_notify.notify(f"STATUS={' '.join(str(error).split())}")
+            raise error
         self._watch_cgroups()  # before resolving: what appears from now on is seen
         wanted, pending = self.resolver.resolve()
         self.attached.start(wanted.values())
         # A pending entry's pin stays: a unit systemd cannot tell about yet may well run, its
         # policy attached by the previous run; adopted once the target resolves.
-        self.attached.remove_orphans(keep=[item.entry for item in pending])
+        # A failed entry's too: the configuration still names it.
+        self.attached.remove_orphans(keep=[item.entry for item in pending] + list(self.failed))
         self._schedule_units()
         self._set_pending(pending)
 
@@ -183,8 +207,11 @@ class Daemon:
                                          else "its target now resolves to another cgroup")
         for key in [key for key in self.retries if key not in wanted]:
             del self.retries[key]
+        for key in [key for key, item in self.failed.items()
+                    if item.attachment is not None and key not in wanted]:
+            del self.failed[key]  # its cgroup went: nothing to report any more
         for key, entry in wanted.items():
-            if key in self.running:
+            if key in self.running or (key in self.failed and self.failed[key].attachment):
                 continue
             retry = self.retries.get(key)
             if retry is not None and retry.entry == entry and retry.due > now:
@@ -192,6 +219,10 @@ class Daemon:
             try:
                 self.attached.attach_one(entry)
             except OSError as exc:
+                if is_permanent(exc):
+                    self.retries.pop(key, None)
+                    self._fail(Failed(entry.configured_id, entry.cgroup or "system", str(exc), key))
+                    continue
                 attempts = retry.attempts + 1 if retry is not None and retry.entry == entry else 1
                 delay = backoff(attempts)
                 self.retries[key] = Retry(entry, attempts, now + delay, str(exc))
@@ -206,11 +237,13 @@ class Daemon:
         """Apply the changed configuration, all or nothing; False (logged, and kept in
         ``reload_error``) if it was refused."""
         self.reload_error = None
+        failed_before, self.failed = self.failed, {}
         try:
             new = check_config(self.config_path)
-            resolver = Resolver(new.entries)
+            resolver = Resolver(self._possible(new.entries))
             wanted, _ = resolver.resolve()
         except BpfError as exc:
+            self.failed = failed_before
             self.log("error", "reload_refused", error=str(exc), kept="previous configuration")
             self.reload_error = str(exc)
             return False
@@ -225,6 +258,7 @@ class Daemon:
         try:
             self.attached.apply(plan)
         except Exception as exc:
+            self.failed = failed_before
             self.log("error", "reload_failed", error=str(exc), kept="previous configuration")
             self.reload_error = str(exc)
             return False
@@ -242,13 +276,37 @@ class Daemon:
         self.log("info", "reloaded", changes=len(plan.steps))
         return True
 
+    def _possible(self, entries: tuple[Entry, ...]) -> list[Entry]:
+        """The entries that may attach here; the others are recorded (and logged) as failed."""
+        possible = []
+        for entry in entries:
+            why = never_attaches(entry)
+            if why is None:
+                possible.append(entry)
+            else:
+                self._fail(Failed(entry.id, str(entry.target), why))
+        return possible
+
+    def _fail(self, item: Failed) -> None:
+        self.failed[item.attachment or item.entry] = item
+        if item not in self._failed_logged:
+            self._failed_logged.add(item)
+            self.log("error", "failed", id=item.entry, target=item.target, why=item.why,
+                     attachment=item.attachment, retried="never: it cannot work on this kernel "
+                     "with these privileges")
+
     def status(self) -> str:
-        """systemd's STATUS= line: what is attached and pending, and a refused reload."""
+        """systemd's STATUS= line: what failed, is attached and pending, and a refused reload."""
         attached = f"{len(self.running)} policies attached"
         if self.pending:
             shown = "; ".join(f"{p.entry}: {p.why}" for p in self.pending[:3])
             more = f"; and {len(self.pending) - 3} more" if len(self.pending) > 3 else ""
             attached += f", {len(self.pending)} pending ({shown}{more})"
+        if self.failed:
+            items = list(self.failed.values())
+            shown = "; ".join(f"{f.attachment or f.entry}: {f.why}" for f in items[:3])
+            more = f"; and {len(items) - 3} more" if len(items) > 3 else ""
+            attached = f"degraded: {len(items)} failed ({shown}{more}); {attached}"
         if self.reload_error is not None:
             attached = f"reload failed, previous configuration kept ({attached}): {self.reload_error}"
         return " ".join(attached.split())  # one line: the protocol is line-based
@@ -319,6 +377,7 @@ class Daemon:
                              "pin": None if running.pin is None else str(running.pin)}
                             for key, running in self.running.items()],
             "pending": [item.to_json() for item in self.pending],
+            "failed": [item.to_json() for item in self.failed.values()],
         }
 
     def _publish(self) -> None:
@@ -334,6 +393,7 @@ class Daemon:
         except OSError as exc:
             self._failed("state", "state_not_written", exc)
         self.metrics.set_pending(self.pending)
+        self.metrics.set_protected(self._protected())
         if self.config.metrics_file is not None:
             try:
                 self.metrics.set_attached(attached())
@@ -344,6 +404,13 @@ class Daemon:
             self._metrics_due = time.monotonic()
         if self._ready:
             self._notify_status()
+
+    def _protected(self) -> dict[str, bool]:
+        """Configured entry id -> whether all it resolves to now is attached (and something is)."""
+        ids = [entry.id for entry in self.config.entries]
+        attached = {running.entry.configured_id for running in self.running.values()}
+        waiting = {item.entry for item in self.pending} | {item.entry for item in self.failed.values()}
+        return {entry: entry in attached and entry not in waiting for entry in ids}
 
     def _notify_status(self) -> None:
         status = self.status()
@@ -392,8 +459,8 @@ class Daemon:
             self._status_sent = self.status()
             _sd_notify.notify(f"READY=1\nSTATUS={self._status_sent}\nMAINPID={os.getpid()}")
             self._ready = True
-            self.log("info", "ready", attached=len(self.running), pending=len(self.pending),
-                     pid=os.getpid())
+            self.log("warning" if self.failed else "info", "ready", attached=len(self.running),
+                     pending=len(self.pending), failed=len(self.failed), pid=os.getpid())
             while not self._stop:
                 if self._reload:
                     self._reload = False

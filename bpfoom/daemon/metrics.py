@@ -21,6 +21,8 @@ Metric                                    type     labels
 ``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
                                                    waits for: a cgroup not there yet, a unit not
                                                    running, an attach it retries)
+``bpfoom_protected``                      gauge    entry (1: all it resolves to is attached; 0: pending
+                                                   or failed, i.e. it cannot attach on this kernel)
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "bpfoom_pending_targets": ("gauge", "Configured targets the daemon waits for (a cgroup that does "
                                "not exist yet, a unit that does not run, an attach it retries)",
                                ("entry", "target")),
+    "bpfoom_protected": ("gauge", "1 when everything a configured entry resolves to now is attached, "
+                         "0 when it is pending or failed (can never attach on this kernel)",
+                         ("entry",)),
 }
 
 
@@ -130,6 +135,11 @@ class Metrics:
             series[key] = series.get(key, 0) + 1
         with self._lock:
             self._values["bpfoom_pending_targets"] = series
+
+    def set_protected(self, protected: dict[str, bool]) -> None:
+        """Replace the per-entry protection gauge (configured entry id -> protected now)."""
+        with self._lock:
+            self._values["bpfoom_protected"] = {(entry,): float(on) for entry, on in protected.items()}
 
     def render(self) -> str:
         """The text exposition: HELP and TYPE, then the samples, for every metric."""
