@@ -27,7 +27,7 @@ _EPILOG = """\
 examples:
   bpfoom features                         what this kernel supports
   bpfoom policies                         the shipped policies and their tunables
-  bpfoom attach largest_leaf --cgroup /sys/fs/cgroup/batch --set min_usage_mb=16
+  bpfoom attach largest_leaf --cgroup /sys/fs/cgroup/batch --set min_victim_bytes=16M
   bpfoom attach ./my_policy.bpf.o --pin /sys/fs/bpf/my_policy
   bpfoom list --json                      what is attached where
   bpfoom detach --cgroup /sys/fs/cgroup/batch

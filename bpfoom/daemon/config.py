@@ -17,7 +17,7 @@
     name = "my_ops_v2"                     # optional: register under this name (a .bpf.o only)
     pin = true                             # optional, default true (false: detached on exit)
     [attach.tunables]
-    min_usage_mb = 16
+    min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024)
     [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
     "web" = "task"                         # cgroup (relative: under the target) = "task" | "cgroup" | "subtree"
     "/sys/fs/cgroup/batch/jobs" = "subtree"
@@ -55,6 +55,9 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..bpf.object import BpfObject
+from ..oom.catalogue import policies
+from ..oom.features import POLICY_KINDS
 from ..oom.loader import check_source
 from ..oom.events import GRANULARITIES
 from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit_name, kube_patterns
@@ -62,7 +65,8 @@ from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
 
 __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
-           "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under"]
+           "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under",
+           "struct_ops_type"]
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file")
@@ -383,8 +387,9 @@ def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) ->
 
 
 def _parse(text: str, source: str, base: Path | None
-           ) -> tuple[Config | None, list[tuple[str, Entry]], list[BpfError]]:
-    """(the config or None, (where, entry) of the entries naming a policy, every problem found)."""
+           ) -> tuple[Config | None, list[tuple[str, Entry, bool]], list[BpfError]]:
+    """(the config or None, (where, entry, free of problems) of the entries naming a policy,
+    every problem found)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -417,10 +422,10 @@ def _parse(text: str, source: str, base: Path | None
     log = problems.check(_string, where, daemon, "log", "-")
     log_format = problems.check(_choice, where, daemon, "log_format", ("text", "json"))
     metrics_file = problems.check(_absolute, where, daemon, "metrics_file")
-    named = [(where, entry) for where, (entry, _) in zip(places, parsed) if entry is not None]
+    named = [(where, entry, ok) for where, (entry, ok) in zip(places, parsed) if entry is not None]
     if problems.found:
         return None, named, problems.found
-    return (Config(tuple(entry for _, entry in named), pin_dir, on_exit, log, log_format,
+    return (Config(tuple(entry for _, entry, _ in named), pin_dir, on_exit, log, log_format,
                    metrics_file), named, [])
 
 
@@ -445,15 +450,49 @@ def check_config(path: str | Path) -> Config:
     Loads nothing.  ConfigError lists every problem found.
     """
     config, entries, problems = _parse(_read(path), str(path), Path(path).resolve().parent)
-    for where, entry in entries:
+    if config is not None and not entries:
+        problems.append(ConfigError(errno.EINVAL, f"{path}: no [[attach]] entry, so nothing would "
+                                    "be attached; add one (examples/daemon/ has samples)"))
+    oom_targets: dict[str, str] = {}  # target -> the first bpf_oom_ops entry on it
+    for where, entry, ok in entries:
         if entry.id != "?":
             where = f"{where} (id {entry.id!r})"
-        for problem in check_source(entry.policy, entry.tunables, map_name=entry.map,
-                                    register_as=entry.name, granularity=bool(entry.granularity)):
-            problems.append(_reworded(where, problem))
+        found = check_source(entry.policy, entry.tunables, map_name=entry.map,
+                             register_as=entry.name, granularity=bool(entry.granularity))
+        problems.extend(_reworded(where, problem) for problem in found)
+        kind = struct_ops_type(entry) if ok and not found else None
+        if kind == "bpf_psi_ops" and entry.target.kind != "system":
+            problems.append(ConfigError(errno.EINVAL, f"{where}: {entry.policy} is a bpf_psi_ops "
+                                        "handler, which attaches system-wide and chooses the "
+                                        "cgroups it watches through its settings; remove "
+                                        f"the {entry.target.kind} target"))
+        if kind == "bpf_oom_ops" and entry.target.kind in ("system", "cgroup", "unit"):
+            target = str(entry.target)
+            first = oom_targets.setdefault(target, entry.id)
+            if first != entry.id:
+                problems.append(ConfigError(errno.EEXIST, f"{where}: entries {first!r} and "
+                                            f"{entry.id!r} both attach a bpf_oom_ops to {target}, "
+                                            "where the kernel takes one; remove one, or move it "
+                                            "to a parent or child cgroup"))
     if problems:
         raise ConfigError.of(problems)
     return config
+
+
+def struct_ops_type(entry: Entry) -> str | None:
+    """The struct_ops type ``entry``'s object registers (opened, not loaded); None if it cannot
+    be told (an object that does not open: the check reports that)."""
+    for info in policies():
+        if info.name == entry.policy:
+            return info.requires[0] if info.requires else None
+    try:
+        with BpfObject.open(Path(entry.policy)) as obj:
+            maps = [ops for name, ops in obj.struct_ops.items()
+                    if (entry.map is None and ops.struct_name in POLICY_KINDS)
+                    or name == entry.map]
+            return maps[0].struct_name if len(maps) == 1 else None
+    except BpfError:
+        return None
 
 
 def _read(path: str | Path) -> str:

@@ -11,13 +11,9 @@ left to the attach itself.
 from __future__ import annotations
 
 import errno
-from pathlib import Path
 
-from ..bpf.errors import BpfError
-from ..bpf.object import BpfObject
-from ..oom.catalogue import policies
 from ..oom.features import POLICY_KINDS, features
-from .config import Entry
+from .config import Entry, struct_ops_type
 
 __all__ = ["never_attaches", "is_permanent", "PERMANENT_ERRNOS"]
 
@@ -31,28 +27,13 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS
 
 
-def _struct_ops_type(entry: Entry) -> str | None:
-    """The struct_ops type the entry's object registers; None if the object cannot tell."""
-    for info in policies():
-        if info.name == entry.policy:
-            return info.requires[0] if info.requires else None
-    try:
-        with BpfObject.open(Path(entry.policy)) as obj:
-            maps = [ops for name, ops in obj.struct_ops.items()
-                    if (entry.map is None and ops.struct_name in POLICY_KINDS)
-                    or name == entry.map]
-            return maps[0].struct_name if len(maps) == 1 else None
-    except BpfError:
-        return None  # the check (run --check) reports an object that does not open
-
-
 def never_attaches(entry: Entry) -> str | None:
     """Why ``entry`` can never attach here (a sentence saying what to do), or None."""
     found = features()
     syscall = found["bpf_syscall"]
     if syscall.supported is False:
         return f"this process may not use bpf(): {syscall.detail}"
-    struct_name = _struct_ops_type(entry)
+    struct_name = struct_ops_type(entry)
     if struct_name in POLICY_KINDS and found[struct_name].supported is False:
         return (f"this kernel has no {struct_name} ({found[struct_name].detail}); boot a kernel "
                 "with the BPF OOM interface (`bpfoom features` shows what is missing)")
