@@ -125,6 +125,7 @@ class Daemon:
         self.pending: list[Pending] = []
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
+        self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it
         self.metrics = Metrics()
         self._stop = False
         self._reload = False
@@ -370,7 +371,7 @@ class Daemon:
     def _state(self) -> dict[str, Any]:
         return {
             "config": str(self.config_path), "pin_dir": str(self.config.pin_dir),
-            "status": self.status(), "reload_error": self.reload_error,
+            "status": self.status(), "reload_error": self.reload_error, "reloads": self.reloads,
             "attachments": [{"id": key, "entry": running.entry.configured_id,
                              "target": running.entry.cgroup or "system",
                              "link_id": running.link.id,
@@ -467,6 +468,8 @@ class Daemon:
                     _sd_notify.reloading(f"reloading {self.config_path}")
                     self._ready = False  # the reload's outcome goes with its READY=1, not before
                     self.reload()
+                    self.reloads += 1
+                    self._publish()
                     self._status_sent = self.status()
                     _sd_notify.notify(f"READY=1\nSTATUS={self._status_sent}")
                     self._ready = True

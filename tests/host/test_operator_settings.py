@@ -104,3 +104,14 @@ def test_check_refuses_an_empty_config(tmp_path):
     done = bpfoom_cli("run", "--check", str(write(tmp_path, "[daemon]\nlog_format = 'json'\n")))
     assert done.returncode == 1
     assert "no [[attach]] entry" in done.stderr
+
+
+def test_attach_and_detach_take_a_unit():
+    """`--unit` resolves through systemd; without it, the command says so (not a usage error)."""
+    for command in (["attach", "largest_leaf", "--unit", "nginx.service"],
+                    ["detach", "--unit", "nginx.service"]):
+        done = bpfoom_cli(*command)
+        assert done.returncode == 1, done.stderr
+        if bpfoom.targets.systemd_running() is not None:  # no systemd here: that is the reason
+            assert "systemd" in done.stderr, done.stderr
+        assert "unrecognized arguments" not in done.stderr
