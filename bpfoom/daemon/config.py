@@ -8,6 +8,10 @@
     log = "-"                              # "-" = stderr, or a file appended to
     log_format = "text"                    # or "json": one JSON object per line
     metrics_file = "/var/lib/node_exporter/textfile_collector/bpfoom.prom"  # optional
+    journal = "auto"                       # kills/decisions to the journal: "auto" (under systemd),
+                                           # "off", or a journal socket path
+    kill_hook = ["/usr/local/bin/page-oncall"]  # optional: run per kill (bpfoom.daemon.hook)
+    kill_hook_interval = 10                # at most one hook per this many seconds (default 1)
 
     [[attach]]
     id = "batch"                           # optional, default "<policy>@<target>" (no dots)
@@ -69,7 +73,8 @@ __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_con
            "struct_ops_type"]
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
-_DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file")
+_DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal", "kill_hook",
+                "kill_hook_interval")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
                "granularity")
 _TARGET_KEYS = ("cgroup", "unit", "kubernetes")
@@ -171,6 +176,9 @@ class Config:
     log: str = "-"
     log_format: str = "text"
     metrics_file: Path | None = None
+    journal: str = "auto"
+    kill_hook: tuple[str, ...] = ()
+    kill_hook_interval: float = 1.0
 
 
 class _Problems:
@@ -422,11 +430,28 @@ def _parse(text: str, source: str, base: Path | None
     log = problems.check(_string, where, daemon, "log", "-")
     log_format = problems.check(_choice, where, daemon, "log_format", ("text", "json"))
     metrics_file = problems.check(_absolute, where, daemon, "metrics_file")
+    journal = problems.check(_string, where, daemon, "journal", "auto")
+    if isinstance(journal, str) and journal not in ("auto", "off") and not os.path.isabs(journal):
+        problems.add(where, f"journal = {journal!r} must be \"auto\", \"off\" or the absolute path "
+                     "of a journal socket")
+    hook = daemon.get("kill_hook", [])
+    if isinstance(hook, str):
+        hook = [hook]
+    if not isinstance(hook, list) or not all(isinstance(arg, str) for arg in hook) or \
+            (hook and not os.path.isabs(hook[0])):
+        problems.add(where, f"kill_hook = {hook!r} must be a command: an absolute path, or a list "
+                     "of strings starting with one")
+        hook = []
+    interval = daemon.get("kill_hook_interval", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+        problems.add(where, f"kill_hook_interval = {interval!r} must be a number of seconds (0 or "
+                     "more)")
+        interval = 1.0
     named = [(where, entry, ok) for where, (entry, ok) in zip(places, parsed) if entry is not None]
     if problems.found:
         return None, named, problems.found
     return (Config(tuple(entry for _, entry, _ in named), pin_dir, on_exit, log, log_format,
-                   metrics_file), named, [])
+                   metrics_file, journal, tuple(hook), float(interval)), named, [])
 
 
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:

@@ -67,12 +67,15 @@ from ..oom.pinned_events import require_bpffs
 from ..oom.targets import CgroupWatcher
 from .apply import Applier, Running
 from .config import Config, Entry, check_config, read_config
+from .hook import KillHook
+from .journal import Journal
 from .log import Log
 from .metrics import Metrics
 from .plan import plan_reload
 from .preflight import is_permanent, never_attaches
 from .resolve import Pending, Resolver
 from .state import remove_state, write_state
+from .victim import describe
 
 __all__ = ["Daemon", "run_daemon", "backoff", "RETRY_FIRST_S", "RETRY_MAX_S"]
 
@@ -127,6 +130,9 @@ class Daemon:
         self.reload_error: str | None = None  # why the last reload was refused
         self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it
         self.metrics = Metrics()
+        self.journal = self._journal()
+        self.hook = KillHook(list(self.config.kill_hook), self.log,
+                             self.config.kill_hook_interval) if self.config.kill_hook else None
         self._stop = False
         self._reload = False
         self._ready = False
@@ -151,15 +157,46 @@ class Daemon:
     # Each event's JSON form is built once, for the log line and the metrics both.
     def _on_decision(self, entry_id: str, event: Any) -> None:
         fields = event.to_json()
-        self.log("info", "decision", id=entry_id, **fields)
+        victim = describe(fields.get("victim_cgroup_id") or 0)
+        level = "warning" if fields.get("action") == "killed" else "info"
+        self.log(level, "decision", id=entry_id, **fields, **victim)
+        self._journal_event(event, {**fields, **victim}, entry_id)
         self._observe(event, fields)
 
     def _on_kill(self, event: Any) -> None:
         fields = event.to_json()
         logged = dict(fields)
         kind = logged.pop("kind")
-        self.log("warning" if kind == "overrun" else "info", kind, **logged)
+        victim = describe(fields["victim_cgroup_id"]) if kind == "kill" else {}
+        self.log("info" if kind == "oom_no_kill" else "warning", kind, **logged, **victim)
+        self._journal_event(event, {**fields, **victim})
+        if kind == "kill" and self.hook is not None:
+            self.hook.run({**logged, **victim})
         self._observe(event, fields)
+
+    def _journal(self) -> Journal | None:
+        """The journal writer: under systemd (JOURNAL_STREAM, "auto"), or at a configured socket."""
+        where = self.config.journal
+        if where == "off" or (where == "auto" and not (os.environ.get("JOURNAL_STREAM")
+                                                        and Journal.available())):
+            return None
+        return Journal() if where == "auto" else Journal(where)
+
+    def _journal_event(self, event: Any, fields: dict[str, Any], entry_id: str | None = None
+                       ) -> None:
+        if self.journal is None:
+            return
+        where = fields.get("victim_unit") or fields.get("victim_cgroup")
+        pod = fields.get("victim_pod")
+        message = str(event) + (f" ({fields['victim_namespace']}/{pod})" if pod else
+                                f" ({where})" if where else "")
+        try:
+            if not self.journal.event(event, entry_id, fields, message):
+                self._failed("journal", "journal_not_written", OSError("the journal is busy"))
+            else:
+                self._recovered("journal")
+        except (OSError, ValueError) as exc:
+            self._failed("journal", "journal_not_written", exc)
 
     def _observe(self, event: Any, fields: dict[str, Any] | None = None) -> None:
         try:
@@ -490,6 +527,10 @@ class Daemon:
             if self._watcher is not None:
                 self._watcher.close()
                 self._watcher = None
+            if self.hook is not None:
+                self.hook.close()
+            if self.journal is not None:
+                self.journal.close()
             self.stop()
             remove_state(os.getpid())
             os.close(lock)
@@ -550,6 +591,8 @@ class Daemon:
         due += [when for when in (self._metrics_due, self._rescan_due) if when is not None]
         if self._unit_retry is not None:
             due.append(self._unit_retry.due)
+        if self.hook is not None and self.hook.due() is not None:
+            due.append(self.hook.due())
         return None if not due else max(0.0, min(due) - time.monotonic())
 
     def _wait_once(self, wake: int) -> None:
@@ -570,6 +613,8 @@ class Daemon:
                              id=key[1] if isinstance(key, tuple) else key, error=str(exc))
             if self._stop or self._reload:
                 return
+        if self.hook is not None:
+            self.hook.reap()
         now = time.monotonic()
         if self._unit_retry is not None and self._unit_retry.due <= now:
             self._retry_units()
