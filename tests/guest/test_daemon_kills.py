@@ -4,6 +4,7 @@ journald) carries MESSAGE_ID and the same fields; the kill hook runs with them i
 """
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -64,7 +65,7 @@ id = "leaf"
 policy = "largest_leaf"
 cgroup = "{cgroup.path}"
 """)
-        daemon = DaemonProcess(config)
+        daemon = DaemonProcess(config, {"BPFOOM_STATE_DIR": str(tmp_path / "state")})
         try:
             daemon.wait_event("ready")
             child = cgroup.child("web.service")
@@ -95,5 +96,7 @@ cgroup = "{cgroup.path}"
             assert kills and kills[0]["PRIORITY"] == "4"
             assert kills[0]["BPFOOM_VICTIM_CGROUP"] == victim_path
             assert kills[0]["BPFOOM_PID"] == str(hog.pid) and "web.service" in kills[0]["MESSAGE"]
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait() == 0
         finally:
             daemon.stop()
