@@ -130,6 +130,8 @@ class Daemon:
         self.reload_error: str | None = None  # why the last reload was refused
         self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it
         self.metrics = Metrics()
+        self.metrics.init([entry.policy for entry in self.config.entries],
+                          [entry.id for entry in self.config.entries])
         self.journal = self._journal()
         self.hook = KillHook(list(self.config.kill_hook), self.log,
                              self.config.kill_hook_interval) if self.config.kill_hook else None
@@ -257,6 +259,7 @@ class Daemon:
             try:
                 self.attached.attach_one(entry)
             except OSError as exc:
+                self.metrics.attach_failed(entry.configured_id)
                 if is_permanent(exc):
                     self.retries.pop(key, None)
                     self._fail(Failed(entry.configured_id, entry.cgroup or "system", str(exc), key))
@@ -301,6 +304,7 @@ class Daemon:
             self.reload_error = str(exc)
             return False
         self.config = replace(self.config, entries=new.entries)
+        self.metrics.init([entry.policy for entry in new.entries], [entry.id for entry in new.entries])
         self.resolver = resolver
         now = time.monotonic()
         # a changed entry is tried at once, its backoff starting over; the others keep theirs
@@ -504,7 +508,7 @@ class Daemon:
                     self._reload = False
                     _sd_notify.reloading(f"reloading {self.config_path}")
                     self._ready = False  # the reload's outcome goes with its READY=1, not before
-                    self.reload()
+                    self.metrics.reloaded(self.reload())
                     self.reloads += 1
                     self._publish()
                     self._status_sent = self.status()
@@ -557,6 +561,7 @@ class Daemon:
             self.log("warning", "kills_not_watched", error=str(exc))
             return
         self._watcher.on_event(self._on_kill)
+        self.metrics.set_kill_watcher(True)
 
     def _readers(self) -> dict[Any, Any]:
         """key -> event source (``fileno()``, ``poll(0)``) of everything to wait on now."""
