@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only check CONFIG and exit, without the kernel: syntax, keys, targets, "
                           "objects and their struct_ops, tunable names, types and ranges, "
                           "granularity; every problem on its own line, exit status 1")
+    run.add_argument("--metrics-listen", metavar="HOST:PORT",
+                     help="serve the Prometheus metrics at http://HOST:PORT/metrics "
+                          "(e.g. 0.0.0.0:9863 in a pod)")
     run.set_defaults(run=_run)
     return parser
 
@@ -90,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             where = "system-wide" if entry.target.kind == "system" else f"on {entry.target}"
             print(f"  {entry.id}: {entry.policy} {where}")
         return 0
-    return run_daemon(args.config)
+    return run_daemon(args.config, args.metrics_listen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

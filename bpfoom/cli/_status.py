@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,16 +113,46 @@ def daemons() -> list[dict[str, Any]]:
     return found
 
 
+def probe(running: list[dict[str, Any]], which: str) -> str | None:
+    """Why the ``live`` or ``ready`` probe fails (None: it passes).
+
+    live: a daemon holds its pin directory's lock.  ready: besides, it wrote
+    its state, nothing it was configured with failed for good, its last
+    reload applied, and every pin it keeps names an attached link.
+    """
+    if not running:
+        return "no bpfoom daemon runs (none holds a pin directory's lock)"
+    if which == "live":
+        return None
+    for daemon in running:
+        where = f"daemon {daemon['pid']}"
+        if daemon["pending"] is None:
+            return f"{where}: its state file is not readable (not started yet, or $BPFOOM_STATE_DIR)"
+        if daemon.get("failed"):
+            return f"{where}: {daemon['status']}"
+        if daemon["status"] and daemon["status"].startswith("reload failed"):
+            return f"{where}: {daemon['status']}"
+        detached = [entry["id"] for entry in daemon["entries"] if not entry["attached"]]
+        if detached:
+            return f"{where}: pins on detached links: {', '.join(detached)}"
+    return None
+
+
 def _status(args: argparse.Namespace) -> int:
     from ._show import all_attachments
 
     attachments = all_attachments(False)
     chain = handler_chain(attachments, args.cgroup)
     running = daemons()
+    failing = probe(running, args.probe) if args.probe else None
     if args.json:
         emit_json({"attachments": [attachment_json(a) for a in attachments],
-                   "cgroup": args.cgroup, "chain": chain, "daemons": running})
-        return 0
+                   "cgroup": args.cgroup, "chain": chain, "daemons": running,
+                   **({"probe": {args.probe: failing is None, "why": failing}}
+                      if args.probe else {})})
+        if failing is not None:
+            print(f"bpfoom: {args.probe} probe failed: {failing}", file=sys.stderr)
+        return 1 if failing is not None else 0
     if attachments:
         rows = [["LINK", "KIND", "POLICY", "TARGET", "PIN"]]
         for entry in map(attachment_json, attachments):
@@ -157,6 +188,9 @@ def _status(args: argparse.Namespace) -> int:
                   "$BPFOOM_STATE_DIR, default /run/bpfoom)")
     if not running:
         print("\nno bpfoom daemon running")
+    if failing is not None:
+        print(f"bpfoom: {args.probe} probe failed: {failing}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -178,4 +212,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     status.add_argument("cgroup", metavar="CGROUP", nargs="?",
                         help="a cgroup v2 directory (default: a system-wide OOM)")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument("--probe", choices=("live", "ready"),
+                        help="exit 1 unless a daemon runs (live) and protects all it was "
+                             "configured with (ready): for Kubernetes probes and monitoring")
     status.set_defaults(run=_status)

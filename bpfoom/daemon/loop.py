@@ -75,6 +75,7 @@ from .plan import plan_reload
 from .preflight import is_permanent, never_attaches
 from .resolve import Pending, Resolver
 from .state import remove_state, write_state
+from .serve import MetricsServer
 from .victim import describe
 
 __all__ = ["Daemon", "run_daemon", "backoff", "RETRY_FIRST_S", "RETRY_MAX_S"]
@@ -117,7 +118,8 @@ class Retry:
 class Daemon:
     """The daemon's state; ``run()`` is the main loop."""
 
-    def __init__(self, config_path: str | os.PathLike, log: Log | None = None) -> None:
+    def __init__(self, config_path: str | os.PathLike, log: Log | None = None,
+                 metrics_listen: str | None = None) -> None:
         self.config_path = Path(config_path)
         self.config: Config = check_config(self.config_path)
         self.log = log or Log(sys.stderr, False)
@@ -132,6 +134,8 @@ class Daemon:
         self.metrics = Metrics()
         self.metrics.init([entry.policy for entry in self.config.entries],
                           [entry.id for entry in self.config.entries])
+        self.metrics_listen = metrics_listen
+        self._server: MetricsServer | None = None
         self.journal = self._journal()
         self.hook = KillHook(list(self.config.kill_hook), self.log,
                              self.config.kill_hook_interval) if self.config.kill_hook else None
@@ -436,14 +440,15 @@ class Daemon:
             self._failed("state", "state_not_written", exc)
         self.metrics.set_pending(self.pending)
         self.metrics.set_protected(self._protected())
-        if self.config.metrics_file is not None:
+        if self.config.metrics_file is not None or self._server is not None:
             try:
                 self.metrics.set_attached(attached())
             except OSError as exc:  # the link list needs CAP_SYS_ADMIN
                 self._failed("attached", "attached_not_counted", exc)
             else:
                 self._recovered("attached")
-            self._metrics_due = time.monotonic()
+            if self.config.metrics_file is not None:
+                self._metrics_due = time.monotonic()
         if self._ready:
             self._notify_status()
 
@@ -496,6 +501,9 @@ class Daemon:
             (signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
             (signal.SIGHUP, self.request_reload))}
         try:
+            if self.metrics_listen:
+                self._server = MetricsServer(self.metrics, self.metrics_listen)
+                self.log("info", "metrics_served", url=f"http://{self.metrics_listen}/metrics")
             self.start()
             self._watch_kills()
             self._status_sent = self.status()
@@ -533,6 +541,8 @@ class Daemon:
                 self._watcher = None
             if self.hook is not None:
                 self.hook.close()
+            if self._server is not None:
+                self._server.close()
             if self.journal is not None:
                 self.journal.close()
             self.stop()
@@ -648,12 +658,12 @@ def _drain(fd: int) -> None:
         pass
 
 
-def run_daemon(config_path: str | os.PathLike) -> int:
+def run_daemon(config_path: str | os.PathLike, metrics_listen: str | None = None) -> int:
     """What ``bpfoom run`` does; returns the exit status."""
     config = read_config(config_path)  # the log settings; Daemon checks the rest
     stream = sys.stderr if config.log == "-" else open(config.log, "a", buffering=1)
     log = Log(stream, config.log_format == "json")
     try:
-        return Daemon(config_path, log).run()
+        return Daemon(config_path, log, metrics_listen).run()
     finally:
         log.close()

@@ -73,9 +73,9 @@ name = "{self.fallback}"
         self.config.write_text(head + (entry if fallback else "") + extra)
         return self.config
 
-    def start(self, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-              ) -> DaemonProcess:
-        self.started.append(DaemonProcess(self.config, {**self.env, **(env or {})}, prefix))
+    def start(self, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+              args: tuple[str, ...] = ()) -> DaemonProcess:
+        self.started.append(DaemonProcess(self.config, {**self.env, **(env or {})}, prefix, args))
         return self.started[-1]
 
     def daemon_state(self, daemon: DaemonProcess) -> dict:
@@ -169,3 +169,42 @@ def test_a_daemon_without_bpf_privileges_says_so_and_exits(setup, tmp_path):
     assert "CAP_SYS_ADMIN" in text or "EPERM" in text, failed
     assert daemon.wait() == 1
     assert registered(setup.fallback) == 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_probes_and_served_metrics_tell_a_degraded_daemon(setup, cgroup2_dir):
+    """What a Kubernetes probe and a Prometheus scrape see of a daemon running degraded."""
+    import urllib.request
+
+    no_oom_ops()
+    port = free_port()
+    setup.write(f'[[attach]]\nid = "batch"\npolicy = "largest_leaf"\n'
+                f'cgroup = "{cgroup2_dir}/batch"\n')
+    daemon = setup.start(args=(f"--metrics-listen=127.0.0.1:{port}",))
+    daemon.wait_event("ready")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        parsed = parse(answer.read().decode())
+    protected = {dict(labels)["entry"]: value
+                 for labels, value in parsed["bpfoom_protected"]["samples"].items()}
+    assert protected == {"fallback": 1, "batch": 0}
+    assert list(parsed["bpfoom_build_info"]["samples"].values()) == [1]
+
+    def status(which: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-P", "-m", "bpfoom", "status", "--json", "--probe",
+                               which], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **setup.env})
+    live, ready = status("live"), status("ready")
+    assert live.returncode == 0, live.stderr
+    assert ready.returncode == 1 and "degraded: 1 failed (batch" in ready.stderr
+    assert json.loads(ready.stdout)["probe"] == {"ready": False, "why": ready.stderr.split(
+        "ready probe failed: ", 1)[1].strip()}
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
