@@ -40,6 +40,11 @@ An entry's target is one of (none of them: system-wide):
   ``--cgroup-root``: the kubepods cgroups of both cgroup drivers, as they come
   and go.
 
+Drop-ins: ``policies.d/*.toml`` beside ``policies.toml`` (the file's stem),
+read in name order after the file, each holding ``[[attach]]`` entries only
+(a package or a team adds its own without editing the main file); ids are
+unique across all of them.
+
 Unknown keys are errors that suggest the key meant, so a typo cannot
 silently leave a policy with its defaults.  Every problem is reported, each
 as its own sentence (``ConfigError.problems``), not only the first.
@@ -50,7 +55,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -454,6 +459,43 @@ def _parse(text: str, source: str, base: Path | None
                    metrics_file, journal, tuple(hook), float(interval)), named, [])
 
 
+def drop_in_dir(path: str | Path) -> Path:
+    """``/etc/bpfoom/policies.toml`` -> ``/etc/bpfoom/policies.d``: its drop-in directory."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.d")
+
+
+def _parse_file(path: str | Path) -> tuple[Config | None, list[tuple[str, Entry, bool]],
+                                         list[BpfError]]:
+    """The file and its drop-ins (``<stem>.d/*.toml``, by name): each drop-in holds
+    ``[[attach]]`` entries only, added after the file's own; ids are unique across all."""
+    config, named, problems = _parse(_read(path), str(path), Path(path).resolve().parent)
+    directory = drop_in_dir(path)
+    files = sorted(directory.glob("*.toml")) if directory.is_dir() else []
+    for drop_in in files:
+        text = _read(drop_in)
+        _, more, found = _parse(text, str(drop_in), drop_in.resolve().parent)
+        problems += found
+        try:
+            if "daemon" in tomllib.loads(text):
+                problems.append(ConfigError(errno.EINVAL, f"{drop_in}: a drop-in holds only "
+                                            "[[attach]] entries; move [daemon] to "
+                                            f"{path}"))
+        except tomllib.TOMLDecodeError:
+            pass  # reported by _parse
+        known = {entry.id: where for where, entry, ok in named if ok}
+        for where, entry, ok in more:
+            if ok and entry.id in known:
+                problems.append(ConfigError(errno.EINVAL, f"{where}: id {entry.id!r} is taken by "
+                                            f"{known[entry.id]}; give one of them another id"))
+        named += more
+    if problems:
+        return None, named, problems
+    if files and config is not None:
+        config = replace(config, entries=tuple(entry for _, entry, _ in named))
+    return config, named, problems
+
+
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
     """Parse and check configuration text; relative object paths are taken from ``base``.
 
@@ -474,7 +516,7 @@ def check_config(path: str | Path) -> Config:
     takes the entry's tunables (names, types, ranges) and granularity.
     Loads nothing.  ConfigError lists every problem found.
     """
-    config, entries, problems = _parse(_read(path), str(path), Path(path).resolve().parent)
+    config, entries, problems = _parse_file(path)
     if config is not None and not entries:
         problems.append(ConfigError(errno.EINVAL, f"{path}: no [[attach]] entry, so nothing would "
                                     "be attached; add one (examples/daemon/ has samples)"))
@@ -529,5 +571,8 @@ def _read(path: str | Path) -> str:
 
 
 def read_config(path: str | Path) -> Config:
-    """Read and check the configuration file at ``path`` (its text: see parse_config)."""
-    return parse_config(_read(path), str(path), Path(path).resolve().parent)
+    """Read and check the configuration file at ``path`` and its drop-ins (see parse_config)."""
+    config, _, problems = _parse_file(path)
+    if problems:
+        raise ConfigError.of(problems)
+    return config

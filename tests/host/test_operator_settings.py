@@ -115,3 +115,28 @@ def test_attach_and_detach_take_a_unit():
         if bpfoom.targets.systemd_running() is not None:  # no systemd here: that is the reason
             assert "systemd" in done.stderr, done.stderr
         assert "unrecognized arguments" not in done.stderr
+
+
+def test_a_drop_in_directory_adds_entries(tmp_path):
+    config = write(tmp_path, '[daemon]\nlog_format = "json"\n\n[[attach]]\nid = "node"\n'
+                             'policy = "largest_leaf"\n')
+    drop_ins = tmp_path / "policies.d"
+    drop_ins.mkdir()
+    (drop_ins / "20-batch.toml").write_text('[[attach]]\nid = "batch"\npolicy = "largest_leaf"\n'
+                                            'cgroup = "/sys/fs/cgroup/batch"\n')
+    (drop_ins / "10-web.toml").write_text('[[attach]]\nid = "web"\npolicy = "priority"\n'
+                                          'cgroup = "/sys/fs/cgroup/web"\n')
+    (drop_ins / "README").write_text("not a .toml: ignored\n")
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "3 policies" in done.stdout
+    ids = [line.split(":")[0].strip() for line in done.stdout.splitlines()[1:]]
+    assert ids == ["node", "web", "batch"]  # the file first, then the drop-ins by name
+
+    (drop_ins / "30-bad.toml").write_text('[daemon]\non_exit = "keep"\n\n[[attach]]\nid = "node"\n'
+                                          'policy = "largest_leaf"\ncgroup = "/sys/fs/cgroup/x"\n')
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert any("30-bad.toml" in line and "only [[attach]]" in line for line in lines), lines
+    assert any("'node'" in line and "30-bad.toml" in line for line in lines), lines
