@@ -20,6 +20,7 @@
     map = "my_ops"                         # optional: struct_ops map of an object with several
     name = "my_ops_v2"                     # optional: register under this name (a .bpf.o only)
     pin = true                             # optional, default true (false: detached on exit)
+    dry_run = true                         # optional: decide and report, kill nobody (the kernel does)
     [attach.tunables]
     min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024)
     [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
@@ -81,7 +82,7 @@ DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal", "kill_hook",
                 "kill_hook_interval")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
-               "granularity")
+               "granularity", "dry_run")
 _TARGET_KEYS = ("cgroup", "unit", "kubernetes")
 _KUBE_KEYS = ("qos", "pod_uid", "pod", "root")
 # What OomPolicy.set_granularity takes.
@@ -324,6 +325,11 @@ def _entry(where: str, table: Any, base: Path | None, problems: _Problems
     tunables = table.get("tunables", {})
     if not isinstance(tunables, dict):
         problems.add(where, "tunables must be a table ([attach.tunables])")
+    dry_run = table.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        problems.add(where, f"dry_run must be true or false, not {dry_run!r}")
+    elif dry_run and isinstance(tunables, dict):
+        tunables = {**tunables, "dry_run": True}  # the shipped policies' tunable
     map_name = problems.check(_string, where, table, "map")
     name = problems.check(_string, where, table, "name")
     granularity = problems.check(_granularity, where, table.get("granularity", {}), target) \

@@ -140,3 +140,16 @@ def test_a_drop_in_directory_adds_entries(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert any("30-bad.toml" in line and "only [[attach]]" in line for line in lines), lines
     assert any("'node'" in line and "30-bad.toml" in line for line in lines), lines
+
+
+def test_dry_run_is_a_setting_of_every_shipped_oom_policy(tmp_path):
+    entries = "".join(f'[[attach]]\nid = "{name}"\npolicy = "{name}"\ncgroup = "/sys/fs/cgroup/{name}"\n'
+                      'dry_run = true\n' for name in ("largest_leaf", "priority", "largest_task",
+                                                      "newest_task"))
+    done = bpfoom_cli("run", "--check", str(write(tmp_path, entries)))
+    assert done.returncode == 0, done.stderr
+    shipped = {info.name: info for info in bpfoom.policies()}
+    assert shipped["largest_leaf"].tunables["dry_run"].default is False
+    done = bpfoom_cli("run", "--check", str(write(tmp_path, '[[attach]]\npolicy = "largest_leaf"\n'
+                                                            'dry_run = "yes"\n')))
+    assert done.returncode == 1 and "dry_run must be true or false" in done.stderr

@@ -131,8 +131,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}
-	event_send(ACTION_KILLED, POLICY_REASON);
-	return 1;
+	return report_taken(POLICY_REASON);
 }
 
 #endif

@@ -184,8 +184,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}
-	event_send(ACTION_KILLED, best.protected ? REASON_ONLY_PROTECTED : REASON_PRIORITY_CLASS);
-	return 1;
+	return report_taken(best.protected ? REASON_ONLY_PROTECTED : REASON_PRIORITY_CLASS);
 }
 
 SEC("struct_ops.s/handle_out_of_memory")
