@@ -38,7 +38,8 @@ def fingerprint(entry: Entry) -> str:
     """What the kernel runs for ``entry``, as one digest: any change in what it decides changes it."""
     text = json.dumps({"policy": entry.policy, "object": _object_digest(entry), "map": entry.map,
                        "name": entry.name, "tunables": entry.tunables,
-                       "granularity": entry.granularity}, sort_keys=True, default=str)
+                       "granularity": entry.granularity, "settings": entry.settings},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

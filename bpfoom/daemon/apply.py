@@ -24,6 +24,7 @@ from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, unpin_e
 _DROPPED_SUFFIX = "_dropped"  # after an events pin's name (pinned_events.pin_events)
 from . import applied
 from .config import Entry, apply_granularity
+from .settings import apply_settings, resolved_tunables
 from .log import Log
 from .plan import Plan, Step
 
@@ -119,9 +120,11 @@ class Applier:
         return self.pin_dir / entry.id if entry.pin else None
 
     def _load(self, entry: Entry) -> LoadedPolicy:
-        loaded = load(entry.policy, entry.tunables, map_name=entry.map, register_as=entry.name)
+        loaded = load(entry.policy, resolved_tunables(entry), map_name=entry.map,
+                      register_as=entry.name)
         try:
             apply_granularity(loaded.policy, entry)  # before attach: the first OOM uses it
+            apply_settings(loaded, entry, None, self.log)
         except BaseException:
             loaded.close()
             raise
@@ -372,8 +375,10 @@ class Applier:
             running.entry = old_entry
         undo.append(restore)
         undo.append(apply_granularity(running.loaded.policy, entry, old_entry))
-        for key, value in changed.items():
-            running.loaded.set(key, _typed(running.loaded, key, value))
+        undo.append(apply_settings(running.loaded, entry, old_entry, self.log))
+        resolved = resolved_tunables(entry)
+        for key in changed:
+            running.loaded.set(key, _typed(running.loaded, key, resolved[key]))
         running.entry = entry
         running.record()
         self.log("info", "tunables_set", id=entry.id, **{f"set.{k}": v for k, v in changed.items()})

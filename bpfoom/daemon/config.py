@@ -82,7 +82,7 @@ DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal", "kill_hook",
                 "kill_hook_interval")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
-               "granularity", "dry_run")
+               "granularity", "dry_run", "cgroup_settings")
 _TARGET_KEYS = ("cgroup", "unit", "kubernetes")
 _KUBE_KEYS = ("qos", "pod_uid", "pod", "root")
 # What OomPolicy.set_granularity takes.
@@ -163,6 +163,9 @@ class Entry:
     granularity: dict[str, str] = field(default_factory=dict)
     target: Target = Target()
     origin: str | None = None  # the configured entry's id, for one made of it
+    # cgroup path (relative: under the target, as granularity) -> {"priority", "protected"}:
+    # the `cgroup_settings` map of policies that have one (priority)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def configured_id(self) -> str:
@@ -338,11 +341,46 @@ def _entry(where: str, table: Any, base: Path | None, problems: _Problems
         return None, False
     # With problems, still an entry to check the object and tunables of (check_config).
     target = target or Target()
+    settings = problems.check(_settings, where, table.get("cgroup_settings", {}), target) \
+        if target is not None else None
     return Entry(entry_id or "?", policy, target.value if target.kind == "cgroup" else None,
                  map_name, name, pin if isinstance(pin, bool) else True,
                  dict(tunables) if isinstance(tunables, dict) else {},
                  granularity if granularity is not None else {"?": "?"} if "granularity" in table
-                 else {}, target), len(problems.found) == before
+                 else {}, target, settings=settings or {}), len(problems.found) == before
+
+
+_SETTING_KEYS = ("priority", "protected")
+
+
+def _settings(where: str, table: Any, target: Target) -> dict[str, dict[str, Any]]:
+    """[attach.cgroup_settings]: cgroup path (relative: under the target) -> {priority, protected}."""
+    if not isinstance(table, dict):
+        _fail(f"{where}: cgroup_settings must be a table of cgroup path = {{ priority = N, "
+              "protected = true }}")
+    found: dict[str, dict[str, Any]] = {}
+    for path, setting in table.items():
+        if not isinstance(setting, dict) or not setting or set(setting) - set(_SETTING_KEYS):
+            _fail(f"{where}: cgroup_settings of {path!r} must be {{ priority = N, protected = "
+                  f"true|false }} (either or both), not {setting!r}")
+        priority = setting.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or \
+                not -2**31 <= priority < 2**31:
+            _fail(f"{where}: cgroup_settings priority of {path!r} must be an integer, not "
+                  f"{priority!r}")
+        if not isinstance(setting.get("protected", False), bool):
+            _fail(f"{where}: cgroup_settings protected of {path!r} must be true or false")
+        if ".." in Path(path).parts:
+            _fail(f"{where}: cgroup_settings cgroup {path!r} must not contain '..'")
+        if not Path(path).is_absolute():
+            if target.kind == "system":
+                _fail(f"{where}: cgroup_settings cgroup {path!r} is relative but the entry is "
+                      "system-wide; give an absolute cgroup path")
+            if target.kind == "cgroup":
+                path = str(Path(target.value) / path)
+        found[str(Path(path))] = {"priority": priority,
+                                  "protected": int(setting.get("protected", False))}
+    return found
 
 
 def _granularity(where: str, table: Any, target: Target) -> dict[str, str]:
@@ -372,6 +410,12 @@ def granularity_under(entry: Entry, cgroup: str | os.PathLike) -> dict[str, str]
     """``entry``'s granularity with relative cgroups taken under ``cgroup`` (one it resolved to)."""
     return {str(path if Path(path).is_absolute() else Path(cgroup) / path): choice
             for path, choice in entry.granularity.items()}
+
+
+def settings_under(entry: Entry, cgroup: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``entry``'s cgroup_settings with relative cgroups taken under ``cgroup``."""
+    return {str(path if Path(path).is_absolute() else Path(cgroup) / path): value
+            for path, value in entry.settings.items()}
 
 
 def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) -> Callable[[], None]:
@@ -530,8 +574,12 @@ def check_config(path: str | Path) -> Config:
     for where, entry, ok in entries:
         if entry.id != "?":
             where = f"{where} (id {entry.id!r})"
-        found = check_source(entry.policy, entry.tunables, map_name=entry.map,
-                             register_as=entry.name, granularity=bool(entry.granularity))
+        from .settings import check_settings, resolved_tunables
+
+        found = check_source(entry.policy, resolved_tunables(entry, check=True),
+                             map_name=entry.map, register_as=entry.name,
+                             granularity=bool(entry.granularity))
+        found += check_settings(entry)
         problems.extend(_reworded(where, problem) for problem in found)
         kind = struct_ops_type(entry) if ok and not found else None
         if kind == "bpf_psi_ops" and entry.target.kind != "system":

@@ -153,3 +153,41 @@ def test_dry_run_is_a_setting_of_every_shipped_oom_policy(tmp_path):
     done = bpfoom_cli("run", "--check", str(write(tmp_path, '[[attach]]\npolicy = "largest_leaf"\n'
                                                             'dry_run = "yes"\n')))
     assert done.returncode == 1 and "dry_run must be true or false" in done.stderr
+
+
+def test_per_cgroup_settings_and_cgroup_paths_pass_the_check(tmp_path):
+    config = write(tmp_path, """
+[[attach]]
+id = "classes"
+policy = "priority"
+cgroup = "/sys/fs/cgroup/workload"
+[attach.cgroup_settings]
+"batch" = { priority = -10 }
+"db.service" = { priority = 100, protected = true }
+
+[[attach]]
+id = "guard"
+policy = "psi_guard"
+[attach.tunables]
+guarded_cgroups = ["/sys/fs/cgroup/workload/web", "/sys/fs/cgroup/workload/db.service"]
+guard_children_of = "/sys/fs/cgroup/workload"
+""")
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 0, done.stderr
+
+
+def test_cgroup_settings_are_refused_where_the_policy_has_none(tmp_path):
+    config = write(tmp_path, """
+[[attach]]
+id = "leaf"
+policy = "largest_leaf"
+cgroup = "/sys/fs/cgroup/workload"
+[attach.cgroup_settings]
+"batch" = { priority = "high" }
+""")
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 1
+    assert "priority of 'batch' must be an integer" in done.stderr
+    config.write_text(config.read_text().replace('"high"', "3"))
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 1 and "largest_leaf has no cgroup_settings map" in done.stderr
