@@ -73,6 +73,7 @@ from ..oom.events import GRANULARITIES
 from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit_name, kube_patterns
 from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
+from .settings import check_settings, resolved_tunables
 
 __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
            "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under",
@@ -574,8 +575,6 @@ def check_config(path: str | Path) -> Config:
     for where, entry, ok in entries:
         if entry.id != "?":
             where = f"{where} (id {entry.id!r})"
-        from .settings import check_settings, resolved_tunables
-
         found = check_source(entry.policy, resolved_tunables(entry, check=True),
                              map_name=entry.map, register_as=entry.name,
                              granularity=bool(entry.granularity))

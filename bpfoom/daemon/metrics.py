@@ -46,9 +46,13 @@ __all__ = ["Metrics", "METRICS"]
 
 
 def _version() -> str:
-    from .. import __version__
+    """The installed distribution's version (what `bpfoom --version` says)."""
+    from importlib import metadata
 
-    return __version__
+    try:
+        return metadata.version("bpfoom")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "0+unknown"
 
 # name -> (type, help, label names)
 METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..bpf.cgroup import Cgroup
 from ..bpf.errors import BpfError, NotFoundError
 from ..bpf.object import BpfObject
 from ..oom.catalogue import policies
-from .config import Entry
+
+if TYPE_CHECKING:  # config imports this module for its check
+    from .config import Entry
 
 __all__ = ["resolved_tunables", "check_settings", "apply_settings", "SETTINGS_MAP"]
 
