@@ -132,7 +132,7 @@ class Daemon:
         self.reload_error: str | None = None  # why the last reload was refused
         self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it
         self.metrics = Metrics()
-        self.metrics.init([entry.policy for entry in self.config.entries],
+        self.metrics.init(_policy_names(self.config.entries),
                           [entry.id for entry in self.config.entries])
         self.metrics_listen = metrics_listen
         self._server: MetricsServer | None = None
@@ -308,7 +308,7 @@ class Daemon:
             self.reload_error = str(exc)
             return False
         self.config = replace(self.config, entries=new.entries)
-        self.metrics.init([entry.policy for entry in new.entries], [entry.id for entry in new.entries])
+        self.metrics.init(_policy_names(new.entries), [entry.id for entry in new.entries])
         self.resolver = resolver
         now = time.monotonic()
         # a changed entry is tried at once, its backoff starting over; the others keep theirs
@@ -640,6 +640,12 @@ class Daemon:
             self.sync()
         if self._metrics_due is not None and self._metrics_due <= time.monotonic():
             self._write_metrics()
+
+
+def _policy_names(entries: Any) -> list[str]:
+    """The shipped policies' names (what kill events carry; an object's is known once loaded)."""
+    return [entry.policy for entry in entries
+            if not entry.policy.endswith(".o") and os.sep not in entry.policy]
 
 
 def _fd_of(reader: Any) -> int | None:
