@@ -580,7 +580,7 @@ def check_config(path: str | Path) -> Config:
                              granularity=bool(entry.granularity))
         found += check_settings(entry)
         problems.extend(_reworded(where, problem) for problem in found)
-        kind = struct_ops_type(entry) if ok and not found else None
+        kind = struct_ops_type(entry) if ok else None
         if kind == "bpf_psi_ops" and entry.target.kind != "system":
             problems.append(ConfigError(errno.EINVAL, f"{where}: {entry.policy} is a bpf_psi_ops "
                                         "handler, which attaches system-wide and chooses the "
