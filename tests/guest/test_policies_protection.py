@@ -54,3 +54,16 @@ def test_the_threshold_is_a_tunable(load_policy, cgroups, hogs, kernel_log):
     overrun(hogs, leaves["alloc"], 24)
     pid, _ = first_kill(kernel_log)
     assert pid == started["kubelet"].pid
+
+
+def test_priority_treats_a_protected_task_as_a_protected_leaf(load_policy, cgroups, hogs,
+                                                              kernel_log):
+    policy = load_policy("priority")
+    top = cgroups("prio", memory_max="56M")
+    leaves = {name: cgroups(f"prio/{name}") for name in (*LAYOUT, "alloc")}
+    policy.attach(cgroup=top)
+    started = holders(hogs, leaves, LAYOUT, ADJ)
+    overrun(hogs, leaves["alloc"], 24)
+    pid, _ = first_kill(kernel_log)
+    assert pid == started["pod"].pid
+    assert started["kubelet"].alive and started["runtime"].alive

@@ -146,7 +146,8 @@ static void choose_by_priority(struct mem_cgroup *root)
 	while ((css = next_candidate_leaf(&it, exclude_page_cache, &st, &id))) {
 		best.candidates++;
 		setting_of(css, root_level);
-		protected = found_setting.protected != 0;
+		/* protected by its setting, or holding a task at or below protected_oom_score_adj */
+		protected = found_setting.protected != 0 || leaf_is_protected(&st);
 		explain_candidate(id, 0, st.usage, st.size, found_setting.priority, protected);
 		if (protected)
 			explain_exclusion(EXCLUDED_PROTECTED, id, 0);
