@@ -13,7 +13,8 @@ from oomtest import sigkilled
 from policytest import first_kill, holders, overrun
 from policytest import load_policy  # noqa: F401 (a fixture)
 
-LAYOUT = {"kubelet": 20, "runtime": 14, "pod": 8}  # MiB: the kubelet's leaf is the largest
+# MiB: the kubelet's leaf is the largest; killing the pod alone ends the OOM (64 - 16 < 56)
+LAYOUT = {"kubelet": 20, "runtime": 8, "pod": 16}
 ADJ = {"kubelet": -999, "runtime": -997, "pod": 0}
 
 
@@ -25,7 +26,7 @@ def test_protected_daemons_are_spared_while_a_workload_can_die(policy_name, load
     leaves = {name: cgroups(f"node/{name}") for name in (*LAYOUT, "alloc")}
     policy.attach(cgroup=top)
     started = holders(hogs, leaves, LAYOUT, ADJ)
-    overrun(hogs, leaves["alloc"], 24)  # 42 + 24 > 56: an OOM
+    overrun(hogs, leaves["alloc"], 20)  # 44 + 20 > 56: an OOM
     pid, _ = first_kill(kernel_log)
     assert pid == started["pod"].pid, {name: hog.pid for name, hog in started.items()}
     assert sigkilled(started["pod"].wait_dead())
@@ -51,7 +52,7 @@ def test_the_threshold_is_a_tunable(load_policy, cgroups, hogs, kernel_log):
     leaves = {name: cgroups(f"off/{name}") for name in (*LAYOUT, "alloc")}
     policy.attach(cgroup=top)
     started = holders(hogs, leaves, LAYOUT, ADJ)
-    overrun(hogs, leaves["alloc"], 24)
+    overrun(hogs, leaves["alloc"], 20)
     pid, _ = first_kill(kernel_log)
     assert pid == started["kubelet"].pid
 
@@ -63,7 +64,7 @@ def test_priority_treats_a_protected_task_as_a_protected_leaf(load_policy, cgrou
     leaves = {name: cgroups(f"prio/{name}") for name in (*LAYOUT, "alloc")}
     policy.attach(cgroup=top)
     started = holders(hogs, leaves, LAYOUT, ADJ)
-    overrun(hogs, leaves["alloc"], 24)
+    overrun(hogs, leaves["alloc"], 20)
     pid, _ = first_kill(kernel_log)
     assert pid == started["pod"].pid
     assert started["kubelet"].alive and started["runtime"].alive
