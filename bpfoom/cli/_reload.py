@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -63,8 +64,9 @@ def _reload(args: argparse.Namespace) -> int:
                            f"{WAIT_S:.0f} s; see its log (journalctl -u bpfoom)")
         time.sleep(0.1)  # the state file is replaced by a rename: nothing to wait on but time
     if state.get("reload_error"):
+        why = re.sub(r"^\[Errno \d+ \w*\] ", "", state["reload_error"])  # ours says EINVAL
         raise BpfError(errno.EINVAL, f"daemon {pid}: reload refused, previous configuration "
-                       f"kept: {state['reload_error']}")
+                       f"kept: {why}")
     print(f"daemon {pid} reloaded {state.get('config')}: {state.get('status')}")
     return 0
 
