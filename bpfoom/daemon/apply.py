@@ -301,6 +301,7 @@ class Applier:
                         link.detach()
                     link.unpin()
                 unpin_events(path)
+                applied.forget(path)
             except BpfError as exc:
                 self.log("warning", "orphan_not_removed", pin=path, error=str(exc))
                 continue
