@@ -8,11 +8,16 @@
   that resolves to nothing yet (a cgroup that does not exist, a pattern
   without a match, a unit that does not run) is *pending*: said in the log,
   the STATUS= line, ``bpfoom status`` and the metrics, and attached when it
-  appears; it never holds the other entries back.  A pin left by an earlier
-  run is re-adopted instead of attaching a second time: the link is
-  switched to this run's freshly loaded object (a link update, atomic), or
-  kept as it is where the kernel cannot update that struct_ops type; pins
-  no entry owns any more are removed.
+  appears; it never holds the other entries back.  An entry that can never
+  attach on this kernel with these privileges (:mod:`.preflight`) is
+  *failed*, never pending nor retried: the daemon runs degraded (STATUS=
+  "degraded: ...", ``bpfoom status``, ``bpfoom_protected`` 0), or exits 1
+  when no entry can attach.  A pin left by an earlier run is re-adopted
+  instead of attaching a second time: the link is switched to this run's
+  freshly loaded object (a link update, atomic); where the kernel cannot
+  update that struct_ops type, it is kept if it runs this configuration (its
+  recorded fingerprint, :mod:`.applied`) and replaced otherwise, the
+  protection gap logged; pins no entry owns any more are removed.
 * Running: one wait (epoll) over every event source: the policies'
   decisions and every OOM kill on the machine (a
   :class:`~bpfoom.kill_watch.KillWatcher`) are written as log lines
