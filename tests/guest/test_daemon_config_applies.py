@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import bpfoom
-from daemon_process import DaemonProcess
+from daemon_process import WAIT_S, DaemonProcess
 
 BPFFS = Path("/sys/fs/bpf")
 
@@ -78,7 +78,7 @@ def test_a_restart_with_a_changed_config_runs_the_new_policy_and_tunables(
     write(config, pin_dir, cgroup.path, "largest_leaf", "1G")
     daemon = DaemonProcess(config, env)
     try:
-        changed = daemon.wait_event_any(["replaced", "adopted"], 60)
+        changed = daemon.wait_event_any(["replaced", "adopted"], WAIT_S)
         if changed["event"] == "replaced":  # this kernel cannot update a bpf_oom_ops link
             assert changed["previous_link"] == first and changed["gap_ms"] >= 0
         else:
