@@ -87,7 +87,7 @@ from .oom.kill_events import KillEvent, OomNoKillEvent, OverrunEvent
 from .oom.kill_watch import KillWatcher
 from .oom.memcg_stats import MemcgStats, MemcgStatsReader, Pressure, memcg_stats
 from .oom.catalogue import PolicyInfo, get_include, policies
-from .oom.tunables import TunableInfo
+from .oom.tunables import TunableInfo, parse_size
 from .oom.pinned_events import PinnedEvents
 from .oom.policy import OomPolicy, PsiHandler
 from .oom import targets
@@ -108,7 +108,7 @@ __all__ = [
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
-    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "policies", "get_include",
+    "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "parse_size", "policies", "get_include",
     "DecisionEvent", "PinnedEvents",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",
     "Attachment", "attached", "targets", "aevents", "SourceSet",

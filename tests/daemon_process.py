@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-WAIT_S = 60.0
+WAIT_S = 180.0  # a daemon starting under TCG (the VM without KVM) loads and verifies for a while
 
 
 class DaemonProcess:
     """`python -m bpfoom run CONFIG` with its JSON log lines collected from stderr."""
 
     def __init__(self, config: Path, env: dict[str, str] | None = None,
-                 prefix: tuple[str, ...] = ()) -> None:
-        """``prefix``: a command that runs the daemon (e.g. setpriv limiting its capabilities)."""
-        self.proc = subprocess.Popen([*prefix, sys.executable, "-P", "-m", "bpfoom", "run", str(config)],
+                 prefix: tuple[str, ...] = (), args: tuple[str, ...] = ()) -> None:
+        """``prefix``: a command that runs the daemon (e.g. setpriv limiting its capabilities);
+        ``args``: more options of `bpfoom run`."""
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-P", "-m", "bpfoom", "run", *args,
+                                      str(config)],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, **(env or {})})
         self.lines: queue.Queue[dict | str] = queue.Queue()

@@ -27,20 +27,21 @@ _EPILOG = """\
 examples:
   bpfoom features                         what this kernel supports
   bpfoom policies                         the shipped policies and their tunables
-  bpfoom attach largest_leaf --cgroup /sys/fs/cgroup/batch --set min_usage_mb=16
+  bpfoom attach largest_leaf --cgroup /sys/fs/cgroup/batch --set min_victim_bytes=16M
   bpfoom attach ./my_policy.bpf.o --pin /sys/fs/bpf/my_policy
   bpfoom list --json                      what is attached where
   bpfoom detach --cgroup /sys/fs/cgroup/batch
   bpfoom events --follow --json           decisions, one JSON object per line
   bpfoom explain --last 3                 the last decisions: candidates, exclusions, rule
   bpfoom run /etc/bpfoom/policies.toml    the daemon: attach a config, stay, detach on SIGTERM
+  bpfoom reload                           the daemon applies its edited config (or says why not)
 
 exit status: 0 ok, 1 the operation failed, 2 bad usage
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _attach, _events, _explain, _show, _status, _top
+    from . import _attach, _events, _explain, _reload, _show, _status, _top
 
     parser = argparse.ArgumentParser(
         prog="bpfoom", description="Load BPF out-of-memory policies and attach them to cgroups.",
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _events.add_parser(commands)
     _explain.add_parser(commands)
     _status.add_parser(commands)
+    _reload.add_parser(commands)
     _top.add_parser(commands)
     run = commands.add_parser(
         "run", help="run the daemon on a TOML config", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,12 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "log lines, reload CONFIG on SIGHUP, detach on SIGTERM/SIGINT.",
         epilog="example:\n  bpfoom run --check examples/daemon/workloads.toml\n"
                "  bpfoom run examples/daemon/workloads.toml\n"
-               "  kill -HUP $(pidof bpfoom)     # apply an edited config")
+               "  bpfoom reload examples/daemon/workloads.toml    # apply the edited config")
     run.add_argument("config", metavar="CONFIG", help="path of the TOML configuration")
     run.add_argument("--check", action="store_true",
                      help="only check CONFIG and exit, without the kernel: syntax, keys, targets, "
                           "objects and their struct_ops, tunable names, types and ranges, "
                           "granularity; every problem on its own line, exit status 1")
+    run.add_argument("--metrics-listen", metavar="HOST:PORT",
+                     help="serve the Prometheus metrics at http://HOST:PORT/metrics "
+                          "(e.g. 0.0.0.0:9863 in a pod)")
     run.set_defaults(run=_run)
     return parser
 
@@ -88,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             where = "system-wide" if entry.target.kind == "system" else f"on {entry.target}"
             print(f"  {entry.id}: {entry.policy} {where}")
         return 0
-    return run_daemon(args.config)
+    return run_daemon(args.config, args.metrics_listen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,7 @@ def _attach(args: argparse.Namespace) -> int:
     from ._show import all_attachments
 
     tunables = _tunables(args.set)
+    args.cgroup = _unit_cgroup(args) or args.cgroup
     cgroup = Cgroup.open(args.cgroup) if args.cgroup else None  # a bad path fails before loading
     try:
         loaded = load(args.policy, tunables, map_name=args.map, register_as=args.name,
@@ -86,6 +87,15 @@ def _attach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unit_cgroup(args: argparse.Namespace) -> str | None:
+    """The cgroup of ``--unit`` (asked from systemd: the unit must run), or None without it."""
+    if not getattr(args, "unit", None):
+        return None
+    from ..oom.targets import unit_cgroup
+
+    return str(unit_cgroup(args.unit))
+
+
 def _remove_empty_dir(path: Path) -> None:
     try:
         path.rmdir()
@@ -124,6 +134,7 @@ def _detach(args: argparse.Namespace) -> int:
             print(f"detached link {args.link}")
             return 0
     else:
+        args.cgroup = _unit_cgroup(args) or args.cgroup
         with Cgroup.open(args.cgroup) as cgroup:
             cgroup_id = cgroup.id
         chosen = [item for item in current if item.cgroup_id == cgroup_id]
@@ -149,11 +160,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                     "<name>@system or <name>@cgroup-<id>).",
         epilog="examples:\n"
                "  bpfoom attach largest_leaf --cgroup /sys/fs/cgroup/batch\n"
+               "  bpfoom attach largest_leaf --unit batch.slice --set min_victim_bytes=64M\n"
                "  bpfoom attach priority --set default_priority=10 --pin /sys/fs/bpf/prio\n"
                "  bpfoom attach ./cc.bpf.o --map my_cc --name my_cc_v2\n"
                '--json: {"schema": 1, "attachment": {same fields as one `list --json` entry}}')
     att.add_argument("policy", metavar="POLICY_OR_OBJECT", help="shipped policy name or .bpf.o path")
-    att.add_argument("--cgroup", metavar="PATH", help="cgroup v2 directory (default: system-wide)")
+    target = att.add_mutually_exclusive_group()
+    target.add_argument("--cgroup", metavar="PATH", help="cgroup v2 directory (default: system-wide)")
+    target.add_argument("--unit", metavar="UNIT",
+                        help="the cgroup of this running systemd unit (nginx.service, batch.slice)")
     att.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                      help="set a tunable before load (repeatable); see `bpfoom policies`")
     att.add_argument("--pin", metavar="PATH", help="pin the link here (on bpffs)")
@@ -174,10 +189,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                     "kernel reports the link; --all: any struct_ops link; never another kind "
                     "of link, a pinned map or a program.",
         epilog="examples:\n  bpfoom detach --cgroup /sys/fs/cgroup/batch\n  bpfoom detach --link 42\n"
+               "  bpfoom detach --unit batch.slice\n"
                "  bpfoom detach --pin /sys/fs/bpf/bpfoom/largest_leaf@system\n"
                "  bpfoom detach --all --pin /sys/fs/bpf/bpfoom/my_cc@system   # a tcp_congestion_ops")
     which = det.add_mutually_exclusive_group(required=True)
     which.add_argument("--cgroup", metavar="PATH", help="every policy attached to this cgroup")
+    which.add_argument("--unit", metavar="UNIT", help="every policy attached to this systemd "
+                       "unit's cgroup")
     which.add_argument("--link", metavar="ID", type=int, help="the struct_ops link with this id")
     which.add_argument("--pin", metavar="PATH", help="the link pinned here")
     det.add_argument("--all", action="store_true",

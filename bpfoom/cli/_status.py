@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,34 @@ def daemons() -> list[dict[str, Any]]:
             found.append({"pid": pid, "pin_dir": directory,
                           "command": [os.fsdecode(part) for part in command], "entries": entries,
                           "status": None if state is None else state.get("status"),
-                          "pending": None if state is None else state.get("pending", [])})
+                          "pending": None if state is None else state.get("pending", []),
+                          "failed": None if state is None else state.get("failed", [])})
     return found
+
+
+def probe(running: list[dict[str, Any]], which: str) -> str | None:
+    """Why the ``live`` or ``ready`` probe fails (None: it passes).
+
+    live: a daemon holds its pin directory's lock.  ready: besides, it wrote
+    its state, nothing it was configured with failed for good, its last
+    reload applied, and every pin it keeps names an attached link.
+    """
+    if not running:
+        return "no bpfoom daemon runs (none holds a pin directory's lock)"
+    if which == "live":
+        return None
+    for daemon in running:
+        where = f"daemon {daemon['pid']}"
+        if daemon["pending"] is None:
+            return f"{where}: its state file is not readable (not started yet, or $BPFOOM_STATE_DIR)"
+        if daemon.get("failed"):
+            return f"{where}: {daemon['status']}"
+        if daemon["status"] and daemon["status"].startswith("reload failed"):
+            return f"{where}: {daemon['status']}"
+        detached = [entry["id"] for entry in daemon["entries"] if not entry["attached"]]
+        if detached:
+            return f"{where}: pins on detached links: {', '.join(detached)}"
+    return None
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -117,10 +144,15 @@ def _status(args: argparse.Namespace) -> int:
     attachments = all_attachments(False)
     chain = handler_chain(attachments, args.cgroup)
     running = daemons()
+    failing = probe(running, args.probe) if args.probe else None
     if args.json:
         emit_json({"attachments": [attachment_json(a) for a in attachments],
-                   "cgroup": args.cgroup, "chain": chain, "daemons": running})
-        return 0
+                   "cgroup": args.cgroup, "chain": chain, "daemons": running,
+                   **({"probe": {args.probe: failing is None, "why": failing}}
+                      if args.probe else {})})
+        if failing is not None:
+            print(f"bpfoom: {args.probe} probe failed: {failing}", file=sys.stderr)
+        return 1 if failing is not None else 0
     if attachments:
         rows = [["LINK", "KIND", "POLICY", "TARGET", "PIN"]]
         for entry in map(attachment_json, attachments):
@@ -145,6 +177,9 @@ def _status(args: argparse.Namespace) -> int:
         for entry in daemon["entries"]:
             state = "attached" if entry["attached"] else "DETACHED (stale pin)"
             print(f"  {entry['id']}: link {entry['link_id']}, {state}")
+        for item in daemon["failed"] or ():
+            print(f"  {item.get('attachment') or item['entry']}: FAILED {item['target']}: "
+                  f"{item['why']} (never retried)")
         for item in daemon["pending"] or ():
             retry = f", retried in {item['retry_in']:.0f} s" if item.get("retry_in") is not None else ""
             print(f"  {item['entry']}: PENDING {item['target']}: {item['why']}{retry}")
@@ -153,6 +188,9 @@ def _status(args: argparse.Namespace) -> int:
                   "$BPFOOM_STATE_DIR, default /run/bpfoom)")
     if not running:
         print("\nno bpfoom daemon running")
+    if failing is not None:
+        print(f"bpfoom: {args.probe} probe failed: {failing}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -168,9 +206,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                '"chain": [{"handler": "policy"|"kernel", "policy", "link_id", "cgroup", '
                '"cgroup_id"}], "daemons": [{"pid", "pin_dir", "command": [...], '
                '"entries": [{"id", "pin", "link_id", "attached"}], "status": STATUS|null, '
-               '"pending": [{"entry", "target", "why", "attachment", "retry_in"}]|null}]}\n'
+               '"pending": [{"entry", "target", "why", "attachment", "retry_in"}]|null, '
+               '"failed": [{"entry", "target", "why", "attachment"}]|null}]}\n'
                "example:\n  bpfoom status /sys/fs/cgroup/workload.slice/web.service")
     status.add_argument("cgroup", metavar="CGROUP", nargs="?",
                         help="a cgroup v2 directory (default: a system-wide OOM)")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument("--probe", choices=("live", "ready"),
+                        help="exit 1 unless a daemon runs (live) and protects all it was "
+                             "configured with (ready): for Kubernetes probes and monitoring")
     status.set_defaults(run=_status)

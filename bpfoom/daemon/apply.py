@@ -10,6 +10,7 @@ runs.
 from __future__ import annotations
 
 import errno
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,7 +22,9 @@ from ..oom.loader import LoadedPolicy, convert_text, load
 from ..oom.pinned_events import EVENTS_SUFFIX, PinnedEvents, pin_events, unpin_events
 
 _DROPPED_SUFFIX = "_dropped"  # after an events pin's name (pinned_events.pin_events)
+from . import applied
 from .config import Entry, apply_granularity
+from .settings import apply_settings, resolved_tunables
 from .log import Log
 from .plan import Plan, Step
 
@@ -44,6 +47,7 @@ class Running:
     live_object: bool  # False: the link still runs the previous run's object
     adopted: bool = False  # pinned by an earlier run
     earlier_events: PinnedEvents | None = None  # the previous run's decisions, when not live
+    gap_s: float | None = None  # the last replace's protection gap (detach to attach)
 
     @property
     def events_pin(self) -> Path | None:
@@ -94,6 +98,11 @@ class Running:
             self.pin.unlink()
         if self.pin is not None:
             unpin_events(self.pin)
+        applied.forget(self.pin)
+
+    def record(self) -> None:
+        """Remember what the pinned link runs (see :mod:`.applied`)."""
+        applied.record(self.pin, self.link.id, self.entry)
 
 
 class Applier:
@@ -111,9 +120,11 @@ class Applier:
         return self.pin_dir / entry.id if entry.pin else None
 
     def _load(self, entry: Entry) -> LoadedPolicy:
-        loaded = load(entry.policy, entry.tunables, map_name=entry.map, register_as=entry.name)
+        loaded = load(entry.policy, resolved_tunables(entry), map_name=entry.map,
+                      register_as=entry.name)
         try:
             apply_granularity(loaded.policy, entry)  # before attach: the first OOM uses it
+            apply_settings(loaded, entry, None, self.log)
         except BaseException:
             loaded.close()
             raise
@@ -138,6 +149,7 @@ class Applier:
             except BaseException:
                 running.close(detach=True)
                 raise
+        running.record()
         return running
 
     def _log_attached(self, running: Running) -> None:
@@ -170,22 +182,48 @@ class Applier:
                 if exc.errno not in _NO_UPDATE:
                     loaded.close()
                     raise
-                live = False
-                self.log("warning", "adopted_without_update", id=entry.id, link=info.id,
-                         why=f"the kernel cannot switch this link to a new object ({exc}); the "
-                         "previous run's object keeps running until a reload changes it")
+                if applied.recorded(pin, info.id) != applied.fingerprint(entry):
+                    return self._replace_adopted(entry, loaded, link, pin, exc)
+                live = False  # it runs what the configuration asks for: kept, no gap
             running = Running(entry, loaded, link, pin, live, adopted=True)
             if live:
                 running.repin_events()
+                running.record()
             elif running.events_pin.exists():
                 running.earlier_events = PinnedEvents(
                     running.events_pin, lambda event: self.on_decision(entry.id, event))
             self.log("info", "adopted", id=entry.id, policy=loaded.name, link=info.id, pin=pin,
+                     how="updated" if live else "kept: it runs this configuration already",
                      decisions="logged" if live or running.earlier_events else "not available")
             return running
         except BaseException:
             link.close()
             raise
+
+    def _replace_adopted(self, entry: Entry, loaded: LoadedPolicy, link: Link, pin: Path,
+                         refused: BpfError) -> Running:
+        """The pinned link runs another configuration (or one nobody recorded) and cannot be
+        updated: detach it and attach ``loaded``, measuring how long nothing protected."""
+        old_id = link.id
+        started = time.monotonic()
+        link.detach()
+        link.unpin()
+        unpin_events(pin)
+        applied.forget(pin)
+        try:
+            running = self._attach(entry, loaded)
+        except BaseException:
+            loaded.close()
+            raise
+        gap = time.monotonic() - started
+        running.adopted, running.gap_s = True, gap
+        link.close()
+        self.log("warning", "replaced", id=entry.id, policy=loaded.name, link=running.link.id,
+                 previous_link=old_id, gap_ms=round(gap * 1000, 3),
+                 why="the pinned link ran another configuration (or one not recorded) and this "
+                 f"kernel cannot switch it to a new object ({refused.strerror}); it was detached "
+                 "and the configured object attached (in between, the next handler up decided)")
+        return running
 
     def _bring_up(self, entry: Entry) -> Running:
         """Adopt the link an earlier run pinned for ``entry``, or load and attach it."""
@@ -263,6 +301,7 @@ class Applier:
                         link.detach()
                     link.unpin()
                 unpin_events(path)
+                applied.forget(path)
             except BpfError as exc:
                 self.log("warning", "orphan_not_removed", pin=path, error=str(exc))
                 continue
@@ -337,9 +376,12 @@ class Applier:
             running.entry = old_entry
         undo.append(restore)
         undo.append(apply_granularity(running.loaded.policy, entry, old_entry))
-        for key, value in changed.items():
-            running.loaded.set(key, _typed(running.loaded, key, value))
+        undo.append(apply_settings(running.loaded, entry, old_entry, self.log))
+        resolved = resolved_tunables(entry)
+        for key in changed:
+            running.loaded.set(key, _typed(running.loaded, key, resolved[key]))
         running.entry = entry
+        running.record()
         self.log("info", "tunables_set", id=entry.id, **{f"set.{k}": v for k, v in changed.items()})
 
     def _switch(self, running: Running, entry: Entry, loaded: LoadedPolicy, undo: list[Undo],
@@ -371,10 +413,12 @@ class Applier:
         undo.append(back)
 
         def commit() -> None:
+            running.record()
             if how == "replaced":
                 old_link.close()
                 self.log("warning", "replaced", id=entry.id, policy=loaded.name,
-                         link=running.link.id, why="this kernel cannot update the link of a "
+                         link=running.link.id, gap_ms=round((running.gap_s or 0) * 1000, 3),
+                         why="this kernel cannot update the link of a "
                          f"{loaded.struct_ops.struct_name} in place, so it was detached and "
                          "attached again (briefly, the next handler up decided)")
             else:
@@ -389,6 +433,7 @@ class Applier:
         If ``loaded`` cannot attach, the running object is attached again and the pin
         moved to that new link: the pin never names a detached link."""
         old = running.link
+        started = time.monotonic()
         old.detach()
         if old.pinned_path is not None:
             old.unpin()
@@ -399,6 +444,7 @@ class Applier:
             running.link = running.loaded.attach(cgroup=running.entry.cgroup, pin=None)
             running.pin_link()
             raise
+        running.gap_s = time.monotonic() - started
         running.link = link
         running.pin_link()
         if running.earlier_events is not None:

@@ -8,6 +8,10 @@
     log = "-"                              # "-" = stderr, or a file appended to
     log_format = "text"                    # or "json": one JSON object per line
     metrics_file = "/var/lib/node_exporter/textfile_collector/bpfoom.prom"  # optional
+    journal = "auto"                       # kills/decisions to the journal: "auto" (under systemd),
+                                           # "off", or a journal socket path
+    kill_hook = ["/usr/local/bin/page-oncall"]  # optional: run per kill (bpfoom.daemon.hook)
+    kill_hook_interval = 10                # at most one hook per this many seconds (default 1)
 
     [[attach]]
     id = "batch"                           # optional, default "<policy>@<target>" (no dots)
@@ -16,8 +20,9 @@
     map = "my_ops"                         # optional: struct_ops map of an object with several
     name = "my_ops_v2"                     # optional: register under this name (a .bpf.o only)
     pin = true                             # optional, default true (false: detached on exit)
+    dry_run = true                         # optional: decide and report, kill nobody (the kernel does)
     [attach.tunables]
-    min_usage_mb = 16
+    min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024)
     [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
     "web" = "task"                         # cgroup (relative: under the target) = "task" | "cgroup" | "subtree"
     "/sys/fs/cgroup/batch/jobs" = "subtree"
@@ -36,6 +41,11 @@ An entry's target is one of (none of them: system-wide):
   ``--cgroup-root``: the kubepods cgroups of both cgroup drivers, as they come
   and go.
 
+Drop-ins: ``policies.d/*.toml`` beside ``policies.toml`` (the file's stem),
+read in name order after the file, each holding ``[[attach]]`` entries only
+(a package or a team adds its own without editing the main file); ids are
+unique across all of them.
+
 Unknown keys are errors that suggest the key meant, so a typo cannot
 silently leave a policy with its defaults.  Every problem is reported, each
 as its own sentence (``ConfigError.problems``), not only the first.
@@ -46,7 +56,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,19 +65,25 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..bpf.object import BpfObject
+from ..oom.catalogue import policies
+from ..oom.features import POLICY_KINDS
 from ..oom.loader import check_source
 from ..oom.events import GRANULARITIES
 from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit_name, kube_patterns
 from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
+from .settings import check_settings, resolved_tunables
 
 __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
-           "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under"]
+           "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under",
+           "struct_ops_type"]
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
-_DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file")
+_DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal", "kill_hook",
+                "kill_hook_interval")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
-               "granularity")
+               "granularity", "dry_run", "cgroup_settings")
 _TARGET_KEYS = ("cgroup", "unit", "kubernetes")
 _KUBE_KEYS = ("qos", "pod_uid", "pod", "root")
 # What OomPolicy.set_granularity takes.
@@ -148,6 +164,9 @@ class Entry:
     granularity: dict[str, str] = field(default_factory=dict)
     target: Target = Target()
     origin: str | None = None  # the configured entry's id, for one made of it
+    # cgroup path (relative: under the target, as granularity) -> {"priority", "protected"}:
+    # the `cgroup_settings` map of policies that have one (priority)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def configured_id(self) -> str:
@@ -167,6 +186,9 @@ class Config:
     log: str = "-"
     log_format: str = "text"
     metrics_file: Path | None = None
+    journal: str = "auto"
+    kill_hook: tuple[str, ...] = ()
+    kill_hook_interval: float = 1.0
 
 
 class _Problems:
@@ -307,6 +329,11 @@ def _entry(where: str, table: Any, base: Path | None, problems: _Problems
     tunables = table.get("tunables", {})
     if not isinstance(tunables, dict):
         problems.add(where, "tunables must be a table ([attach.tunables])")
+    dry_run = table.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        problems.add(where, f"dry_run must be true or false, not {dry_run!r}")
+    elif dry_run and isinstance(tunables, dict):
+        tunables = {**tunables, "dry_run": True}  # the shipped policies' tunable
     map_name = problems.check(_string, where, table, "map")
     name = problems.check(_string, where, table, "name")
     granularity = problems.check(_granularity, where, table.get("granularity", {}), target) \
@@ -315,11 +342,46 @@ def _entry(where: str, table: Any, base: Path | None, problems: _Problems
         return None, False
     # With problems, still an entry to check the object and tunables of (check_config).
     target = target or Target()
+    settings = problems.check(_settings, where, table.get("cgroup_settings", {}), target) \
+        if target is not None else None
     return Entry(entry_id or "?", policy, target.value if target.kind == "cgroup" else None,
                  map_name, name, pin if isinstance(pin, bool) else True,
                  dict(tunables) if isinstance(tunables, dict) else {},
                  granularity if granularity is not None else {"?": "?"} if "granularity" in table
-                 else {}, target), len(problems.found) == before
+                 else {}, target, settings=settings or {}), len(problems.found) == before
+
+
+_SETTING_KEYS = ("priority", "protected")
+
+
+def _settings(where: str, table: Any, target: Target) -> dict[str, dict[str, Any]]:
+    """[attach.cgroup_settings]: cgroup path (relative: under the target) -> {priority, protected}."""
+    if not isinstance(table, dict):
+        _fail(f"{where}: cgroup_settings must be a table of cgroup path = {{ priority = N, "
+              "protected = true }}")
+    found: dict[str, dict[str, Any]] = {}
+    for path, setting in table.items():
+        if not isinstance(setting, dict) or not setting or set(setting) - set(_SETTING_KEYS):
+            _fail(f"{where}: cgroup_settings of {path!r} must be {{ priority = N, protected = "
+                  f"true|false }} (either or both), not {setting!r}")
+        priority = setting.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or \
+                not -2**31 <= priority < 2**31:
+            _fail(f"{where}: cgroup_settings priority of {path!r} must be an integer, not "
+                  f"{priority!r}")
+        if not isinstance(setting.get("protected", False), bool):
+            _fail(f"{where}: cgroup_settings protected of {path!r} must be true or false")
+        if ".." in Path(path).parts:
+            _fail(f"{where}: cgroup_settings cgroup {path!r} must not contain '..'")
+        if not Path(path).is_absolute():
+            if target.kind == "system":
+                _fail(f"{where}: cgroup_settings cgroup {path!r} is relative but the entry is "
+                      "system-wide; give an absolute cgroup path")
+            if target.kind == "cgroup":
+                path = str(Path(target.value) / path)
+        found[str(Path(path))] = {"priority": priority,
+                                  "protected": int(setting.get("protected", False))}
+    return found
 
 
 def _granularity(where: str, table: Any, target: Target) -> dict[str, str]:
@@ -349,6 +411,12 @@ def granularity_under(entry: Entry, cgroup: str | os.PathLike[str]) -> dict[str,
     """``entry``'s granularity with relative cgroups taken under ``cgroup`` (one it resolved to)."""
     return {str(path if Path(path).is_absolute() else Path(cgroup) / path): choice
             for path, choice in entry.granularity.items()}
+
+
+def settings_under(entry: Entry, cgroup: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``entry``'s cgroup_settings with relative cgroups taken under ``cgroup``."""
+    return {str(path if Path(path).is_absolute() else Path(cgroup) / path): value
+            for path, value in entry.settings.items()}
 
 
 def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) -> Callable[[], None]:
@@ -383,8 +451,9 @@ def apply_granularity(policy: Any, entry: Entry, before: Entry | None = None) ->
 
 
 def _parse(text: str, source: str, base: Path | None
-           ) -> tuple[Config | None, list[tuple[str, Entry]], list[BpfError]]:
-    """(the config or None, (where, entry) of the entries naming a policy, every problem found)."""
+           ) -> tuple[Config | None, list[tuple[str, Entry, bool]], list[BpfError]]:
+    """(the config or None, (where, entry, free of problems) of the entries naming a policy,
+    every problem found)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -417,11 +486,65 @@ def _parse(text: str, source: str, base: Path | None
     log = problems.check(_string, where, daemon, "log", "-")
     log_format = problems.check(_choice, where, daemon, "log_format", ("text", "json"))
     metrics_file = problems.check(_absolute, where, daemon, "metrics_file")
-    named = [(where, entry) for where, (entry, _) in zip(places, parsed) if entry is not None]
+    journal = problems.check(_string, where, daemon, "journal", "auto")
+    if isinstance(journal, str) and journal not in ("auto", "off") and not os.path.isabs(journal):
+        problems.add(where, f"journal = {journal!r} must be \"auto\", \"off\" or the absolute path "
+                     "of a journal socket")
+    hook = daemon.get("kill_hook", [])
+    if isinstance(hook, str):
+        hook = [hook]
+    if not isinstance(hook, list) or not all(isinstance(arg, str) for arg in hook) or \
+            (hook and not os.path.isabs(hook[0])):
+        problems.add(where, f"kill_hook = {hook!r} must be a command: an absolute path, or a list "
+                     "of strings starting with one")
+        hook = []
+    interval = daemon.get("kill_hook_interval", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+        problems.add(where, f"kill_hook_interval = {interval!r} must be a number of seconds (0 or "
+                     "more)")
+        interval = 1.0
+    named = [(where, entry, ok) for where, (entry, ok) in zip(places, parsed) if entry is not None]
     if problems.found:
         return None, named, problems.found
-    return (Config(tuple(entry for _, entry in named), pin_dir, on_exit, log, log_format,
-                   metrics_file), named, [])
+    return (Config(tuple(entry for _, entry, _ in named), pin_dir, on_exit, log, log_format,
+                   metrics_file, journal, tuple(hook), float(interval)), named, [])
+
+
+def drop_in_dir(path: str | Path) -> Path:
+    """``/etc/bpfoom/policies.toml`` -> ``/etc/bpfoom/policies.d``: its drop-in directory."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.d")
+
+
+def _parse_file(path: str | Path) -> tuple[Config | None, list[tuple[str, Entry, bool]],
+                                         list[BpfError]]:
+    """The file and its drop-ins (``<stem>.d/*.toml``, by name): each drop-in holds
+    ``[[attach]]`` entries only, added after the file's own; ids are unique across all."""
+    config, named, problems = _parse(_read(path), str(path), Path(path).resolve().parent)
+    directory = drop_in_dir(path)
+    files = sorted(directory.glob("*.toml")) if directory.is_dir() else []
+    for drop_in in files:
+        text = _read(drop_in)
+        _, more, found = _parse(text, str(drop_in), drop_in.resolve().parent)
+        problems += found
+        try:
+            if "daemon" in tomllib.loads(text):
+                problems.append(ConfigError(errno.EINVAL, f"{drop_in}: a drop-in holds only "
+                                            "[[attach]] entries; move [daemon] to "
+                                            f"{path}"))
+        except tomllib.TOMLDecodeError:
+            pass  # reported by _parse
+        known = {entry.id: where for where, entry, ok in named if ok}
+        for where, entry, ok in more:
+            if ok and entry.id in known:
+                problems.append(ConfigError(errno.EINVAL, f"{where}: id {entry.id!r} is taken by "
+                                            f"{known[entry.id]}; give one of them another id"))
+        named += more
+    if problems:
+        return None, named, problems
+    if files and config is not None:
+        config = replace(config, entries=tuple(entry for _, entry, _ in named))
+    return config, named, problems
 
 
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
@@ -444,16 +567,52 @@ def check_config(path: str | Path) -> Config:
     takes the entry's tunables (names, types, ranges) and granularity.
     Loads nothing.  ConfigError lists every problem found.
     """
-    config, entries, problems = _parse(_read(path), str(path), Path(path).resolve().parent)
-    for where, entry in entries:
+    config, entries, problems = _parse_file(path)
+    if config is not None and not entries:
+        problems.append(ConfigError(errno.EINVAL, f"{path}: no [[attach]] entry, so nothing would "
+                                    "be attached; add one (examples/daemon/ has samples)"))
+    oom_targets: dict[str, str] = {}  # target -> the first bpf_oom_ops entry on it
+    for where, entry, ok in entries:
         if entry.id != "?":
             where = f"{where} (id {entry.id!r})"
-        for problem in check_source(entry.policy, entry.tunables, map_name=entry.map,
-                                    register_as=entry.name, granularity=bool(entry.granularity)):
-            problems.append(_reworded(where, problem))
+        found = check_source(entry.policy, resolved_tunables(entry, check=True),
+                             map_name=entry.map, register_as=entry.name,
+                             granularity=bool(entry.granularity))
+        found += check_settings(entry)
+        problems.extend(_reworded(where, problem) for problem in found)
+        kind = struct_ops_type(entry) if ok else None
+        if kind == "bpf_psi_ops" and entry.target.kind != "system":
+            problems.append(ConfigError(errno.EINVAL, f"{where}: {entry.policy} is a bpf_psi_ops "
+                                        "handler, which attaches system-wide and chooses the "
+                                        "cgroups it watches through its settings; remove "
+                                        f"the {entry.target.kind} target"))
+        if kind == "bpf_oom_ops" and entry.target.kind in ("system", "cgroup", "unit"):
+            target = str(entry.target)
+            first = oom_targets.setdefault(target, entry.id)
+            if first != entry.id:
+                problems.append(ConfigError(errno.EEXIST, f"{where}: entries {first!r} and "
+                                            f"{entry.id!r} both attach a bpf_oom_ops to {target}, "
+                                            "where the kernel takes one; remove one, or move it "
+                                            "to a parent or child cgroup"))
     if problems:
         raise ConfigError.of(problems)
     return config
+
+
+def struct_ops_type(entry: Entry) -> str | None:
+    """The struct_ops type ``entry``'s object registers (opened, not loaded); None if it cannot
+    be told (an object that does not open: the check reports that)."""
+    for info in policies():
+        if info.name == entry.policy:
+            return info.requires[0] if info.requires else None
+    try:
+        with BpfObject.open(Path(entry.policy)) as obj:
+            maps = [ops for name, ops in obj.struct_ops.items()
+                    if (entry.map is None and ops.struct_name in POLICY_KINDS)
+                    or name == entry.map]
+            return maps[0].struct_name if len(maps) == 1 else None
+    except BpfError:
+        return None
 
 
 def _read(path: str | Path) -> str:
@@ -465,5 +624,8 @@ def _read(path: str | Path) -> str:
 
 
 def read_config(path: str | Path) -> Config:
-    """Read and check the configuration file at ``path`` (its text: see parse_config)."""
-    return parse_config(_read(path), str(path), Path(path).resolve().parent)
+    """Read and check the configuration file at ``path`` and its drop-ins (see parse_config)."""
+    config, _, problems = _parse_file(path)
+    if problems:
+        raise ConfigError.of(problems)
+    return config

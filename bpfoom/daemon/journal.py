@@ -103,9 +103,14 @@ class Journal:
         finally:
             os.close(fd)
 
-    def event(self, event: Any, entry_id: str | None = None) -> bool:
-        """Journal one OOM event (kill, OOM without kill, overrun, or a policy's decision)."""
-        fields = event.to_json()
+    def event(self, event: Any, entry_id: str | None = None, fields: dict[str, Any] | None = None,
+              message: str | None = None) -> bool:
+        """Journal one OOM event (kill, OOM without kill, overrun, or a policy's decision).
+
+        ``fields``: its JSON form when the caller has it (the daemon adds the victim's cgroup
+        path, unit and pod); ``message``: the MESSAGE= line (default: ``str(event)``).
+        """
+        fields = dict(event.to_json() if fields is None else fields)
         kind = fields.pop("kind", None)
         message_id, priority = {
             "kill": (KILL_MESSAGE_ID, WARNING), "oom_no_kill": (OOM_NO_KILL_MESSAGE_ID, WARNING),
@@ -114,7 +119,9 @@ class Journal:
         if entry_id is not None:
             structured["BPFOOM_ENTRY"] = entry_id
         structured["BPFOOM_KIND"] = kind or "decision"
-        return self.send(str(event), priority, MESSAGE_ID=message_id, **structured)
+        if kind is None and fields.get("action") == "killed":
+            priority = WARNING
+        return self.send(message or str(event), priority, MESSAGE_ID=message_id, **structured)
 
     def close(self) -> None:
         self._socket.close()

@@ -8,11 +8,16 @@
   that resolves to nothing yet (a cgroup that does not exist, a pattern
   without a match, a unit that does not run) is *pending*: said in the log,
   the STATUS= line, ``bpfoom status`` and the metrics, and attached when it
-  appears; it never holds the other entries back.  A pin left by an earlier
-  run is re-adopted instead of attaching a second time: the link is
-  switched to this run's freshly loaded object (a link update, atomic), or
-  kept as it is where the kernel cannot update that struct_ops type; pins
-  no entry owns any more are removed.
+  appears; it never holds the other entries back.  An entry that can never
+  attach on this kernel with these privileges (:mod:`.preflight`) is
+  *failed*, never pending nor retried: the daemon runs degraded (STATUS=
+  "degraded: ...", ``bpfoom status``, ``bpfoom_protected`` 0), or exits 1
+  when no entry can attach.  A pin left by an earlier run is re-adopted
+  instead of attaching a second time: the link is switched to this run's
+  freshly loaded object (a link update, atomic); where the kernel cannot
+  update that struct_ops type, it is kept if it runs this configuration (its
+  recorded fingerprint, :mod:`.applied`) and replaced otherwise, the
+  protection gap logged; pins no entry owns any more are removed.
 * Running: one wait (epoll) over every event source: the policies'
   decisions and every OOM kill on the machine (a
   :class:`~bpfoom.kill_watch.KillWatcher`) are written as log lines
@@ -67,11 +72,16 @@ from ..oom.pinned_events import require_bpffs
 from ..oom.targets import CgroupWatcher
 from .apply import Applier, Running
 from .config import Config, Entry, check_config, read_config
+from .hook import KillHook
+from .journal import Journal
 from .log import Log
 from .metrics import Metrics
 from .plan import plan_reload
+from .preflight import is_permanent, never_attaches
 from .resolve import Pending, Resolver
 from .state import remove_state, write_state
+from .serve import MetricsServer
+from .victim import describe
 
 __all__ = ["Daemon", "run_daemon", "backoff", "RETRY_FIRST_S", "RETRY_MAX_S"]
 
@@ -84,6 +94,20 @@ RESCAN_S = 5.0  # without a cgroup watcher (inotify refused), targets are resolv
 def backoff(attempt: int) -> float:
     """Seconds before retrying after failure number ``attempt`` (1, 2, ...): 1, 2, 4 ... 60."""
     return min(RETRY_FIRST_S * 2 ** (max(attempt, 1) - 1), RETRY_MAX_S)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A configured entry (or one attachment of it) that can never attach on this kernel."""
+
+    entry: str  # the configured entry's id
+    target: str
+    why: str
+    attachment: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entry": self.entry, "target": self.target, "why": self.why,
+                "attachment": self.attachment}
 
 
 @dataclass
@@ -99,16 +123,27 @@ class Retry:
 class Daemon:
     """The daemon's state; ``run()`` is the main loop."""
 
-    def __init__(self, config_path: str | os.PathLike[str], log: Log | None = None) -> None:
+    def __init__(self, config_path: str | os.PathLike[str], log: Log | None = None,
+                 metrics_listen: str | None = None) -> None:
         self.config_path = Path(config_path)
         self.config: Config = check_config(self.config_path)
         self.log = log or Log(sys.stderr, False)
         self.attached = Applier(self.config.pin_dir, self.log, self._on_decision)
-        self.resolver = Resolver(self.config.entries)
+        self.failed: dict[str, Failed] = {}  # entry or attachment id -> why it never attaches
+        self._failed_logged: set[Failed] = set()
+        self.resolver = Resolver(self._possible(self.config.entries))
         self.pending: list[Pending] = []
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
+        self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it
         self.metrics = Metrics()
+        self.metrics.init(_policy_names(self.config.entries),
+                          [entry.id for entry in self.config.entries])
+        self.metrics_listen = metrics_listen
+        self._server: MetricsServer | None = None
+        self.journal = self._journal()
+        self.hook = KillHook(list(self.config.kill_hook), self.log,
+                             self.config.kill_hook_interval) if self.config.kill_hook else None
         self._stop = False
         self._reload = False
         self._ready = False
@@ -133,15 +168,46 @@ class Daemon:
     # Each event's JSON form is built once, for the log line and the metrics both.
     def _on_decision(self, entry_id: str, event: Any) -> None:
         fields = event.to_json()
-        self.log("info", "decision", id=entry_id, **fields)
+        victim = describe(fields.get("victim_cgroup_id") or 0)
+        level = "warning" if fields.get("action") == "killed" else "info"
+        self.log(level, "decision", id=entry_id, **fields, **victim)
+        self._journal_event(event, {**fields, **victim}, entry_id)
         self._observe(event, fields)
 
     def _on_kill(self, event: Any) -> None:
         fields = event.to_json()
         logged = dict(fields)
         kind = logged.pop("kind")
-        self.log("warning" if kind == "overrun" else "info", kind, **logged)
+        victim = describe(fields["victim_cgroup_id"]) if kind == "kill" else {}
+        self.log("info" if kind == "oom_no_kill" else "warning", kind, **logged, **victim)
+        self._journal_event(event, {**fields, **victim})
+        if kind == "kill" and self.hook is not None:
+            self.hook.run({**logged, **victim})
         self._observe(event, fields)
+
+    def _journal(self) -> Journal | None:
+        """The journal writer: under systemd (JOURNAL_STREAM, "auto"), or at a configured socket."""
+        where = self.config.journal
+        if where == "off" or (where == "auto" and not (os.environ.get("JOURNAL_STREAM")
+                                                        and Journal.available())):
+            return None
+        return Journal() if where == "auto" else Journal(where)
+
+    def _journal_event(self, event: Any, fields: dict[str, Any], entry_id: str | None = None
+                       ) -> None:
+        if self.journal is None:
+            return
+        where = fields.get("victim_unit") or fields.get("victim_cgroup")
+        pod = fields.get("victim_pod")
+        message = str(event) + (f" ({fields['victim_namespace']}/{pod})" if pod else
+                                f" ({where})" if where else "")
+        try:
+            if not self.journal.event(event, entry_id, fields, message):
+                self._failed("journal", "journal_not_written", OSError("the journal is busy"))
+            else:
+                self._recovered("journal")
+        except (OSError, ValueError) as exc:
+            self._failed("journal", "journal_not_written", exc)
 
     def _observe(self, event: Any, fields: dict[str, Any] | None = None) -> None:
         try:
@@ -155,12 +221,19 @@ class Daemon:
     def start(self) -> None:
         """Attach (or adopt) every attachment the targets resolve to now, or nothing; the
         targets that resolve to nothing yet are pending."""
+        if self.config.entries and not self.resolver.entries:
+            error = BpfError(errno.EOPNOTSUPP, "no configured entry can attach here: " + "; ".join(
+                f"{item.entry}: {item.why}" for item in self.failed.values()))
+            self.log("error", "start_failed", entry="-", error=str(error), rolled_back=0)
+            _sd_notify.notify(f"STATUS={' '.join(str(error).split())}")
+            raise error
         self._watch_cgroups()  # before resolving: what appears from now on is seen
         wanted, pending = self.resolver.resolve()
         self.attached.start(wanted.values())
         # A pending entry's pin stays: a unit systemd cannot tell about yet may well run, its
         # policy attached by the previous run; adopted once the target resolves.
-        self.attached.remove_orphans(keep=[item.entry for item in pending])
+        # A failed entry's too: the configuration still names it.
+        self.attached.remove_orphans(keep=[item.entry for item in pending] + list(self.failed))
         self._schedule_units()
         self._set_pending(pending)
 
@@ -183,8 +256,11 @@ class Daemon:
                                          else "its target now resolves to another cgroup")
         for key in [key for key in self.retries if key not in wanted]:
             del self.retries[key]
+        for key in [key for key, item in self.failed.items()
+                    if item.attachment is not None and key not in wanted]:
+            del self.failed[key]  # its cgroup went: nothing to report any more
         for key, entry in wanted.items():
-            if key in self.running:
+            if key in self.running or (key in self.failed and self.failed[key].attachment):
                 continue
             retry = self.retries.get(key)
             if retry is not None and retry.entry == entry and retry.due > now:
@@ -192,6 +268,11 @@ class Daemon:
             try:
                 self.attached.attach_one(entry)
             except OSError as exc:
+                self.metrics.attach_failed(entry.configured_id)
+                if is_permanent(exc):
+                    self.retries.pop(key, None)
+                    self._fail(Failed(entry.configured_id, entry.cgroup or "system", str(exc), key))
+                    continue
                 attempts = retry.attempts + 1 if retry is not None and retry.entry == entry else 1
                 delay = backoff(attempts)
                 self.retries[key] = Retry(entry, attempts, now + delay, str(exc))
@@ -206,11 +287,13 @@ class Daemon:
         """Apply the changed configuration, all or nothing; False (logged, and kept in
         ``reload_error``) if it was refused."""
         self.reload_error = None
+        failed_before, self.failed = self.failed, {}
         try:
             new = check_config(self.config_path)
-            resolver = Resolver(new.entries)
+            resolver = Resolver(self._possible(new.entries))
             wanted, _ = resolver.resolve()
         except BpfError as exc:
+            self.failed = failed_before
             self.log("error", "reload_refused", error=str(exc), kept="previous configuration")
             self.reload_error = str(exc)
             return False
@@ -225,10 +308,12 @@ class Daemon:
         try:
             self.attached.apply(plan)
         except Exception as exc:
+            self.failed = failed_before
             self.log("error", "reload_failed", error=str(exc), kept="previous configuration")
             self.reload_error = str(exc)
             return False
         self.config = replace(self.config, entries=new.entries)
+        self.metrics.init(_policy_names(new.entries), [entry.id for entry in new.entries])
         self.resolver = resolver
         now = time.monotonic()
         # a changed entry is tried at once, its backoff starting over; the others keep theirs
@@ -242,13 +327,37 @@ class Daemon:
         self.log("info", "reloaded", changes=len(plan.steps))
         return True
 
+    def _possible(self, entries: tuple[Entry, ...]) -> list[Entry]:
+        """The entries that may attach here; the others are recorded (and logged) as failed."""
+        possible = []
+        for entry in entries:
+            why = never_attaches(entry)
+            if why is None:
+                possible.append(entry)
+            else:
+                self._fail(Failed(entry.id, str(entry.target), why))
+        return possible
+
+    def _fail(self, item: Failed) -> None:
+        self.failed[item.attachment or item.entry] = item
+        if item not in self._failed_logged:
+            self._failed_logged.add(item)
+            self.log("error", "failed", id=item.entry, target=item.target, why=item.why,
+                     attachment=item.attachment, retried="never: it cannot work on this kernel "
+                     "with these privileges")
+
     def status(self) -> str:
-        """systemd's STATUS= line: what is attached and pending, and a refused reload."""
+        """systemd's STATUS= line: what failed, is attached and pending, and a refused reload."""
         attached = f"{len(self.running)} policies attached"
         if self.pending:
             shown = "; ".join(f"{p.entry}: {p.why}" for p in self.pending[:3])
             more = f"; and {len(self.pending) - 3} more" if len(self.pending) > 3 else ""
             attached += f", {len(self.pending)} pending ({shown}{more})"
+        if self.failed:
+            items = list(self.failed.values())
+            shown = "; ".join(f"{f.attachment or f.entry}: {f.why}" for f in items[:3])
+            more = f"; and {len(items) - 3} more" if len(items) > 3 else ""
+            attached = f"degraded: {len(items)} failed ({shown}{more}); {attached}"
         if self.reload_error is not None:
             attached = f"reload failed, previous configuration kept ({attached}): {self.reload_error}"
         return " ".join(attached.split())  # one line: the protocol is line-based
@@ -312,13 +421,14 @@ class Daemon:
     def _state(self) -> dict[str, Any]:
         return {
             "config": str(self.config_path), "pin_dir": str(self.config.pin_dir),
-            "status": self.status(), "reload_error": self.reload_error,
+            "status": self.status(), "reload_error": self.reload_error, "reloads": self.reloads,
             "attachments": [{"id": key, "entry": running.entry.configured_id,
                              "target": running.entry.cgroup or "system",
                              "link_id": running.link.id,
                              "pin": None if running.pin is None else str(running.pin)}
                             for key, running in self.running.items()],
             "pending": [item.to_json() for item in self.pending],
+            "failed": [item.to_json() for item in self.failed.values()],
         }
 
     def _publish(self) -> None:
@@ -334,16 +444,25 @@ class Daemon:
         except OSError as exc:
             self._failed("state", "state_not_written", exc)
         self.metrics.set_pending(self.pending)
-        if self.config.metrics_file is not None:
+        self.metrics.set_protected(self._protected())
+        if self.config.metrics_file is not None or self._server is not None:
             try:
                 self.metrics.set_attached(attached())
             except OSError as exc:  # the link list needs CAP_SYS_ADMIN
                 self._failed("attached", "attached_not_counted", exc)
             else:
                 self._recovered("attached")
-            self._metrics_due = time.monotonic()
+            if self.config.metrics_file is not None:
+                self._metrics_due = time.monotonic()
         if self._ready:
             self._notify_status()
+
+    def _protected(self) -> dict[str, bool]:
+        """Configured entry id -> whether all it resolves to now is attached (and something is)."""
+        ids = [entry.id for entry in self.config.entries]
+        attached = {running.entry.configured_id for running in self.running.values()}
+        waiting = {item.entry for item in self.pending} | {item.entry for item in self.failed.values()}
+        return {entry: entry in attached and entry not in waiting for entry in ids}
 
     def _notify_status(self) -> None:
         status = self.status()
@@ -387,19 +506,24 @@ class Daemon:
             (signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
             (signal.SIGHUP, self.request_reload))}
         try:
+            if self.metrics_listen:
+                self._server = MetricsServer(self.metrics, self.metrics_listen)
+                self.log("info", "metrics_served", url=f"http://{self.metrics_listen}/metrics")
             self.start()
             self._watch_kills()
             self._status_sent = self.status()
             _sd_notify.notify(f"READY=1\nSTATUS={self._status_sent}\nMAINPID={os.getpid()}")
             self._ready = True
-            self.log("info", "ready", attached=len(self.running), pending=len(self.pending),
-                     pid=os.getpid())
+            self.log("warning" if self.failed else "info", "ready", attached=len(self.running),
+                     pending=len(self.pending), failed=len(self.failed), pid=os.getpid())
             while not self._stop:
                 if self._reload:
                     self._reload = False
                     _sd_notify.reloading(f"reloading {self.config_path}")
                     self._ready = False  # the reload's outcome goes with its READY=1, not before
-                    self.reload()
+                    self.metrics.reloaded(self.reload())
+                    self.reloads += 1
+                    self._publish()
                     self._status_sent = self.status()
                     _sd_notify.notify(f"READY=1\nSTATUS={self._status_sent}")
                     self._ready = True
@@ -420,6 +544,12 @@ class Daemon:
             if self._watcher is not None:
                 self._watcher.close()
                 self._watcher = None
+            if self.hook is not None:
+                self.hook.close()
+            if self._server is not None:
+                self._server.close()
+            if self.journal is not None:
+                self.journal.close()
             self.stop()
             remove_state(os.getpid())
             os.close(lock)
@@ -446,6 +576,7 @@ class Daemon:
             self.log("warning", "kills_not_watched", error=str(exc))
             return
         self._watcher.on_event(self._on_kill)
+        self.metrics.set_kill_watcher(True)
 
     def _readers(self) -> dict[Any, Any]:
         """key -> event source (``fileno()``, ``poll(0)``) of everything to wait on now."""
@@ -480,6 +611,8 @@ class Daemon:
         due += [when for when in (self._metrics_due, self._rescan_due) if when is not None]
         if self._unit_retry is not None:
             due.append(self._unit_retry.due)
+        if self.hook is not None and self.hook.due() is not None:
+            due.append(self.hook.due())
         return None if not due else max(0.0, min(due) - time.monotonic())
 
     def _wait_once(self, wake: int) -> None:
@@ -500,6 +633,8 @@ class Daemon:
                              id=key[1] if isinstance(key, tuple) else key, error=str(exc))
             if self._stop or self._reload:
                 return
+        if self.hook is not None:
+            self.hook.reap()
         now = time.monotonic()
         if self._unit_retry is not None and self._unit_retry.due <= now:
             self._retry_units()
@@ -510,6 +645,12 @@ class Daemon:
             self.sync()
         if self._metrics_due is not None and self._metrics_due <= time.monotonic():
             self._write_metrics()
+
+
+def _policy_names(entries: Any) -> list[str]:
+    """The shipped policies' names (what kill events carry; an object's is known once loaded)."""
+    return [entry.policy for entry in entries
+            if not entry.policy.endswith(".o") and os.sep not in entry.policy]
 
 
 def _fd_of(reader: Any) -> int | None:
@@ -528,12 +669,12 @@ def _drain(fd: int) -> None:
         pass
 
 
-def run_daemon(config_path: str | os.PathLike[str]) -> int:
+def run_daemon(config_path: str | os.PathLike[str], metrics_listen: str | None = None) -> int:
     """What ``bpfoom run`` does; returns the exit status."""
     config = read_config(config_path)  # the log settings; Daemon checks the rest
     stream = sys.stderr if config.log == "-" else open(config.log, "a", buffering=1)
     log = Log(stream, config.log_format == "json")
     try:
-        return Daemon(config_path, log).run()
+        return Daemon(config_path, log, metrics_listen).run()
     finally:
         log.close()

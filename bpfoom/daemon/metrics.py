@@ -7,9 +7,10 @@ directory, fsync, rename), so node_exporter's textfile collector never reads
 half a file.  No dependency: the format is a few lines of text.
 
 Metric                                    type     labels
-``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), reason
-                                                   (the OOM's constraint: memcg, none (system-wide),
-                                                   cpuset, memory_policy, bpf (declared by a PSI handler))
+``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), constraint
+                                                   (memcg, none (system-wide), cpuset, memory_policy,
+                                                   bpf (declared by a PSI handler)); memcg and none
+                                                   start at 0 for every configured policy
 ``bpfoom_decisions_total``                counter  policy, action, reason
 ``bpfoom_declines_total``                 counter  policy, reason
 ``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
@@ -21,6 +22,12 @@ Metric                                    type     labels
 ``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
                                                    waits for: a cgroup not there yet, a unit not
                                                    running, an attach it retries)
+``bpfoom_build_info``                     gauge    version (always 1)
+``bpfoom_kill_watcher_up``                gauge    (1: every OOM kill on the machine is seen)
+``bpfoom_attach_failures_total``          counter  entry (attaches that failed; starts at 0)
+``bpfoom_reloads_total``                  counter  result (success, failure; both start at 0)
+``bpfoom_protected``                      gauge    entry (1: all it resolves to is attached; 0: pending
+                                                   or failed, i.e. it cannot attach on this kernel)
 """
 
 from __future__ import annotations
@@ -37,11 +44,21 @@ from .files import replace_file
 
 __all__ = ["Metrics", "METRICS"]
 
+
+def _version() -> str:
+    """The installed distribution's version (what `bpfoom --version` says)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bpfoom")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "0+unknown"
+
 # name -> (type, help, label names)
 METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "bpfoom_kills_total": ("counter", "OOM victims the kernel marked, by the policy that chose them "
                            "(default: the kernel's own killer) and the OOM's constraint",
-                           ("policy", "reason")),
+                           ("policy", "constraint")),
     "bpfoom_decisions_total": ("counter", "Decisions reported by bpfoom policies",
                                ("policy", "action", "reason")),
     "bpfoom_declines_total": ("counter", "Decisions where a policy declined and left the OOM to the "
@@ -60,6 +77,16 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "bpfoom_pending_targets": ("gauge", "Configured targets the daemon waits for (a cgroup that does "
                                "not exist yet, a unit that does not run, an attach it retries)",
                                ("entry", "target")),
+    "bpfoom_build_info": ("gauge", "The bpfoom version running (always 1)", ("version",)),
+    "bpfoom_kill_watcher_up": ("gauge", "1 when every OOM kill on the machine is watched (the kill "
+                               "watcher runs), 0 when kills are not seen", ()),
+    "bpfoom_attach_failures_total": ("counter", "Attaches that failed, by configured entry",
+                                     ("entry",)),
+    "bpfoom_reloads_total": ("counter", "Configuration reloads, applied (success) or refused "
+                             "(failure)", ("result",)),
+    "bpfoom_protected": ("gauge", "1 when everything a configured entry resolves to now is attached, "
+                         "0 when it is pending or failed (can never attach on this kernel)",
+                         ("entry",)),
 }
 
 
@@ -77,6 +104,32 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
+        self._values["bpfoom_build_info"][(_version(),)] = 1
+        self._values["bpfoom_kill_watcher_up"][()] = 0
+        for result in ("success", "failure"):
+            self._values["bpfoom_reloads_total"][(result,)] = 0
+
+    def init(self, policies: Iterable[str], entries: Iterable[str]) -> None:
+        """Start the counters of these policies and configured entries at 0 (a series that
+        appears only at its first increment hides it from rate() and `== 0` alerts)."""
+        with self._lock:
+            for policy in [*policies, "default"]:
+                for constraint in ("memcg", "none"):
+                    self._values["bpfoom_kills_total"].setdefault((policy, constraint), 0)
+            for entry in entries:
+                self._values["bpfoom_attach_failures_total"].setdefault((entry,), 0)
+
+    def set_kill_watcher(self, up: bool) -> None:
+        with self._lock:
+            self._values["bpfoom_kill_watcher_up"][()] = float(up)
+
+    def attach_failed(self, entry: str) -> None:
+        with self._lock:
+            self._add("bpfoom_attach_failures_total", (entry,))
+
+    def reloaded(self, applied: bool) -> None:
+        with self._lock:
+            self._add("bpfoom_reloads_total", ("success" if applied else "failure",))
 
     def _add(self, name: str, labels: tuple[str, ...], amount: float = 1) -> None:
         series = self._values[name]
@@ -131,6 +184,11 @@ class Metrics:
         with self._lock:
             self._values["bpfoom_pending_targets"] = series
 
+    def set_protected(self, protected: dict[str, bool]) -> None:
+        """Replace the per-entry protection gauge (configured entry id -> protected now)."""
+        with self._lock:
+            self._values["bpfoom_protected"] = {(entry,): float(on) for entry, on in protected.items()}
+
     def render(self) -> str:
         """The text exposition: HELP and TYPE, then the samples, for every metric."""
         lines = []
@@ -140,7 +198,8 @@ class Metrics:
                 lines.append(f"# TYPE {name} {kind}")
                 for values, number in sorted(self._values.get(name, {}).items()):
                     pairs = ",".join(f'{label}="{_escape(value)}"' for label, value in zip(labels, values))
-                    lines.append(f"{name}{{{pairs}}} {_number(number)}")
+                    lines.append(f"{name}{{{pairs}}} {_number(number)}" if pairs else
+                                 f"{name} {_number(number)}")
         return "\n".join(lines) + "\n"
 
     def write(self, path: str | os.PathLike[str]) -> None:

@@ -16,7 +16,8 @@ from .config import Config, Entry
 __all__ = ["Step", "Plan", "plan_reload", "DAEMON_SETTINGS"]
 
 # [daemon] keys that only a restart applies.
-DAEMON_SETTINGS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file")
+DAEMON_SETTINGS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal",
+                   "kill_hook", "kill_hook_interval")
 
 # "retune": set tunables/granularity on the live object; "switch": load a new object and
 # point the link at it; "remove": detach; "add": load and attach.

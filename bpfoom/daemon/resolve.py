@@ -27,7 +27,7 @@ from typing import Any
 from ..bpf.errors import BpfError
 from ..oom.targets import (CgroupPattern, check_pod_name, kube_patterns, kube_pod_uids,
                            unit_cgroup_when_running)
-from .config import Entry, granularity_under
+from .config import Entry, granularity_under, settings_under
 
 __all__ = ["Pending", "Resolver", "attachment_id", "POD_LOG_DIR"]
 
@@ -151,7 +151,8 @@ class Resolver:
                     pending.append(Pending(entry.id, str(target), found.strerror))
                 elif found is not None and found.is_dir():
                     wanted[entry.id] = replace(entry, cgroup=str(found),
-                                               granularity=granularity_under(entry, found))
+                                               granularity=granularity_under(entry, found),
+                                               settings=settings_under(entry, found))
                 else:
                     pending.append(Pending(entry.id, str(target), f"{target.value} does not run "
                                            f"(its cgroup {found} does not exist)"))
@@ -164,7 +165,8 @@ class Resolver:
                 for path in matches:
                     key = attachment_id(entry, path)
                     wanted[key] = replace(entry, id=key, cgroup=str(path), origin=entry.id,
-                                          granularity=granularity_under(entry, path))
+                                          granularity=granularity_under(entry, path),
+                                          settings=settings_under(entry, path))
                 if not matches:
                     looked = ", ".join(p.text for p in patterns)
                     pending.append(Pending(entry.id, str(target), why or (

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import difflib
 import errno
+import re
+from decimal import Decimal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
 from .meta import META_SECTION, Declaration, Meta, read_meta
 
-__all__ = ["TunableInfo", "Tunables", "suggest", "convert_text", "global_sections",
+__all__ = ["TunableInfo", "Tunables", "suggest", "convert_text", "parse_size", "global_sections",
            "declared_tunables", "load_object"]
 
 _SECTIONS = ("rodata", "data", "bss")
@@ -71,6 +73,27 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:i?B)?", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """An integer as operators write sizes: ``4096``, ``0x1000``, ``16M``, ``1.5GiB``, ``64k``.
+
+    K, M, G and T (with or without ``iB``/``B``) are powers of 1024, as in
+    systemd's MemoryMax=; a fraction is rounded down to whole bytes.
+    """
+    stripped = text.strip()
+    try:
+        return int(stripped, 0)
+    except ValueError:
+        pass
+    found = _SIZE.fullmatch(stripped)
+    if found is None:
+        raise ValueError(f"{text!r} is not a number or size: give an integer (4096, 0x1000) or a "
+                         "size with K, M, G or T (16M, 1.5GiB; powers of 1024)")
+    return int(Decimal(found[1]) * 1024 ** ("KMGT".index(found[2].upper()) + 1))
+
+
 def convert_text(text: str, like: Any) -> Any:
     """``text`` as a value of the same kind as ``like`` (the variable's current value)."""
     if isinstance(like, bool):
@@ -81,7 +104,7 @@ def convert_text(text: str, like: Any) -> Any:
             return False
         raise ValueError(f"{text!r} is not a boolean (use true or false)")
     if isinstance(like, int):
-        return int(text.strip(), 0)
+        return parse_size(text)
     if isinstance(like, float):
         return float(text)
     return text
@@ -177,6 +200,10 @@ class Tunables:
                     raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of "
                                             f"{self.label}: {exc}; give a "
                                             f"{type(current).__name__}") from None
+        if isinstance(value, bool) and not isinstance(section[name], bool):
+            raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of {self.label}: "
+                                    f"{str(value).lower()}: true or false is not a number; give "
+                                    f"a {type(section[name]).__name__}")
         if name in self.declared:
             self.declared[name].check(value, self.label)
         section[name] = value

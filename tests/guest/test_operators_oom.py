@@ -177,7 +177,7 @@ def test_metrics_and_journal_entries_of_a_real_oom(cgroups, hogs, tmp_path):
         metrics.write(tmp_path / "bpfoom.prom")
         parsed = parse((tmp_path / "bpfoom.prom").read_text())
         kills = parsed["bpfoom_kills_total"]["samples"]
-        assert kills[(("policy", "largest_leaf"), ("reason", "memcg"))] >= 1
+        assert kills[(("policy", "largest_leaf"), ("constraint", "memcg"))] >= 1
         decided = parsed["bpfoom_decisions_total"]["samples"]
         assert decided[(("policy", "largest_leaf"), ("action", "killed"), ("reason", "largest_leaf"))] >= 1
         attached = parsed["bpfoom_attached_policies"]["samples"]

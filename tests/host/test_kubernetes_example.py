@@ -65,7 +65,8 @@ def test_the_pod_gets_host_pids_bpffs_cgroups_and_only_the_needed_capabilities()
     assert volumes[mounts["/sys/fs/bpf"]["name"]]["hostPath"]["path"] == "/sys/fs/bpf"
     assert volumes[mounts["/sys/fs/cgroup"]["name"]]["hostPath"]["path"] == "/sys/fs/cgroup"
     assert volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == "bpfoom-config"
-    assert "emptyDir" in volumes[mounts["/run/bpfoom"]["name"]]  # the state `bpfoom status` reads
+    # the state `bpfoom status` reads, and what each kept link runs: outlives the pod
+    assert volumes[mounts["/run/bpfoom"]["name"]]["hostPath"]["path"] == "/run/bpfoom"
     assert mounts["/var/log/pods"]["readOnly"] is True  # pod = "ns/name" targets
     assert volumes[mounts["/var/log/pods"]["name"]]["hostPath"]["path"] == "/var/log/pods"
     security = container["securityContext"]
@@ -73,3 +74,37 @@ def test_the_pod_gets_host_pids_bpffs_cgroups_and_only_the_needed_capabilities()
     unit = (facts.REPO / "examples" / "systemd" / "bpfoom.service").read_text()
     bounding = next(line for line in unit.splitlines() if line.startswith("CapabilityBoundingSet="))
     assert {f"CAP_{c}" for c in security["capabilities"]["add"]} == set(bounding.split("=")[1].split())
+
+
+def test_the_daemonset_lands_only_on_nodes_with_the_kernel_and_is_probed():
+    spec = pod()
+    assert spec["nodeSelector"] == {"feature.node.kubernetes.io/bpfoom.bpf_oom_ops": "true"}
+    assert spec["automountServiceAccountToken"] is False
+    [container] = spec["containers"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command[:3] == ["bpfoom", "status", "--json"], command
+    assert container["livenessProbe"]["exec"]["command"][3:] == ["--probe", "live"]
+    assert container["readinessProbe"]["exec"]["command"][3:] == ["--probe", "ready"]
+    annotations = manifest()["spec"]["template"]["metadata"]["annotations"]
+    [port] = container["ports"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"
+    listen = [arg for arg in container["command"] if arg.startswith("--metrics-listen=")]
+    assert listen == [f"--metrics-listen=0.0.0.0:{port['containerPort']}"]
+
+
+def test_the_image_the_daemonset_names_is_the_one_the_build_script_makes():
+    [container] = pod()["containers"]
+    script = (facts.REPO / "examples" / "container" / "build-image").read_text()
+    assert f'IMAGE="${{IMAGE:-{container["image"]}}}"' in script
+    containerfile = (facts.REPO / "examples" / "container" / "Containerfile").read_text()
+    assert 'ENTRYPOINT ["bpfoom"]' in containerfile
+
+
+def test_the_pod_security_level_and_the_uninstall_are_documented():
+    text = (EXAMPLE / "daemonset.yaml").read_text()
+    assert "pod-security.kubernetes.io/enforce: privileged" in text
+    operators = (facts.REPO / "docs" / "operators.md").read_text()
+    assert "### Uninstalling" in operators and "/sys/fs/bpf/bpfoom/daemon" in operators

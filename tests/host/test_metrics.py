@@ -29,7 +29,7 @@ def decision(policy: str, action: str, reason: str) -> bpfoom.DecisionEvent:
                                 monotonic_ns=time.monotonic_ns())
 
 
-def test_the_exposition_counts_by_policy_and_reason():
+def test_the_exposition_counts_by_policy_and_constraint():
     metrics = daemon.Metrics()
     for event in (kill("largest_leaf"), kill("largest_leaf"), kill("default", "CONSTRAINT_NONE"),
                   decision("largest_leaf", "killed", "largest_leaf"),
@@ -43,8 +43,8 @@ def test_the_exposition_counts_by_policy_and_reason():
     metrics.observe(decision("largest_leaf", "waiting", "victim_exiting"))
     parsed = parse(metrics.render())
     kills = parsed["bpfoom_kills_total"]["samples"]
-    assert kills == {(("policy", "largest_leaf"), ("reason", "memcg")): 2,
-                     (("policy", "default"), ("reason", "none")): 1}
+    assert kills == {(("policy", "largest_leaf"), ("constraint", "memcg")): 2,
+                     (("policy", "default"), ("constraint", "none")): 1}
     decisions = parsed["bpfoom_decisions_total"]["samples"]
     assert decisions[(("policy", "observe"), ("action", "declined"), ("reason", "nothing_killable"))] == 2
     assert sum(decisions.values()) == 4
@@ -57,6 +57,36 @@ def test_the_exposition_counts_by_policy_and_reason():
     assert before - 1 <= last <= time.time() + 1
     assert parsed["bpfoom_kills_total"]["type"] == "counter"
     assert parsed["bpfoom_attached_policies"]["type"] == "gauge"
+
+
+def test_counters_start_at_zero_and_the_daemon_reports_on_itself():
+    """A counter that appears only at its first increment makes rate() and alerts on `== 0`
+    blind; build_info, the kill watcher, attach failures and reloads are there from the start."""
+    metrics = daemon.Metrics()
+    metrics.init(["largest_leaf", "priority"], ["node", "batch"])
+    parsed = parse(metrics.render())
+    kills = parsed["bpfoom_kills_total"]["samples"]
+    for policy in ("largest_leaf", "priority", "default"):
+        for constraint in ("memcg", "none"):
+            assert kills[(("policy", policy), ("constraint", constraint))] == 0
+    assert parsed["bpfoom_attach_failures_total"]["samples"] == {
+        (("entry", "node"),): 0, (("entry", "batch"),): 0}
+    assert parsed["bpfoom_reloads_total"]["samples"] == {
+        (("result", "success"),): 0, (("result", "failure"),): 0}
+    [(labels, value)] = parsed["bpfoom_build_info"]["samples"].items()
+    assert dict(labels)["version"] == bpfoom.__version__ and value == 1
+    assert parsed["bpfoom_kill_watcher_up"]["samples"] == {(): 0}
+
+    metrics.set_kill_watcher(True)
+    metrics.attach_failed("batch")
+    metrics.reloaded(False)
+    metrics.observe(kill("largest_leaf"))
+    parsed = parse(metrics.render())
+    assert parsed["bpfoom_kill_watcher_up"]["samples"] == {(): 1}
+    assert parsed["bpfoom_attach_failures_total"]["samples"][(("entry", "batch"),)] == 1
+    assert parsed["bpfoom_reloads_total"]["samples"][(("result", "failure"),)] == 1
+    assert parsed["bpfoom_kills_total"]["samples"][
+        (("policy", "largest_leaf"), ("constraint", "memcg"))] == 1
 
 
 def test_fields_built_once_count_as_the_event_does():

@@ -26,6 +26,14 @@
 
 #define POLICY_MAX_DEPTH 16
 
+#ifndef POLICY_DRY_RUN
+/* Any policy, as a dry run: it decides and reports whom it would kill, kills nobody and returns
+ * 0, so the kernel's killer (or the next policy up) decides (the daemon's `dry_run = true`). */
+bool dry_run = false;
+BPFOOM_TUNABLE(dry_run, "decide and report whom it would kill, but kill nobody: the kernel's "
+	       "own killer (or the next policy up) decides");
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -128,14 +136,17 @@ static __always_inline void take_task(struct oom_control *oc, struct task_struct
 				      const char *message)
 {
 #ifndef POLICY_DRY_RUN
-	int err = bpf_oom_kill_process(oc, task, message);
+	int err;
 
-	if (err) {
-		if (!event.error)
-			event.error = err;
-		return;
+	if (!dry_run) {
+		err = bpf_oom_kill_process(oc, task, message);
+		if (err) {
+			if (!event.error)
+				event.error = err;
+			return;
+		}
+		victims_add(task->tgid, id);
 	}
-	victims_add(task->tgid, id);
 #endif
 	event_add_pid(task->tgid);
 	nr_taken++;
@@ -248,6 +259,19 @@ static __u32 take_victims(struct oom_control *oc, struct mem_cgroup *scope, __u6
 		take_cgroup(oc, id, message);
 	}
 	return nr_taken;
+}
+
+/* Report what take_victims() took: killed (returns 1), or in a dry run would have (returns 0). */
+static __always_inline int report_taken(__u16 reason)
+{
+#ifndef POLICY_DRY_RUN
+	if (!dry_run) {
+		event_send(ACTION_KILLED, reason);
+		return 1;
+	}
+#endif
+	event_send(ACTION_DRY_RUN, reason);
+	return 0;
 }
 
 #endif

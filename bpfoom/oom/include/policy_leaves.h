@@ -13,6 +13,18 @@
 
 #define MAX_LEAVES 1024
 
+/*
+ * Protection (every shipped bpf_oom_ops policy): a task whose oom_score_adj is
+ * at or below this, or a leaf holding one, is chosen only when no other
+ * candidate is left.  -900 covers the node daemons Kubernetes protects (the
+ * kubelet at -999, the container runtime and critical pods at -997) while
+ * -1000 stays never chosen at all, as the kernel's own killer does.
+ */
+__s32 protected_oom_score_adj = -900;
+BPFOOM_TUNABLE_RANGE(protected_oom_score_adj, -1000, 1000,
+		     "choose a task (or leaf holding one) whose oom_score_adj is at or below this "
+		     "only when no other candidate is left; -1000: protect only the unkillable");
+
 /* Scratch for one OOM: the kernel runs one OOM at a time (oom_lock). */
 __u64 leaf_ids[MAX_LEAVES];
 __u32 nr_leaves;
@@ -23,6 +35,8 @@ struct leaf_stats {
 	bool has_tasks;
 	__s32 unkillable_pid;	/* a task with oom_score_adj -1000 (0: none) */
 	__s32 exiting_pid;	/* a task already an OOM victim, not one of ours (0: none) */
+	__s16 min_adj;		/* the lowest oom_score_adj of its tasks (protection) */
+	__s16 max_adj;		/* the highest (the order among equal sizes) */
 };
 
 struct leaf_choice {
@@ -63,6 +77,12 @@ static inline void scan_tasks(struct cgroup_subsys_state *css, struct leaf_stats
 
 	bpf_iter_css_task_new(&it, css, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
+		short adj = task->signal->oom_score_adj;
+
+		if (!st->has_tasks || adj < st->min_adj)
+			st->min_adj = adj;
+		if (!st->has_tasks || adj > st->max_adj)
+			st->max_adj = adj;
 		st->has_tasks = true;
 		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
 			st->unkillable_pid = task->tgid;
@@ -155,24 +175,54 @@ next_candidate_leaf(struct bpf_iter_css *it, bool exclude_page_cache, struct lea
 	return NULL;
 }
 
-/* Set `choice` to the largest leaf under `root` with tasks, none of them unkillable. */
+/* Whether a candidate leaf holds a protected task (protected_oom_score_adj). */
+static __always_inline bool leaf_is_protected(struct leaf_stats *st)
+{
+	return st->min_adj <= protected_oom_score_adj;
+}
+
+/* Whether leaf `st` beats the best so far (`size`, `max_adj`): larger, or as large with a higher
+ * oom_score_adj. */
+static __always_inline bool leaf_beats(struct leaf_stats *st, __u64 size, __s16 max_adj, __u64 id)
+{
+	return !id || st->size > size || (st->size == size && st->max_adj > max_adj);
+}
+
+/*
+ * Set `choice` to the largest leaf under `root` with tasks, none of them
+ * unkillable; a protected leaf only when no unprotected one is a candidate.
+ */
 static inline void choose_largest_leaf(struct mem_cgroup *root, bool exclude_page_cache)
 {
 	struct bpf_iter_css it;
 	struct leaf_stats st;
-	__u64 id;
+	__u64 id, spare_id = 0, spare_size = 0;
+	__s16 best_adj = 0, spare_adj = 0;
 
 	__builtin_memset(&choice, 0, sizeof(choice));
 	leaf_walk_start(root, &it);
 	while (next_candidate_leaf(&it, exclude_page_cache, &st, &id)) {
 		choice.candidates++;
 		explain_candidate(id, 0, st.usage, st.size, 0, false);
-		if (st.size > choice.size) {
+		if (leaf_is_protected(&st)) {
+			if (leaf_beats(&st, spare_size, spare_adj, spare_id)) {
+				spare_size = st.size;
+				spare_adj = st.max_adj;
+				spare_id = id;
+			}
+			continue;
+		}
+		if (leaf_beats(&st, choice.size, best_adj, choice.id)) {
 			choice.size = st.size;
+			best_adj = st.max_adj;
 			choice.id = id;
 		}
 	}
 	leaf_walk_end(&it);
+	if (!choice.id && spare_id) {
+		choice.id = spare_id;
+		choice.size = spare_size;
+	}
 }
 
 #endif

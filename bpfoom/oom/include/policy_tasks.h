@@ -20,9 +20,19 @@ struct task_choice {
 	__u64 rank;		/* what it was chosen by */
 	__u32 candidates;	/* killable tasks compared */
 	__u64 exiting_id;	/* a cgroup holding an OOM victim not ours (0: none) */
+	__s16 adj;		/* its oom_score_adj (the order among equal ranks) */
 };
 
 struct task_choice task_choice;
+/* The best protected task (protected_oom_score_adj, policy_leaves.h): chosen only without any
+ * other candidate. */
+struct task_choice task_spare;
+
+/* Whether the task (`rank`, `adj`) beats `best`: ranked higher, or as high with a higher adj. */
+static __always_inline bool task_beats(struct task_choice *best, __u64 rank, short adj)
+{
+	return !best->pid || rank > best->rank || (rank == best->rank && adj > best->adj);
+}
 
 /* The policy's ordering: the killable task with the largest rank dies. */
 static __u64 task_rank(struct task_struct *task, __u64 memory);
@@ -32,7 +42,9 @@ static void rank_tasks_of(struct cgroup_subsys_state *css, __u64 id)
 {
 	struct bpf_iter_css_task it;
 	struct task_struct *task;
+	struct task_choice *best;
 	__u64 memory, rank;
+	short adj;
 
 	bpf_iter_css_task_new(&it, css, CSS_TASK_ITER_PROCS);
 	while ((task = bpf_iter_css_task_next(&it))) {
@@ -56,12 +68,15 @@ static void rank_tasks_of(struct cgroup_subsys_state *css, __u64 id)
 		}
 		task_choice.candidates++;
 		rank = task_rank(task, memory);
+		adj = task->signal->oom_score_adj;
 		explain_candidate(id, task->tgid, memory, rank, 0, false);
-		if (!task_choice.pid || rank > task_choice.rank) {
-			task_choice.pid = task->tgid;
-			task_choice.cgroup_id = id;
-			task_choice.memory = memory;
-			task_choice.rank = rank;
+		best = adj <= protected_oom_score_adj ? &task_spare : &task_choice;
+		if (task_beats(best, rank, adj)) {
+			best->pid = task->tgid;
+			best->cgroup_id = id;
+			best->memory = memory;
+			best->rank = rank;
+			best->adj = adj;
 		}
 	}
 	bpf_iter_css_task_destroy(&it);
@@ -75,6 +90,7 @@ static void choose_task(struct mem_cgroup *root)
 	struct bpf_iter_css it;
 
 	__builtin_memset(&task_choice, 0, sizeof(task_choice));
+	__builtin_memset(&task_spare, 0, sizeof(task_spare));
 	bpf_rcu_read_lock();
 	bpf_iter_css_new(&it, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE);
 	while ((css = next_leaf(&it))) {
@@ -86,6 +102,12 @@ static void choose_task(struct mem_cgroup *root)
 	}
 	bpf_iter_css_destroy(&it);
 	bpf_rcu_read_unlock();
+	if (!task_choice.pid && task_spare.pid) {
+		task_choice.pid = task_spare.pid;
+		task_choice.cgroup_id = task_spare.cgroup_id;
+		task_choice.memory = task_spare.memory;
+		task_choice.rank = task_spare.rank;
+	}
 }
 
 static int decide(struct oom_control *oc, struct mem_cgroup *scope)
@@ -109,8 +131,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}
-	event_send(ACTION_KILLED, POLICY_REASON);
-	return 1;
+	return report_taken(POLICY_REASON);
 }
 
 #endif

@@ -64,8 +64,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}
-	event_send(ACTION_KILLED, REASON_LARGEST_LEAF);
-	return 1;
+	return report_taken(REASON_LARGEST_LEAF);
 }
 
 SEC("struct_ops.s/handle_out_of_memory")

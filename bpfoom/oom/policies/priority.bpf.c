@@ -146,7 +146,8 @@ static void choose_by_priority(struct mem_cgroup *root)
 	while ((css = next_candidate_leaf(&it, exclude_page_cache, &st, &id))) {
 		best.candidates++;
 		setting_of(css, root_level);
-		protected = found_setting.protected != 0;
+		/* protected by its setting, or holding a task at or below protected_oom_score_adj */
+		protected = found_setting.protected != 0 || leaf_is_protected(&st);
 		explain_candidate(id, 0, st.usage, st.size, found_setting.priority, protected);
 		if (protected)
 			explain_exclusion(EXCLUDED_PROTECTED, id, 0);
@@ -184,8 +185,7 @@ static int decide(struct oom_control *oc, struct mem_cgroup *scope)
 		event_send(ACTION_DECLINED, REASON_KILL_FAILED);
 		return 0;
 	}
-	event_send(ACTION_KILLED, best.protected ? REASON_ONLY_PROTECTED : REASON_PRIORITY_CLASS);
-	return 1;
+	return report_taken(best.protected ? REASON_ONLY_PROTECTED : REASON_PRIORITY_CLASS);
 }
 
 SEC("struct_ops.s/handle_out_of_memory")

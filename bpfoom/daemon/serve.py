@@ -1,0 +1,60 @@
+"""``--metrics-listen HOST:PORT``: the metrics over HTTP for Prometheus to scrape (a pod has no
+node_exporter textfile directory).  A thread of its own serves ``GET /metrics`` from
+:meth:`Metrics.render`; the event loop never waits for a scraper."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ..bpf.errors import BpfError
+from .metrics import Metrics
+
+__all__ = ["MetricsServer", "parse_listen"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9863``, ``0.0.0.0:9863``, ``:9863``) as (host, port)."""
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError
+    except ValueError:
+        raise BpfError(22, f"--metrics-listen {text!r} is not HOST:PORT (e.g. 0.0.0.0:9863)") from None
+    return host.strip("[]") or "0.0.0.0", number
+
+
+class MetricsServer:
+    """Serves ``metrics`` at http://HOST:PORT/metrics until :meth:`close`."""
+
+    def __init__(self, metrics: Metrics, listen: str) -> None:
+        host, port = parse_listen(listen)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served")
+                    return
+                body = metrics.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # scrapes are not log lines
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.address = self._server.server_address
+        self._thread = threading.Thread(target=self._server.serve_forever, name="bpfoom-metrics",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,89 @@
+"""Who a victim is, in the words operators act on: its cgroup path, systemd unit, Kubernetes pod.
+
+Events carry cgroup ids; a person needs ``/sys/fs/cgroup/system.slice/nginx.service``,
+``nginx.service`` or ``shop/web-0``.  Resolved when the event arrives (the
+cgroup may be gone later), from the cgroup's path alone: the unit is the
+innermost ``.service``/``.scope`` component (else ``.slice``); the pod is
+the ``pod<uid>`` component of a kubepods path (either cgroup driver), named
+through the kubelet's ``/var/log/pods/<namespace>_<name>_<uid>``.  Only
+the fields that apply are returned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from ..bpf.cgroup import Cgroup
+from ..bpf.errors import BpfError
+
+__all__ = ["describe", "POD_LOG_DIR"]
+
+POD_LOG_DIR = Path("/var/log/pods")
+_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+
+
+def describe(cgroup_id: int, prefix: str = "victim_",
+             pod_log_dir: str | os.PathLike = POD_LOG_DIR) -> dict[str, str]:
+    """``{prefix}cgroup``, ``{prefix}unit``, ``{prefix}pod_uid``, ``{prefix}pod`` and
+    ``{prefix}namespace`` (those that apply) for the cgroup ``cgroup_id``; empty when it is 0
+    or cannot be opened any more."""
+    if not cgroup_id:
+        return {}
+    try:
+        with Cgroup.from_id(cgroup_id) as cgroup:
+            path = str(cgroup.path)
+    except (BpfError, OSError):
+        return {}
+    found = {f"{prefix}cgroup": path}
+    unit = _unit(path)
+    if unit is not None:
+        found[f"{prefix}unit"] = unit
+    uid = _pod_uid(path)
+    if uid is not None:
+        found[f"{prefix}pod_uid"] = uid
+        named = _pod_names(str(pod_log_dir)).get(uid)
+        if named is not None:
+            found[f"{prefix}namespace"], found[f"{prefix}pod"] = named
+    return found
+
+
+def _unit(path: str) -> str | None:
+    parts = Path(path).parts
+    for suffixes in ((".service", ".scope"), (".slice",)):
+        for part in reversed(parts):
+            if part.endswith(suffixes) and part != "-.slice":
+                return part
+    return None
+
+
+def _pod_uid(path: str) -> str | None:
+    """The UID of the pod whose cgroup holds ``path`` (the systemd driver spells it with _)."""
+    found = _POD.search(path)
+    return None if found is None else found[1].replace("_", "-")
+
+
+@lru_cache(maxsize=1)
+def _pod_listing(log_dir: str, stamp: float) -> dict[str, tuple[str, str]]:
+    names = {}
+    try:
+        entries = os.listdir(log_dir)
+    except OSError:
+        return names
+    for entry in entries:
+        namespace, _, rest = entry.partition("_")
+        name, _, uid = rest.rpartition("_")
+        if namespace and name and uid:
+            names[uid] = (namespace, name)
+    return names
+
+
+def _pod_names(log_dir: str) -> dict[str, tuple[str, str]]:
+    """uid -> (namespace, name), read again whenever the directory changed."""
+    try:
+        stamp = os.stat(log_dir).st_mtime
+    except OSError:
+        return {}
+    return _pod_listing(log_dir, stamp)

@@ -1,0 +1,102 @@
+"""Kills people can act on: at a real OOM the daemon's kill and decision lines name the victim's
+cgroup path and unit, at `warning`; the journal entry (a real datagram socket standing in for
+journald) carries MESSAGE_ID and the same fields; the kill hook runs with them in its environment.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import bpfoom
+from daemon_process import WAIT_S, DaemonProcess
+
+BPFFS = Path("/sys/fs/bpf")
+KILL_MESSAGE_ID = "c4a938d5b82d4e2f9eed25edae10de4d"
+
+
+@pytest.fixture
+def pin_dir():
+    path = BPFFS / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
+    yield path
+    for pin in path.glob("*") if path.exists() else ():
+        if not pin.name.endswith(("_events", "_events_dropped")):
+            with bpfoom.Link.from_pinned(pin) as link:
+                if link.info().map_id:
+                    link.detach()
+        pin.unlink()
+    if path.exists():
+        path.rmdir()
+
+
+def journal_entries(sock: socket.socket) -> list[dict[str, str]]:
+    entries = []
+    while True:
+        try:
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return entries
+        entries.append(dict(line.split("=", 1) for line in data.decode().splitlines()
+                            if "=" in line))
+
+
+def test_a_kill_names_the_victim_in_the_log_the_journal_and_the_hook(
+        cgroup, memory_hog, pin_dir, tmp_path):
+    cgroup.write("memory.max", str(48 << 20))
+    hook_out = tmp_path / "hook.env"
+    journal_path = tmp_path / "journal.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
+        journal.bind(str(journal_path))
+        config = tmp_path / "bpfoom.toml"
+        config.write_text(f"""
+[daemon]
+pin_dir = "{pin_dir}"
+log_format = "json"
+journal = "{journal_path}"
+kill_hook = ["{sys.executable}", "-c", "import os; open('{hook_out}.tmp', 'w').write(''.join(f'{{k}}={{v}}\\\\n' for k, v in os.environ.items() if k.startswith('BPFOOM_'))); os.rename('{hook_out}.tmp', '{hook_out}')"]
+
+[[attach]]
+id = "leaf"
+policy = "largest_leaf"
+cgroup = "{cgroup.path}"
+""")
+        daemon = DaemonProcess(config, {"BPFOOM_STATE_DIR": str(tmp_path / "state")})
+        try:
+            daemon.wait_event("ready")
+            child = cgroup.child("web.service")
+            victim_path = str(child.path)
+            hog = memory_hog(child, 64)
+            child.close()
+            hog.release()
+            assert hog.wait_dead() == "SIGKILL"
+
+            found = daemon.wait_events("kill", "decision")
+            kill, decision = found["kill"], found["decision"]
+            assert kill["level"] == "warning" and kill["pid"] == hog.pid
+            assert (kill["victim_cgroup"], kill["victim_unit"]) == (victim_path, "web.service")
+            assert decision["level"] == "warning" and decision["action"] == "killed"
+            assert decision["victim_cgroup"] == victim_path
+
+            deadline = time.monotonic() + WAIT_S
+            while not hook_out.exists():  # the hook renames its file into place when done
+                assert time.monotonic() < deadline, "the kill hook did not run"
+                time.sleep(0.05)
+            env = dict(line.split("=", 1) for line in hook_out.read_text().splitlines())
+            assert env["BPFOOM_EVENT"] == "kill" and env["BPFOOM_VICTIM_PID"] == str(hog.pid)
+            assert env["BPFOOM_VICTIM_CGROUP"] == victim_path
+            assert env["BPFOOM_VICTIM_UNIT"] == "web.service"
+            assert env["BPFOOM_POLICY"] == "largest_leaf"
+
+            kills = [e for e in journal_entries(journal) if e.get("MESSAGE_ID") == KILL_MESSAGE_ID]
+            assert kills and kills[0]["PRIORITY"] == "4"
+            assert kills[0]["BPFOOM_VICTIM_CGROUP"] == victim_path
+            assert kills[0]["BPFOOM_PID"] == str(hog.pid) and "web.service" in kills[0]["MESSAGE"]
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait() == 0
+        finally:
+            daemon.stop()
