@@ -35,6 +35,7 @@ def summarise(runs: list[dict]) -> dict:
         "collateral": sorted({d["comm"] for r in good for d in r["collateral"]}),
         "collateral_counts": [r["collateral_count"] for r in good],
         "relief_s": [r["relief_s"] for r in good],
+        "culprit_gone_s": [r.get("culprit_gone_s") for r in good],
         "timed_out": sum(r["timed_out"] for r in good),
         "psi_some_s": [r["psi_some_s"] for r in good],
         "psi_full_s": [r["psi_full_s"] for r in good],
@@ -48,9 +49,9 @@ def table(scenarios: dict[str, dict]) -> str:
     lines = []
     for name, data in scenarios.items():
         lines += [f"### {name}", "",
-                  "| contestant | culprit died | collateral (runs: count) | relief s | "
+                  "| contestant | culprit died | collateral (runs: count) | culprit gone s | relief s | "
                   "stall some s | stall full s | service answered | p99 ms | data intact |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         contestants = list(dict.fromkeys(r["contestant"] for r in data["runs"]))
         for contestant in contestants:
             s = summarise([r for r in data["runs"] if r["contestant"] == contestant])
@@ -61,11 +62,13 @@ def table(scenarios: dict[str, dict]) -> str:
             relief = _spread(s["relief_s"]) + (f", {s['timed_out']} timed out"
                                                if s["timed_out"] else "")
             lines.append(
-                f"| {contestant} | {s['culprit_died']}/{ok} | {collateral} | {relief} | "
+                f"| {contestant} | {s['culprit_died']}/{ok} | {collateral} | "
+                f"{_spread(s['culprit_gone_s'])} | {relief} | "
                 f"{_spread(s['psi_some_s'])} | {_spread(s['psi_full_s'])} | "
                 f"{_spread(s['availability'])} | {_spread(s['p99_ms'])} | "
-                f"{s['data_intact']}/{ok} |"
-                + (f" errors: {'; '.join(s['errors'])}" if s["errors"] else ""))
+                f"{s['data_intact']}/{ok}"
+                + (f"; {len(s['errors'])} failed: {'; '.join(s['errors'])}" if s["errors"] else "")
+                + " |")
         guest = data.get("guest", {})
         lines += ["", f"Guest: {data['scenario'].get('memory', '1G')} RAM, booted to the runner "
                       f"in {guest.get('boot_s', '?')} s, {guest.get('wall_s', '?')} s in all.", ""]

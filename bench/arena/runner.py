@@ -401,6 +401,7 @@ def one_run(scenario: dict, contestant: str) -> dict:
             "collateral_count": len(collateral),
             "onset_s": round(onset - t0, 2) if onset else None,
             "relief_s": round(last_stall - onset, 2) if relieved and onset else None,
+            "culprit_gone_s": round(culprit_gone_at - t0, 2) if culprit_gone_at else None,
             "timed_out": end - t0 > timeout,
             "psi_some_s": round((psi1["some"] - psi0["some"]) / 1e6, 3),
             "psi_full_s": round((psi1["full"] - psi0["full"]) / 1e6, 3),

@@ -8,7 +8,6 @@ log, scanned for the splats that mean a kernel bug (WARNING, BUG, Oops, KASAN,
 lockdep).  A whole pytest session runs as one command: one boot.
 
     python3 -m bpfoom.testing.vm [--kernel BZIMAGE | --flavour lockdep|kasan | --debug] -- CMD ARGS...
-    python3 -m bpfoom.testing.vm --distro [distro.py's options] -- CMD ARGS...  (Debian + systemd)
 
 The kernel is third_party/linux/build.py's, of the flavour asked for (built
 first when its cache has none for the current patches): normal by default,
@@ -403,10 +402,6 @@ def run(command: Sequence[str] | str, *, kernel: Path | str | None = None, debug
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--distro"]:  # a Debian guest with systemd as PID 1: distro.py
-        from bpfoom.testing import distro
-        return distro.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python3 -m bpfoom.testing.vm",
         description="Run a command as root in a guest booted on bpfoom's kernel; exit with its "
