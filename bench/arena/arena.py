@@ -43,7 +43,7 @@ def scenario_files(names: list[str]) -> list[Path]:
 
 
 def run_scenario(path: Path, contestants: list[str], repeats: int, out: Path,
-                 timeout: float) -> dict:
+                 timeout: float, kernel: Path | None, initrd: Path | None) -> dict:
     scenario = tomllib.loads(path.read_text())
     raw = out / f"{path.stem}.json"
     command = [str(REPO / ".venv/bin/python"), str(ARENA / "runner.py"), "--scenario", str(path),
@@ -52,7 +52,8 @@ def run_scenario(path: Path, contestants: list[str], repeats: int, out: Path,
         command += ["--contestant", name]
     started = time.monotonic()
     result = distro.run(command, memory=scenario.get("memory", "1G"), cpus=2, timeout=timeout,
-                        cwd=REPO, rwdirs=[out], live=sys.stdout)
+                        cwd=REPO, rwdirs=[out], live=sys.stdout, kernel=kernel,
+                        initrd=initrd)
     (out / f"{path.stem}.journal").write_text(result.journal)
     (out / f"{path.stem}.kernel.log").write_text(result.kernel_log)
     if not raw.exists():
@@ -74,6 +75,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "build" / "arena")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per scenario boot")
+    parser.add_argument("--kernel", type=Path, help="another bzImage (default: our current build)")
+    parser.add_argument("--initrd", type=Path, help="its initramfs (see bpfoom.testing.distro)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,8 @@ def main() -> int:
     scenarios = {}
     for path in scenario_files(args.scenario):
         print(f"arena: {path.stem}: {', '.join(contestants)} x {args.repeats}", flush=True)
-        scenarios[path.stem] = run_scenario(path, contestants, args.repeats, out, args.timeout)
+        scenarios[path.stem] = run_scenario(path, contestants, args.repeats, out, args.timeout,
+                                       args.kernel, args.initrd)
     from report import write_report  # bench/arena/report.py, beside this file
 
     write_report(scenarios, out)

@@ -244,24 +244,36 @@ OOMD_DROPINS = {
 }
 
 
-def bpfoom_config(kind: str) -> Path:
-    return ARENA / "contestants" / f"bpfoom-{kind}.toml"
+# One configuration per use, the same in every scenario of that kind: never tuned per scenario.
+BPFOOM_CONFIGS = {
+    "server": ARENA / "contestants" / "bpfoom-server.toml",
+    "k8s": REPO / "examples" / "kubernetes" / "policies.toml",  # what the DaemonSet ships
+}
+
+
+def start_unit(unit: str) -> None:
+    """systemctl start, or an error carrying the unit's own last journal lines."""
+    try:
+        sh("systemctl", "start", unit, timeout=300)
+    except subprocess.CalledProcessError as err:
+        journal = sh("journalctl", "-b", "-u", unit, "-n", "15", "--no-pager", check=False).stdout
+        raise RuntimeError(f"{unit} did not start ({err.stderr.strip()}):\n{journal}") from None
 
 
 def start_contestant(name: str, kind: str) -> None:
     if name == "kernel":
         return
     if name == "earlyoom":
-        sh("systemctl", "start", "earlyoom.service")
+        start_unit("earlyoom.service")
     elif name == "nohang":
-        sh("systemctl", "start", "nohang.service")
+        start_unit("nohang.service")
     elif name == "systemd-oomd":
         for rel, text in OOMD_DROPINS.items():
             path = RUN_DIR / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         sh("systemctl", "daemon-reload")
-        sh("systemctl", "start", "systemd-oomd.service")
+        start_unit("systemd-oomd.service")
     elif name == "bpfoom":
         # The shipped unit with the systemd 252 drop-in, and a local.conf as an operator
         # writes it for a virtualenv install (here the checkout's .venv).
@@ -273,13 +285,13 @@ def start_contestant(name: str, kind: str) -> None:
         bpfoom = REPO / ".venv/bin/bpfoom"
         (unit_dir / "local.conf").write_text(
             "[Service]\n"
-            f"Environment=BPFOOM_CONFIG={bpfoom_config(kind)}\n"
+            f"Environment=BPFOOM_CONFIG={BPFOOM_CONFIGS[kind]}\n"
             f"ExecStartPre=\nExecStartPre={bpfoom} run --check ${{BPFOOM_CONFIG}}\n"
             f"ExecStart=\nExecStart={bpfoom} run ${{BPFOOM_CONFIG}}\n"
             # the venv's interpreter is under /root here (pyenv)
             "ProtectHome=no\n")
         sh("systemctl", "daemon-reload")
-        sh("systemctl", "start", "bpfoom.service", timeout=300)
+        start_unit("bpfoom.service")
     else:
         raise SystemExit(f"unknown contestant {name!r}")
     time.sleep(1.0)  # daemons read their first sample
@@ -295,6 +307,9 @@ def stop_contestant(name: str) -> None:
         for rel in OOMD_DROPINS:
             (RUN_DIR / rel).unlink(missing_ok=True)
     if name == "bpfoom":
+        # on_exit = "keep" (the Kubernetes config) leaves its pins: unpinning detaches them,
+        # so the next contestant meets the kernel as it was.
+        shutil.rmtree("/sys/fs/bpf/bpfoom", ignore_errors=True)
         shutil.rmtree(RUN_DIR / "bpfoom.service.d", ignore_errors=True)
         (RUN_DIR / "bpfoom.service").unlink(missing_ok=True)
     sh("systemctl", "daemon-reload", check=False)
@@ -308,6 +323,8 @@ def start_process(spec: dict) -> str:
     command = [part.replace("{arena}", str(ARENA)) for part in spec["command"]]
     args = ["systemd-run", f"--unit={unit}", f"--slice={spec.get('slice', 'system.slice')}",
             "--collect", "-p", f"OOMScoreAdjust={spec.get('oom_score_adj', 0)}"]
+    for prop in spec.get("properties", []):
+        args += ["-p", prop]
     args += ["--", *command]
     sh(*args)
     return unit
@@ -321,6 +338,8 @@ def reset(scenario: dict) -> None:
             sh("systemctl", "stop", line.split()[0], check=False)
     for service in scenario.get("service", []):
         sh("systemctl", "restart", service["unit"])
+    for slice_ in scenario.get("slice", []):
+        sh("systemctl", "set-property", "--runtime", slice_["name"], *slice_["properties"])
     sh("systemctl", "reset-failed", check=False)
     subprocess.run(["sync"], check=False)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
@@ -341,19 +360,21 @@ def one_run(scenario: dict, contestant: str) -> dict:
     probe = None
     dbsize_before = None
     try:
-        for service in scenario.get("service", []):
-            if service.get("probe") == "redis":
-                redis_wait()
-                dbsize_before = redis_fill(service.get("fill_mb", 0))
-                probe = Probe()
-                threading.Thread(target=probe.run, daemon=True).start()
         culprit_spec = next(p for p in scenario["process"] if p.get("culprit"))
-        for spec in scenario["process"]:
+        # Services (real units) first, then the scenario's own processes, the culprit last.
+        for spec in [*scenario.get("service", []), *scenario["process"]]:
             if spec is culprit_spec:
                 continue
-            unit = start_process(spec)
-            want = spec.get("holds_mb", 0) << 20
-            wait_for(lambda: memory_current(unit) >= want * 0.95, 120, f"{unit} to hold its memory")
+            if "command" in spec:
+                unit = start_process(spec)
+                want = spec.get("holds_mb", 0) << 20
+                wait_for(lambda: memory_current(unit) >= want * 0.95, 120,
+                         f"{unit} to hold its memory")
+            if spec.get("probe") == "redis":
+                redis_wait()
+                dbsize_before = redis_fill(spec.get("fill_mb", 0))
+                probe = Probe()
+                threading.Thread(target=probe.run, daemon=True).start()
         time.sleep(1.0)
         before = processes()
         psi0 = psi_totals()

@@ -230,6 +230,7 @@ dmesg > $r/kernel.log
 journalctl -b --no-pager -o short-monotonic > $r/journal 2>&1
 mv $r/status.tmp $r/status
 sync
+systemctl poweroff -ff  # the root is a throw-away overlay: nothing to stop cleanly
 """
 
 
@@ -244,9 +245,13 @@ class DistroRun(vm.VmRun):
 def run(command: Sequence[str] | str, *, kernel: Path | str | None = None,
         memory: str = "2G", cpus: int = 2, timeout: float = vm.DEFAULT_TIMEOUT_S,
         cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
-        rwdirs: Sequence[Path | str] = (), live: TextIO | None = None) -> DistroRun:
+        rwdirs: Sequence[Path | str] = (), live: TextIO | None = None,
+        initrd: Path | str | None = None) -> DistroRun:
     """Boot the distro image on `kernel` (default: the current normal build), run `command`
-    as root once systemd reached multi-user.target, power off, return what it did."""
+    as root once systemd reached multi-user.target, power off, return what it did.
+
+    `initrd` is for kernels whose 9p and virtio are modules (a distribution's): it must
+    mount the 9p root (tag bpfoomroot) and switch to /lib/systemd/systemd."""
     root = image()
     bzimage = Path(kernel) if kernel else vm.default_kernel()
     if not bzimage.is_file():
@@ -264,13 +269,15 @@ def run(command: Sequence[str] | str, *, kernel: Path | str | None = None,
         results.mkdir()
         (results / "guest.sh").write_text(_guest_script(shell, shares, workdir, env or {}))
         append = (f"root={ROOT_TAG} rootfstype=9p rootflags={NINEP} rw console=ttyS0 "
-                  f"panic=-1 bpfoom.job=1 log_buf_len={vm.LOG_BUFFER} systemd.show_status=error")
+                  f"panic=-1 psi=1 bpfoom.job=1 log_buf_len={vm.LOG_BUFFER} systemd.show_status=error")
         merged, upper, work = (layers / "root", layers / "upper", layers / "work")
         for path in (merged, upper, work):
             path.mkdir(parents=True)
         qemu_args = [qemu, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                      "-m", memory, "-smp", str(cpus), "-kernel", str(bzimage), "-append", append,
                      "-serial", f"file:{results / 'console'}", "-nic", "none"]
+        if initrd:
+            qemu_args += ["-initrd", str(initrd)]
         qemu_args += (["-accel", "kvm", "-cpu", "host"] if accel == "kvm"
                       else ["-accel", "tcg", "-cpu", "max"])
         qemu_args += ["-virtfs", f"local,path={merged},mount_tag={ROOT_TAG},security_model=none",
@@ -338,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build", action="store_true",
                         help="only build the image (if the cache has none) and print its path")
     parser.add_argument("--kernel", type=Path, help="bzImage (default: current build)")
+    parser.add_argument("--initrd", type=Path, help="for a kernel with 9p/virtio as modules")
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=vm.DEFAULT_TIMEOUT_S, help="seconds")
@@ -353,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not command:
             parser.error("give the command after --")
         result = run(command, kernel=args.kernel, memory=args.memory, cpus=args.cpus,
-                     timeout=args.timeout, live=sys.stdout)
+                     timeout=args.timeout, live=sys.stdout, initrd=args.initrd)
     except (vm.VmInterrupted, KeyboardInterrupt) as stopped:
         signum = getattr(stopped, "signum", signal.SIGINT)
         _say(f"stopped by {signal.Signals(signum).name}; the VM is gone")
