@@ -298,11 +298,22 @@ def start_contestant(name: str, kind: str) -> None:
 
 
 def stop_contestant(name: str) -> None:
+    """Undo start_contestant(); never raises (a slow systemd after an OOM must not lose the
+    run's measurements)."""
+    try:
+        _stop_contestant(name)
+    except (OSError, subprocess.SubprocessError) as err:
+        log(f"stopping {name}: {err}")
+
+
+def _stop_contestant(name: str) -> None:
     units = {"earlyoom": ["earlyoom.service"], "nohang": ["nohang.service"],
              "systemd-oomd": ["systemd-oomd.service", "systemd-oomd.socket"],
              "bpfoom": ["bpfoom.service"]}.get(name, [])
+    if not units:
+        return
     for unit in units:
-        sh("systemctl", "stop", unit, check=False)
+        sh("systemctl", "stop", unit, check=False, timeout=300)
     if name == "systemd-oomd":
         for rel in OOMD_DROPINS:
             (RUN_DIR / rel).unlink(missing_ok=True)
@@ -312,8 +323,7 @@ def stop_contestant(name: str) -> None:
         shutil.rmtree("/sys/fs/bpf/bpfoom", ignore_errors=True)
         shutil.rmtree(RUN_DIR / "bpfoom.service.d", ignore_errors=True)
         (RUN_DIR / "bpfoom.service").unlink(missing_ok=True)
-    sh("systemctl", "daemon-reload", check=False)
-    sh("systemctl", "reset-failed", check=False)
+    sh("systemctl", "daemon-reload", check=False, timeout=300)
 
 
 # ---------------------------------------------------------------- one run
@@ -335,12 +345,12 @@ def reset(scenario: dict) -> None:
                f"{UNIT_PREFIX}*", check=False).stdout.split("\n")
     for line in units:
         if line.strip():
-            sh("systemctl", "stop", line.split()[0], check=False)
+            sh("systemctl", "stop", line.split()[0], check=False, timeout=300)
     for service in scenario.get("service", []):
-        sh("systemctl", "restart", service["unit"])
+        sh("systemctl", "restart", service["unit"], timeout=300)
     for slice_ in scenario.get("slice", []):
         sh("systemctl", "set-property", "--runtime", slice_["name"], *slice_["properties"])
-    sh("systemctl", "reset-failed", check=False)
+    sh("systemctl", "reset-failed", check=False, timeout=300)
     subprocess.run(["sync"], check=False)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 

@@ -220,7 +220,14 @@ def _guest_script(command: str, shares: list[tuple[Path, bool]], cwd: Path,
     exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items())
     return f"""\
 r=/run/bpfoom-job
-{mounts}systemctl is-system-running > $r/system-state 2>&1
+{mounts}if [ ! -e /proc/self/ns/user ]; then
+    # A kernel without user namespaces (ours: CONFIG_USER_NS is off): systemd 252 fails a
+    # unit with PrivateUsers=yes (Debian's redis-server.service) instead of ignoring it.
+    mkdir -p /run/systemd/system/service.d
+    printf '[Service]\nPrivateUsers=no\n' > /run/systemd/system/service.d/bpfoom-no-userns.conf
+    systemctl daemon-reload
+fi
+systemctl is-system-running > $r/system-state 2>&1
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 cd {shlex.quote(str(cwd))}
 {exports}( {command}
