@@ -18,7 +18,7 @@ from oomtest import killed_pids, sigkilled
 
 def test_an_ancestor_policy_cannot_kill_again_for_the_same_oom(cgroups, hogs, kernel_log):
     top = cgroups("chain")
-    leaf = cgroups("chain/leaf", memory_max="64M")
+    leaf = cgroups("chain/leaf", memory_max="48M")
     first, second = hogs(leaf, 20), hogs(leaf, 8)
     assert first.wait_for("allocated") and second.wait_for("allocated")
     # The leaf's policy kills `first` and lets the walk go on; top's tries `second`.
@@ -27,7 +27,7 @@ def test_an_ancestor_policy_cannot_kill_again_for_the_same_oom(cgroups, hogs, ke
     try:
         with inner.struct_ops["guard_policy"].attach(cgroup=leaf), \
                 outer.struct_ops["guard_policy"].attach(cgroup=top):
-            allocator = hogs(leaf, 30)  # over the limit until `first` is gone, not after
+            allocator = hogs(leaf, 24)  # over the limit until `first` is gone, not after
             assert sigkilled(first.wait_dead()), "the leaf's policy did not kill"
             assert allocator.wait_for("allocated", 120), "the allocator never got its memory"
         assert guard_attempts(inner)[0] == (0, True)

@@ -194,4 +194,5 @@ def test_a_constraint_text_the_verifier_cannot_bound_is_refused_at_load():
             obj.load()
     finally:
         obj.close()
-    assert "doesn't point to a const string" in (caught.value.log or "")
+    # The constant-string check (check_arg_const_str()): a read-only map value only.
+    assert "does not point to a readonly map" in (caught.value.log or "")
