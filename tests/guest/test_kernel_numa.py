@@ -7,9 +7,11 @@ included: an OOM of an MPOL_BIND allocation (CONSTRAINT_MEMORY_POLICY) whose
 system-wide policy called the kill kfunc locked up holding oom_lock.
 
 Needs two NUMA nodes, which the normal VM does not have; run it with
-    python -m bpfoom.testing.vm --numa 2 -- env BPFOOM_REQUIRE_VM_TESTS=1 \\
+    python -m bpfoom.testing.vm --numa 2 --memory 1G -- env BPFOOM_REQUIRE_VM_TESTS=1 \\
         .venv/bin/python -m pytest tests/guest/test_kernel_numa.py -q -p no:cacheprovider
-The allocator binds itself to node 1 and allocates more than the node has.
+The allocator binds itself to node 1 and allocates more than the node has
+(512M with --memory 1G: filling it under TCG takes a while, hence the
+longer wait).
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from bpfoom.testing import DEATH_TIMEOUT_S
 from kerneltest import MODE_KILL, guard_attempts, open_guard
 from oomtest import await_oom_report_window, killed_pids
 
+# Filling a node under TCG on a busy host took over a minute.
+FILL_TIMEOUT_S = 300
 NODES = sorted(Path("/sys/devices/system/node").glob("node[0-9]*"))
 
 pytestmark = pytest.mark.skipif(
@@ -58,7 +61,7 @@ def test_a_system_wide_policy_kills_in_a_mempolicy_oom(cgroups, kernel_log):
         assert allocator.stdout.readline().strip() == "bound"
         guard.bss["target_pid"] = allocator.pid
         with guard.struct_ops["guard_policy"].attach():  # system-wide
-            status = allocator.wait(timeout=DEATH_TIMEOUT_S)
+            status = allocator.wait(timeout=FILL_TIMEOUT_S)
         assert status == -9, f"the allocator exited with {status}"
         assert guard_attempts(guard)[0] == (0, True)
         assert killed_pids(kernel_log)[0] == (allocator.pid, "bpfoom guard")
