@@ -297,9 +297,29 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _mib(memory: str) -> int:
+    """QEMU's size ("2G", "512M") in MiB."""
+    units = {"M": 1, "G": 1024}
+    number, unit = memory[:-1], memory[-1:].upper()
+    if unit not in units or not number.isdigit():
+        raise VmError(f"memory size {memory!r}: give MiB or GiB, like 2G or 1536M")
+    return int(number) * units[unit]
+
+
+def numa_args(memory: str, cpus: int, nodes: int) -> list[str]:
+    """vng options for `nodes` NUMA nodes sharing `memory` and `cpus` evenly (0: none)."""
+    if nodes <= 1:
+        return []
+    if cpus % nodes or _mib(memory) % nodes:
+        raise VmError(f"--numa {nodes}: {cpus} CPUs and {memory} must split evenly across the nodes")
+    per_cpus, per_mib = cpus // nodes, _mib(memory) // nodes
+    return [arg for node in range(nodes) for arg in (
+        "--numa", f"{per_mib}M,cpus={node * per_cpus}-{(node + 1) * per_cpus - 1}")]
+
+
 def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str, cpus: int,
           timeout: float, cwd: Path | None, env: Mapping[str, str] | None,
-          rwdirs: Sequence[Path], live: TextIO | None) -> VmRun:
+          rwdirs: Sequence[Path], live: TextIO | None, numa: int = 0) -> VmRun:
     shell = command if isinstance(command, str) else shlex.join(command)
     cwd = Path(cwd or os.getcwd()).resolve()
     with tempfile.TemporaryDirectory(prefix="bpfoom-vm-", dir="/tmp") as scratch:
@@ -312,6 +332,7 @@ def _boot(command: Sequence[str] | str, *, kernel: Path, accel: str, memory: str
         script.write_text(_guest_script(shell, results, cwd, env or {}))
         args = [str(_vng()), "--run", str(kernel), "--user", "root",
                 "--memory", memory, "--cpus", str(cpus), "--cwd", str(cwd)]
+        args += numa_args(memory, cpus, numa)
         args += [f"--rwdir={path}" for path in sorted(writable) if path.is_dir()]
         # A ring buffer big enough that the final dmesg holds a whole test session.
         args += ["--append", f"log_buf_len={LOG_BUFFER}"]
@@ -370,14 +391,15 @@ def run(command: Sequence[str] | str, *, kernel: Path | str | None = None, debug
         flavour: str | None = None, memory: str = "2G", cpus: int = 2,
         timeout: float = DEFAULT_TIMEOUT_S, cwd: Path | str | None = None,
         env: Mapping[str, str] | None = None,
-        rwdirs: Sequence[Path | str] = (), live: TextIO | None = None) -> VmRun:
+        rwdirs: Sequence[Path | str] = (), live: TextIO | None = None, numa: int = 0) -> VmRun:
     """Boot `kernel` (default: the current build of `flavour`, see default_kernel()), run
     `command` as root, return what it did.
 
     A list is run as argv, a string through sh.  The guest sees this machine's
     files copy-on-write (its /tmp too: writable, but private to the guest); the
     repository, `cwd` and `rwdirs` are shared read-write.  `live` receives the
-    output as it comes.
+    output as it comes.  `numa`: that many NUMA nodes (memory and CPUs split
+    evenly), for the tests that need a mempolicy OOM.
     """
     bzimage = Path(kernel) if kernel else default_kernel(debug, flavour)
     if not bzimage.is_file():
@@ -388,7 +410,7 @@ def run(command: Sequence[str] | str, *, kernel: Path | str | None = None, debug
     boot = functools.partial(_boot, command, kernel=bzimage, accel=accelerator(bzimage),
                              memory=memory, cpus=cpus, timeout=timeout,
                              cwd=Path(cwd) if cwd else None, env=env,
-                             rwdirs=[Path(p) for p in rwdirs], live=live)
+                             rwdirs=[Path(p) for p in rwdirs], live=live, numa=numa)
     try:
         return boot()
     except VmError as err:
@@ -413,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernels.add_argument("--debug", action="store_true", help="same as --flavour lockdep")
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--numa", type=int, default=0, metavar="NODES",
+                        help="that many NUMA nodes, memory and CPUs split evenly (default: none)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
     parser.add_argument("--kernel-log", type=Path, help="also write the guest's dmesg here")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
@@ -422,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give the command after --")
     try:
         result = run(command, kernel=args.kernel, debug=args.debug, flavour=args.flavour,
-                     memory=args.memory, cpus=args.cpus, timeout=args.timeout, live=sys.stdout)
+                     memory=args.memory, cpus=args.cpus, timeout=args.timeout, live=sys.stdout,
+                     numa=args.numa)
     except (VmInterrupted, KeyboardInterrupt) as stopped:
         signum = getattr(stopped, "signum", signal.SIGINT)
         print(f"bpfoom.testing.vm: stopped by {signal.Signals(signum).name}; the VM is gone",

@@ -21,7 +21,7 @@ from bpfoom.testing import MemoryHog, memory_events, remove_cgroup_tree
 from oomtest import BPF_DIR, wait_until
 
 # guard_policy.bpf.c's modes
-MODE_DECLINE, MODE_KILL, MODE_KILL_CLAIM, MODE_CLAIM, MODE_KILL_TWICE = range(5)
+MODE_DECLINE, MODE_KILL, MODE_KILL_CLAIM, MODE_CLAIM, MODE_KILL_TWICE, MODE_KILL_PASS = range(6)
 GUARD_RECORDS = 32
 
 # include/uapi/linux/capability.h

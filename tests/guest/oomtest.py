@@ -252,10 +252,12 @@ class Trigger:
     window_us: int = 1_000_000
 
 
-def open_psi_probe(*triggers: Trigger, init_ret: int = 0) -> bpfoom.BpfObject:
-    """psi_probe.bpf.o, loaded, its init() set to create `triggers` and return `init_ret`."""
+def open_psi_probe(*triggers: Trigger, init_ret: int = 0, constraint: str = "") -> bpfoom.BpfObject:
+    """psi_probe.bpf.o, loaded, its init() set to create `triggers` and return `init_ret`;
+    its declared OOMs show `constraint` (a constant string: fixed at load)."""
     obj = bpfoom.BpfObject.open(BPF_DIR / "psi_probe.bpf.o")
     try:
+        obj.rodata["oom_constraint"] = constraint
         obj.load()
         set_psi_triggers(obj, *triggers)
         obj.bss["init_ret"] = init_ret

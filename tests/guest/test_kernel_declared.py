@@ -182,3 +182,17 @@ def test_a_declaration_that_waited_still_declares_for_a_memcg_above_memory_high(
     assert ret == 1
     assert memory_events(target)["oom"] == 1
     assert sigkilled(hog.wait_dead())
+
+
+def test_a_constraint_text_the_verifier_cannot_bound_is_refused_at_load():
+    """Issue 22, defect 7: the text was verified as one byte and up to 63 were copied.
+    It is a constant string now (`__str`), checked to its NUL: a one-byte writable
+    buffer is refused at load, not over-read at the OOM."""
+    obj = bpfoom.BpfObject.open(BPF_DIR / "psi_declare_short_text.bpf.o")
+    try:
+        with pytest.raises(bpfoom.VerifierError) as caught:
+            obj.load()
+    finally:
+        obj.close()
+    # The constant-string check (check_arg_const_str()): a read-only map value only.
+    assert "does not point to a readonly map" in (caught.value.log or "")

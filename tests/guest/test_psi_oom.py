@@ -20,11 +20,10 @@ BAD_ORDER = 11
 
 
 def declare_on_events(obj: bpfoom.BpfObject, *, budget: int = 1, cgroup: bpfoom.Cgroup | None = None,
-                      constraint: str = "", flags: int = 0, order: int = 0) -> None:
+                      flags: int = 0, order: int = 0) -> None:
     """Let psi_probe's next `budget` events declare an OOM (in `cgroup`'s memcg, or system-wide)."""
     obj.bss["oom_system"] = cgroup is None
     obj.bss["oom_cgroup_id"] = cgroup.id if cgroup is not None else 0
-    obj.bss["oom_constraint"] = constraint
     obj.bss["oom_flags"] = flags
     obj.bss["oom_order"] = order
     obj.bss["oom_budget"] = budget
@@ -47,9 +46,10 @@ def test_psi_reference_scenario(cgroups, hogs, kernel_log):
     wait_until(lambda: "frozen 1" in hungry.read("cgroup.events"), 30, "the hungry cgroup to freeze")
     hog.release()  # read once thawed
     obj = open_psi_probe(Trigger(hungry.id, PSI_MEM | BPF_PSI_FULL, 100_000, 1_000_000),
-                         Trigger(other_id, PSI_IO, 100_000, 1_000_000))
+                         Trigger(other_id, PSI_IO, 100_000, 1_000_000),
+                         constraint="CONSTRAINT_BPF_PSI_MEM")
     try:
-        declare_on_events(obj, cgroup=hungry, constraint="CONSTRAINT_BPF_PSI_MEM")
+        declare_on_events(obj, cgroup=hungry)
         with obj.struct_ops["psi_probe"].attach():
             assert list(obj.bss["create_rets"][:2]) == [0, 0]
             other.remove()
@@ -76,9 +76,10 @@ def test_memcg_policy_chooses_first(cgroups, hogs, probe, kernel_log):
     hungry.write("memory.high", "30M")
     hog = hogs(hungry, 200)
     set_action(probe, hungry.id, KILL_PID, hog.pid)
-    obj = open_psi_probe(Trigger(hungry.id, PSI_MEM | BPF_PSI_FULL, 100_000, 1_000_000))
+    obj = open_psi_probe(Trigger(hungry.id, PSI_MEM | BPF_PSI_FULL, 100_000, 1_000_000),
+                         constraint="bpfoom_psi_first")
     try:
-        declare_on_events(obj, cgroup=hungry, constraint="bpfoom_psi_first")
+        declare_on_events(obj, cgroup=hungry)
         with probe.struct_ops["probe_policy"].attach(cgroup=hungry), \
                 obj.struct_ops["psi_probe"].attach():
             assert sigkilled(hog.wait_dead())

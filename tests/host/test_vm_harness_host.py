@@ -85,3 +85,14 @@ def test_the_command_line_refuses_two_kernel_choices(capsys):
         vm.main(["--kernel", "/boot/vmlinuz", "--debug", "--", "true"])
     assert stop.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_numa_nodes_split_memory_and_cpus_evenly():
+    assert vm.numa_args("2G", 2, 2) == ["--numa", "1024M,cpus=0-0", "--numa", "1024M,cpus=1-1"]
+    assert vm.numa_args("2G", 4, 2)[1] == "1024M,cpus=0-1"
+    assert vm.numa_args("2G", 2, 0) == []
+
+
+def test_numa_refuses_what_does_not_split():
+    with pytest.raises(vm.VmError, match="split evenly"):
+        vm.numa_args("2G", 3, 2)

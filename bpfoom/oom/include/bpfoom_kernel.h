@@ -263,7 +263,7 @@ extern int bpf_oom_kill_process(struct oom_control *oc, struct task_struct *task
 				const char *message__str) __ksym;
 extern bool bpf_task_is_oom_victim(struct task_struct *task) __ksym;
 extern int bpf_out_of_memory(struct mem_cgroup *memcg__nullable, int order, __u64 flags,
-			     const char *constraint_text__nullable) __ksym;
+			     const char *constraint_text__str) __ksym;
 extern int bpf_psi_create_trigger(struct bpf_psi *bpf_psi, __u64 cgroup_id, __u32 resource,
 				  __u32 threshold_us, __u32 window_us) __ksym;
 

@@ -36,8 +36,6 @@ __u32 window_us = 1000000;
 BPFOOM_TUNABLE_RANGE(window_us, 500000, 10000000,
 		     "the window, in microseconds (as memory.pressure triggers take it)");
 
-/* Writable: the kfunc takes the text as plain memory, which .rodata is not. */
-char constraint_text[16] = "BPF_PSI_GUARD";
 
 #include "policy_event.h"
 
@@ -77,7 +75,7 @@ void BPF_PROG(psi_guard_event, struct bpf_psi *bpf_psi, struct psi_trigger *t)
 		memcg = bpf_get_mem_cgroup(&cgrp->self);
 		if (memcg) {
 			ret = bpf_out_of_memory(memcg, 0, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK,
-						constraint_text);
+						"BPF_PSI_GUARD");
 			bpf_put_mem_cgroup(memcg);
 		}
 		bpf_cgroup_release(cgrp);

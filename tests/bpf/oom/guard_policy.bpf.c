@@ -12,6 +12,8 @@
  *                    policy that "kills" a zombie and claims success)
  *   MODE_CLAIM       return 1 without killing anything
  *   MODE_KILL_TWICE  kill `target_pid`, then kill it again
+ *   MODE_KILL_PASS   kill `target_pid` and return 0 whatever happened (the
+ *                    walk goes on to the ancestors' and the system's policy)
  * Every kill attempt records its return value and whether
  * oc->bpf_memory_freed was set right after it.
  *
@@ -31,6 +33,7 @@ enum guard_mode {
 	MODE_KILL_CLAIM = 2,
 	MODE_CLAIM = 3,
 	MODE_KILL_TWICE = 4,
+	MODE_KILL_PASS = 5,
 };
 
 #define MAX_RECORDS 32
@@ -101,6 +104,9 @@ int BPF_PROG(guard_oom, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 	case MODE_KILL_CLAIM:
 		kill_target(oc);
 		return 1;
+	case MODE_KILL_PASS:
+		kill_target(oc);
+		return 0;
 	case MODE_CLAIM:
 		return 1;
 	default:

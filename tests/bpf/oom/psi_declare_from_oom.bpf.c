@@ -13,7 +13,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("struct_ops.s/handle_out_of_memory")
 int BPF_PROG(rogue_declare, struct bpf_oom_ctx *oom_ctx, struct oom_control *oc)
 {
-	bpf_out_of_memory(NULL, 0, 0, NULL);
+	bpf_out_of_memory(NULL, 0, 0, "");
 	return 0;
 }
 

@@ -17,8 +17,6 @@ __u64 cgroup_id;
 bool use_root;
 __u64 flags = BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK;
 __s32 ret;
-/* The kfunc takes the text as plain memory: a writable global, not a literal. */
-char text[16] = "bpfoom_declared";
 __u32 declared;
 __u64 start_ns;
 __u64 end_ns;
@@ -43,7 +41,7 @@ int BPF_PROG(declare_init, struct bpf_psi *bpf_psi)
 			return 0;
 	}
 	start_ns = bpf_ktime_get_ns();
-	ret = bpf_out_of_memory(memcg, 0, flags, text);
+	ret = bpf_out_of_memory(memcg, 0, flags, "bpfoom_declared");
 	end_ns = bpf_ktime_get_ns();
 	declared++;
 	if (memcg)

@@ -50,7 +50,8 @@ __u64 oom_cgroup_id;
 bool oom_system;
 __u64 oom_flags;
 __s32 oom_order;
-char oom_constraint[CONSTRAINT_LEN];
+/* A constant string (.rodata, set before load): the kfunc takes only those. */
+const volatile char oom_constraint[CONSTRAINT_LEN];
 /*
  * bpf_out_of_memory's answers, in order; calls started and finished.  Raising
  * oom_budget lets more events declare.
@@ -99,8 +100,7 @@ static int declare_oom(void)
 			return -2;
 		}
 	}
-	ret = bpf_out_of_memory(memcg, oom_order, oom_flags,
-				oom_constraint[0] ? oom_constraint : NULL);
+	ret = bpf_out_of_memory(memcg, oom_order, oom_flags, (const char *)oom_constraint);
 	if (memcg)
 		bpf_put_mem_cgroup(memcg);
 	if (cgrp)
