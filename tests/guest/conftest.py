@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,22 @@ def forker() -> Iterator[Callable[[bpfoom.Cgroup], Forker]]:
     yield make
     for f in made:
         f.close()
+
+
+@pytest.fixture
+def pin_dir() -> Iterator[Path]:
+    """A daemon's pin directory on bpffs (the daemon makes it); afterwards the links a failed
+    test left attached there are detached and the directory removed."""
+    path = Path("/sys/fs/bpf") / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
+    yield path
+    for pin in sorted(path.glob("*")) if path.exists() else ():
+        if not pin.name.endswith(("_events", "_dropped")):
+            with bpfoom.Link.from_pinned(pin) as link:
+                if link.info().map_id:
+                    link.detach()
+        pin.unlink()
+    if path.exists():
+        path.rmdir()
 
 
 @pytest.fixture

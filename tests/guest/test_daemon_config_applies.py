@@ -10,26 +10,10 @@ import signal
 import uuid
 from pathlib import Path
 
-import pytest
 
 import bpfoom
 from daemon_process import WAIT_S, DaemonProcess
 
-BPFFS = Path("/sys/fs/bpf")
-
-
-@pytest.fixture
-def pin_dir():
-    path = BPFFS / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
-    yield path
-    for pin in path.glob("*") if path.exists() else ():
-        if not pin.name.endswith(("_events", "_events_dropped")):
-            with bpfoom.Link.from_pinned(pin) as link:
-                if link.info().map_id:
-                    link.detach()
-        pin.unlink()
-    if path.exists():
-        path.rmdir()
 
 
 def write(path: Path, pin_dir: Path, cgroup: Path, policy: str, min_victim_bytes: str) -> Path:

@@ -8,30 +8,11 @@ import signal
 import socket
 import sys
 import time
-import uuid
-from pathlib import Path
 
-import pytest
 
-import bpfoom
 from daemon_process import WAIT_S, DaemonProcess
 
-BPFFS = Path("/sys/fs/bpf")
 KILL_MESSAGE_ID = "c4a938d5b82d4e2f9eed25edae10de4d"
-
-
-@pytest.fixture
-def pin_dir():
-    path = BPFFS / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
-    yield path
-    for pin in path.glob("*") if path.exists() else ():
-        if not pin.name.endswith(("_events", "_events_dropped")):
-            with bpfoom.Link.from_pinned(pin) as link:
-                if link.info().map_id:
-                    link.detach()
-        pin.unlink()
-    if path.exists():
-        path.rmdir()
 
 
 def journal_entries(sock: socket.socket) -> list[dict[str, str]]:

@@ -11,7 +11,6 @@ import bpfoom
 from daemon_process import DaemonProcess
 from oomtest import memory_events
 
-BPFFS = Path("/sys/fs/bpf")
 
 
 @pytest.fixture
@@ -25,19 +24,6 @@ def daemons():
     yield start
     for daemon in started:
         daemon.stop()
-
-
-@pytest.fixture
-def pin_dir():
-    path = BPFFS / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
-    yield path
-    for pin in path.glob("*") if path.exists() else ():
-        if not pin.name.endswith(("_events", "_events_dropped")):
-            with bpfoom.Link.from_pinned(pin) as link:  # what a failed test left attached
-                link.detach()
-        pin.unlink()
-    if path.exists():
-        path.rmdir()
 
 
 def write_config(path: Path, pin_dir: Path, cgroup: Path, *, min_victim_bytes: int = 0,

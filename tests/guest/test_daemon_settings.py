@@ -3,30 +3,11 @@ kernel's OOM goes by it (the low class dies though it is smaller; the protected 
 from __future__ import annotations
 
 import signal
-import uuid
-from pathlib import Path
 
-import pytest
 
-import bpfoom
 from daemon_process import DaemonProcess
 from policytest import first_kill, holders, overrun
 
-BPFFS = Path("/sys/fs/bpf")
-
-
-@pytest.fixture
-def pin_dir():
-    path = BPFFS / f"bpfoom-daemon-test-{uuid.uuid4().hex[:8]}"
-    yield path
-    for pin in path.glob("*") if path.exists() else ():
-        if not pin.name.endswith(("_events", "_events_dropped")):
-            with bpfoom.Link.from_pinned(pin) as link:
-                if link.info().map_id:
-                    link.detach()
-        pin.unlink()
-    if path.exists():
-        path.rmdir()
 
 
 def test_priority_classes_given_by_path_decide_the_oom(cgroups, hogs, kernel_log, pin_dir,

@@ -29,21 +29,6 @@ from daemon_process import DaemonProcess
 from oomtest import sigkilled, wait_until
 from policytest import holders, overrun
 
-BPFFS = Path("/sys/fs/bpf")
-
-
-@pytest.fixture
-def pin_dir():
-    path = BPFFS / f"bpfoom-targets-test-{uuid.uuid4().hex[:8]}"
-    yield path
-    for pin in sorted(path.glob("*")) if path.exists() else ():
-        if not pin.name.endswith(("_events", "_dropped")):
-            with bpfoom.Link.from_pinned(pin) as link:  # what a failed test left attached
-                if link.info().map_id:
-                    link.detach()
-        pin.unlink()
-    if path.exists():
-        path.rmdir()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import bpfoom
 import facts
 from daemon_process import DaemonProcess
 
