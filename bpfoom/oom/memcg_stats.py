@@ -135,7 +135,7 @@ class MemcgStatsReader:
                                   "controller; give a cgroup2 directory whose parent has +memory "
                                   "in cgroup.subtree_control (or the cgroup2 root)")
             self._root = str(cgroup.path)
-            self._load(cgroup.fd, capacity)
+            self._load(cgroup, capacity)
         finally:
             cgroup.close()
 
@@ -149,7 +149,7 @@ class MemcgStatsReader:
         with self._lock:
             return self._live()[0].maps["records"].max_entries
 
-    def _load(self, cgroup_fd: int, capacity: int) -> None:
+    def _load(self, cgroup: Cgroup, capacity: int) -> None:
         obj = BpfObject.open(_OBJECT)
         try:
             records = obj.maps["records"]
@@ -158,7 +158,7 @@ class MemcgStatsReader:
                                    f"memcg_stats.py reads {_RECORD.size}: rebuild the object")
             records.max_entries = capacity
             obj.load()
-            link = attach_cgroup_iter(obj.programs["memcg_stats"], cgroup_fd, "descendants_pre")
+            link = attach_cgroup_iter(obj.programs["memcg_stats"], cgroup, "descendants_pre")
         except BaseException:
             obj.close()
             raise
