@@ -175,16 +175,17 @@ class Applier:
                 link.close()
                 return None
             loaded = self._load(entry)
-            try:
-                link.update(loaded.struct_ops)
-                live = True
-            except BpfError as exc:
-                if exc.errno not in _NO_UPDATE:
-                    loaded.close()
-                    raise
-                if applied.recorded(pin, info.id) != applied.fingerprint(entry):
+            # A link that runs what the configuration asks for is kept as it is (its pinned
+            # decisions and the state of its maps with it); any other gets the new object.
+            live = applied.recorded(pin, info.id) != applied.fingerprint(entry)
+            if live:
+                try:
+                    link.update(loaded.struct_ops)
+                except BpfError as exc:
+                    if exc.errno not in _NO_UPDATE:
+                        loaded.close()
+                        raise
                     return self._replace_adopted(entry, loaded, link, pin, exc)
-                live = False  # it runs what the configuration asks for: kept, no gap
             running = Running(entry, loaded, link, pin, live, adopted=True)
             if live:
                 running.repin_events()

@@ -81,15 +81,16 @@ def test_the_daemon_logs_decisions_reloads_and_detaches(cgroup, memory_hog, daem
     assert declined["action"] == "declined"
     assert large.wait_dead() == "SIGKILL"  # the kernel's own killer took over
 
-    # A .rodata tunable needs a new object; bpf_oom_ops links cannot be updated: replaced.
-    before = {a.link_id for a in bpfoom.attached() if a.cgroup_id == cgroup.id}
+    # A .rodata tunable needs a new object, which the kernel swaps into the same link
+    # (BPF_LINK_UPDATE, series 0015): the cgroup is never without its policy.
+    [before] = [a for a in bpfoom.attached() if a.cgroup_id == cgroup.id]
     write_config(config, pin_dir, cgroup.path, exclude_page_cache=False)
     daemon.signal(signal.SIGHUP)
-    daemon.wait_event("replaced")
+    daemon.wait_event("updated")
     daemon.wait_event("reloaded")
-    after = [a for a in bpfoom.attached() if a.cgroup_id == cgroup.id]
-    assert len(after) == 1 and after[0].link_id not in before
-    assert after[0].pin_path == str(pin_dir / "leaf")
+    [after] = [a for a in bpfoom.attached() if a.cgroup_id == cgroup.id]
+    assert after.link_id == before.link_id and after.map_id != before.map_id
+    assert after.pin_path == str(pin_dir / "leaf")
 
     daemon.signal(signal.SIGTERM)
     daemon.wait_event("detached")

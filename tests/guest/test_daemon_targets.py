@@ -7,9 +7,9 @@
 * A pattern attaches one link per matching cgroup as they appear.
 * Kubernetes targets on a kubelet cgroupfs-driver tree built here: a QoS
   class and one pod by UID.
-* A reload that fails after a bpf_oom_ops link was replaced (detached and
-  attached anew: this kernel cannot update it) attaches the previous object
-  again and leaves the pin on that attached link, which goes on deciding.
+* A reload that fails after a bpf_oom_ops link took a new object puts the
+  previous object back and leaves the pin on that attached link, which goes
+  on deciding.
 """
 from __future__ import annotations
 
@@ -218,9 +218,8 @@ exclude_page_cache = {{}}
     daemon.wait_event("ready")
     [before] = links_on(cg.id)
 
-    # exclude_page_cache lives in .rodata: a new object, and this kernel cannot update a
-    # bpf_oom_ops link, so the link is replaced; then the added entry cannot attach (its
-    # "cgroup" is a plain directory) and everything is undone.
+    # exclude_page_cache lives in .rodata: a new object goes into the link; then the added
+    # entry cannot attach (its "cgroup" is a plain directory) and everything is undone.
     config_with(config, pin_dir, entry.format("false") + f"""
 [[attach]]
 id = "broken"
@@ -236,8 +235,8 @@ cgroup = "{not_a_cgroup}"
         info = pinned.info()
     assert info.id == after.link_id and info.map_id == after.map_id != 0
     assert not (pin_dir / "broken").exists()
-    # the previous object (same struct_ops map), attached again: a new link
-    assert after.map_id == before.map_id and after.link_id != before.link_id
+    # the previous object (same struct_ops map) runs there again
+    assert after.map_id == before.map_id
 
     pid = decide_an_oom(hogs, cgroups, "work")  # the restored link decides, and is read
     decision = killed(daemon)
