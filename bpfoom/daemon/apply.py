@@ -424,6 +424,7 @@ class Applier:
                          "attached again (briefly, the next handler up decided)")
             else:
                 self.log("info", "updated", id=entry.id, policy=loaded.name, link=running.link.id)
+                old_loaded.release(running.link)  # the link now runs `loaded`: the entry owns it
             old_loaded.close()
             self._watch(entry, loaded)
         after.append(commit)

@@ -114,6 +114,11 @@ class LoadedPolicy:
         """A global's value as the kernel sees it now."""
         return _globals(self.object).get(key)
 
+    def release(self, link: Link) -> None:
+        """Stop owning ``link`` (see :meth:`OomPolicy.release`): it now runs another object."""
+        if self.policy is not None:
+            self.policy.release(link)
+
     def close(self) -> None:
         """Close the object (and policy); links already attached stay with their owners."""
         if self.policy is not None:

@@ -181,7 +181,7 @@ class MemcgStatsReader:
         cgroup = Cgroup.open(self._root)
         try:
             self._free()
-            self._load(cgroup.fd, needed + needed // 4 + 1)
+            self._load(cgroup, needed + needed // 4 + 1)
         finally:
             cgroup.close()
 

@@ -209,6 +209,12 @@ class _Handler(EventStream[DecisionEvent | OverrunEvent]):
         maps = self.object.maps
         return maps[DROPPED_MAP][0] if DROPPED_MAP in maps else 0
 
+    def release(self, link: Link) -> None:
+        """Stop owning ``link`` (made by :meth:`attach`): after a link update it runs another
+        object, and closing this policy must not close (or detach) it.  Its new owner closes it."""
+        with self._lock:
+            self._links = [mine for mine in self._links if mine is not link]
+
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:
         """Close unpinned links (detaching them), the ring buffer and the object.  Idempotent.
