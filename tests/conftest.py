@@ -13,6 +13,7 @@ import gc
 import os
 import shutil
 import signal
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,22 @@ def demo(tcp_struct_ops):
     obj.struct_ops["bpfoom_demo2"].fields["name"] = second
     yield Demo(obj, first, second)
     obj.close()
+
+
+@pytest.fixture
+def notify(tmp_path):
+    """A NOTIFY_SOCKET (``receive.env``) and the messages it receives, as KEY=VALUE dicts."""
+    from daemon_process import WAIT_S
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(WAIT_S)
+
+        def receive() -> dict[str, str]:
+            return dict(line.split("=", 1) for line in sock.recv(4096).decode().splitlines())
+        receive.env = {"NOTIFY_SOCKET": str(path)}  # type: ignore[attr-defined]
+        yield receive
 
 
 @pytest.fixture

@@ -47,6 +47,11 @@ def available_congestion_control() -> list[str]:
         return []
 
 
+def times_registered(name: str) -> int:
+    """How many congestion controls named ``name`` the kernel has registered (0 or 1)."""
+    return available_congestion_control().count(name)
+
+
 def unique_cc_name() -> str:
     """A congestion control name no other test run uses (15 chars, the kernel's limit).
 

@@ -100,21 +100,18 @@ def systemd(tmp_path):
         yield Notifications(listener)
 
 
-def registered(name: str) -> int:
-    return facts.available_congestion_control().count(name)
-
 
 def test_start_attaches_and_sigterm_detaches(daemons, cc, tmp_path):
     daemon = daemons(cc.write(tmp_path))
     attached = daemon.wait_event("attached")
     ready = daemon.wait_event("ready")
     assert ready["attached"] == 1
-    assert registered(cc.name) == 1
+    assert facts.times_registered(cc.name) == 1
     assert attached["policy"] == cc.name and attached["link"] == cc.link().id
     daemon.signal(signal.SIGTERM)
     daemon.wait_event("detached")
     assert daemon.wait() == 0
-    assert registered(cc.name) == 0
+    assert facts.times_registered(cc.name) == 0
     assert not cc.pin.exists()
 
 
@@ -144,10 +141,10 @@ def test_sighup_changes_a_rodata_tunable_by_a_link_update(daemons, cc, tmp_path)
     after = cc.link()
     assert after.id == before.id == updated["link"]  # the same link...
     assert after.map_id != before.map_id  # ...now runs a newly loaded object
-    assert registered(cc.name) == 1  # never unregistered, never twice
+    assert facts.times_registered(cc.name) == 1  # never unregistered, never twice
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(cc.name) == 0
+    assert facts.times_registered(cc.name) == 0
 
 
 @pytest.mark.parametrize("breakage, event, words", [
@@ -165,10 +162,10 @@ def test_a_bad_config_on_sighup_keeps_the_running_one(daemons, cc, tmp_path, bre
     refused = daemon.wait_event(event)
     for word in words:
         assert word in refused["error"]
-    assert cc.link().map_id == before.map_id and registered(cc.name) == 1
+    assert cc.link().map_id == before.map_id and facts.times_registered(cc.name) == 1
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(cc.name) == 0
+    assert facts.times_registered(cc.name) == 0
 
 
 def test_sigkill_then_restart_readopts_the_pinned_link(daemons, cc, tmp_path):
@@ -178,13 +175,13 @@ def test_sigkill_then_restart_readopts_the_pinned_link(daemons, cc, tmp_path):
     original = cc.link()
     first.signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
-    assert registered(cc.name) == 1 and cc.pin.exists()  # the pin kept it attached
+    assert facts.times_registered(cc.name) == 1 and cc.pin.exists()  # the pin kept it attached
 
     second = daemons(config)
     adopted = second.wait_event("adopted")
     second.wait_event("ready")
     assert adopted["link"] == original.id
-    assert registered(cc.name) == 1  # no second attach
+    assert facts.times_registered(cc.name) == 1  # no second attach
     assert cc.link().id == original.id
     # the pinned link runs this very configuration: kept as it runs, its object with it
     assert adopted["how"].startswith("kept") and cc.link().map_id == original.map_id
@@ -192,7 +189,7 @@ def test_sigkill_then_restart_readopts_the_pinned_link(daemons, cc, tmp_path):
     assert len(struct_ops_links) == 1
     second.signal(signal.SIGTERM)
     assert second.wait() == 0
-    assert registered(cc.name) == 0 and not cc.pin.exists()
+    assert facts.times_registered(cc.name) == 0 and not cc.pin.exists()
 
 
 def test_on_exit_keep_leaves_pinned_policies_attached(daemons, cc, tmp_path):
@@ -201,7 +198,7 @@ def test_on_exit_keep_leaves_pinned_policies_attached(daemons, cc, tmp_path):
     daemon.signal(signal.SIGINT)
     daemon.wait_event("kept")
     assert daemon.wait() == 0
-    assert registered(cc.name) == 1 and cc.pin.exists()
+    assert facts.times_registered(cc.name) == 1 and cc.pin.exists()
 
 
 def test_start_is_all_or_nothing(daemons, cc, tmp_path):
@@ -216,7 +213,7 @@ name = "{cc.name}"
     failed = daemon.wait_event("start_failed")
     assert failed["entry"] == "clash" and failed["rolled_back"] == 1
     assert daemon.wait() == 1
-    assert registered(cc.name) == 0
+    assert facts.times_registered(cc.name) == 0
     assert list(cc.pin_dir.iterdir()) == []
 
 
@@ -224,7 +221,7 @@ def test_readiness_is_reported_to_systemd(daemons, cc, tmp_path, systemd):
     daemon = daemons(cc.write(tmp_path), env=systemd.env)
     ready = systemd.next()
     assert ready["READY"] == "1" and ready["MAINPID"] == str(daemon.proc.pid)
-    assert registered(cc.name) == 1  # READY only once attached
+    assert facts.times_registered(cc.name) == 1  # READY only once attached
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     daemon.signal(signal.SIGHUP)
     reloading = systemd.next()
@@ -269,15 +266,15 @@ def test_a_log_that_cannot_be_written_detaches_nothing(daemons, cc, tmp_path, sy
 
     daemon = daemons(write(), env=systemd.env)
     assert systemd.next()["READY"] == "1"
-    assert registered(cc.name) == 1 and cc.pin.exists()
+    assert facts.times_registered(cc.name) == 1 and cc.pin.exists()
     write(increments=2)
     daemon.signal(signal.SIGHUP)  # a reload logs too
     assert systemd.next()["RELOADING"] == "1"
     assert systemd.next()["STATUS"] == "1 policies attached"
-    assert registered(cc.name) == 1
+    assert facts.times_registered(cc.name) == 1
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(cc.name) == 0 and not cc.pin.exists()
+    assert facts.times_registered(cc.name) == 0 and not cc.pin.exists()
     reports = [line for line in daemon.seen + list(daemon.lines.queue) if isinstance(line, str)]
     assert any("cannot write the log" in line and "No space left" in line for line in reports)
 
@@ -317,7 +314,7 @@ name = "{second}"
     added = daemon.wait_event("attached")
     assert added["id"] == "second" and added["policy"] == second
     assert daemon.wait_event("reloaded")["changes"] == 1
-    assert registered(second) == 1 and (cc.pin_dir / "second").exists()
+    assert facts.times_registered(second) == 1 and (cc.pin_dir / "second").exists()
     assert cc.link().id == first_link  # untouched
 
     cc.write(tmp_path)
@@ -325,8 +322,8 @@ name = "{second}"
     removed = daemon.wait_event("detached")
     assert removed["id"] == "second"
     daemon.wait_event("reloaded")
-    assert registered(second) == 0 and not (cc.pin_dir / "second").exists()
-    assert registered(cc.name) == 1
+    assert facts.times_registered(second) == 0 and not (cc.pin_dir / "second").exists()
+    assert facts.times_registered(cc.name) == 1
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
 
@@ -350,10 +347,10 @@ name = "{cc.name}"
     after = cc.link()
     assert after.id == before.id
     assert after.map_id == before.map_id  # the update was switched back
-    assert registered(cc.name) == 1 and not (cc.pin_dir / "clash").exists()
+    assert facts.times_registered(cc.name) == 1 and not (cc.pin_dir / "clash").exists()
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(cc.name) == 0
+    assert facts.times_registered(cc.name) == 0
 
 
 def test_text_log_lines(daemons, cc, tmp_path):
@@ -397,6 +394,6 @@ def test_a_second_daemon_on_the_same_pins_is_refused(daemons, cc, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     assert "EBUSY" in second.stderr and "another bpfoom daemon" in second.stderr
-    assert registered(cc.name) == 1 and cc.pin.exists()  # the first one is untouched
+    assert facts.times_registered(cc.name) == 1 and cc.pin.exists()  # the first one is untouched
     first.signal(signal.SIGTERM)
     assert first.wait() == 0

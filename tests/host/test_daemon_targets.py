@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,22 +36,6 @@ def cgroup_struct_ops() -> bool:
     return "cgroup_id" in facts.vmlinux_btf_index()[0].get("bpf_struct_ops_link", set())
 
 
-def registered(name: str) -> int:
-    return facts.available_congestion_control().count(name)
-
-
-@pytest.fixture
-def notify(tmp_path):
-    """A NOTIFY_SOCKET and the messages it receives, as KEY=VALUE dicts."""
-    path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(path))
-        sock.settimeout(WAIT_S)
-
-        def receive() -> dict[str, str]:
-            return dict(line.split("=", 1) for line in sock.recv(4096).decode().splitlines())
-        receive.env = {"NOTIFY_SOCKET": str(path)}
-        yield receive
 
 
 class Setup:
@@ -171,7 +154,7 @@ def test_a_missing_cgroup_is_pending_attached_when_it_appears(setup, cgroup2_dir
     pending = daemon.wait_event("pending")
     assert (pending["id"], pending["target"]) == ("batch", str(batch))
     assert daemon.wait_event("ready")["pending"] == 1
-    assert registered(setup.fallback) == 1  # the fallback attached all the same
+    assert facts.times_registered(setup.fallback) == 1  # the fallback attached all the same
     state = setup.daemon_state(daemon)
     assert [(p["entry"], p["target"]) for p in state["pending"]] == [("batch", str(batch))]
     assert "does not exist yet" in state["pending"][0]["why"]
@@ -189,7 +172,7 @@ def test_a_missing_cgroup_is_pending_attached_when_it_appears(setup, cgroup2_dir
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(setup.fallback) == 0
+    assert facts.times_registered(setup.fallback) == 0
     assert not list((setup.tmp / "state").glob("daemon-*.json"))  # the state file went with it
 
 
@@ -225,7 +208,7 @@ def test_a_pattern_follows_the_cgroups_that_match_it(setup, cgroup2_dir):
         for path in made:
             if path.exists():
                 path.rmdir()
-    assert registered(setup.fallback) == 1
+    assert facts.times_registered(setup.fallback) == 1
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
 
@@ -238,14 +221,14 @@ def test_a_unit_without_systemd_is_pending_and_holds_nothing_back(setup):
     daemon = setup.start()
     if not cgroup_struct_ops():  # a unit is a cgroup: failed here, whatever systemd says
         assert "struct_ops to a cgroup" in daemon.wait_event("failed")["why"]
-        assert daemon.wait_event("ready")["attached"] == 1 and registered(setup.fallback) == 1
+        assert daemon.wait_event("ready")["attached"] == 1 and facts.times_registered(setup.fallback) == 1
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0
         return
     pending = daemon.wait_event("pending")
     assert (pending["id"], pending["target"]) == ("nginx", "unit nginx.service")
     assert "systemd is not running" in pending["why"]
-    assert daemon.wait_event("ready")["attached"] == 1 and registered(setup.fallback) == 1
+    assert daemon.wait_event("ready")["attached"] == 1 and facts.times_registered(setup.fallback) == 1
     [item] = setup.daemon_state(daemon)["pending"]
     assert item["entry"] == "nginx" and "systemd is not running" in item["why"]
     daemon.signal(signal.SIGTERM)
@@ -262,7 +245,7 @@ def test_a_reload_applies_beside_an_entry_that_can_never_attach(setup, cgroup2_d
         daemon = setup.start()
         # Its cgroup exists, but no attach could ever work: failed, the rest runs (degraded).
         assert daemon.wait_event("failed")["id"] == "batch"
-        assert daemon.wait_event("ready")["failed"] == 1 and registered(setup.fallback) == 1
+        assert daemon.wait_event("ready")["failed"] == 1 and facts.times_registered(setup.fallback) == 1
         with bpfoom.Link.from_pinned(setup.pin_dir / "fallback") as link:
             before = link.info()
         setup.write(setup.entry("batch", f'cgroup = "{batch}"'), increments=3)
@@ -300,13 +283,13 @@ name = "{setup.fallback}"
     daemon.signal(signal.SIGHUP)
     assert "EEXIST" in daemon.wait_event("reload_failed")["error"]
     for name, pin in ((setup.fallback, "fallback"), (setup.other, "second")):
-        assert registered(name) == 1
+        assert facts.times_registered(name) == 1
         with bpfoom.Link.from_pinned(setup.pin_dir / pin) as link:
             assert link.info().map_id, f"the pin {pin} names a detached link"
     assert not (setup.pin_dir / "clash").exists()
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(setup.other) == 0 and list(setup.pin_dir.iterdir()) == []
+    assert facts.times_registered(setup.other) == 0 and list(setup.pin_dir.iterdir()) == []
 
 
 def test_a_restart_removes_pins_no_entry_owns(setup):
@@ -317,7 +300,7 @@ def test_a_restart_removes_pins_no_entry_owns(setup):
     first.wait_event("ready")
     first.signal(signal.SIGTERM)
     assert first.wait() == 0
-    assert registered(setup.other) == 1 and (setup.pin_dir / "second").exists()
+    assert facts.times_registered(setup.other) == 1 and (setup.pin_dir / "second").exists()
 
     setup.write("")  # "second" left the configuration while no daemon ran
     again = setup.start()
@@ -325,8 +308,8 @@ def test_a_restart_removes_pins_no_entry_owns(setup):
     removed = again.wait_event("orphan_removed")
     assert removed["pin"] == str(setup.pin_dir / "second") and removed["was_attached"]
     again.wait_event("ready")
-    assert registered(setup.other) == 0 and not (setup.pin_dir / "second").exists()
-    assert registered(setup.fallback) == 1
+    assert facts.times_registered(setup.other) == 0 and not (setup.pin_dir / "second").exists()
+    assert facts.times_registered(setup.fallback) == 1
     again.signal(signal.SIGTERM)
     assert again.wait() == 0
 
@@ -339,13 +322,13 @@ def test_a_metrics_file_that_cannot_be_written_detaches_nothing(setup, notify):
     assert notify()["READY"] == "1"
     failed = daemon.wait_event("metrics_not_written")
     assert "No such file" in failed["error"]
-    assert registered(setup.fallback) == 1
+    assert facts.times_registered(setup.fallback) == 1
     daemon.signal(signal.SIGHUP)
     assert notify()["RELOADING"] == "1"
     assert notify()["STATUS"] == "1 policies attached"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    assert registered(setup.fallback) == 0
+    assert facts.times_registered(setup.fallback) == 0
 
 
 def test_a_pending_entrys_pin_from_an_earlier_run_is_kept(setup):
@@ -368,7 +351,7 @@ def test_a_pending_entrys_pin_from_an_earlier_run_is_kept(setup):
     assert again.wait_event("pending" if cgroup_struct_ops() else "failed")["id"] == "second"
     again.wait_event("ready")
     assert not [r for r in again.seen if isinstance(r, dict) and r.get("event") == "orphan_removed"]
-    assert registered(setup.other) == 1
+    assert facts.times_registered(setup.other) == 1
     with bpfoom.Link.from_pinned(setup.pin_dir / "second") as link:
         assert link.info().map_id
     again.signal(signal.SIGTERM)

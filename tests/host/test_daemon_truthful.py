@@ -28,23 +28,6 @@ from prometheus_text import parse
 pytestmark = pytest.mark.usefixtures("tcp_struct_ops")
 
 
-def registered(name: str) -> int:
-    return facts.available_congestion_control().count(name)
-
-
-@pytest.fixture
-def notify(tmp_path):
-    import socket
-
-    path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(path))
-        sock.settimeout(WAIT_S)
-
-        def receive() -> dict[str, str]:
-            return dict(line.split("=", 1) for line in sock.recv(4096).decode().splitlines())
-        receive.env = {"NOTIFY_SOCKET": str(path)}
-        yield receive
 
 
 class Setup:
@@ -168,7 +151,7 @@ def test_a_daemon_without_bpf_privileges_says_so_and_exits(setup, tmp_path):
     text = json.dumps(failed)
     assert "CAP_SYS_ADMIN" in text or "EPERM" in text, failed
     assert daemon.wait() == 1
-    assert registered(setup.fallback) == 0
+    assert facts.times_registered(setup.fallback) == 0
 
 
 def free_port() -> int:
