@@ -26,8 +26,12 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import machine
+import postgres
 
 ARENA = Path(__file__).resolve().parent
 REPO = ARENA.parents[1]
@@ -35,6 +39,7 @@ SAMPLE_S = 0.1
 QUIET_S = 3.0
 STALL_EPSILON_US = 1000  # under 1 ms of stall per 100 ms sample counts as quiet
 UNIT_PREFIX = "arena-"
+RUNAWAY_PID_FILE = "/run/arena-runaway.pid"  # session.py writes it (see sessions.toml)
 RUN_DIR = Path("/run/systemd/system")
 
 
@@ -76,8 +81,8 @@ def processes() -> dict[int, tuple[str, str]]:
     return found
 
 
-def unit_cgroup(unit: str) -> Path | None:
-    out = sh("systemctl", "show", "-P", "ControlGroup", unit, check=False).stdout.strip()
+def unit_cgroup(unit: str, user: str | None = None) -> Path | None:
+    out = systemctl(user, "show", "-P", "ControlGroup", unit, check=False).stdout.strip()
     return Path("/sys/fs/cgroup" + out) if out else None
 
 
@@ -93,12 +98,32 @@ def cgroup_pids(cgroup: Path | None) -> set[int]:
     return pids
 
 
-def memory_current(unit: str) -> int:
-    cgroup = unit_cgroup(unit)
+def memory_current(unit: str, user: str | None = None) -> int:
+    cgroup = unit_cgroup(unit, user)
     try:
         return int((cgroup / "memory.current").read_text()) if cgroup else 0
     except OSError:
         return 0
+
+
+# ---------------------------------------------------------------- units, system or a user's
+
+def user_manager(user: str) -> list[str]:
+    """The prefix that runs systemctl/systemd-run against `user`'s own manager (user@UID),
+    started if needed; the user is made on first use.  The manager's private socket needs no
+    user D-Bus."""
+    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
+        sh("useradd", "--create-home", user)
+    uid = sh("id", "-u", user).stdout.strip()
+    sh("systemctl", "start", f"user@{uid}.service", timeout=300)
+    return ["runuser", "-u", user, "--", "env", f"XDG_RUNTIME_DIR=/run/user/{uid}"]
+
+
+def systemctl(user: str | None, *args: str, check: bool = True,
+              timeout: float = 120) -> subprocess.CompletedProcess:
+    if user is None:
+        return sh("systemctl", *args, check=check, timeout=timeout)
+    return sh(*user_manager(user), "systemctl", "--user", *args, check=check, timeout=timeout)
 
 
 class Redis:
@@ -197,28 +222,27 @@ def redis_dbsize() -> int | None:
 
 @dataclass
 class Probe:
-    """Asks the protected service a question every 50 ms; records each answer's latency."""
+    """Asks the protected service a question every 50 ms; records each answer's latency.
+    `ask` returns True for a right answer and raises (or returns False) for anything else."""
 
+    ask: Callable[[], bool]
+    reset: Callable[[], None]
     samples: list[tuple[float, float | None]] = field(default_factory=list)  # (t, latency or None)
     stop: threading.Event = field(default_factory=threading.Event)
+    answered_ok: int = 0
 
     def run(self) -> None:
-        client = None
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                if client is None:
-                    client = Redis(timeout=1.0)
-                ok = client.call("GET", "arena:probe") == b"ok"
-                self.samples.append((started, time.monotonic() - started if ok else None))
-            except (OSError, RuntimeError):
-                self.samples.append((started, None))
-                if client is not None:
-                    client.close()
-                client = None
+                ok = self.ask()
+            except (OSError, RuntimeError, ConnectionError, TimeoutError):
+                ok = False
+                self.reset()
+            self.answered_ok += ok
+            self.samples.append((started, time.monotonic() - started if ok else None))
             self.stop.wait(max(0.0, 0.05 - (time.monotonic() - started)))
-        if client is not None:
-            client.close()
+        self.reset()
 
     def summary(self, since: float, until: float) -> dict:
         window = [lat for t, lat in self.samples if since <= t <= until]
@@ -233,6 +257,36 @@ class Probe:
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
 
 
+def redis_probe() -> Probe:
+    client: list[Redis] = []
+
+    def ask() -> bool:
+        if not client:
+            client.append(Redis(timeout=1.0))
+        return client[0].call("GET", "arena:probe") == b"ok"
+
+    def reset() -> None:
+        while client:
+            client.pop().close()
+
+    return Probe(ask, reset)
+
+
+def postgres_probe(scale: int) -> Probe:
+    session: list[postgres.Session] = []
+
+    def ask() -> bool:
+        if not session:
+            session.append(postgres.Session())
+        return session[0].ask(postgres.transaction(scale), timeout=1.0)
+
+    def reset() -> None:
+        while session:
+            session.pop().close()
+
+    return Probe(ask, reset)
+
+
 # ---------------------------------------------------------------- contestants
 
 OOMD_DROPINS = {
@@ -245,7 +299,8 @@ OOMD_DROPINS = {
 
 # One configuration per use, the same in every scenario of that kind: never tuned per scenario.
 BPFOOM_CONFIGS = {
-    "server": ARENA / "contestants" / "bpfoom-server.toml",
+    "server": REPO / "examples" / "daemon" / "server.toml",
+    "desktop": REPO / "examples" / "daemon" / "desktop.toml",
     "k8s": REPO / "examples" / "kubernetes" / "policies.toml",  # what the DaemonSet ships
 }
 
@@ -328,15 +383,50 @@ def _stop_contestant(name: str) -> None:
 # ---------------------------------------------------------------- one run
 
 def start_process(spec: dict) -> str:
+    """A transient service for `spec`, in the system manager or (`user = "name"`) in that
+    user's manager, as a login session's programs run."""
     unit = f"{UNIT_PREFIX}{spec['name']}.service"
     command = [part.replace("{arena}", str(ARENA)) for part in spec["command"]]
-    args = ["systemd-run", f"--unit={unit}", f"--slice={spec.get('slice', 'system.slice')}",
-            "--collect", "-p", f"OOMScoreAdjust={spec.get('oom_score_adj', 0)}"]
+    user = spec.get("user")
+    args = [*(user_manager(user) if user else []), "systemd-run", *(["--user"] if user else []),
+            f"--unit={unit}", "--collect"]
+    if "slice" in spec:
+        args.append(f"--slice={spec['slice']}")
+    if "oom_score_adj" in spec or not user:
+        args += ["-p", f"OOMScoreAdjust={spec.get('oom_score_adj', 0)}"]
     for prop in spec.get("properties", []):
         args += ["-p", prop]
     args += ["--", *command]
     sh(*args)
     return unit
+
+
+def process_alive(pid: int, start: str) -> bool:
+    """`pid` still runs as the process that started at `start` (not reused, not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0] != "Z" and fields[19] == start
+
+
+def start_culprit(spec: dict, scenario: dict) -> tuple[Path | None, tuple[int, str] | None]:
+    """Start the culprit: its own unit (whose every task is the culprit), or (`within =
+    "name"`) one more process of another process's unit, whose other tasks are bystanders.
+    Returns the culprit's cgroup or its (pid, start time)."""
+    if "within" not in spec:
+        return unit_cgroup(start_process(spec), spec.get("user")), None
+    host = next(p for p in scenario["process"] if p["name"] == spec["within"])
+    pid_file = Path(RUNAWAY_PID_FILE)
+    pid_file.unlink(missing_ok=True)
+    systemctl(host.get("user"), "kill", "--kill-whom=main", "--signal=SIGUSR1",
+              f"{UNIT_PREFIX}{host['name']}.service")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), 60,
+             "the session to start its runaway")
+    pid = int(pid_file.read_text())
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return None, (pid, stat[stat.rindex(")") + 2:].split()[19])
 
 
 def reset(scenario: dict) -> None:
@@ -345,6 +435,10 @@ def reset(scenario: dict) -> None:
     for line in units:
         if line.strip():
             sh("systemctl", "stop", line.split()[0], check=False, timeout=300)
+    for user in {p["user"] for p in scenario["process"] if "user" in p}:
+        uid = sh("id", "-u", user, check=False).stdout.strip()
+        if uid:  # every process the user's last session left
+            sh("systemctl", "stop", f"user@{uid}.service", check=False, timeout=300)
     for service in scenario.get("service", []):
         sh("systemctl", "restart", service["unit"], timeout=300)
     for slice_ in scenario.get("slice", []):
@@ -352,6 +446,13 @@ def reset(scenario: dict) -> None:
     sh("systemctl", "reset-failed", check=False, timeout=300)
     subprocess.run(["sync"], check=False)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    setup = scenario.get("machine", {})
+    if "zram_swap" in setup:
+        machine.zram_swap(setup["zram_swap"])
+    else:
+        machine.no_swap()
+    if "file_set_mb" in setup:
+        machine.file_set(setup["file_set_mb"])
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
@@ -362,12 +463,34 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def start_service_probe(spec: dict) -> tuple[Probe, Callable[[Probe], dict]]:
+    """Fill the protected service with its data and start asking it; the callable says after
+    the episode whether the data survived."""
+    if spec["probe"] == "redis":
+        redis_wait()
+        before = redis_fill(spec.get("fill_mb", 0))
+
+        def intact(_probe: Probe) -> dict:
+            after = redis_dbsize()
+            return {"dbsize_before": before, "dbsize_after": after, "data_intact": after == before}
+        probe = redis_probe()
+    elif spec["probe"] == "postgres":
+        scale = spec.get("scale", 10)
+        postgres.prepare(scale)
+
+        def intact(probe: Probe) -> dict:
+            return postgres.check(probe.answered_ok)
+        probe = postgres_probe(scale)
+    else:
+        raise SystemExit(f"unknown probe {spec['probe']!r}")
+    return probe, intact
+
+
 def one_run(scenario: dict, contestant: str) -> dict:
     kind = scenario.get("kind", "server")
     reset(scenario)
     start_contestant(contestant, kind)
-    probe = None
-    dbsize_before = None
+    probe = intact = prober = None
     try:
         culprit_spec = next(p for p in scenario["process"] if p.get("culprit"))
         # Services (real units) first, then the scenario's own processes, the culprit last.
@@ -376,20 +499,21 @@ def one_run(scenario: dict, contestant: str) -> dict:
                 continue
             if "command" in spec:
                 unit = start_process(spec)
-                want = spec.get("holds_mb", 0) << 20
-                wait_for(lambda: memory_current(unit) >= want * 0.95, 120,
-                         f"{unit} to hold its memory")
-            if spec.get("probe") == "redis":
-                redis_wait()
-                dbsize_before = redis_fill(spec.get("fill_mb", 0))
-                probe = Probe()
-                threading.Thread(target=probe.run, daemon=True).start()
+                holds = spec.get("holds_mb", 0) << 20
+
+                def held(unit: str = unit, user: str | None = spec.get("user"),
+                         want: int = holds) -> bool:
+                    return memory_current(unit, user) >= want * 0.95
+                wait_for(held, 300, f"{unit} to hold its memory")
+            if "probe" in spec:
+                probe, intact = start_service_probe(spec)
+                prober = threading.Thread(target=probe.run, daemon=True)
+                prober.start()
         time.sleep(1.0)
         before = processes()
         psi0 = psi_totals()
         t0 = time.monotonic()
-        culprit_unit = start_process(culprit_spec)
-        culprit_cgroup = unit_cgroup(culprit_unit)
+        culprit_cgroup, culprit_process = start_culprit(culprit_spec, scenario)
         culprit_pids: set[int] = set()
         samples = []  # (t, some, full)
         onset = last_stall = None
@@ -406,7 +530,10 @@ def one_run(scenario: dict, contestant: str) -> dict:
                 onset = onset if onset is not None else now
                 last_stall = now
             previous = totals
-            alive = cgroup_pids(culprit_cgroup)
+            if culprit_process is not None:
+                alive = {culprit_process[0]} if process_alive(*culprit_process) else set()
+            else:
+                alive = cgroup_pids(culprit_cgroup)
             culprit_pids |= alive
             if culprit_gone_at is None and not alive and now - t0 > 1.0:
                 culprit_gone_at = now
@@ -416,8 +543,9 @@ def one_run(scenario: dict, contestant: str) -> dict:
             if now - t0 > timeout:
                 break
         end = time.monotonic()
-        if probe is not None:
+        if probe is not None and prober is not None:
             probe.stop.set()
+            prober.join(timeout=30)
         after = processes()
         psi1 = psi_totals()
         died = [{"pid": pid, "comm": comm} for pid, (start, comm) in before.items()
@@ -438,11 +566,9 @@ def one_run(scenario: dict, contestant: str) -> dict:
             "episode_s": round(end - t0, 2),
             "pressure": samples,
         }
-        if probe is not None:
+        if probe is not None and intact is not None:
             result["service"] = probe.summary(t0, end)
-            after_size = redis_dbsize()
-            result["service"].update(dbsize_before=dbsize_before, dbsize_after=after_size,
-                                     data_intact=after_size == dbsize_before)
+            result["service"].update(intact(probe))
         kills = sh("dmesg", check=False).stdout
         result["kernel_oom_kills"] = kills.count("Out of memory: Killed process") + \
             kills.count("Memory cgroup out of memory: Killed process")

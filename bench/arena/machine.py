@@ -1,0 +1,79 @@
+"""What a scenario's machine has besides RAM: zram swap, and a file set on a disk.
+
+The guest's root is 9p, which keeps no page cache, and tmpfs pages cannot be
+reclaimed without swap; so a file set whose pages the kernel can drop and read
+back (the page-cache thrashing scenario) lives on ext4 on a zram disk: a block
+device in RAM whose compressible files cost little of it.  Both are made
+afresh before every run, so no run inherits the last one's swap or cache.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ZRAM_CONTROL = Path("/sys/class/zram-control")
+FILES_MOUNT = Path("/srv/arena-files")
+ALGORITHM = "lzo-rle"  # Debian's zram-tools default; built in (CONFIG_CRYPTO_LZO)
+
+
+def _run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
+
+
+def _device(index: int) -> Path:
+    """/sys/block/zram<index>, made if missing (the kernel starts with zram0 only)."""
+    while not Path(f"/sys/block/zram{index}").exists():
+        (ZRAM_CONTROL / "hot_add").read_text()
+    return Path(f"/sys/block/zram{index}")
+
+
+def _reset(index: int) -> Path:
+    device = _device(index)
+    (device / "reset").write_text("1\n")
+    return device
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units \
+        else int(text)
+
+
+def zram_swap(size: str) -> None:
+    """zram0 as the only swap, `size` of uncompressed pages (what zram-tools sets up)."""
+    subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, check=False)
+    device = _reset(0)
+    algorithms = (device / "comp_algorithm").read_text()
+    if ALGORITHM in algorithms:
+        (device / "comp_algorithm").write_text(ALGORITHM + "\n")
+    (device / "disksize").write_text(f"{_size(size)}\n")
+    _run("mkswap", "/dev/zram0")
+    _run("swapon", "-p", "100", "/dev/zram0")
+
+
+def no_swap() -> None:
+    subprocess.run(["swapoff", "-a"], capture_output=True, check=False)
+    if Path("/sys/block/zram0").exists():
+        subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, check=False)
+        _reset(0)
+
+
+def file_set(total_mb: int, files: int = 16) -> Path:
+    """`total_mb` MiB of compressible files on ext4 on zram1, mounted at FILES_MOUNT; the page
+    cache is dropped afterwards, so reading them is disk I/O until they are cached."""
+    subprocess.run(["umount", str(FILES_MOUNT)], capture_output=True, check=False)
+    device = _reset(1)
+    (device / "disksize").write_text(f"{(total_mb + 128) << 20}\n")
+    _run("mkfs.ext4", "-q", "-F", "/dev/zram1")
+    FILES_MOUNT.mkdir(parents=True, exist_ok=True)
+    _run("mount", "/dev/zram1", str(FILES_MOUNT))
+    line = b"".join(bytes([65 + (i % 26)]) * 63 + b"\n" for i in range(64))  # 4 KiB of text
+    chunk = line * 256  # 1 MiB
+    per_file = max(1, total_mb // files)
+    for n in range(files):
+        with open(FILES_MOUNT / f"part-{n:02d}", "wb") as out:
+            out.writelines(chunk for _ in range(per_file))
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    return FILES_MOUNT
