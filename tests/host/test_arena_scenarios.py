@@ -15,9 +15,8 @@ import time
 import tomllib
 from pathlib import Path
 
-import pytest
-
 import facts
+import pytest
 
 ARENA = facts.REPO / "bench" / "arena"
 SCENARIOS = sorted((ARENA / "scenarios").glob("*.toml"))
@@ -54,7 +53,7 @@ def test_scenario_is_complete(path: Path):
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_each_kind_s_configuration_passes_the_daemon_s_check(kind: str):
     done = subprocess.run([sys.executable, "-m", "bpfoom", "run", "--check", str(KINDS[kind])],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
