@@ -1,9 +1,10 @@
 """What a scenario's machine has besides RAM: zram swap, and a file set on a disk.
 
 The guest's root is 9p, which keeps no page cache, and tmpfs pages cannot be
-reclaimed without swap; so a file set whose pages the kernel can drop and read
-back (the page-cache thrashing scenario) lives on ext4 on a zram disk: a block
-device in RAM whose compressible files cost little of it.  Both are made
+reclaimed without swap; so the data whose pages the kernel can drop and read
+back (the page-cache thrashing scenario) is a zram disk read through its page
+cache: a block device in RAM whose compressible data costs little of it (the
+image has no mkfs for a real file system, and none is needed).  Both are made
 afresh before every run, so no run inherits the last one's swap or cache.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 ZRAM_CONTROL = Path("/sys/class/zram-control")
-FILES_MOUNT = Path("/srv/arena-files")
+FILES = Path("/dev/zram1")  # the "disk" a file set lives on
 ALGORITHM = "lzo-rle"  # Debian's zram-tools default; built in (CONFIG_CRYPTO_LZO)
 
 
@@ -59,21 +60,16 @@ def no_swap() -> None:
         _reset(0)
 
 
-def file_set(total_mb: int, files: int = 16) -> Path:
-    """`total_mb` MiB of compressible files on ext4 on zram1, mounted at FILES_MOUNT; the page
-    cache is dropped afterwards, so reading them is disk I/O until they are cached."""
-    subprocess.run(["umount", str(FILES_MOUNT)], capture_output=True, check=False)
+def file_set(total_mb: int) -> Path:
+    """`total_mb` MiB of compressible data on the zram1 disk, its page cache dropped: reading
+    /dev/zram1 (buffered, through the block device's page cache) is then disk I/O until the
+    pages are cached, and cached pages are clean, so the kernel can drop and read them again."""
     device = _reset(1)
-    (device / "disksize").write_text(f"{(total_mb + 128) << 20}\n")
-    _run("mkfs.ext4", "-q", "-F", "/dev/zram1")
-    FILES_MOUNT.mkdir(parents=True, exist_ok=True)
-    _run("mount", "/dev/zram1", str(FILES_MOUNT))
+    (device / "disksize").write_text(f"{total_mb << 20}\n")
     line = b"".join(bytes([65 + (i % 26)]) * 63 + b"\n" for i in range(64))  # 4 KiB of text
     chunk = line * 256  # 1 MiB
-    per_file = max(1, total_mb // files)
-    for n in range(files):
-        with open(FILES_MOUNT / f"part-{n:02d}", "wb") as out:
-            out.writelines(chunk for _ in range(per_file))
+    with open(FILES, "wb") as disk:
+        disk.writelines(chunk for _ in range(total_mb))
     os.sync()
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    return FILES_MOUNT
+    return FILES
