@@ -329,13 +329,11 @@ def start_contestant(name: str, kind: str) -> None:
         sh("systemctl", "daemon-reload")
         start_unit("systemd-oomd.service")
     elif name == "bpfoom":
-        # The shipped unit with the systemd 252 drop-in, and a local.conf as an operator
-        # writes it for a virtualenv install (here the checkout's .venv).
+        # The shipped unit (systemd 252, Debian 12) and a local.conf as an operator writes it
+        # for a virtualenv install (here the checkout's .venv).
         unit_dir = RUN_DIR / "bpfoom.service.d"
         unit_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "examples/systemd/bpfoom.service", RUN_DIR / "bpfoom.service")
-        shutil.copy(REPO / "examples/systemd/bpfoom.service.d/systemd-252.conf",
-                    unit_dir / "systemd-252.conf")
         bpfoom = REPO / ".venv/bin/bpfoom"
         (unit_dir / "local.conf").write_text(
             "[Service]\n"

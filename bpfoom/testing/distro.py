@@ -56,6 +56,8 @@ PACKAGES = (
     # PID 1 and what a normal systemd system has
     "systemd", "systemd-sysv", "systemd-oomd", "dbus", "udev", "procps", "psmisc",
     "util-linux", "iproute2", "kmod",
+    # logins get their user manager (user@UID) as on a desktop: the arena's session scope
+    "libpam-systemd",
     # the services the arena protects, and their clients
     "redis-server", "redis-tools", "postgresql", "postgresql-contrib",
     # the OOM tools bpfoom is compared with, and the load generator
