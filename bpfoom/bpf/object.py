@@ -29,6 +29,7 @@ from .errors import (ENOTSUPP, BpfError, ClosedError, NotSupportedError, ObjectF
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
+from .attach import ExplicitAttach
 from .globals import GlobalSection
 from .link import Link
 from .map import Map
@@ -450,8 +451,12 @@ class BpfObject:
                             "it declares no such globals")
 
 
-class Program:
-    """A view of one program of a BpfObject; frees nothing, keeps the object alive."""
+class Program(ExplicitAttach):
+    """A view of one program of a BpfObject; frees nothing, keeps the object alive.
+
+    Attach it where its section says (:meth:`attach`) or to a target named at
+    run time (:meth:`attach_tracepoint`, :meth:`attach_kprobe`, ... in
+    :class:`ExplicitAttach`)."""
 
     def __init__(self, obj: BpfObject, ptr) -> None:
         self._obj, self._ptr = obj, ptr
