@@ -71,7 +71,7 @@ from .bpf.logging import install_libbpf_logging
 from .bpf.btf import Btf, Kind as BtfKind
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupError, ClosedError,
-                     InvalidTypeError, InvalidValueError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
+                     InvalidTypeError, InvalidValueError, KeyExistsError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
                      ObjectFileError, PathNotFoundError, PermissionDeniedError,
                      ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
@@ -79,7 +79,7 @@ from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
 from .bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from .bpf.link import Link, LinkInfo, links
-from .bpf.map import Map, MapInfo
+from .bpf.map import Map, MapFlag, MapInfo
 from .bpf.struct_ops import StructOpsFields, StructOpsMap
 from .oom.attachments import Attachment, attached
 from .oom.events import DecisionEvent
@@ -104,7 +104,7 @@ except _metadata.PackageNotFoundError:  # a source tree without metadata
 install_libbpf_logging()
 
 __all__ = [
-    "BpfObject", "Program", "Map", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
+    "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
@@ -116,6 +116,6 @@ __all__ = [
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError",
     "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
-    "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
+    "KeyNotFoundError", "KeyExistsError", "NoStructOpsError", "ClosedError", "VerifierError",
     "InvalidValueError", "InvalidTypeError", "MapFullError", "CgroupError", "StateError", "__version__",
 ]
