@@ -93,6 +93,7 @@ from .oom.policy import OomPolicy, PsiHandler
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
+from .bpf.probes import probe_helper, probe_kfunc, probe_map_type, probe_prog_type
 from .bpf.aio import aevents
 from .bpf.waiter import SourceSet
 
@@ -107,6 +108,7 @@ __all__ = [
     "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
     "IterLink", "attach_cgroup_iter", "mmap_array",
+    "probe_prog_type", "probe_map_type", "probe_helper", "probe_kfunc",
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "parse_size", "policies", "get_include",
     "DecisionEvent", "PinnedEvents",
