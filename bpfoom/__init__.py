@@ -93,6 +93,7 @@ from .oom.policy import OomPolicy, PsiHandler
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
+from .bpf.records import Record, RecordType
 from .bpf.probes import probe_helper, probe_kfunc, probe_map_type, probe_prog_type
 from .bpf.aio import aevents
 from .bpf.waiter import SourceSet
@@ -106,7 +107,7 @@ install_libbpf_logging()
 
 __all__ = [
     "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
-    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
+    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Record", "RecordType",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "probe_prog_type", "probe_map_type", "probe_helper", "probe_kfunc",
     "Feature", "Features", "features",
