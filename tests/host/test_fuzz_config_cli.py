@@ -209,4 +209,14 @@ def test_argument_vectors_end_in_a_clean_exit(argv: list[str]) -> None:
 def report_counts() -> Any:
     yield
     if LONG:
-        print(f"\nfuzz: {TRIED['config']} configs, {TRIED['argv']} argument vectors, 0 tracebacks")
+        print(f"\nfuzz: tried {TRIED['config']} configs and {TRIED['argv']} argument vectors "
+              "(any traceback fails its test)")
+
+
+# -- what the fuzzing found, kept as plain regressions ----------------------------------
+
+@pytest.mark.parametrize("data", [b"\x80", b'[daemon]\nlog = "\xff"\n'], ids=["byte", "in-string"])
+def test_a_config_that_is_not_utf8_is_a_clean_error(tmp_path: Path, data: bytes) -> None:
+    (tmp_path / "bad.toml").write_bytes(data)
+    status, stderr = run_cli(["run", "--check", str(tmp_path / "bad.toml")])
+    assert status == 1 and "not UTF-8" in stderr
