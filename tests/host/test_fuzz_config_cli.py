@@ -151,8 +151,16 @@ def check_config_text(path: Path, data: bytes) -> None:
 
 
 @FUZZ
-@given(text=configs())
-def test_generated_configs_end_in_a_clean_check(tmp_path: Path, text: str) -> None:
+@given(text=configs(), dropin=st.none() | configs())
+def test_generated_configs_end_in_a_clean_check(tmp_path: Path, text: str,
+                                                dropin: str | None) -> None:
+    """A generated config, with a generated drop-in (``fuzz.d/*.toml``) beside it or not."""
+    directory = tmp_path / "fuzz.d"
+    for old in directory.glob("*"):
+        old.unlink()
+    if dropin is not None:
+        directory.mkdir(exist_ok=True)
+        (directory / "extra.toml").write_bytes(dropin.encode("utf-8", "surrogatepass"))
     check_config_text(tmp_path / "fuzz.toml", text.encode("utf-8", "surrogatepass"))
 
 
