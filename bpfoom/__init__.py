@@ -42,6 +42,11 @@ Where this differs from or adds to the issue-3 API contract:
   ``MapFullError`` (E2BIG); ``links()`` lists every link (``type=`` filters);
   ``RingBuffer.poll(timeout)`` takes seconds (None: forever) like every other
   timeout; ``attach_cgroup_iter`` takes a path, a Cgroup or a cgroup id.
+* Beyond issue 3 (issue 26): ``Map.update/lookup/push`` take ``MapFlag``
+  (``KeyExistsError`` for EEXIST), ``lookup_and_delete()``, ``delete_batch()``,
+  ``reuse()`` and ``BpfObject.open(pin_root_path=)``; ``RingBuffer(...,
+  record="struct")`` yields ``Record``s (``RecordType``); ``probe_*`` functions;
+  ``Program.attach_tracepoint/raw_tracepoint/kprobe/kretprobe/cgroup/iter``.
 * ``KillWatcher`` reports every OOM victim the kernel marks and every OOM
   that ended without one (``KillEvent``, ``OomNoKillEvent``), and lost
   records as ``OverrunEvent``; see bpfoom/oom/kill_watch.py.
