@@ -178,8 +178,10 @@ def test_wrong_program_kind_is_refused_before_the_kernel(obj):
     before = link_ids()
     with pytest.raises(bpfoom.StateError, match="kprobe program"):
         obj.programs["count_kprobe"].attach_tracepoint("oom", "mark_victim")
+    root = facts.CGROUP2_ROOT if facts.is_mountpoint_of(facts.CGROUP2_ROOT, "cgroup2") \
+        else Path("/sys/fs/cgroup")  # the guest mounts cgroup2 there
     with pytest.raises(bpfoom.StateError, match="as a cgroup"):
-        obj.programs["count_tracepoint"].attach_cgroup("/sys/fs/cgroup/unified")
+        obj.programs["count_tracepoint"].attach_cgroup(root)
     with pytest.raises(TypeError):
         obj.programs["count_raw_tracepoint"].attach_raw_tracepoint(b"sys_enter")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
