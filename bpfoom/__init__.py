@@ -42,6 +42,11 @@ Where this differs from or adds to the issue-3 API contract:
   ``MapFullError`` (E2BIG); ``links()`` lists every link (``type=`` filters);
   ``RingBuffer.poll(timeout)`` takes seconds (None: forever) like every other
   timeout; ``attach_cgroup_iter`` takes a path, a Cgroup or a cgroup id.
+* Beyond issue 3 (issue 26): ``Map.update/lookup/push`` take ``MapFlag``
+  (``KeyExistsError`` for EEXIST), ``lookup_and_delete()``, ``delete_batch()``,
+  ``reuse()`` and ``BpfObject.open(pin_root_path=)``; ``RingBuffer(...,
+  record="struct")`` yields ``Record``s (``RecordType``); ``probe_*`` functions;
+  ``Program.attach_tracepoint/raw_tracepoint/kprobe/kretprobe/cgroup/iter``.
 * ``KillWatcher`` reports every OOM victim the kernel marks and every OOM
   that ended without one (``KillEvent``, ``OomNoKillEvent``), and lost
   records as ``OverrunEvent``; see bpfoom/oom/kill_watch.py.
@@ -71,7 +76,7 @@ from .bpf.logging import install_libbpf_logging
 from .bpf.btf import Btf, Kind as BtfKind
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupError, ClosedError,
-                     InvalidTypeError, InvalidValueError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
+                     InvalidTypeError, InvalidValueError, KeyExistsError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
                      ObjectFileError, PathNotFoundError, PermissionDeniedError,
                      ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
@@ -79,7 +84,7 @@ from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
 from .bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from .bpf.link import Link, LinkInfo, links
-from .bpf.map import Map, MapInfo
+from .bpf.map import Map, MapFlag, MapInfo
 from .bpf.struct_ops import StructOpsFields, StructOpsMap
 from .oom.attachments import Attachment, attached
 from .oom.events import DecisionEvent
@@ -93,6 +98,8 @@ from .oom.policy import OomPolicy, PsiHandler
 from .oom import targets
 from .bpf.object import BpfObject, NoStructOpsError, Program
 from .bpf.ringbuf import RingBuffer
+from .bpf.records import Record, RecordType
+from .bpf.probes import probe_helper, probe_kfunc, probe_map_type, probe_prog_type
 from .bpf.aio import aevents
 from .bpf.waiter import SourceSet
 
@@ -104,9 +111,10 @@ except _metadata.PackageNotFoundError:  # a source tree without metadata
 install_libbpf_logging()
 
 __all__ = [
-    "BpfObject", "Program", "Map", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
-    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
+    "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
+    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Record", "RecordType",
     "IterLink", "attach_cgroup_iter", "mmap_array",
+    "probe_prog_type", "probe_map_type", "probe_helper", "probe_kfunc",
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "parse_size", "policies", "get_include",
     "DecisionEvent", "PinnedEvents",
@@ -116,6 +124,6 @@ __all__ = [
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError",
     "BusyError", "ObjectFileError",
     "NotFoundError", "PathNotFoundError", "MapNotFoundError", "ProgramNotFoundError", "VariableNotFoundError",
-    "KeyNotFoundError", "NoStructOpsError", "ClosedError", "VerifierError",
+    "KeyNotFoundError", "KeyExistsError", "NoStructOpsError", "ClosedError", "VerifierError",
     "InvalidValueError", "InvalidTypeError", "MapFullError", "CgroupError", "StateError", "__version__",
 ]

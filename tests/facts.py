@@ -19,7 +19,11 @@ TCP_CC_OBJECT = REPO / "examples" / "tcp_cc" / "tcp_cc.bpf.o"
 GLOBALS_OBJECT = REPO / "tests" / "bpf" / "globals.bpf.o"
 REJECTED_OBJECT = REPO / "tests" / "bpf" / "rejected.bpf.o"
 RINGBUF_OBJECT = REPO / "tests" / "bpf" / "ringbuf.bpf.o"
+RING_RECORDS_OBJECT = REPO / "tests" / "bpf" / "ring_records.bpf.o"
 COUNT_CALLS_OBJECT = REPO / "tests" / "bpf" / "trace" / "count_calls.bpf.o"
+ATTACH_KINDS_OBJECT = REPO / "tests" / "bpf" / "trace" / "attach_kinds.bpf.o"
+MAP_KINDS_OBJECT = REPO / "tests" / "bpf" / "maps" / "map_kinds.bpf.o"
+TRACEFS = Path("/sys/kernel/tracing")
 
 AVAILABLE_CC = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 BPFFS = Path("/sys/fs/bpf")

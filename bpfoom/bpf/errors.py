@@ -14,7 +14,7 @@ import os
 __all__ = [
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError", "BusyError",
     "ObjectFileError", "NotFoundError", "PathNotFoundError", "MapNotFoundError",
-    "ProgramNotFoundError", "VariableNotFoundError", "KeyNotFoundError",
+    "ProgramNotFoundError", "VariableNotFoundError", "KeyNotFoundError", "KeyExistsError",
     "ClosedError", "VerifierError", "InvalidValueError", "InvalidTypeError", "MapFullError",
     "CgroupError",
     "StateError", "check", "check_ptr", "error_from_errno",
@@ -153,6 +153,14 @@ class VariableNotFoundError(NotFoundError, KeyError):
 
 class KeyNotFoundError(NotFoundError, KeyError):
     """The map holds no element with that key."""
+
+
+class KeyExistsError(BpfError):
+    """EEXIST: the map already holds the key and the write said ``MapFlag.NOEXIST``.
+
+    Not a ``KeyError`` (that means missing) nor a ``FileExistsError`` (no
+    path is involved); catch it by name.
+    """
 
 
 class ClosedError(BpfError, ValueError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _log
 from ._ffi import ffi, lib
@@ -24,9 +25,11 @@ from .cgroup import Cgroup, CgroupTarget
 from .errors import InvalidValueError, StateError, check, check_ptr
 from .link import Link
 from .map import Map
-from .object import Program
 
-__all__ = ["CGROUP_ORDERS", "IterLink", "attach_cgroup_iter", "mmap_array"]
+if TYPE_CHECKING:
+    from .object import Program
+
+__all__ = ["CGROUP_ORDERS", "IterLink", "attach_cgroup_iter", "attach_iter", "mmap_array"]
 
 # kernel/bpf/cgroup_iter.c's walk orders, by the names its fdinfo uses.
 CGROUP_ORDERS = {
@@ -87,19 +90,27 @@ def attach_cgroup_iter(program: Program, cgroup: CgroupTarget,
         return _attach_iter(program, info, order)
 
 
-def _attach_iter(program: Program, info, order: str) -> IterLink:
+def attach_iter(program: Program) -> IterLink:
+    """Attach a loaded iterator program that takes no parameters (``SEC("iter/task")``,
+    ``SEC("iter/bpf_map")``, ...); cgroup iterators go through :func:`attach_cgroup_iter`."""
+    return _attach_iter(program, None, "")
+
+
+def _attach_iter(program: Program, info: Any, order: str) -> IterLink:
     opts = ffi.new("struct bpf_iter_attach_opts *")
     opts.sz = ffi.sizeof("struct bpf_iter_attach_opts")
-    opts.link_info = info
-    opts.link_info_len = ffi.sizeof("union bpf_iter_link_info")
+    if info is not None:
+        opts.link_info = info
+        opts.link_info_len = ffi.sizeof("union bpf_iter_link_info")
     obj = program._obj
     with obj._lock:
         obj._require_loaded(f"attach iterator program {program.name!r}")
         if lib.bpf_program__type(program._ptr) != lib.BPF_PROG_TYPE_TRACING or \
                 not program.section.startswith(("iter/", "iter.s/")):
             raise StateError(errno.EINVAL, f"program {program.name!r} ({program.section}) is not "
-                             "an iterator; declare it in SEC(\"iter/cgroup\")")
-        action = f"attach iterator {program.name!r} ({program.section}, {order})"
+                             "an iterator; declare it in SEC(\"iter/cgroup\") (or iter/task, ...)")
+        where = f", {order}" if order else ""
+        action = f"attach iterator {program.name!r} ({program.section}{where})"
         with _log.capture() as warnings:
             ptr = lib.bpf_program__attach_iter(program._ptr, opts)
         check_ptr(ptr, action, detail=_log.cause(warnings))

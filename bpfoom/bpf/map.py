@@ -21,6 +21,7 @@ as a list.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import functools
 import os
@@ -34,14 +35,30 @@ from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
 from .cgroup import mounts
 from .kernel_objects import fd_kind
-from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError,
-                     InvalidValueError, KeyNotFoundError, MapFullError, NotFoundError, PathNotFoundError, StateError, check,
+from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError, NotSupportedError,
+                     InvalidValueError, KeyExistsError, KeyNotFoundError, MapFullError, NotFoundError, PathNotFoundError, StateError, check,
                      error_from_errno)
 
 if TYPE_CHECKING:
     from .object import BpfObject
 
-__all__ = ["Map", "MapInfo", "map_info"]
+__all__ = ["Map", "MapFlag", "MapInfo", "map_info"]
+
+
+class MapFlag(enum.IntFlag):
+    """Flags of a map write (:meth:`Map.update`, :meth:`Map.push`) or read (:meth:`Map.lookup`).
+
+    ``NOEXIST`` creates only (:class:`KeyExistsError` if the key is there),
+    ``EXIST`` replaces only (:class:`KeyNotFoundError` if it is not; for a
+    full queue or stack: drop the oldest), ``LOCK`` takes the value's
+    ``struct bpf_spin_lock`` around the copy (maps whose value has one).
+    """
+
+    ANY = 0
+    NOEXIST = int(lib.BPF_NOEXIST)
+    EXIST = int(lib.BPF_EXIST)
+    LOCK = int(lib.BPF_F_LOCK)
+
 
 _MISSING = object()
 
@@ -95,11 +112,15 @@ def _query(fd: int, what: str):
 class _ObjectSource:
     """A map of a BpfObject: libbpf's ``struct bpf_map`` (sizes may change until load)."""
 
-    __slots__ = ("_obj", "_ptr")
+    __slots__ = ("_obj", "_ptr", "_open_btf_ids")
     where = ""
 
     def __init__(self, obj: "BpfObject", ptr) -> None:
         self._obj, self._ptr = obj, ptr
+        # libbpf drops the BTF ids of maps the kernel takes no BTF for (queue, stack) at
+        # load; the object's BTF still types their values.
+        self._open_btf_ids = (lib.bpf_map__btf_key_type_id(ptr),
+                              lib.bpf_map__btf_value_type_id(ptr))
 
     def fd(self) -> int:
         return lib.bpf_map__fd(self._ptr)
@@ -117,7 +138,8 @@ class _ObjectSource:
         return lib.bpf_map__map_flags(self._ptr)
 
     def btf_type_ids(self) -> tuple[int, int]:
-        return lib.bpf_map__btf_key_type_id(self._ptr), lib.bpf_map__btf_value_type_id(self._ptr)
+        ids = lib.bpf_map__btf_key_type_id(self._ptr), lib.bpf_map__btf_value_type_id(self._ptr)
+        return self._open_btf_ids if ids == (0, 0) else ids
 
     def is_internal(self) -> bool:
         return bool(lib.bpf_map__is_internal(self._ptr))
@@ -384,6 +406,39 @@ class Map:
                 os.close(other)
             os.unlink(text)
 
+    def reuse(self, existing: Map | str | os.PathLike[str]) -> None:
+        """Before load(): make load() use ``existing`` (a loaded Map, one opened from a pin or
+        id, or the path of a pin) instead of creating this map.
+
+        The object's programs then share that map.  load() fails with the
+        kernel's reason if its type, key/value sizes or max_entries differ.
+        """
+        if not isinstance(existing, (Map, str, os.PathLike)):
+            raise TypeError(f"reuse() takes a Map or the path of a pinned map, not "
+                            f"{type(existing).__name__}")
+        with self._obj._lock:
+            self._obj._require_unloaded(f"make map {self.name!r} reuse another")
+            if isinstance(existing, Map):
+                with existing._obj._lock:
+                    existing._obj._require_loaded(f"reuse map {existing.name!r}")
+                    check(lib.bpf_map__reuse_fd(self._ptr, existing._source.fd()),
+                          f"make map {self.name!r} reuse map {existing.name!r}")
+                return
+            with Map.from_pinned(existing) as pinned:
+                check(lib.bpf_map__reuse_fd(self._ptr, pinned._source.fd()),
+                      f"make map {self.name!r} reuse the map pinned at {os.fsdecode(existing)!r}")
+
+    @property
+    def pin_path(self) -> str | None:
+        """Where libbpf pins (or pinned) this object map: ``pinning`` in its definition, under
+        the object's ``pin_root_path``; None for maps it does not pin."""
+        with self._obj._lock:
+            self._obj._live()
+            if self._ptr is None:
+                return None
+            raw = lib.bpf_map__pin_path(self._ptr)
+            return ffi.string(raw).decode() if raw != ffi.NULL else None
+
     def freeze(self) -> None:
         """Make the map read-only for user space from now on (BPF programs may still write it)."""
         with self._obj._lock:
@@ -580,6 +635,16 @@ class Map:
         return self.get(key, _MISSING) is not _MISSING
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self.update(key, value)
+
+    def update(self, key: Any, value: Any, flags: MapFlag = MapFlag.ANY) -> None:
+        """Write ``value`` at ``key`` as ``map[key] = value`` does, with :class:`MapFlag` s.
+
+        ``NOEXIST``: :class:`KeyExistsError` if the key is there; ``EXIST``:
+        :class:`KeyNotFoundError` if it is not; ``LOCK``: under the value's
+        spin lock (InvalidValueError if it has none).
+        """
+        flags = _checked_flags(flags, MapFlag.NOEXIST | MapFlag.EXIST | MapFlag.LOCK, "update")
         obj = self._obj
         with obj._lock:
             if obj._state != "loaded":
@@ -598,8 +663,9 @@ class Map:
                     pass
             if raw_value is None:
                 raw_value = encode_for(self._value_label, cells.value_codec, value)
-            rc = _update_elem(cells.fd, raw_key, raw_value, lib.BPF_ANY)
+            rc = _update_elem(cells.fd, raw_key, raw_value, flags)
             if rc < 0:
+                self._flag_error(rc, key, flags)
                 frozen = rc == -errno.EPERM and self._source.frozen_because()
                 if frozen:
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} after load(): "
@@ -625,6 +691,109 @@ class Map:
                 raise InvalidValueError(errno.EINVAL, f"could not delete from array map {self.name!r}: "
                                         "array elements cannot be deleted; assign a zero value instead")
             check(rc, f"delete {key!r} from map {self.name!r}")
+
+    def _flag_error(self, rc: int, key: Any, flags: int) -> None:
+        """Raise what a flagged element call's errno means, if it means something specific."""
+        if rc == -errno.EEXIST and flags & MapFlag.NOEXIST:
+            raise KeyExistsError(errno.EEXIST, f"map {self.name!r} already has key {key!r} "
+                                 "(MapFlag.NOEXIST); delete it first or write without NOEXIST")
+        if rc == -errno.ENOENT and flags & MapFlag.EXIST:
+            raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r} to "
+                                   "replace (MapFlag.EXIST); write without EXIST to create it")
+        if rc == -errno.EINVAL and flags & MapFlag.LOCK:
+            raise InvalidValueError(errno.EINVAL, f"map {self.name!r} refused MapFlag.LOCK: its "
+                                    "value has no struct bpf_spin_lock (or the map type takes "
+                                    "no lock); write without LOCK")
+
+    def lookup(self, key: Any, flags: MapFlag = MapFlag.ANY) -> Any:
+        """``map[key]``, or with ``MapFlag.LOCK`` a copy taken under the value's spin lock."""
+        flags = _checked_flags(flags, MapFlag.LOCK, "lookup")
+        if not flags:
+            return self[key]
+        with self._obj._lock:
+            self._obj._require_loaded(f"read map {self.name!r}")
+            cells = self._cells or self._element_cells()
+            raw_key = self._fill_key(cells, key)
+            rc = lib.bpf_map_lookup_elem_flags(cells.fd, raw_key, cells.value, flags)
+            if rc == -errno.ENOENT:
+                raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} has no key {key!r}")
+            self._flag_error(rc, key, flags)
+            check(rc, f"look up {key!r} in map {self.name!r}")
+            return cells.value[0] if cells.value_is_int else cells.value_codec.decode(cells.value_view)
+
+    def push(self, value: Any, flags: MapFlag = MapFlag.ANY) -> None:
+        """Add ``value`` to a queue or stack map; ``MapFlag.EXIST`` drops the oldest when full.
+
+        MapFullError when it is full without EXIST.
+        """
+        flags = _checked_flags(flags, MapFlag.EXIST, "push")
+        with self._obj._lock:
+            self._obj._require_loaded(f"push to map {self.name!r}")
+            self._require_keyless("push to")
+            cells = self._cells or self._element_cells()
+            raw = encode_for(self._value_label, cells.value_codec, value)
+            rc = _update_elem(cells.fd, ffi.NULL, raw, flags)
+            if rc == -errno.E2BIG:
+                raise MapFullError(errno.E2BIG, f"could not push to {self._type} map "
+                                   f"{self.name!r}: it is full ({self._source.max_entries()} "
+                                   "entries); pop some first, or push with MapFlag.EXIST")
+            check(rc, f"push to map {self.name!r}")
+
+    def lookup_and_delete(self, key: Any = _MISSING) -> Any:
+        """Remove and return one element: ``key``'s in a hash map, the next one (no key) of a
+        queue or stack.  KeyNotFoundError if there is none; NotSupportedError for map types
+        the kernel cannot do it for (arrays: read and assign a zero value instead)."""
+        keyless = self._type in ("queue", "stack", "bloom_filter")
+        if keyless != (key is _MISSING):
+            raise TypeError(f"lookup_and_delete() on {self._type} map {self.name!r} takes "
+                            f"{'no key' if keyless else 'a key'}")
+        with self._obj._lock:
+            self._obj._require_loaded(f"pop from map {self.name!r}")
+            cells = self._cells or self._element_cells()
+            raw_key = ffi.NULL if keyless else self._fill_key(cells, key)
+            rc = lib.bpf_map_lookup_and_delete_elem(cells.fd, raw_key, cells.value)
+            if rc == -errno.ENOENT:
+                what = "is empty" if keyless else f"has no key {key!r}"
+                raise KeyNotFoundError(errno.ENOENT, f"map {self.name!r} {what}")
+            unsupported = -rc in (ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL)
+            check(rc, f"look up and delete in {self._type} map {self.name!r}",
+                  cls=NotSupportedError if unsupported else None,
+                  advice=(f"the kernel cannot look up and delete in {self._type} maps; "
+                          "read the element, then delete it") if unsupported else None)
+            return cells.value[0] if cells.value_is_int else cells.value_codec.decode(cells.value_view)
+
+    def _require_keyless(self, what: str) -> None:
+        if self._type not in ("queue", "stack"):
+            raise InvalidValueError(errno.EINVAL, f"cannot {what} {self._type} map {self.name!r}: "
+                                    "only queue and stack maps take values without a key; "
+                                    "assign map[key] = value instead")
+
+    def delete_batch(self, keys: Iterable[Any]) -> int:
+        """Delete every key of ``keys`` in one syscall; returns how many.
+
+        Keys are encoded before the kernel sees any.  A missing key stops the
+        kernel (KeyNotFoundError saying how many were deleted, in order);
+        maps without batch deletes raise :class:`BatchNotSupportedError`.
+        """
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise TypeError("delete_batch() takes an iterable of keys")
+        wanted = list(keys)
+        with self._obj._lock:
+            self._obj._require_loaded(f"delete from map {self.name!r} in batches")
+            if not wanted:
+                return 0
+            cells = self._cells or self._element_cells()
+            packed = _pack(self._key_label, cells.key_codec, cells.key_ctype, wanted)
+            count = ffi.new("__u32 *", len(wanted))
+            rc = lib.bpf_map_delete_batch(cells.fd, packed, count, _batch_opts(0))
+            if rc == -errno.ENOENT:
+                raise KeyNotFoundError(errno.ENOENT, f"could not delete all {len(wanted)} keys "
+                                       f"from map {self.name!r}: the first {count[0]} were "
+                                       f"deleted, then key {wanted[count[0]]!r} was missing")
+            if rc < 0:
+                raise self._batch_error(rc, "delete from", "BPF_MAP_DELETE_BATCH",
+                                        "del map[key], one element per syscall,", count[0])
+            return len(wanted)
 
     def keys(self) -> list[Any]:
         """A snapshot of the keys (at most max_entries, as the kernel iterates them)."""
@@ -761,6 +930,16 @@ class Map:
                 feature=f"{command}:{self._type}")
         done = f" ({written} written before it)" if written else ""
         return error_from_errno(code, f"{verb} map {self.name!r} in batches{done}")
+
+def _checked_flags(flags: object, allowed: MapFlag, call: str) -> MapFlag:
+    """``flags`` as a MapFlag, refused before the kernel if ``call`` does not take one of them."""
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise TypeError(f"{call}() flags must be a MapFlag, not {type(flags).__name__}")
+    if int(flags) & ~int(allowed) or (flags & MapFlag.NOEXIST and flags & MapFlag.EXIST):
+        raise InvalidValueError(errno.EINVAL, f"{call}() takes {allowed!r} (NOEXIST and EXIST "
+                                f"exclude each other), not {flags!r}")
+    return MapFlag(flags)
+
 
 # Looked up once: the element fast path calls them through a module global.
 _lookup_elem = lib.bpf_map_lookup_elem

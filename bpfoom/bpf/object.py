@@ -29,6 +29,7 @@ from .errors import (ENOTSUPP, BpfError, ClosedError, NotSupportedError, ObjectF
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
+from .attach import ExplicitAttach
 from .globals import GlobalSection
 from .link import Link
 from .map import Map
@@ -155,18 +156,24 @@ class BpfObject:
     @classmethod
     def open(cls, source: str | os.PathLike[str] | bytes, *, name: str | None = None,
              btf_custom_path: str | os.PathLike[str] | None = None,
-             kconfig: str | None = None) -> "BpfObject":
+             kconfig: str | None = None,
+             pin_root_path: str | os.PathLike[str] | None = None) -> "BpfObject":
         """Open a BPF object from a path or from the bytes of an ELF file.
 
         ``name`` overrides the object name (prefix of internal map names),
         ``btf_custom_path`` gives kernel BTF for CO-RE when the kernel has
-        none, ``kconfig`` adds ``CONFIG_X=y`` lines for ``__kconfig`` externs.
+        none, ``kconfig`` adds ``CONFIG_X=y`` lines for ``__kconfig`` externs,
+        ``pin_root_path`` is the bpffs directory where maps declared with
+        ``__uint(pinning, LIBBPF_PIN_BY_NAME)`` are pinned by name at load,
+        or reused if a compatible map is pinned there already (default
+        /sys/fs/bpf).  Map.reuse() picks the map to reuse explicitly.
         """
         keep: list = []
         opts = ffi.new("struct bpf_object_open_opts *")
         opts.sz = ffi.sizeof("struct bpf_object_open_opts")
         for field, value in (("object_name", name), ("kconfig", kconfig),
-                             ("btf_custom_path", btf_custom_path)):
+                             ("btf_custom_path", btf_custom_path),
+                             ("pin_root_path", pin_root_path)):
             if value is not None:
                 text = ffi.new("char[]", os.fsencode(value))
                 keep.append(text)
@@ -450,8 +457,12 @@ class BpfObject:
                             "it declares no such globals")
 
 
-class Program:
-    """A view of one program of a BpfObject; frees nothing, keeps the object alive."""
+class Program(ExplicitAttach):
+    """A view of one program of a BpfObject; frees nothing, keeps the object alive.
+
+    Attach it where its section says (:meth:`attach`) or to a target named at
+    run time (:meth:`attach_tracepoint`, :meth:`attach_kprobe`, ... in
+    :class:`ExplicitAttach`)."""
 
     def __init__(self, obj: BpfObject, ptr) -> None:
         self._obj, self._ptr = obj, ptr

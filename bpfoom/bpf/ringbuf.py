@@ -18,7 +18,7 @@ object, or the pinned Map) closes its ring buffers too.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self, overload
 
 import errno
 import math
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from ._ffi import ffi, lib
 from .errors import ClosedError, InvalidValueError, StateError, check, check_ptr
 from .map import Map
+from .records import Record, RecordType
 
 __all__ = ["RingBuffer"]
 
@@ -47,15 +48,29 @@ def libbpf_ffi_ring_buffer_sample(ctx, data, size) -> int:
 
 
 class RingBuffer:
-    """Consumer of a ``ringbuf`` map: ``callback(bytes)`` for each record."""
+    """Consumer of a ``ringbuf`` map: ``callback(bytes)`` for each record, or with ``record=``
+    (a struct name or a :class:`RecordType`) ``callback(Record)``, decoded through the BTF of
+    the object that writes them."""
 
-    def __init__(self, map_: Map, callback: Callable[[bytes], object]) -> None:
+    @overload
+    def __init__(self, map_: Map, callback: Callable[[bytes], object]) -> None: ...
+
+    @overload
+    def __init__(self, map_: Map, callback: Callable[[Record], object], *,
+                 record: str | RecordType) -> None: ...
+
+    def __init__(self, map_: Map, callback: Callable[[Any], object], *,
+                 record: str | RecordType | None = None) -> None:
         if not isinstance(map_, Map):
             raise TypeError(f"RingBuffer needs a bpfoom Map, not {type(map_).__name__}")
         if not callable(callback):
             raise TypeError("callback must be callable: callback(data: bytes) -> None")
+        if record is not None and not isinstance(record, (str, RecordType)):
+            raise TypeError(f"record must be a struct name or a RecordType, not "
+                            f"{type(record).__name__}")
         self._ptr = None
         self._closed = True  # until the C ring buffer exists
+        self._record = RecordType.of_map(map_, record) if isinstance(record, str) else record
         self._lock = threading.Lock()  # the fields below; never held across a wait or a callback
         self._consume_lock = threading.Lock()  # one consumer at a time, held across the callbacks
         self._users = 0  # threads inside poll()/consume(): the C ring buffer outlives them
@@ -83,7 +98,8 @@ class RingBuffer:
     # -- delivery ------------------------------------------------------------
     def _deliver(self, data, size: int) -> int:
         try:
-            self._callback(bytes(ffi.buffer(data, size)))
+            raw = bytes(ffi.buffer(data, size))
+            self._callback(raw if self._record is None else self._record.decode(raw))
         except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
             self._error = exc
             return _STOPPED_BY_CALLBACK

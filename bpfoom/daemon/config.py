@@ -617,10 +617,15 @@ def struct_ops_type(entry: Entry) -> str | None:
 
 def _read(path: str | Path) -> str:
     try:
-        return Path(path).read_text()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise NotFoundError(errno.ENOENT, f"configuration {str(path)!r} does not exist; check the "
                             "path (examples/daemon/ has samples)") from None
+    try:
+        return data.decode("utf-8")  # TOML is UTF-8 whatever the locale says
+    except UnicodeDecodeError as exc:
+        raise ConfigError(errno.EINVAL, f"{path}: byte {exc.start} is not UTF-8 text ({exc.reason}); "
+                          "TOML files are UTF-8: save it as UTF-8") from None
 
 
 def read_config(path: str | Path) -> Config:

@@ -23,33 +23,40 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from ..bpf.btf import Btf, Kind, RecordCodec, kernel_btf
+from ..bpf.btf import Btf, kernel_btf
 from ..bpf.errors import InvalidValueError
 from ..bpf.map import map_info
 from ..bpf.object import BpfObject
+from ..bpf.records import RecordType
 
 __all__ = ["RecordLayout"]
 
 
 class RecordLayout:
-    """The codec of one record struct, checked against the schema this bpfoom reads."""
+    """A :class:`RecordType` (the object layer's typed records), checked against the schema
+    this bpfoom reads."""
 
-    def __init__(self, codec: RecordCodec, *, what: str, schema: int, advice: str) -> None:
-        self.codec = codec
+    def __init__(self, record_type: RecordType, *, what: str, schema: int, advice: str) -> None:
+        self.type = record_type
         self.what, self.schema, self.advice = what, schema, advice
-        self.size = codec.size
+        self.size = record_type.size
 
     @classmethod
     def from_btf(cls, btf: Btf | None, struct_name: str, fields: tuple[str, ...], *, what: str,
                  schema: int, advice: str, where: str) -> "RecordLayout":
         """The layout of ``struct struct_name`` in ``btf``; InvalidValueError if it lacks ``fields``."""
-        type_id = btf.find(struct_name, Kind.STRUCT) if btf is not None else None
-        codec = btf.codec(type_id) if type_id is not None else None
-        missing = [f for f in ("schema", "size", *fields) if codec is None or f not in codec.fields]
-        if missing:
+        record_type: RecordType | None = None
+        if btf is not None:
+            try:
+                record_type = RecordType.from_btf(btf, struct_name, where=where)
+            except InvalidValueError:
+                pass  # reported below with the fields this reader needs
+        missing = [f for f in ("schema", "size", *fields)
+                   if record_type is None or f not in record_type.fields]
+        if record_type is None or missing:
             raise InvalidValueError(errno.EINVAL, f"{where} declares no struct {struct_name} with "
                                     f"{', '.join(missing)} in its BTF; {advice}")
-        return cls(codec, what=what, schema=schema, advice=advice)
+        return cls(record_type, what=what, schema=schema, advice=advice)
 
     @classmethod
     def of_object(cls, path: Path, struct_name: str, fields: tuple[str, ...], **how: Any
@@ -69,7 +76,7 @@ class RecordLayout:
             return cls.from_btf(btf, struct_name, fields, where=f"BTF object {btf_id}", **how)
 
     def _header(self, data: bytes) -> tuple[int, int]:
-        fields = self.codec.fields
+        fields = self.type.codec.fields
         (schema_bit, _, schema), (size_bit, _, size) = fields["schema"], fields["size"]
         end = max(schema_bit // 8 + schema.size, size_bit // 8 + size.size)
         if len(data) < end:
@@ -84,7 +91,7 @@ class RecordLayout:
             raise InvalidValueError(errno.EINVAL, f"{self.what} of schema {schema} and size {size} "
                                     f"(this bpfoom reads schema {self.schema}, {self.size} bytes); "
                                     f"{self.advice}")
-        return self.codec.decode(data)
+        return self.type.decode_fields(data)
 
 
 @functools.lru_cache(maxsize=None)

@@ -116,6 +116,7 @@ int bpf_map__set_autocreate(struct bpf_map *map, bool autocreate);
 bool bpf_map__autoattach(const struct bpf_map *map);
 int bpf_map__set_autoattach(struct bpf_map *map, bool autoattach);
 int bpf_map__set_pin_path(struct bpf_map *map, const char *path);
+int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 const char *bpf_map__pin_path(const struct bpf_map *map);
 bool bpf_map__is_pinned(const struct bpf_map *map);
 int bpf_map__pin(struct bpf_map *map, const char *path);
@@ -154,6 +155,13 @@ void bpf_link__disconnect(struct bpf_link *link);
 int bpf_link__detach(struct bpf_link *link);
 int bpf_link__destroy(struct bpf_link *link);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog,
+						 const char *tp_category, const char *tp_name);
+struct bpf_link *bpf_program__attach_raw_tracepoint(const struct bpf_program *prog,
+						    const char *tp_name);
+struct bpf_link *bpf_program__attach_kprobe(const struct bpf_program *prog, bool retprobe,
+					    const char *func_name);
+struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);
 
 /* iterator programs (SEC("iter/...")): link_info says what to walk */
 struct bpf_iter_attach_opts {

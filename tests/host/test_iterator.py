@@ -125,3 +125,13 @@ def test_a_program_that_is_not_an_iterator_is_refused():
         with bpfoom.Cgroup.open(facts.CGROUP2_ROOT) as root:
             with pytest.raises(bpfoom.StateError, match="not an iterator"):
                 bpfoom.attach_cgroup_iter(obj.programs["count_syscall"], root)
+
+
+def test_program_attach_iter_takes_the_cgroup_and_order(walker, tree):
+    inodes = [os.stat(path).st_ino for path in tree]
+    program = walker.programs["cgroup_ids"]
+    with program.attach_iter(cgroup=tree[1], order="descendants_post") as link:
+        assert isinstance(link, bpfoom.IterLink)
+        assert ids(link.read()) == [inodes[2], inodes[1]]
+    with pytest.raises(ValueError):
+        program.attach_iter(cgroup=tree[1], order="sideways")
