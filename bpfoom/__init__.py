@@ -77,6 +77,7 @@ from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupErro
                      VariableNotFoundError, VerifierError)
 from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
+from .bpf.lifecycle import Closeable
 from .bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from .bpf.link import Link, LinkInfo, links
 from .bpf.map import Map, MapInfo
@@ -105,7 +106,7 @@ install_libbpf_logging()
 
 __all__ = [
     "BpfObject", "Program", "Map", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
-    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer",
+    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Closeable",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "Feature", "Features", "features",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "parse_size", "policies", "get_include",

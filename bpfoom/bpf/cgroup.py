@@ -20,12 +20,12 @@ import errno
 import fcntl
 import os
 import struct
-import threading
 from pathlib import Path
-from typing import Union, Self
+from typing import Union
 
 from ._ffi import ffi, lib
-from .errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
+from .lifecycle import Closeable
+from .errors import (CgroupError, InvalidValueError, NotFoundError,
                      PathNotFoundError, error_from_errno)
 
 __all__ = ["Cgroup", "CgroupTarget", "mounts"]
@@ -80,12 +80,12 @@ def mounts(fs_type: str) -> list[Path]:
     return [Path(f[1]) for f in fields if len(f) > 2 and f[2] == fs_type]
 
 
-class Cgroup:
+class Cgroup(Closeable):
     """An open cgroup v2 directory: id, procs, control files, children."""
 
     def __init__(self, path: Path, fd: int) -> None:
         """Wrap an fd already checked to be a cgroup v2 directory; use open()/create()."""
-        self._lock = threading.RLock()
+        super().__init__()
         self._path = path
         self._fd: int | None = fd
 
@@ -223,8 +223,15 @@ class Cgroup:
     def _live(self) -> int:
         fd = self._fd
         if fd is None:
-            raise ClosedError(errno.EBADF, f"cgroup {str(self._path)!r} is closed; open it again")
+            raise self._closed_error()
         return fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def _closed_message(self) -> str:
+        return f"cgroup {str(self._path)!r} is closed; open it again"
 
     @property
     def path(self) -> Path:
@@ -302,26 +309,11 @@ class Cgroup:
                                 advice=advice.get(exc.errno)) from None
             self.close()
 
-    def close(self) -> None:
-        """Close the fd; the cgroup itself stays.  Idempotent."""
-        with self._lock:
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                os.close(fd)
-
-    def __enter__(self) -> Self:
-        with self._lock:
-            self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+    def _release(self) -> None:
+        """Close the fd; the cgroup itself stays."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def __repr__(self) -> str:
         with self._lock:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from . import _log
 from ._ffi import ffi, lib
-from .errors import (BusyError, ClosedError, InvalidValueError, PathNotFoundError, StateError,
+from .lifecycle import Closeable
+from .errors import (BusyError, InvalidValueError, PathNotFoundError, StateError,
                      check, check_ptr)
 from .features import cgroup_attach_supported
 from .kernel_objects import fd_kind
@@ -110,12 +110,12 @@ def links(type: str | None = None) -> list[LinkInfo]:
             found.append(info)
 
 
-class Link:
+class Link(Closeable):
     """A BPF link owned by this process; see the module doc for lifetime rules."""
 
     def __init__(self, ptr, label: str, from_attach: bool) -> None:
         """Wrap a ``struct bpf_link *``; use StructOpsMap.attach() or from_pinned()."""
-        self._lock = threading.RLock()
+        super().__init__()
         self._ptr = ptr
         self._label = label
         self._libbpf_struct_ops = from_attach  # a libbpf struct_ops link: update_map() is safe on it
@@ -170,13 +170,16 @@ class Link:
     def _live(self):
         ptr = self._ptr
         if ptr is None:
-            raise ClosedError(errno.EBADF, f"link ({self._label}) is closed; "
-                              "open it again with Link.from_pinned() if it was pinned")
+            raise self._closed_error()
         return ptr
 
     @property
     def closed(self) -> bool:
         return self._ptr is None
+
+    def _closed_message(self) -> str:
+        return (f"link ({self._label}) is closed; "
+                "open it again with Link.from_pinned() if it was pinned")
 
     @property
     def detached(self) -> bool:
@@ -275,33 +278,21 @@ class Link:
             check(lib.bpf_link__detach(self._live()), f"detach the link ({self._label})")
             self._detached = True
 
-    def close(self) -> None:
-        """Close our fd: detaches an unpinned link, leaves a pinned one.  Idempotent."""
-        with self._lock:
-            ptr, self._ptr = self._ptr, None
-            if ptr is not None:
-                lib.bpf_link__destroy(ptr)
+    def _release(self) -> None:
+        """Close our fd: detaches an unpinned link, leaves a pinned one."""
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.bpf_link__destroy(ptr)
 
-    def __enter__(self) -> Self:
-        with self._lock:
-            self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def _collected(self) -> None:
+        ptr = self._ptr
+        if ptr is None:
+            return
+        if lib.bpf_link__pin_path(ptr) == ffi.NULL and not self._detached:
+            warnings.warn(f"unclosed link ({self._label}) detached by garbage collection; "
+                          "close() it or use it as a context manager", ResourceWarning,
+                          source=self)
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            ptr = getattr(self, "_ptr", None)
-            if ptr is None:
-                return
-            if lib.bpf_link__pin_path(ptr) == ffi.NULL and not self._detached:
-                warnings.warn(f"unclosed link ({self._label}) detached by garbage collection; "
-                              "close() it or use it as a context manager", ResourceWarning,
-                              source=self)
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         """Label, kernel id, state and pin; no C memory after close."""

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..bpf.lifecycle import Closeable
 from ..bpf.errors import BpfError, NotFoundError, StateError
 from ..bpf.link import Link
 from ..bpf.object import BpfObject
@@ -61,11 +62,12 @@ def _mutable_sections(obj: BpfObject) -> list:
     return [section for section in global_sections(obj) if section.section != ".rodata"]
 
 
-class LoadedPolicy:
+class LoadedPolicy(Closeable):
     """A loaded policy or struct_ops object and the one struct_ops map it attaches."""
 
     def __init__(self, source: str, kind: str, obj: BpfObject, ops: StructOpsMap,
                  policy: Any = None) -> None:
+        super().__init__()
         self.source = source
         self.kind = kind  # "oom", "psi", or the struct name of another struct_ops
         self.object = obj
@@ -119,11 +121,21 @@ class LoadedPolicy:
         if self.policy is not None:
             self.policy.release(link)
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self.object.closed
+
+    def _closed_message(self) -> str:
+        return f"the policy loaded from {self.source!r} is closed; load it again"
+
+    def _release(self) -> None:
         """Close the object (and policy); links already attached stay with their owners."""
         if self.policy is not None:
             self.policy.close()
         self.object.close()
+
+    def _collected(self) -> None:
+        """Nothing: the policy, its links and the object have their own backstops."""
 
 
 def _link_map(obj: BpfObject, source: str, map_name: str | None) -> StructOpsMap:

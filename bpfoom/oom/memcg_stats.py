@@ -13,17 +13,16 @@ worker's (up to 2 s old, where reading memory.pressure refreshes them).
 
 from __future__ import annotations
 
-from typing import Self
 
 import errno
 import os
 import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..bpf.cgroup import Cgroup
-from ..bpf.errors import CgroupError, ClosedError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import CgroupError
 from ..bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from ..bpf.object import BpfObject
 from .features import features
@@ -105,7 +104,7 @@ def _decode(buffer: bytes, root: str, page_size: int) -> list[MemcgStats]:
     return found
 
 
-class MemcgStatsReader:
+class MemcgStatsReader(Closeable):
     """A loaded stats iterator for one root; :meth:`read` takes a snapshot.
 
     Keeps a BPF program, an iterator link and a mapping of the record array;
@@ -121,7 +120,7 @@ class MemcgStatsReader:
             raise ValueError(f"capacity must be between 1 and {(1 << 24) - 1} memcgs, not {capacity}")
         if not isinstance(root, (str, os.PathLike, Cgroup)):
             raise TypeError(f"root must be a cgroup path or a Cgroup, not {type(root).__name__}")
-        self._lock = threading.Lock()
+        super().__init__()
         self._obj: BpfObject | None = None
         self._link: IterLink | None = None
         self._view = None
@@ -172,9 +171,15 @@ class MemcgStatsReader:
 
     def _live(self) -> tuple[BpfObject, IterLink, object]:
         if self._obj is None:
-            raise ClosedError(errno.EBADF, f"the memcg stats reader of {self._root!r} is closed; "
-                              "make a new one")
+            raise self._closed_error()
         return self._obj, self._link, self._view
+
+    @property
+    def closed(self) -> bool:
+        return self._obj is None
+
+    def _closed_message(self) -> str:
+        return f"the memcg stats reader of {self._root!r} is closed; make a new one"
 
     def _grow(self, needed: int) -> None:
         """Reload with room for ``needed`` memcgs and a quarter more."""
@@ -214,24 +219,9 @@ class MemcgStatsReader:
         if obj is not None:
             obj.close()
 
-    def close(self) -> None:
-        """Free the program, the link and the mapping.  Idempotent."""
-        with self._lock:
-            self._free()
-
-    def __enter__(self) -> Self:
-        with self._lock:
-            self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self._free()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+    def _release(self) -> None:
+        """Free the program, the link and the mapping."""
+        self._free()
 
     def __repr__(self) -> str:
         return f"<MemcgStatsReader {getattr(self, '_root', '?')!r}{'' if self._obj else ' closed'}>"

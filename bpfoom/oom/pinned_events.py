@@ -18,16 +18,15 @@ thread (waking a blocked ``poll()`` or ``events()``) and has a ``fileno()``.
 
 from __future__ import annotations
 
-from typing import Self
 
 import errno
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from ..bpf.cgroup import mounts
-from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import InvalidValueError, NotFoundError
 from ..bpf.event_stream import EventStream
 from ..bpf.map import Map
 from ..bpf.ringbuf import RingBuffer
@@ -90,7 +89,7 @@ def event_pins(root: Path) -> list[Path]:
     return sorted(p for p in root.glob(f"*{EVENTS_SUFFIX}") if p.is_file())
 
 
-class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
+class PinnedEvents(Closeable, EventStream[DecisionEvent | OverrunEvent]):
     """Consumer of one pinned ``events`` ring buffer: ``callback(event)`` per decision.
 
     Growth of the pinned drop counter becomes one OverrunEvent (``source``:
@@ -103,13 +102,13 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     def __init__(self, path: str | os.PathLike[str],
                  callback: Callable[[DecisionEvent | OverrunEvent], object] | None = None
                  ) -> None:
+        super().__init__()  # _lock: the fields below; never held across a wait
         self.path = Path(path)
         name = self.path.name
         self.source = name[:-len(EVENTS_SUFFIX)] if name.endswith(EVENTS_SUFFIX) else name
         self._init_stream()
         if callback is not None:
             self._callbacks.append(callback)
-        self._lock = threading.Lock()  # the fields below; never held across a wait
         self._ring: RingBuffer | None = None
         self._events: Map | None = None
         self._dropped: Map | None = None
@@ -136,8 +135,7 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     def _event_ring(self) -> RingBuffer:
         ring = self._ring
         if ring is None:
-            raise ClosedError(errno.EBADF, f"the reader of {str(self.path)!r} is closed; "
-                              "make a new PinnedEvents")
+            raise self._closed_error()
         return ring
 
     @property
@@ -160,27 +158,22 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     # -- lifetime ------------------------------------------------------------------
     @property
     def closed(self) -> bool:
-        return self._ring is None
+        return self._ring is None and self._events is None and self._dropped is None
 
-    def close(self) -> None:
+    def _closed_message(self) -> str:
+        return f"the reader of {str(self.path)!r} is closed; make a new PinnedEvents"
+
+    def _release(self) -> None:
         """Stop reading (a poll() or events() blocked in another thread ends) and close the pins'
-        fds; the pins stay.  Idempotent."""
-        with self._lock:
-            ring, self._ring = self._ring, None
-            maps = (self._events, self._dropped)
-            self._events = self._dropped = None
+        fds; the pins stay."""
+        ring, self._ring = self._ring, None
+        maps = (self._events, self._dropped)
+        self._events = self._dropped = None
         if ring is not None:
             ring.close()  # wakes its pollers; never waits for them
         for pinned in maps:
             if pinned is not None:
                 pinned.close()
-
-    def __enter__(self) -> Self:
-        self._event_ring()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<PinnedEvents {str(self.path)!r} {'closed' if self.closed else 'open'}>"

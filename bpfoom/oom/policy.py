@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from .attachments import Attachment, attached
 from ..bpf.cgroup import Cgroup, CgroupTarget
-from ..bpf.errors import ClosedError, InvalidValueError, ObjectFileError, StateError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import InvalidValueError, ObjectFileError, StateError
 from ..bpf.event_stream import EventStream
 from .catalogue import PolicyInfo, policy_info, policy_map
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
@@ -50,7 +50,7 @@ _GRANULARITY_MAP = "granularity"
 
 # -- loaded handlers ------------------------------------------------------------
 
-class _Handler(EventStream[DecisionEvent | OverrunEvent]):
+class _Handler(Closeable, EventStream[DecisionEvent | OverrunEvent]):
     """What OomPolicy and PsiHandler share: load, attach, decision events, tunables, close."""
 
     kind: ClassVar[str]
@@ -59,7 +59,7 @@ class _Handler(EventStream[DecisionEvent | OverrunEvent]):
     def __init__(self, obj: BpfObject, ops: StructOpsMap, info: PolicyInfo | None,
                  tunables: Tunables) -> None:
         """Use :meth:`load` (or :func:`bpfoom.oom.loader.load`): both go through load_object."""
-        self._lock = threading.RLock()
+        super().__init__()
         self.object = obj
         self.info = info
         self._ops = ops
@@ -216,31 +216,28 @@ class _Handler(EventStream[DecisionEvent | OverrunEvent]):
             self._links = [mine for mine in self._links if mine is not link]
 
     # -- lifetime -------------------------------------------------------------
-    def close(self) -> None:
-        """Close unpinned links (detaching them), the ring buffer and the object.  Idempotent.
+    def _release(self) -> None:
+        """Close unpinned links (detaching them), the ring buffer and the object.
 
         Pinned links stay attached: that is what the pin is for.
         """
-        with self._lock:
-            links, self._links = self._links, []
-            for link in links:
-                link.close()
-            ring, self._ring = self._ring, None
-            if ring is not None:
-                ring.close()
-            self.object.close()
+        links, self._links = self._links, []
+        for link in links:
+            link.close()
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
+        self.object.close()
 
     @property
     def closed(self) -> bool:
         return self.object.state == "closed"
 
-    def __enter__(self) -> Self:
-        if self.closed:
-            raise ClosedError(errno.EBADF, f"{self.name} is closed; load it again")
-        return self
+    def _closed_message(self) -> str:
+        return f"{type(self).__name__} {self._ops.name!r} is closed; load it again"
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _collected(self) -> None:
+        """Nothing: the links and the object have their own backstops (a link's warns)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._ops.name} {self.object.state}>"
