@@ -6,28 +6,30 @@ replaces a ``.prom`` file atomically (a temporary file in the same
 directory, fsync, rename), so node_exporter's textfile collector never reads
 half a file.  No dependency: the format is a few lines of text.
 
-Metric                                    type     labels
-``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), constraint
-                                                   (memcg, none (system-wide), cpuset, memory_policy,
-                                                   bpf (declared by a PSI handler)); memcg and none
-                                                   start at 0 for every configured policy
-``bpfoom_decisions_total``                counter  policy, action, reason
-``bpfoom_declines_total``                 counter  policy, reason
-``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
-``bpfoom_overruns_total``                 counter  source (kill_watch or the policy)
-``bpfoom_records_lost_total``             counter  source
-``bpfoom_attached_policies``              gauge    policy, kind (oom, psi), target (cgroup path or "system")
-``bpfoom_last_decision_timestamp_seconds`` gauge   policy
-``bpfoom_last_kill_timestamp_seconds``    gauge    policy
-``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
-                                                   waits for: a cgroup not there yet, a unit not
-                                                   running, an attach it retries)
-``bpfoom_build_info``                     gauge    version (always 1)
-``bpfoom_kill_watcher_up``                gauge    (1: every OOM kill on the machine is seen)
-``bpfoom_attach_failures_total``          counter  entry (attaches that failed; starts at 0)
-``bpfoom_reloads_total``                  counter  result (success, failure; both start at 0)
-``bpfoom_protected``                      gauge    entry (1: all it resolves to is attached; 0: pending
-                                                   or failed, i.e. it cannot attach on this kernel)
+The metrics::
+
+    Metric                                    type     labels
+    ``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), constraint
+                                                       (memcg, none (system-wide), cpuset, memory_policy,
+                                                       bpf (declared by a PSI handler)); memcg and none
+                                                       start at 0 for every configured policy
+    ``bpfoom_decisions_total``                counter  policy, action, reason
+    ``bpfoom_declines_total``                 counter  policy, reason
+    ``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
+    ``bpfoom_overruns_total``                 counter  source (kill_watch or the policy)
+    ``bpfoom_records_lost_total``             counter  source
+    ``bpfoom_attached_policies``              gauge    policy, kind (oom, psi), target (cgroup path or "system")
+    ``bpfoom_last_decision_timestamp_seconds`` gauge   policy
+    ``bpfoom_last_kill_timestamp_seconds``    gauge    policy
+    ``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
+                                                       waits for: a cgroup not there yet, a unit not
+                                                       running, an attach it retries)
+    ``bpfoom_build_info``                     gauge    version (always 1)
+    ``bpfoom_kill_watcher_up``                gauge    (1: every OOM kill on the machine is seen)
+    ``bpfoom_attach_failures_total``          counter  entry (attaches that failed; starts at 0)
+    ``bpfoom_reloads_total``                  counter  result (success, failure; both start at 0)
+    ``bpfoom_protected``                      gauge    entry (1: all it resolves to is attached; 0: pending
+                                                       or failed, i.e. it cannot attach on this kernel)
 """
 
 from __future__ import annotations

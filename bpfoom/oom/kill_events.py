@@ -12,7 +12,7 @@ of policy decision events too) and ``"time"`` (the same moment as wall-clock
 time, ISO 8601 UTC):
 
 ``"kind": "kill"``  the kernel marked a task as an OOM victim (killed it, or
-gave an already exiting task the memory reserves to die):
+gave an already exiting task the memory reserves to die)::
 
   ``policy``            who chose it: the ``name`` of the BPF OOM policy that was
                         running (``oom_policy=`` in the kernel's report), or
@@ -33,14 +33,14 @@ gave an already exiting task the memory reserves to die):
   ``victim_nr``         this victim's number within its OOM, from 1
 
 ``"kind": "oom_no_kill"``  an OOM ended without marking a victim (an earlier victim
-is still exiting, a notifier freed memory, nothing was killable, ...):
+is still exiting, a notifier freed memory, nothing was killable, ...)::
 
   ``pid``, ``tgid``, ``comm``  the task that ran into the OOM
   ``oom_cgroup_id``, ``constraint``, ``oom_seq``  as for a kill
   ``handled``           what out_of_memory() returned: true means the kernel
                         counts the OOM as dealt with (the allocation is retried)
 
-``"kind": "overrun"``  the watcher's ring buffer was full and records were lost:
+``"kind": "overrun"``  the watcher's ring buffer was full and records were lost::
 
   ``lost``              records lost since the previous overrun event
   ``total_lost``        records lost since the watcher started

@@ -5,7 +5,7 @@ A *policy* is a BPF object with one link-based struct_ops map of type
 :class:`PsiHandler`).  Names are looked up in the catalogue
 (:mod:`bpfoom.oom.catalogue`: the shipped policies and
 ``$BPFOOM_POLICY_PATH``), which also says what tunables each one takes; the
-ranges a policy declares (policy_meta.h) hold at load and for :meth:`set`.
+ranges a policy declares (policy_meta.h) hold at load and for :meth:`set`::
 
     with bpfoom.OomPolicy.load("largest_leaf", min_victim_bytes=1 << 20) as policy:
         policy.attach(cgroup="/sys/fs/cgroup/workload")
