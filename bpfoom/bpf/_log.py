@@ -62,7 +62,7 @@ class capture:
         if sinks is None:
             sinks = _local.sinks = []
         self._sinks = sinks
-        self._collected = []
+        self._collected: list[str] = []
         sinks.append(self._collected)
         return self._collected
 

@@ -23,7 +23,7 @@ import operator
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ._ffi import ffi, lib
 from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
@@ -92,6 +92,15 @@ class BtfType:
     members: tuple[Member, ...] = field(default_factory=tuple)
 
 
+class _Common(TypedDict):
+    """The fields every BtfType record has."""
+
+    id: int
+    kind: Kind
+    name: str
+    kflag: bool
+
+
 class Btf:
     """Read-only view of a ``struct btf`` owned by someone else (object or probe).
 
@@ -145,7 +154,7 @@ class Btf:
         kind = Kind((info >> 24) & 0x1F)
         kflag = bool(info >> 31)
         name = self._name(name_off)
-        common = dict(id=type_id, kind=kind, name=name, kflag=kflag)
+        common: _Common = {"id": type_id, "kind": kind, "name": name, "kflag": kflag}
 
         def extra(count: int, fmt: str) -> list[tuple]:
             width = struct.calcsize(fmt)
@@ -406,7 +415,7 @@ class EnumCodec(IntCodec):
     def __init__(self, label: str, t: BtfType, signed: bool) -> None:
         super().__init__(label, t.size, signed)
         self.by_name = {m.name: m.value for m in t.members}
-        names = {}
+        names: dict[str, int] = {}
         for m in t.members:
             names.setdefault(m.name, m.value)
         self.enum = enum.IntEnum(t.name or "anon_enum", names) if names else None

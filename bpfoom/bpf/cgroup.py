@@ -306,7 +306,7 @@ class Cgroup(Closeable):
             except OSError as exc:
                 advice = {errno.EBUSY: "move its processes out and remove its children first"}
                 raise _os_error(exc, f"remove cgroup {str(self._path)!r}",
-                                advice=advice.get(exc.errno)) from None
+                                advice=advice.get(exc.errno or 0)) from None
             self.close()
 
     def _release(self) -> None:

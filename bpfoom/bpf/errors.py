@@ -81,6 +81,11 @@ class BpfError(OSError):
     log of a failed load (``None`` otherwise).
     """
 
+    # Always set (the constructor takes it), unlike OSError's; the annotation only narrows the
+    # type, OSError's own slot still holds the value.
+    errno: int  # pyright: ignore[reportIncompatibleVariableOverride]
+    strerror: str  # pyright: ignore[reportIncompatibleVariableOverride]
+
     def __init__(self, code: int, sentence: str, *, log: str | None = None,
                  feature: str | None = None) -> None:
         super().__init__(code, sentence)

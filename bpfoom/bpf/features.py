@@ -41,7 +41,9 @@ class Feature:
     @property
     def verdict(self) -> str:
         """"supported", "not supported" or "unknown"."""
-        return {True: "supported", False: "not supported"}.get(self.supported, "unknown")
+        if self.supported is None:
+            return "unknown"
+        return "supported" if self.supported else "not supported"
 
     def __repr__(self) -> str:
         return f"<Feature {self.name}: {self.verdict} ({self.detail})>"

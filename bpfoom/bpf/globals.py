@@ -35,7 +35,7 @@ class GlobalSection(MutableMapping[str, Any]):
     def __init__(self, obj: "BpfObject", map_: "Map", datasec: BtfType) -> None:
         self._obj, self._map = obj, map_
         self.section = datasec.name
-        btf = obj._btf
+        btf = obj.btf
         self._vars = {entry.name: (entry.offset, btf.codec(btf.type(entry.type_id).ref))
                       for entry in datasec.members}
 

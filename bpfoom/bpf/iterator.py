@@ -49,7 +49,7 @@ class IterLink(Link):
         """
         with self._lock:
             fd = check(lib.bpf_iter_create(self.fd), f"start a walk of the iterator ({self._label})")
-        chunks = []
+        chunks: list[bytes] = []
         try:
             while True:
                 try:

@@ -25,7 +25,7 @@ import errno
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from . import _log
 from ._ffi import ffi, lib
@@ -89,7 +89,7 @@ def link_info_from_fd(fd: int) -> LinkInfo:
 def links(type: str | None = None) -> list[LinkInfo]:
     """Every BPF link in the kernel, or only those of ``type`` (a :attr:`LinkInfo.type` such
     as "struct_ops", "tracing", "iter"), by enumerating link ids (needs CAP_SYS_ADMIN)."""
-    found = []
+    found: list[LinkInfo] = []
     current = ffi.new("__u32 *", 0)
     following = ffi.new("__u32 *")
     while True:
@@ -123,7 +123,7 @@ class Link(Closeable):
         self._id: int | None = None
 
     @classmethod
-    def _from_attach(cls, ptr, map_name: str) -> "Link":
+    def _from_attach(cls, ptr, map_name: str) -> Self:
         link = cls(ptr, f"struct_ops {map_name}", from_attach=True)
         try:
             link.info()  # learn the id while the link surely exists
@@ -133,7 +133,7 @@ class Link(Closeable):
         return link
 
     @classmethod
-    def _from_program(cls, ptr, label: str) -> "Link":
+    def _from_program(cls, ptr, label: str) -> Self:
         """Own a link libbpf made by attaching a program (fentry, fexit, tp_btf, ...)."""
         link = cls(ptr, label, from_attach=False)
         try:
@@ -196,9 +196,7 @@ class Link(Closeable):
     def id(self) -> int:
         """The kernel's link id; still answers after close()."""
         with self._lock:
-            if self._id is None:
-                self.info()
-            return self._id
+            return self._id if self._id is not None else self.info().id
 
     def info(self) -> LinkInfo:
         """The kernel's view of the link."""

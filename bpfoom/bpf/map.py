@@ -225,7 +225,7 @@ class _PinnedFd:
 
     # -- the source's part -----------------------------------------------------
     def fd(self) -> int:
-        return self._fd
+        return self._live()
 
     def key_size(self) -> int:
         return self._sizes[0]

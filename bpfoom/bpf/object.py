@@ -429,7 +429,7 @@ class BpfObject(Closeable):
                 type_id = lib.bpf_map__btf_value_type_id(m._ptr)
                 if not lib.bpf_map__is_internal(m._ptr) or not type_id:
                     continue
-                t = self._btf.type(type_id)
+                t = self.btf.type(type_id)
                 if t.kind == Kind.DATASEC and t.name == section:
                     found = self._sections[section] = GlobalSection(self, m, t)
                     return found

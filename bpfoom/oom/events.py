@@ -63,7 +63,7 @@ from ..bpf.errors import StateError, errno_name
 from ..bpf.map import Map
 from ..bpf.object import BpfObject
 from .kill_events import wall_time
-from .records import RecordLayout, shipped_layout
+from .records import RecordLayout, RecordText, shipped_layout
 
 __all__ = ["DecisionEvent", "Candidate", "Exclusion", "SCHEMA", "ACTIONS", "REASONS",
            "EXCLUSIONS", "GRANULARITIES", "EVENTS_MAP", "DROPPED_MAP", "events_map", "decision_layout",
@@ -94,8 +94,8 @@ _FIELDS = ("action", "reason", "policy", "time_ns", "scope_cgroup_id", "oom_cgro
            "victim_cgroup_id", "usage_bytes", "error", "candidates", "nr_pids", "granularity",
            "pids", "granularity_cgroup_id", "oom_group_cgroup_id", "nr_candidates", "candidate",
            "excluded")
-_HOW = dict(what="policy event", schema=SCHEMA,
-            advice="rebuild the policy with this bpfoom's policy_event.h")
+_HOW: RecordText = {"what": "policy event", "schema": SCHEMA,
+                    "advice": "rebuild the policy with this bpfoom's policy_event.h"}
 # The object whose BTF decodes records given without one (DecisionEvent.from_bytes).
 _REFERENCE_OBJECT = Path(__file__).resolve().parent / "policies" / "largest_leaf.bpf.o"
 

@@ -58,7 +58,7 @@ from pathlib import Path
 
 from ..bpf.btf import Btf
 from ..bpf.errors import InvalidValueError
-from .records import RecordLayout, shipped_layout
+from .records import RecordLayout, RecordText, shipped_layout
 
 __all__ = ["KillEvent", "OomNoKillEvent", "OverrunEvent", "KILL_SCHEMA", "CONSTRAINTS",
            "WATCHER_OBJECT", "decode_kill_record", "kill_layout"]
@@ -75,8 +75,8 @@ _STRUCT = "kill_record"
 _FIELDS = ("kind", "constraint", "time_ns", "oom_seq", "oom_cgroup_id", "victim_cgroup_id", "pid",
            "tgid", "uid", "oom_score_adj", "by_bpf", "result", "victim_nr", "comm", "policy",
            "constraint_text")
-_HOW = dict(what="kill record", schema=KILL_SCHEMA,
-            advice="the kill watcher object does not match this bpfoom: reinstall it")
+_HOW: RecordText = {"what": "kill record", "schema": KILL_SCHEMA,
+                    "advice": "the kill watcher object does not match this bpfoom: reinstall it"}
 
 
 def kill_layout(btf: Btf | None, where: str) -> RecordLayout:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 
 import errno
+import mmap
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +80,7 @@ def _percent(fixed: int) -> float:
     return (fixed >> _FSHIFT) + (((fixed & ((1 << _FSHIFT) - 1)) * 100) >> _FSHIFT) / 100
 
 
-def _pressure(fields: tuple) -> Pressure:
+def _pressure(fields: Sequence[int]) -> Pressure:
     some_total, full_total, s10, s60, s300, f10, f60, f300 = fields
     return Pressure(_percent(s10), _percent(s60), _percent(s300), some_total // 1000,
                     _percent(f10), _percent(f60), _percent(f300), full_total // 1000)
@@ -123,7 +125,7 @@ class MemcgStatsReader(Closeable):
         super().__init__()
         self._obj: BpfObject | None = None
         self._link: IterLink | None = None
-        self._view = None
+        self._view: mmap.mmap | None = None
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         cgroup = Cgroup.open(root.path if isinstance(root, Cgroup) else root)
         try:
@@ -169,10 +171,11 @@ class MemcgStatsReader(Closeable):
             raise
         self._obj, self._link, self._view = obj, link, view
 
-    def _live(self) -> tuple[BpfObject, IterLink, object]:
-        if self._obj is None:
+    def _live(self) -> tuple[BpfObject, IterLink, mmap.mmap]:
+        obj, link, view = self._obj, self._link, self._view
+        if obj is None or link is None or view is None:
             raise self._closed_error()
-        return self._obj, self._link, self._view
+        return obj, link, view
 
     @property
     def closed(self) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..bpf.cgroup import mounts
@@ -53,7 +53,7 @@ def _pins(link_pin: Path) -> tuple[Path, Path]:
     return events, Path(f"{events}{_DROPPED_SUFFIX}")
 
 
-def pin_events(maps: dict[str, Map] | object, link_pin: Path) -> Path | None:
+def pin_events(maps: Mapping[str, Map], link_pin: Path) -> Path | None:
     """Pin the ``events`` ring buffer (and its drop counter) next to ``link_pin``.
 
     Returns the ring's pin; None if the object has no ``events`` map.  If a

@@ -298,7 +298,7 @@ class PsiHandler(_Handler):
     kind = "psi"
     struct_name = "bpf_psi_ops"
 
-    def attach(self, cgroup: str | os.PathLike[str] | Cgroup | None = None,
+    def attach(self, cgroup: CgroupTarget | None = None,
                pin: str | os.PathLike[str] | None = None) -> Link:
         """Attach system-wide; the handler picks its cgroups itself (its triggers' cgroup ids).
 

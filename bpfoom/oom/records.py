@@ -21,14 +21,23 @@ from __future__ import annotations
 import errno
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..bpf.btf import Btf, Kind, RecordCodec, kernel_btf
 from ..bpf.errors import InvalidValueError
 from ..bpf.map import map_info
 from ..bpf.object import BpfObject
 
-__all__ = ["RecordLayout"]
+__all__ = ["RecordLayout", "RecordText"]
+
+
+class RecordText(TypedDict):
+    """What a record kind is called, its schema and what to do on a mismatch (RecordLayout's
+    keyword arguments)."""
+
+    what: str
+    schema: int
+    advice: str
 
 
 class RecordLayout:
@@ -44,9 +53,11 @@ class RecordLayout:
                  schema: int, advice: str, where: str) -> "RecordLayout":
         """The layout of ``struct struct_name`` in ``btf``; InvalidValueError if it lacks ``fields``."""
         type_id = btf.find(struct_name, Kind.STRUCT) if btf is not None else None
-        codec = btf.codec(type_id) if type_id is not None else None
+        codec = btf.codec(type_id) if btf is not None and type_id is not None else None
+        if not isinstance(codec, RecordCodec):
+            codec = None
         missing = [f for f in ("schema", "size", *fields) if codec is None or f not in codec.fields]
-        if missing:
+        if codec is None or missing:
             raise InvalidValueError(errno.EINVAL, f"{where} declares no struct {struct_name} with "
                                     f"{', '.join(missing)} in its BTF; {advice}")
         return cls(codec, what=what, schema=schema, advice=advice)

@@ -200,7 +200,7 @@ class CgroupPattern:
         """Existing directories level by level: [base], its matching children, ...; the last are the matches."""
         found = [[self.base] if self.base.is_dir() else []]
         for part in self.parts:
-            level = []
+            level: list[Path] = []
             for directory in found[-1]:
                 try:
                     names = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir(
@@ -377,7 +377,7 @@ class CgroupWatcher(Closeable):
 
 # -- Kubernetes ----------------------------------------------------------------
 
-def _check_uid(uid: str) -> str:
+def _check_uid(uid: object) -> str:
     if not isinstance(uid, str) or not _UID.match(uid):
         raise InvalidValueError(errno.EINVAL, f"{uid!r} is not a pod UID; give the UUID of "
                                 "metadata.uid (kubectl get pod NAME -o jsonpath='{.metadata.uid}')")
