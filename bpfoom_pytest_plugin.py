@@ -197,7 +197,7 @@ def _replay(item: pytest.Item, outcome: _VmOutcome, why: str) -> None:
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     keywords: dict[str, Literal[1]] = {name: 1 for name in item.keywords}
     path, lineno = str(item.path), (item.location[1] or 0) + 1
-    records = outcome.reports.get(item.nodeid, [])
+    records: list[dict[str, Any]] = outcome.reports.get(item.nodeid, [])
     if outcome.skip is not None:
         records = [{"when": "setup", "outcome": "skipped", "reason": outcome.skip, "text": ""}]
     elif outcome.error is not None or not records:

@@ -62,5 +62,6 @@ def aevents(source: Any, timeout: float | None = None) -> AsyncIterator[Any]:
 
     def read_now() -> Iterable[Any]:
         source.poll(0)
-        return source.events(timeout=0)
+        events: Iterable[Any] = source.events(timeout=0)
+        return events
     return follow(source.fileno, read_now, timeout)

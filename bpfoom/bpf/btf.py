@@ -23,7 +23,7 @@ import operator
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 from ._ffi import ffi, lib
 from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
@@ -92,6 +92,10 @@ class BtfType:
     members: tuple[Member, ...] = field(default_factory=tuple)
 
 
+# What codecs read from: bytes, or a view of C or mapped memory.
+ReadBuffer = bytes | bytearray | memoryview
+
+
 class _Common(TypedDict):
     """The fields every BtfType record has."""
 
@@ -110,7 +114,7 @@ class Btf:
     changes once loaded.
     """
 
-    def __init__(self, ptr) -> None:
+    def __init__(self, ptr: Any) -> None:
         self._ptr = ptr
         self._types: dict[int, BtfType] = {}
         self._codecs: dict[int, Codec] = {}
@@ -119,7 +123,7 @@ class Btf:
         """The owner is about to free the C BTF: refuse every later read."""
         self._ptr = None
 
-    def _live(self):
+    def _live(self) -> Any:
         ptr = self._ptr
         if ptr is None:
             raise ClosedError(errno.EBADF, "this BTF belonged to a BPF object that is closed; "
@@ -148,7 +152,7 @@ class Btf:
         self._types[type_id] = parsed
         return parsed
 
-    def _parse(self, type_id: int, raw) -> BtfType:
+    def _parse(self, type_id: int, raw: Any) -> BtfType:
         name_off, info, size_or_type = struct.unpack("<III", ffi.buffer(raw, _RECORD))
         vlen = info & 0xFFFF
         kind = Kind((info >> 24) & 0x1F)
@@ -156,7 +160,7 @@ class Btf:
         name = self._name(name_off)
         common: _Common = {"id": type_id, "kind": kind, "name": name, "kflag": kflag}
 
-        def extra(count: int, fmt: str) -> list[tuple]:
+        def extra(count: int, fmt: str) -> list[tuple[Any, ...]]:
             width = struct.calcsize(fmt)
             data = ffi.buffer(raw + _RECORD, count * width)
             return list(struct.iter_unpack(fmt, data)) if count else []
@@ -350,7 +354,7 @@ class Codec:
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def decode(self, buf, offset: int = 0) -> Any:
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         raise NotImplementedError
 
     def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
@@ -373,24 +377,24 @@ class IntCodec(Codec):
         self.low = -(1 << (bits - 1)) if signed else 0
         self.high = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         return int.from_bytes(buf[offset:offset + self.size], "little", signed=self.signed)
 
-    def check(self, value) -> int:
+    def check(self, value: Any) -> int:
         if value.__class__ is int and self.low <= value <= self.high:
             return value
         if isinstance(value, (str, bytes, float)) or not hasattr(value, "__index__"):
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}", wrong_type=True)
-        number = value.__index__()
+        number = operator.index(value)
         if not self.low <= number <= self.high:
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
         return number
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         number = self.check(value)
         buf[offset:offset + self.size] = number.to_bytes(self.size, "little", signed=self.signed)
 
-    def encode(self, value, current=None):
+    def encode(self, value: Any, current: bytes | None = None) -> bytes:
         return self.check(value).to_bytes(self.size, "little", signed=self.signed)
 
 
@@ -400,10 +404,10 @@ class BoolCodec(IntCodec):
     def __init__(self, label: str, size: int) -> None:
         super().__init__(label, size, False)
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         return bool(super().decode(buf, offset))
 
-    def check(self, value) -> int:
+    def check(self, value: Any) -> int:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return int(value)
         raise _bad(self.label, value, "True or False", wrong_type=not isinstance(value, int))
@@ -418,9 +422,11 @@ class EnumCodec(IntCodec):
         names: dict[str, int] = {}
         for m in t.members:
             names.setdefault(m.name, m.value)
-        self.enum = enum.IntEnum(t.name or "anon_enum", names) if names else None
+        # The functional API makes a class; typeshed types the call as making a member.
+        self.enum = cast(type[enum.IntEnum], enum.IntEnum(t.name or "anon_enum", names)) \
+            if names else None
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         number = super().decode(buf, offset)
         if self.enum is not None:
             try:
@@ -429,7 +435,7 @@ class EnumCodec(IntCodec):
                 pass
         return number
 
-    def check(self, value) -> int:
+    def check(self, value: Any) -> int:
         if isinstance(value, str):
             if value not in self.by_name:
                 raise _bad(self.label, value, "one of " + ", ".join(self.by_name))
@@ -445,12 +451,12 @@ class FloatCodec(Codec):
         self.size = size
         self.fmt = {4: "<f", 8: "<d"}.get(size)
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         if self.fmt is None:
             return bytes(buf[offset:offset + self.size])
         return struct.unpack_from(self.fmt, buf, offset)[0]
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if self.fmt is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad(self.label, value, "a float", wrong_type=True)
         try:
@@ -466,11 +472,11 @@ class CharArrayCodec(Codec):
         super().__init__(label)
         self.size = length
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         raw = bytes(buf[offset:offset + self.size])
         return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if isinstance(value, str):
             raw = value.encode("utf-8", "surrogateescape")
             if b"\0" in raw or len(raw) > self.size - 1:
@@ -492,11 +498,11 @@ class ArrayCodec(Codec):
         self.elem, self.length = elem, length
         self.size = elem.size * length
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         step = self.elem.size
         return [self.elem.decode(buf, offset + i * step) for i in range(self.length)]
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
             raise _bad(self.label, value, f"a sequence of {self.length} items", wrong_type=True)
         if len(value) != self.length:
@@ -509,13 +515,14 @@ class ArrayCodec(Codec):
 class RecordCodec(Codec):
     """Structs and unions as dicts; encoding a dict changes only the keys it names."""
 
-    def __init__(self, label: str, size: int, fields: list, is_union: bool) -> None:
+    def __init__(self, label: str, size: int, fields: list[tuple[str, int, int, Codec]],
+                 is_union: bool) -> None:
         super().__init__(label)
         self.size, self.is_union = size, is_union
         self.fields = {name: (bit, bits, codec) for name, bit, bits, codec in fields}
-        self._flat: _FlatDecoder | None | bool = None  # built at the first decode
+        self._flat: _FlatDecoder | Literal[False] | None = None  # built at the first decode
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         flat = self._flat
         if flat is None:
             flat = self._flat = _FlatDecoder.of(self) or False
@@ -526,7 +533,7 @@ class RecordCodec(Codec):
                 pass
         return self._decode_fields(buf, offset)
 
-    def _decode_fields(self, buf, offset=0):
+    def _decode_fields(self, buf: ReadBuffer, offset: int = 0) -> dict[str, Any]:
         out = {}
         for name, (bit, bits, codec) in self.fields.items():
             if bits:
@@ -535,7 +542,7 @@ class RecordCodec(Codec):
                 out[name] = codec.decode(buf, offset + bit // 8)
         return out
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if not isinstance(value, dict):
             raise _bad(self.label, value, "a dict of its members", wrong_type=True)
         unknown = [k for k in value if k not in self.fields]
@@ -562,10 +569,10 @@ class _NotFlat(Exception):
     """The record has a member the flat decoder does not handle (bitfields, unions, enums)."""
 
 
-_Builder = Callable[[tuple], Any]  # builds one member's value from the unpacked tuple
+_Builder = Callable[[tuple[Any, ...]], Any]  # builds one member's value from the unpacked tuple
 
 
-def _items(indexes: list[int]) -> Callable[[tuple], tuple]:
+def _items(indexes: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """``itemgetter(*indexes)`` that always returns a tuple (itemgetter(i) returns the item)."""
     first, last = indexes[0], indexes[-1] + 1
     if indexes == list(range(first, last)):  # consecutive members: a slice is cheaper
@@ -608,8 +615,9 @@ class _FlatDecoder:
         except _NotFlat:
             return None
 
-    def decode(self, buf, offset: int = 0) -> dict:
-        return self._build(self._struct.unpack_from(buf, offset))
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> dict[str, Any]:
+        record: dict[str, Any] = self._build(self._struct.unpack_from(buf, offset))
+        return record
 
     def _item(self, offset: int, code: str, size: int, count: int = 1) -> int:
         index = sum(part[3] for part in self._parts)
@@ -674,7 +682,7 @@ def _dict_builder(names: list[str], parts: list[int | _Builder]) -> _Builder:
     if not composite:
         return lambda t: dict(zip(keys, plain(t)))
 
-    def build(t: tuple) -> dict:
+    def build(t: tuple[Any, ...]) -> dict[str, Any]:
         out = dict(zip(keys, plain(t)))
         for name, part in composite:
             out[name] = part(t)  # replaces the placeholder in place: the order stays
@@ -688,7 +696,7 @@ def _bit_span(bit: int, bits: int) -> tuple[int, int, int]:
     return first, last, bit - first * 8
 
 
-def _read_bits(buf, offset, bit, bits, codec):
+def _read_bits(buf: ReadBuffer, offset: int, bit: int, bits: int, codec: Codec) -> Any:
     first, last, shift = _bit_span(bit, bits)
     word = int.from_bytes(buf[offset + first:offset + last], "little")
     number = (word >> shift) & ((1 << bits) - 1)
@@ -699,7 +707,8 @@ def _read_bits(buf, offset, bit, bits, codec):
     return number
 
 
-def _write_bits(buf, offset, bit, bits, codec, value):
+def _write_bits(buf: bytearray, offset: int, bit: int, bits: int, codec: Codec,
+                value: Any) -> None:
     number = codec.check(value) if isinstance(codec, IntCodec) else None
     low = -(1 << (bits - 1)) if getattr(codec, "signed", False) else 0
     high = (1 << (bits - 1)) - 1 if getattr(codec, "signed", False) else (1 << bits) - 1
@@ -719,10 +728,10 @@ class BytesCodec(Codec):
         super().__init__(label)
         self.size = size
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         return bytes(buf[offset:offset + self.size])
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if isinstance(value, (bytes, bytearray, memoryview)):
             raw = bytes(value)
             if len(raw) != self.size:

@@ -21,11 +21,11 @@ import fcntl
 import os
 import struct
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from ._ffi import ffi, lib
 from .lifecycle import Closeable
-from .errors import (CgroupError, InvalidValueError, NotFoundError,
+from .errors import (BpfError, CgroupError, InvalidValueError, NotFoundError,
                      PathNotFoundError, error_from_errno)
 
 __all__ = ["Cgroup", "CgroupTarget", "mounts"]
@@ -42,10 +42,10 @@ def _fs_magic(fd: int) -> int:
     buf = ffi.new("struct statfs *")
     if lib.fstatfs(fd, buf) != 0:
         raise error_from_errno(ffi.errno, "inspect the cgroup fd")
-    return buf.f_type & 0xFFFFFFFF
+    return int(buf.f_type) & 0xFFFFFFFF
 
 
-def _kernfs_handle(node_id: int):
+def _kernfs_handle(node_id: int) -> tuple[Any, Any]:
     """A ``struct file_handle`` naming kernfs node ``node_id`` (for cgroup2, the cgroup id)."""
     header = ffi.sizeof("struct file_handle")
     raw = ffi.new("char[]", header + 8)
@@ -55,7 +55,7 @@ def _kernfs_handle(node_id: int):
     return raw, handle
 
 
-def _os_error(exc: OSError, action: str, **how):
+def _os_error(exc: OSError, action: str, **how: Any) -> BpfError:
     """A BpfError for an OSError of a path operation (ENOENT: PathNotFoundError)."""
     code = exc.errno or errno.EIO
     return error_from_errno(code, action, cls=PathNotFoundError if code == errno.ENOENT else None,
@@ -127,7 +127,7 @@ class Cgroup(Closeable):
         if not cgroup2:
             raise NotFoundError(errno.ENOENT, f"could not open cgroup id {cgroup_id}: no cgroup2 "
                                 "file system is mounted; mount one (mount -t cgroup2 none DIR)")
-        keep, handle = _kernfs_handle(cgroup_id)
+        _keep, handle = _kernfs_handle(cgroup_id)  # _keep: the memory handle points into
         fd, code = -1, errno.ESTALE
         for mount in cgroup2:  # a mount of a subtree (a container's) opens only what is below it
             mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -16,6 +16,7 @@ import errno
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ._ffi import ffi, lib
 from .btf import Btf, Kind, vmlinux_btf
@@ -97,7 +98,7 @@ class Features(Mapping[str, Feature]):
         rows = [f"  {f.name:<{width}}  {f.verdict:<13}  {f.detail}" for f in self.values()]
         return "<Features\n" + "\n".join(rows) + ">"
 
-    def as_dict(self) -> dict[str, dict]:
+    def as_dict(self) -> dict[str, dict[str, Any]]:
         """Every feature as plain data (for JSON)."""
         return {name: asdict(self[name]) for name in self}
 

@@ -490,7 +490,7 @@ class Program:
                 info = ffi.new("struct bpf_prog_info *")
                 size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
                 check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"query program {self.name!r}")
-                self._id = info.id
+                self._id = int(info.id)
             return self._id
 
     def test_run(self, ctx: bytes | None = None) -> int:

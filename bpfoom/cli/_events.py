@@ -136,7 +136,7 @@ def _follow(root: Path, readers: dict, rescan, watcher, waiting: list, flush) ->
                     pins.changes(0)  # drain; which pins changed is read from the directory
                     sources.close()
                     sources = None
-                elif key == "kills":
+                elif key == "kills" and watcher is not None:
                     watcher.poll(0)
                 elif key in readers:
                     readers[key].poll(0)

@@ -339,8 +339,7 @@ def _entry(where: str, table: Any, base: Path | None, problems: _Problems
         return None, False
     # With problems, still an entry to check the object and tunables of (check_config).
     target = target or Target()
-    settings = problems.check(_settings, where, table.get("cgroup_settings", {}), target) \
-        if target is not None else None
+    settings = problems.check(_settings, where, table.get("cgroup_settings", {}), target)
     return Entry(entry_id or "?", policy, target.value if target.kind == "cgroup" else None,
                  map_name, name, pin if isinstance(pin, bool) else True,
                  dict(tunables) if isinstance(tunables, dict) else {},

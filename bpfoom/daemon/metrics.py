@@ -143,22 +143,21 @@ class Metrics:
         ``fields`` is ``event.to_json()`` when the caller has it already (the
         daemon logs it first): building it is most of the cost of an event.
         """
-        if fields is None:
-            fields = event.to_json()
-        kind = fields.get("kind")
-        stamp = datetime.fromisoformat(fields["time"]).timestamp() if "time" in fields else time.time()
+        data: dict[str, Any] = event.to_json() if fields is None else fields
+        kind = data.get("kind")
+        stamp = datetime.fromisoformat(data["time"]).timestamp() if "time" in data else time.time()
         with self._lock:
             if kind == "kill":
-                reason = fields["constraint"].removeprefix("CONSTRAINT_").lower()  # memcg, none, ...
-                self._add("bpfoom_kills_total", (fields["policy"], reason))
-                self._values["bpfoom_last_kill_timestamp_seconds"][(fields["policy"],)] = stamp
+                reason = data["constraint"].removeprefix("CONSTRAINT_").lower()  # memcg, none, ...
+                self._add("bpfoom_kills_total", (data["policy"], reason))
+                self._values["bpfoom_last_kill_timestamp_seconds"][(data["policy"],)] = stamp
             elif kind == "oom_no_kill":
-                self._add("bpfoom_ooms_without_kill_total", (str(fields["handled"]).lower(),))
+                self._add("bpfoom_ooms_without_kill_total", (str(data["handled"]).lower(),))
             elif kind == "overrun":
-                self._add("bpfoom_overruns_total", (fields["source"],))
-                self._add("bpfoom_records_lost_total", (fields["source"],), fields["lost"])
-            elif "action" in fields:  # a policy's decision
-                policy, action, reason = fields["policy"], fields["action"], fields["reason"]
+                self._add("bpfoom_overruns_total", (data["source"],))
+                self._add("bpfoom_records_lost_total", (data["source"],), data["lost"])
+            elif "action" in data:  # a policy's decision
+                policy, action, reason = data["policy"], data["action"], data["reason"]
                 self._add("bpfoom_decisions_total", (policy, action, reason))
                 if action == "declined":
                     self._add("bpfoom_declines_total", (policy, reason))

@@ -5,6 +5,7 @@ node_exporter textfile directory).  A thread of its own serves ``GET /metrics`` 
 from __future__ import annotations
 
 import threading
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..bpf.errors import BpfError
@@ -48,7 +49,7 @@ class MetricsServer(Closeable):
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:  # scrapes are not log lines
+            def log_message(self, format: str, *args: Any) -> None:  # scrapes are not log lines
                 pass
 
         self._server = ThreadingHTTPServer((host, port), Handler)

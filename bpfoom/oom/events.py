@@ -158,7 +158,7 @@ def _candidates(slots: list[dict[str, Any]], count: int) -> tuple[Candidate, ...
 
 
 def _exclusions(slots: list[dict[str, Any]]) -> dict[str, Exclusion]:
-    found = {}
+    found: dict[str, Exclusion] = {}
     for why, slot in zip(EXCLUSIONS, slots):
         firsts = tuple(zip(slot["cgroup_ids"], slot["pids"]))
         found[why] = Exclusion(slot["count"], firsts[:slot["count"]])

@@ -100,7 +100,7 @@ class _Event:
         """When it happened, as wall-clock time."""
         return wall_time(self.monotonic_ns)
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def to_json(self) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class KillEvent(_Event):
     monotonic_ns: int
     kind = "kill"
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         return {"policy": self.policy, "by_bpf": self.by_bpf, "pid": self.pid,
                 "tgid": self.tgid, "comm": self.comm, "uid": self.uid,
                 "oom_score_adj": self.oom_score_adj, "victim_cgroup_id": self.victim_cgroup_id,
@@ -157,7 +157,7 @@ class OomNoKillEvent(_Event):
     monotonic_ns: int
     kind = "oom_no_kill"
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         return {"pid": self.pid, "tgid": self.tgid, "comm": self.comm,
                 "oom_cgroup_id": self.oom_cgroup_id, "constraint": self.constraint,
                 "handled": self.handled, "oom_seq": self.oom_seq}
@@ -178,7 +178,7 @@ class OverrunEvent(_Event):
     source: str = "kill_watch"  # or the name of the policy whose decisions were lost
     kind = "overrun"
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         return {"source": self.source, "lost": self.lost, "total_lost": self.total_lost}
 
     def __str__(self) -> str:

@@ -99,13 +99,13 @@ class KillWatcher(Closeable, EventStream[KillWatchEvent]):
     def events_dropped(self) -> int:
         """Records the ring buffer had no room for since load (the BPF side counts them)."""
         with self._lock:
-            return self.object.bss["events_dropped"]
+            return int(self.object.bss["events_dropped"])
 
     @property
     def ooms_seen(self) -> int:
         """OOMs (calls of out_of_memory) seen since load."""
         with self._lock:
-            return self.object.bss["ooms_seen"]
+            return int(self.object.bss["ooms_seen"])
 
     @property
     def links(self) -> list[Link]:

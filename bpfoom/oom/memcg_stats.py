@@ -90,7 +90,7 @@ def _decode(buffer: bytes, root: str, page_size: int) -> list[MemcgStats]:
     """Records in walk (pre-)order -> MemcgStats; a parent always precedes its children."""
     unlimited = ((1 << 63) - 1) // page_size  # PAGE_COUNTER_MAX
     paths: dict[int, tuple[str, int]] = {}
-    found = []
+    found: list[MemcgStats] = []
     for (cgroup_id, parent_id, usage, max_pages, anon, file, oom, oom_kill,
          *psi, _level, flags, raw_name) in _RECORD.iter_unpack(buffer):
         parent = paths.get(parent_id)
@@ -197,7 +197,7 @@ class MemcgStatsReader(Closeable):
         """One pass: every memcg under the root (root first, parents before children)."""
         with self._lock:
             for _ in range(3):  # the tree may grow between a pass and the reload
-                obj, link, view = self._live()
+                _, link, view = self._live()
                 output = link.read()
                 if len(output) != _TRAILER.size:
                     raise RuntimeError(f"the memcg stats iterator wrote {len(output)} bytes, "

@@ -72,7 +72,8 @@ def read_meta(btf: Btf | None, path: Path) -> Meta:
     if data is None:
         raise ObjectFileError(errno.EINVAL, f"{path}: its BTF describes a {META_SECTION} section "
                               "the file does not have; rebuild it")
-    description, tunables = "", {}
+    description: str = ""
+    tunables: dict[str, Declaration] = {}
     for var in btf.type(section_id).members:
         value = btf.codec(btf.type(var.type_id).ref).decode(data, var.offset)
         if var.name == _DESCRIPTION:

@@ -32,6 +32,7 @@ from ..bpf.map import Map
 from ..bpf.ringbuf import RingBuffer
 from .events import DROPPED_MAP, EVENTS_MAP, DecisionEvent, pinned_decision_layout
 from .kill_events import OverrunEvent
+from .records import RecordLayout
 
 __all__ = ["EVENTS_SUFFIX", "pin_events", "unpin_events", "event_pins", "PinnedEvents",
            "require_bpffs"]
@@ -124,7 +125,7 @@ class PinnedEvents(Closeable, EventStream[DecisionEvent | OverrunEvent]):
             self.close()
             raise
 
-    def _open_counter(self, counter: Path):
+    def _open_counter(self, counter: Path) -> RecordLayout | None:
         """Open the drop counter pin; the decision layout from its BTF (None: no counter)."""
         if not counter.exists():
             return None

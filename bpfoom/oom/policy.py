@@ -31,6 +31,8 @@ from ..bpf.cgroup import Cgroup, CgroupTarget
 from ..bpf.lifecycle import Closeable
 from ..bpf.errors import InvalidValueError, ObjectFileError, StateError
 from ..bpf.event_stream import EventStream
+from ..bpf.globals import GlobalSection
+from ..bpf.map import Map
 from .catalogue import PolicyInfo, policy_info, policy_map
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
@@ -45,7 +47,7 @@ from ..bpf.ringbuf import RingBuffer
 
 __all__ = ["OomPolicy", "PsiHandler", "Attachment", "attached", "GRANULARITIES", "HANDLERS"]
 
-_GRANULARITY_MAP = "granularity"
+GRANULARITY_MAP = "granularity"
 
 
 # -- loaded handlers ------------------------------------------------------------
@@ -115,7 +117,7 @@ class _Handler(Closeable, EventStream[DecisionEvent | OverrunEvent]):
             return info, info.path
         return None, Path(os.fsdecode(text))
 
-    def _section_of(self, name: str, *, write_after_load: bool):
+    def _section_of(self, name: str, *, write_after_load: bool) -> GlobalSection:
         section = self._tunables.section(name)
         if write_after_load and section.section == ".rodata":
             raise StateError(errno.EBADFD, f"tunable {name!r} of {self.name} is read-only once "
@@ -249,12 +251,12 @@ class OomPolicy(_Handler):
     kind = "oom"
     struct_name = "bpf_oom_ops"
 
-    def _granularity_map(self):
-        if _GRANULARITY_MAP not in self.object.maps:
+    def _granularity_map(self) -> Map:
+        if GRANULARITY_MAP not in self.object.maps:
             raise StateError(errno.EINVAL, f"{self.name} takes no per-cgroup granularity (it has "
-                             f"no `{_GRANULARITY_MAP}` map); include policy_granularity.h in its "
+                             f"no `{GRANULARITY_MAP}` map); include policy_granularity.h in its "
                              "source, as the shipped policies do")
-        return self.object.maps[_GRANULARITY_MAP]
+        return self.object.maps[GRANULARITY_MAP]
 
     def set_granularity(self, cgroup: CgroupTarget, granularity: str | None) -> None:
         """What dies when this policy's victim is in ``cgroup`` or below it, from the next OOM on.
@@ -313,4 +315,4 @@ class PsiHandler(_Handler):
 
 
 # The handler class of each kind (features.POLICY_KINDS).
-HANDLERS: dict[str, type[_Handler]] = {"oom": OomPolicy, "psi": PsiHandler}
+HANDLERS: dict[str, type[OomPolicy] | type[PsiHandler]] = {"oom": OomPolicy, "psi": PsiHandler}

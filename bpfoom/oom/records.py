@@ -95,7 +95,8 @@ class RecordLayout:
             raise InvalidValueError(errno.EINVAL, f"{self.what} of schema {schema} and size {size} "
                                     f"(this bpfoom reads schema {self.schema}, {self.size} bytes); "
                                     f"{self.advice}")
-        return self.codec.decode(data)
+        record: dict[str, Any] = self.codec.decode(data)
+        return record
 
 
 @functools.lru_cache(maxsize=None)

@@ -303,8 +303,9 @@ class CgroupWatcher(Closeable):
         Repeated until no new directory needed a watch: what appeared before
         its watch was added is then seen by the listing itself.
         """
+        found: dict[Path, CgroupPattern] = {}
         for _ in range(64):
-            found: dict[Path, CgroupPattern] = {}
+            found = {}
             wanted: set[Path] = set()
             added = False
             for pattern in self.patterns:

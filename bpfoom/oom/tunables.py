@@ -113,7 +113,7 @@ def convert_text(text: str, like: Any) -> Any:
 
 def global_sections(obj: BpfObject) -> list[GlobalSection]:
     """The object's .rodata/.data/.bss sections that exist, in that order."""
-    found = []
+    found: list[GlobalSection] = []
     for name in _SECTIONS:
         try:
             found.append(getattr(obj, name))
@@ -129,7 +129,7 @@ def _tunable(name: str, declared: Declaration, sections: list[GlobalSection],
     if section is None:
         raise ObjectFileError(errno.EINVAL, f"{path} declares tunable {name!r} in {META_SECTION} "
                               "but has no such global; rebuild it")
-    type_name = section._vars[name][1].label  # the BTF spelling, e.g. __u64[16]
+    type_name = section.type_name(name)
     info = TunableInfo(name, type_name, section[name], declared.doc, section.section,
                        declared.minimum, declared.maximum)
     if info.minimum is not None and info.maximum is not None:
