@@ -21,7 +21,7 @@ import enum
 import errno
 import operator
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
 
@@ -283,7 +283,7 @@ class Btf:
 
     def _fields(self, t: BtfType, base_bits: int) -> list[tuple[str, int, int, "Codec"]]:
         """(name, bit offset, bitfield size, codec) of a record, anonymous members flattened."""
-        out = []
+        out: list[tuple[str, int, int, Codec]] = []
         for m in t.members:
             inner = self.resolve(m.type_id)
             bit = base_bits + m.offset
@@ -295,7 +295,7 @@ class Btf:
 
 
 @contextlib.contextmanager
-def _owned(load: Callable[[], Any], action: str, advice: str) -> Iterator[Btf]:
+def _owned(load: Callable[[], Any], action: str, advice: str) -> Generator[Btf, None, None]:
     ptr = check_ptr(load(), action, advice=advice)
     try:
         yield Btf(ptr)
@@ -477,16 +477,14 @@ class CharArrayCodec(Codec):
         return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
     def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
-        if isinstance(value, str):
-            raw = value.encode("utf-8", "surrogateescape")
-            if b"\0" in raw or len(raw) > self.size - 1:
-                raise _bad(self.label, value, f"a str of at most {self.size - 1} UTF-8 bytes without NUL")
-        elif isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
-            if len(raw) > self.size:
-                raise _bad(self.label, value, f"at most {self.size} bytes")
-        else:
+        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) \
+            else _bytes_like(value)
+        if raw is None:
             raise _bad(self.label, value, "str or bytes", wrong_type=True)
+        if isinstance(value, str) and (b"\0" in raw or len(raw) > self.size - 1):
+            raise _bad(self.label, value, f"a str of at most {self.size - 1} UTF-8 bytes without NUL")
+        if len(raw) > self.size:
+            raise _bad(self.label, value, f"at most {self.size} bytes")
         buf[offset:offset + self.size] = raw.ljust(self.size, b"\0")
 
 
@@ -534,7 +532,7 @@ class RecordCodec(Codec):
         return self._decode_fields(buf, offset)
 
     def _decode_fields(self, buf: ReadBuffer, offset: int = 0) -> dict[str, Any]:
-        out = {}
+        out: dict[str, Any] = {}
         for name, (bit, bits, codec) in self.fields.items():
             if bits:
                 out[name] = _read_bits(buf, offset, bit, bits, codec)
@@ -545,15 +543,25 @@ class RecordCodec(Codec):
     def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if not isinstance(value, dict):
             raise _bad(self.label, value, "a dict of its members", wrong_type=True)
-        unknown = [k for k in value if k not in self.fields]
+        members = cast(dict[str, Any], value)
+        unknown = [k for k in members if k not in self.fields]
         if unknown:
             raise _bad(self.label, value, "only the members " + ", ".join(self.fields))
-        for name, item in value.items():
+        for name, item in members.items():
             bit, bits, codec = self.fields[name]
             if bits:
                 _write_bits(buf, offset, bit, bits, codec, item)
             else:
                 codec.encode_into(item, buf, offset + bit // 8)
+
+
+def _bytes_like(value: object) -> bytes | None:
+    """The bytes of a bytes, bytearray or memoryview ``value``; None for anything else."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    return None
 
 
 def _c_string(raw: bytes) -> str:
@@ -652,13 +660,14 @@ class _FlatDecoder:
             parts = [self._builder(elem, offset + i * elem.size) for i in range(codec.length)]
             return _list_builder(parts)
         if isinstance(codec, RecordCodec) and kind is RecordCodec and not codec.is_union:
-            names, parts = [], []
+            names: list[str] = []
+            members: list[int | _Builder] = []
             for name, (bit, bits, member) in codec.fields.items():
                 if bits or bit % 8:
                     raise _NotFlat
                 names.append(name)
-                parts.append(self._builder(member, offset + bit // 8))
-            return _dict_builder(names, parts)
+                members.append(self._builder(member, offset + bit // 8))
+            return _dict_builder(names, members)
         raise _NotFlat
 
 
@@ -732,8 +741,7 @@ class BytesCodec(Codec):
         return bytes(buf[offset:offset + self.size])
 
     def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
+        if (raw := _bytes_like(value)) is not None:
             if len(raw) != self.size:
                 raise _bad(self.label, value, f"exactly {self.size} bytes")
         elif isinstance(value, int) and not isinstance(value, bool) and self.size in (1, 2, 4, 8):

@@ -98,7 +98,8 @@ def test_pyright_strict_accepts_the_readme_examples(script):
 # public modules under their strict rules too (a module joins once it is strict-clean).
 PACKAGE = ["bpfoom", "libbpf_ffi", "bpfoom_pytest_plugin.py"]
 STRICT = [
-    "bpfoom/__init__.py", "bpfoom/bpf/__init__.py", "bpfoom/bpf/aio.py", "bpfoom/bpf/cgroup.py",
+    "bpfoom/__init__.py", "bpfoom/bpf/__init__.py", "bpfoom/bpf/aio.py", "bpfoom/bpf/btf.py",
+    "bpfoom/bpf/cgroup.py",
     "bpfoom/bpf/errors.py", "bpfoom/bpf/event_stream.py", "bpfoom/bpf/features.py",
     "bpfoom/bpf/inotify.py", "bpfoom/bpf/kernel_objects.py", "bpfoom/bpf/lifecycle.py",
     "bpfoom/bpf/logging.py", "bpfoom/bpf/waiter.py", "bpfoom/oom/__init__.py",
