@@ -124,6 +124,7 @@ def test_each_owner_has_the_same_lifecycle(places, request):
     cgroup2, scratch = places
     with ExitStack() as stack:
         made = case.make(stack, cgroup2, scratch)
+        stack.callback(made.close)  # closed even if an assertion below fails
         assert isinstance(made, bpfoom.Closeable) and type(made).__name__ == name
         with made as entered:
             assert entered is made and not made.closed
