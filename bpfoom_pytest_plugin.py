@@ -33,7 +33,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import pytest
 
@@ -195,9 +195,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def _replay(item: pytest.Item, outcome: _VmOutcome, why: str) -> None:
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    keywords = {name: 1 for name in item.keywords}
+    keywords: dict[str, Literal[1]] = {name: 1 for name in item.keywords}
     path, lineno = str(item.path), (item.location[1] or 0) + 1
-    records = outcome.reports.get(item.nodeid, [])
+    records: list[dict[str, Any]] = outcome.reports.get(item.nodeid, [])
     if outcome.skip is not None:
         records = [{"when": "setup", "outcome": "skipped", "reason": outcome.skip, "text": ""}]
     elif outcome.error is not None or not records:

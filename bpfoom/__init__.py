@@ -82,6 +82,7 @@ from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupErro
                      VariableNotFoundError, VerifierError)
 from .oom.features import Feature, Features, features
 from .bpf.globals import GlobalSection
+from .bpf.lifecycle import Closeable
 from .bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from .bpf.link import Link, LinkInfo, links
 from .bpf.map import Map, MapFlag, MapInfo
@@ -112,7 +113,7 @@ install_libbpf_logging()
 
 __all__ = [
     "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
-    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Record", "RecordType",
+    "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Record", "RecordType", "Closeable",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "probe_prog_type", "probe_map_type", "probe_helper", "probe_kfunc",
     "Feature", "Features", "features",

@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from cffi import FFI
+from cffi import FFI  # type: ignore[import-untyped]  # cffi ships no type hints
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -18,7 +18,7 @@ REPO_ROOT = PACKAGE_DIR.parent
 DECL_FILES = ("uapi.h", "btf.h", "bpf.h", "libbpf.h", "callbacks.h", "libc.h")
 
 sys.path.insert(0, str(REPO_ROOT / "third_party" / "libbpf"))
-import prepare  # noqa: E402  (lives outside the package, next to the sources)
+import prepare  # type: ignore[import-not-found]  # noqa: E402  (outside the package, next to the sources)
 
 sys.path.pop(0)
 

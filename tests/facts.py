@@ -5,12 +5,14 @@ interfaces, so these readers deliberately use nothing from bpfoom.
 """
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import functools
 import os
 import platform
 import threading
-import time
 import struct
+import time
 import uuid
 from pathlib import Path
 
@@ -190,6 +192,72 @@ def blocked_in_poll(thread: threading.Thread, within: float = 30.0) -> bool:
         except OSError:
             return thread.is_alive()
         if current and current[0].isdigit() and int(current[0]) in numbers:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# Where a process sleeps waiting on its fds: poll, select, pselect6, ppoll, epoll_wait,
+# epoll_pwait, epoll_pwait2 (x86_64); ppoll, pselect6, epoll_pwait, epoll_pwait2 (aarch64).
+WAIT_SYSCALLS = {"x86_64": {7, 23, 232, 270, 271, 281, 441}, "aarch64": {22, 72, 73, 441}}
+# sendto(2) and sendmsg(2), where a datagram sender sleeps when the receiver's queue is full.
+SEND_SYSCALLS = {"x86_64": {44, 46}, "aarch64": {206, 211}}
+_SYS_PIDFD_GETFD = 438  # the same number on every architecture
+_FIONREAD = 0x541B
+
+
+def sleeping_in(pid: int, tid: int, numbers: set[int]) -> bool:
+    """Whether task ``tid`` of ``pid`` is asleep (state S) inside one of the syscalls ``numbers``."""
+    base = Path(f"/proc/{pid}/task/{tid}")
+    try:
+        state = (base / "stat").read_text().rpartition(")")[2].split()[0]
+        current = (base / "syscall").read_text().split()
+    except OSError:
+        return False
+    return state == "S" and bool(current) and current[0].isdigit() and int(current[0]) in numbers
+
+
+def _queued_inotify_bytes(pid: int) -> int:
+    """Bytes of events waiting in ``pid``'s inotify fds (a copy of each through pidfd_getfd)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    queued = 0
+    pidfd = os.pidfd_open(pid)
+    try:
+        for entry in Path(f"/proc/{pid}/fdinfo").iterdir():
+            try:
+                if "inotify wd:" not in entry.read_text():
+                    continue
+            except OSError:  # closed meanwhile
+                continue
+            fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, int(entry.name), 0)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), f"pidfd_getfd of {pid}'s fd {entry.name}")
+            try:
+                count = ctypes.c_int(0)
+                fcntl.ioctl(fd, _FIONREAD, count)
+                queued += count.value
+            finally:
+                os.close(fd)
+    finally:
+        os.close(pidfd)
+    return queued
+
+
+def idle_with_inotify_read(pid: int, within: float) -> bool:
+    """Whether process ``pid`` (its main thread) comes to sleep in its fd wait with no inotify
+    event left unread, within ``within`` seconds (a no-hang guard).
+
+    An inotify event is queued before the syscall that caused it returns, so once the caller
+    made its change and this is true, the process has read the event and finished handling it.
+    """
+    numbers = WAIT_SYSCALLS.get(platform.machine())
+    assert numbers is not None, f"no wait syscalls known for {platform.machine()}"
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            return False
+        if sleeping_in(pid, pid, numbers) and _queued_inotify_bytes(pid) == 0 \
+                and sleeping_in(pid, pid, numbers):
             return True
         time.sleep(0.01)
     return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from ._ffi import ffi, lib
 
@@ -30,7 +31,7 @@ _hook_level: list[int] = [-2]  # the max level last handed to the C shim
 
 
 @ffi.def_extern()
-def libbpf_ffi_print(level: int, message) -> int:
+def libbpf_ffi_print(level: int, message: Any) -> int:
     """Called by the binding's C shim with one formatted libbpf message."""
     try:
         py_level = _LEVELS.get(level, logging.WARNING)
@@ -62,7 +63,7 @@ class capture:
         if sinks is None:
             sinks = _local.sinks = []
         self._sinks = sinks
-        self._collected = []
+        self._collected: list[str] = []
         sinks.append(self._collected)
         return self._collected
 

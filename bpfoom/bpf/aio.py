@@ -21,8 +21,12 @@ __all__ = ["wait_readable", "follow", "aevents"]
 async def wait_readable(fd: int, timeout: float | None = None) -> bool:
     """Wait until ``fd`` is readable; False if ``timeout`` seconds passed first."""
     loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(True))
+    ready: asyncio.Future[bool] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(True)
+    loop.add_reader(fd, wake)
     try:
         return await asyncio.wait_for(ready, timeout)
     except asyncio.TimeoutError:
@@ -58,5 +62,6 @@ def aevents(source: Any, timeout: float | None = None) -> AsyncIterator[Any]:
 
     def read_now() -> Iterable[Any]:
         source.poll(0)
-        return source.events(timeout=0)
+        events: Iterable[Any] = source.events(timeout=0)
+        return events
     return follow(source.fileno, read_now, timeout)

@@ -21,9 +21,9 @@ import enum
 import errno
 import operator
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 from ._ffi import ffi, lib
 from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
@@ -92,6 +92,19 @@ class BtfType:
     members: tuple[Member, ...] = field(default_factory=tuple)
 
 
+# What codecs read from: bytes, or a view of C or mapped memory.
+ReadBuffer = bytes | bytearray | memoryview
+
+
+class _Common(TypedDict):
+    """The fields every BtfType record has."""
+
+    id: int
+    kind: Kind
+    name: str
+    kflag: bool
+
+
 class Btf:
     """Read-only view of a ``struct btf`` owned by someone else (object or probe).
 
@@ -101,7 +114,7 @@ class Btf:
     changes once loaded.
     """
 
-    def __init__(self, ptr) -> None:
+    def __init__(self, ptr: Any) -> None:
         self._ptr = ptr
         self._types: dict[int, BtfType] = {}
         self._codecs: dict[int, Codec] = {}
@@ -110,7 +123,7 @@ class Btf:
         """The owner is about to free the C BTF: refuse every later read."""
         self._ptr = None
 
-    def _live(self):
+    def _live(self) -> Any:
         ptr = self._ptr
         if ptr is None:
             raise ClosedError(errno.EBADF, "this BTF belonged to a BPF object that is closed; "
@@ -139,15 +152,15 @@ class Btf:
         self._types[type_id] = parsed
         return parsed
 
-    def _parse(self, type_id: int, raw) -> BtfType:
+    def _parse(self, type_id: int, raw: Any) -> BtfType:
         name_off, info, size_or_type = struct.unpack("<III", ffi.buffer(raw, _RECORD))
         vlen = info & 0xFFFF
         kind = Kind((info >> 24) & 0x1F)
         kflag = bool(info >> 31)
         name = self._name(name_off)
-        common = dict(id=type_id, kind=kind, name=name, kflag=kflag)
+        common: _Common = {"id": type_id, "kind": kind, "name": name, "kflag": kflag}
 
-        def extra(count: int, fmt: str) -> list[tuple]:
+        def extra(count: int, fmt: str) -> list[tuple[Any, ...]]:
             width = struct.calcsize(fmt)
             data = ffi.buffer(raw + _RECORD, count * width)
             return list(struct.iter_unpack(fmt, data)) if count else []
@@ -270,7 +283,7 @@ class Btf:
 
     def _fields(self, t: BtfType, base_bits: int) -> list[tuple[str, int, int, "Codec"]]:
         """(name, bit offset, bitfield size, codec) of a record, anonymous members flattened."""
-        out = []
+        out: list[tuple[str, int, int, Codec]] = []
         for m in t.members:
             inner = self.resolve(m.type_id)
             bit = base_bits + m.offset
@@ -282,7 +295,7 @@ class Btf:
 
 
 @contextlib.contextmanager
-def _owned(load: Callable[[], Any], action: str, advice: str) -> Iterator[Btf]:
+def _owned(load: Callable[[], Any], action: str, advice: str) -> Generator[Btf, None, None]:
     ptr = check_ptr(load(), action, advice=advice)
     try:
         yield Btf(ptr)
@@ -341,7 +354,7 @@ class Codec:
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def decode(self, buf, offset: int = 0) -> Any:
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         raise NotImplementedError
 
     def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
@@ -364,24 +377,24 @@ class IntCodec(Codec):
         self.low = -(1 << (bits - 1)) if signed else 0
         self.high = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         return int.from_bytes(buf[offset:offset + self.size], "little", signed=self.signed)
 
-    def check(self, value) -> int:
+    def check(self, value: Any) -> int:
         if value.__class__ is int and self.low <= value <= self.high:
             return value
         if isinstance(value, (str, bytes, float)) or not hasattr(value, "__index__"):
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}", wrong_type=True)
-        number = value.__index__()
+        number = operator.index(value)
         if not self.low <= number <= self.high:
             raise _bad(self.label, value, f"an int in {self.low}..{self.high}")
         return number
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         number = self.check(value)
         buf[offset:offset + self.size] = number.to_bytes(self.size, "little", signed=self.signed)
 
-    def encode(self, value, current=None):
+    def encode(self, value: Any, current: bytes | None = None) -> bytes:
         return self.check(value).to_bytes(self.size, "little", signed=self.signed)
 
 
@@ -391,10 +404,10 @@ class BoolCodec(IntCodec):
     def __init__(self, label: str, size: int) -> None:
         super().__init__(label, size, False)
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         return bool(super().decode(buf, offset))
 
-    def check(self, value) -> int:
+    def check(self, value: Any) -> int:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return int(value)
         raise _bad(self.label, value, "True or False", wrong_type=not isinstance(value, int))
@@ -406,12 +419,14 @@ class EnumCodec(IntCodec):
     def __init__(self, label: str, t: BtfType, signed: bool) -> None:
         super().__init__(label, t.size, signed)
         self.by_name = {m.name: m.value for m in t.members}
-        names = {}
+        names: dict[str, int] = {}
         for m in t.members:
             names.setdefault(m.name, m.value)
-        self.enum = enum.IntEnum(t.name or "anon_enum", names) if names else None
+        # The functional API makes a class; typeshed types the call as making a member.
+        self.enum = cast(type[enum.IntEnum], enum.IntEnum(t.name or "anon_enum", names)) \
+            if names else None
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         number = super().decode(buf, offset)
         if self.enum is not None:
             try:
@@ -420,7 +435,7 @@ class EnumCodec(IntCodec):
                 pass
         return number
 
-    def check(self, value) -> int:
+    def check(self, value: Any) -> int:
         if isinstance(value, str):
             if value not in self.by_name:
                 raise _bad(self.label, value, "one of " + ", ".join(self.by_name))
@@ -436,12 +451,12 @@ class FloatCodec(Codec):
         self.size = size
         self.fmt = {4: "<f", 8: "<d"}.get(size)
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         if self.fmt is None:
             return bytes(buf[offset:offset + self.size])
         return struct.unpack_from(self.fmt, buf, offset)[0]
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if self.fmt is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad(self.label, value, "a float", wrong_type=True)
         try:
@@ -457,21 +472,19 @@ class CharArrayCodec(Codec):
         super().__init__(label)
         self.size = length
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         raw = bytes(buf[offset:offset + self.size])
         return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
-    def encode_into(self, value, buf, offset=0):
-        if isinstance(value, str):
-            raw = value.encode("utf-8", "surrogateescape")
-            if b"\0" in raw or len(raw) > self.size - 1:
-                raise _bad(self.label, value, f"a str of at most {self.size - 1} UTF-8 bytes without NUL")
-        elif isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
-            if len(raw) > self.size:
-                raise _bad(self.label, value, f"at most {self.size} bytes")
-        else:
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
+        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) \
+            else _bytes_like(value)
+        if raw is None:
             raise _bad(self.label, value, "str or bytes", wrong_type=True)
+        if isinstance(value, str) and (b"\0" in raw or len(raw) > self.size - 1):
+            raise _bad(self.label, value, f"a str of at most {self.size - 1} UTF-8 bytes without NUL")
+        if len(raw) > self.size:
+            raise _bad(self.label, value, f"at most {self.size} bytes")
         buf[offset:offset + self.size] = raw.ljust(self.size, b"\0")
 
 
@@ -483,11 +496,11 @@ class ArrayCodec(Codec):
         self.elem, self.length = elem, length
         self.size = elem.size * length
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         step = self.elem.size
         return [self.elem.decode(buf, offset + i * step) for i in range(self.length)]
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
             raise _bad(self.label, value, f"a sequence of {self.length} items", wrong_type=True)
         if len(value) != self.length:
@@ -500,13 +513,14 @@ class ArrayCodec(Codec):
 class RecordCodec(Codec):
     """Structs and unions as dicts; encoding a dict changes only the keys it names."""
 
-    def __init__(self, label: str, size: int, fields: list, is_union: bool) -> None:
+    def __init__(self, label: str, size: int, fields: list[tuple[str, int, int, Codec]],
+                 is_union: bool) -> None:
         super().__init__(label)
         self.size, self.is_union = size, is_union
         self.fields = {name: (bit, bits, codec) for name, bit, bits, codec in fields}
-        self._flat: _FlatDecoder | None | bool = None  # built at the first decode
+        self._flat: _FlatDecoder | Literal[False] | None = None  # built at the first decode
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         flat = self._flat
         if flat is None:
             flat = self._flat = _FlatDecoder.of(self) or False
@@ -517,8 +531,8 @@ class RecordCodec(Codec):
                 pass
         return self._decode_fields(buf, offset)
 
-    def _decode_fields(self, buf, offset=0):
-        out = {}
+    def _decode_fields(self, buf: ReadBuffer, offset: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for name, (bit, bits, codec) in self.fields.items():
             if bits:
                 out[name] = _read_bits(buf, offset, bit, bits, codec)
@@ -526,18 +540,28 @@ class RecordCodec(Codec):
                 out[name] = codec.decode(buf, offset + bit // 8)
         return out
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
         if not isinstance(value, dict):
             raise _bad(self.label, value, "a dict of its members", wrong_type=True)
-        unknown = [k for k in value if k not in self.fields]
+        members = cast(dict[str, Any], value)
+        unknown = [k for k in members if k not in self.fields]
         if unknown:
             raise _bad(self.label, value, "only the members " + ", ".join(self.fields))
-        for name, item in value.items():
+        for name, item in members.items():
             bit, bits, codec = self.fields[name]
             if bits:
                 _write_bits(buf, offset, bit, bits, codec, item)
             else:
                 codec.encode_into(item, buf, offset + bit // 8)
+
+
+def _bytes_like(value: object) -> bytes | None:
+    """The bytes of a bytes, bytearray or memoryview ``value``; None for anything else."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    return None
 
 
 def _c_string(raw: bytes) -> str:
@@ -553,10 +577,10 @@ class _NotFlat(Exception):
     """The record has a member the flat decoder does not handle (bitfields, unions, enums)."""
 
 
-_Builder = Callable[[tuple], Any]  # builds one member's value from the unpacked tuple
+_Builder = Callable[[tuple[Any, ...]], Any]  # builds one member's value from the unpacked tuple
 
 
-def _items(indexes: list[int]) -> Callable[[tuple], tuple]:
+def _items(indexes: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """``itemgetter(*indexes)`` that always returns a tuple (itemgetter(i) returns the item)."""
     first, last = indexes[0], indexes[-1] + 1
     if indexes == list(range(first, last)):  # consecutive members: a slice is cheaper
@@ -599,8 +623,9 @@ class _FlatDecoder:
         except _NotFlat:
             return None
 
-    def decode(self, buf, offset: int = 0) -> dict:
-        return self._build(self._struct.unpack_from(buf, offset))
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> dict[str, Any]:
+        record: dict[str, Any] = self._build(self._struct.unpack_from(buf, offset))
+        return record
 
     def _item(self, offset: int, code: str, size: int, count: int = 1) -> int:
         index = sum(part[3] for part in self._parts)
@@ -635,13 +660,14 @@ class _FlatDecoder:
             parts = [self._builder(elem, offset + i * elem.size) for i in range(codec.length)]
             return _list_builder(parts)
         if isinstance(codec, RecordCodec) and kind is RecordCodec and not codec.is_union:
-            names, parts = [], []
+            names: list[str] = []
+            members: list[int | _Builder] = []
             for name, (bit, bits, member) in codec.fields.items():
                 if bits or bit % 8:
                     raise _NotFlat
                 names.append(name)
-                parts.append(self._builder(member, offset + bit // 8))
-            return _dict_builder(names, parts)
+                members.append(self._builder(member, offset + bit // 8))
+            return _dict_builder(names, members)
         raise _NotFlat
 
 
@@ -665,7 +691,7 @@ def _dict_builder(names: list[str], parts: list[int | _Builder]) -> _Builder:
     if not composite:
         return lambda t: dict(zip(keys, plain(t)))
 
-    def build(t: tuple) -> dict:
+    def build(t: tuple[Any, ...]) -> dict[str, Any]:
         out = dict(zip(keys, plain(t)))
         for name, part in composite:
             out[name] = part(t)  # replaces the placeholder in place: the order stays
@@ -679,7 +705,7 @@ def _bit_span(bit: int, bits: int) -> tuple[int, int, int]:
     return first, last, bit - first * 8
 
 
-def _read_bits(buf, offset, bit, bits, codec):
+def _read_bits(buf: ReadBuffer, offset: int, bit: int, bits: int, codec: Codec) -> Any:
     first, last, shift = _bit_span(bit, bits)
     word = int.from_bytes(buf[offset + first:offset + last], "little")
     number = (word >> shift) & ((1 << bits) - 1)
@@ -690,7 +716,8 @@ def _read_bits(buf, offset, bit, bits, codec):
     return number
 
 
-def _write_bits(buf, offset, bit, bits, codec, value):
+def _write_bits(buf: bytearray, offset: int, bit: int, bits: int, codec: Codec,
+                value: Any) -> None:
     number = codec.check(value) if isinstance(codec, IntCodec) else None
     low = -(1 << (bits - 1)) if getattr(codec, "signed", False) else 0
     high = (1 << (bits - 1)) - 1 if getattr(codec, "signed", False) else (1 << bits) - 1
@@ -710,12 +737,11 @@ class BytesCodec(Codec):
         super().__init__(label)
         self.size = size
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> Any:
         return bytes(buf[offset:offset + self.size])
 
-    def encode_into(self, value, buf, offset=0):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
+        if (raw := _bytes_like(value)) is not None:
             if len(raw) != self.size:
                 raise _bad(self.label, value, f"exactly {self.size} bytes")
         elif isinstance(value, int) and not isinstance(value, bool) and self.size in (1, 2, 4, 8):

@@ -20,12 +20,12 @@ import errno
 import fcntl
 import os
 import struct
-import threading
 from pathlib import Path
-from typing import Union, Self
+from typing import Any, Union
 
 from ._ffi import ffi, lib
-from .errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
+from .lifecycle import Closeable
+from .errors import (BpfError, CgroupError, InvalidValueError, NotFoundError,
                      PathNotFoundError, error_from_errno)
 
 __all__ = ["Cgroup", "CgroupTarget", "mounts"]
@@ -42,10 +42,10 @@ def _fs_magic(fd: int) -> int:
     buf = ffi.new("struct statfs *")
     if lib.fstatfs(fd, buf) != 0:
         raise error_from_errno(ffi.errno, "inspect the cgroup fd")
-    return buf.f_type & 0xFFFFFFFF
+    return int(buf.f_type) & 0xFFFFFFFF
 
 
-def _kernfs_handle(node_id: int):
+def _kernfs_handle(node_id: int) -> tuple[Any, Any]:
     """A ``struct file_handle`` naming kernfs node ``node_id`` (for cgroup2, the cgroup id)."""
     header = ffi.sizeof("struct file_handle")
     raw = ffi.new("char[]", header + 8)
@@ -55,7 +55,7 @@ def _kernfs_handle(node_id: int):
     return raw, handle
 
 
-def _os_error(exc: OSError, action: str, **how):
+def _os_error(exc: OSError, action: str, **how: Any) -> BpfError:
     """A BpfError for an OSError of a path operation (ENOENT: PathNotFoundError)."""
     code = exc.errno or errno.EIO
     return error_from_errno(code, action, cls=PathNotFoundError if code == errno.ENOENT else None,
@@ -80,12 +80,12 @@ def mounts(fs_type: str) -> list[Path]:
     return [Path(f[1]) for f in fields if len(f) > 2 and f[2] == fs_type]
 
 
-class Cgroup:
+class Cgroup(Closeable):
     """An open cgroup v2 directory: id, procs, control files, children."""
 
     def __init__(self, path: Path, fd: int) -> None:
         """Wrap an fd already checked to be a cgroup v2 directory; use open()/create()."""
-        self._lock = threading.RLock()
+        super().__init__()
         self._path = path
         self._fd: int | None = fd
 
@@ -127,7 +127,7 @@ class Cgroup:
         if not cgroup2:
             raise NotFoundError(errno.ENOENT, f"could not open cgroup id {cgroup_id}: no cgroup2 "
                                 "file system is mounted; mount one (mount -t cgroup2 none DIR)")
-        keep, handle = _kernfs_handle(cgroup_id)
+        _keep, handle = _kernfs_handle(cgroup_id)  # _keep: the memory handle points into
         fd, code = -1, errno.ESTALE
         for mount in cgroup2:  # a mount of a subtree (a container's) opens only what is below it
             mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -223,8 +223,15 @@ class Cgroup:
     def _live(self) -> int:
         fd = self._fd
         if fd is None:
-            raise ClosedError(errno.EBADF, f"cgroup {str(self._path)!r} is closed; open it again")
+            raise self._closed_error()
         return fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def _closed_message(self) -> str:
+        return f"cgroup {str(self._path)!r} is closed; open it again"
 
     @property
     def path(self) -> Path:
@@ -299,29 +306,14 @@ class Cgroup:
             except OSError as exc:
                 advice = {errno.EBUSY: "move its processes out and remove its children first"}
                 raise _os_error(exc, f"remove cgroup {str(self._path)!r}",
-                                advice=advice.get(exc.errno)) from None
+                                advice=advice.get(exc.errno or 0)) from None
             self.close()
 
-    def close(self) -> None:
-        """Close the fd; the cgroup itself stays.  Idempotent."""
-        with self._lock:
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                os.close(fd)
-
-    def __enter__(self) -> Self:
-        with self._lock:
-            self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+    def _release(self) -> None:
+        """Close the fd; the cgroup itself stays."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def __repr__(self) -> str:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from typing import Any
 
 __all__ = [
     "BpfError", "PermissionDeniedError", "NotSupportedError", "BatchNotSupportedError", "BusyError",
@@ -81,6 +82,11 @@ class BpfError(OSError):
     log of a failed load (``None`` otherwise).
     """
 
+    # Always set (the constructor takes it), unlike OSError's; the annotation only narrows the
+    # type, OSError's own slot still holds the value.
+    errno: int  # pyright: ignore[reportIncompatibleVariableOverride]
+    strerror: str  # pyright: ignore[reportIncompatibleVariableOverride]
+
     def __init__(self, code: int, sentence: str, *, log: str | None = None,
                  feature: str | None = None) -> None:
         super().__init__(code, sentence)
@@ -90,16 +96,17 @@ class BpfError(OSError):
     def __str__(self) -> str:
         return f"[Errno {self.errno} {errno_name(self.errno)}] {self.strerror}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.errno, self.strerror, self.log, self.feature))
 
 
-def _rebuild(cls, code, sentence, log, feature):
+def _rebuild(cls: type[BpfError], code: int, sentence: str, log: str | None,
+             feature: str | None) -> BpfError:
     """Unpickle helper: OSError's own reduce would lose .log and .feature."""
     return cls(code, sentence, log=log, feature=feature)
 
 
-class PermissionDeniedError(BpfError, PermissionError):
+class PermissionDeniedError(BpfError, PermissionError):  # pyright: ignore[reportIncompatibleVariableOverride]  # errno narrowed in BpfError
     """EPERM/EACCES: the process lacks the capabilities for this operation."""
 
 
@@ -135,7 +142,7 @@ class NotFoundError(BpfError):
     """
 
 
-class PathNotFoundError(NotFoundError, FileNotFoundError):
+class PathNotFoundError(NotFoundError, FileNotFoundError):  # pyright: ignore[reportIncompatibleVariableOverride]  # errno narrowed in BpfError
     """A file, directory, pin or cgroup path does not exist."""
 
 
@@ -219,7 +226,7 @@ _CLASS_BY_ERRNO: dict[int, type[BpfError]] = {
 def error_from_errno(code: int, action: str, *, advice: str | None = None,
                      cls: type[BpfError] | None = None, detail: str | None = None,
                      fallback_cls: type[BpfError] = BpfError,
-                     fallback_advice: str | None = None, **extra) -> BpfError:
+                     fallback_advice: str | None = None, **extra: Any) -> BpfError:
     """Build the exception for ``errno`` ``code`` raised while doing ``action``.
 
     The class and advice come from the errno (EPERM -> PermissionDeniedError,
@@ -239,7 +246,7 @@ def error_from_errno(code: int, action: str, *, advice: str | None = None,
     return chosen(code, sentence, **extra)
 
 
-def check(rc: int, action: str, **how) -> int:
+def check(rc: int, action: str, **how: Any) -> int:
     """Return ``rc`` if it is not negative, else raise the matching BpfError.
 
     libbpf 1.x returns ``-errno``; ``how`` is passed to :func:`error_from_errno`.
@@ -249,7 +256,7 @@ def check(rc: int, action: str, **how) -> int:
     return rc
 
 
-def check_ptr(ptr, action: str, **how):
+def check_ptr(ptr: Any, action: str, **how: Any) -> Any:
     """Return ``ptr`` unless it is NULL; then raise from the ``errno`` libbpf set."""
     from ._ffi import ffi  # late: keeps errors importable without the extension
 

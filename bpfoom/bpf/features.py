@@ -16,6 +16,7 @@ import errno
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ._ffi import ffi, lib
 from .btf import Btf, Kind, vmlinux_btf
@@ -41,7 +42,9 @@ class Feature:
     @property
     def verdict(self) -> str:
         """"supported", "not supported" or "unknown"."""
-        return {True: "supported", False: "not supported"}.get(self.supported, "unknown")
+        if self.supported is None:
+            return "unknown"
+        return "supported" if self.supported else "not supported"
 
     def __repr__(self) -> str:
         return f"<Feature {self.name}: {self.verdict} ({self.detail})>"
@@ -95,7 +98,7 @@ class Features(Mapping[str, Feature]):
         rows = [f"  {f.name:<{width}}  {f.verdict:<13}  {f.detail}" for f in self.values()]
         return "<Features\n" + "\n".join(rows) + ">"
 
-    def as_dict(self) -> dict[str, dict]:
+    def as_dict(self) -> dict[str, dict[str, Any]]:
         """Every feature as plain data (for JSON)."""
         return {name: asdict(self[name]) for name in self}
 

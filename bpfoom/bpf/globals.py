@@ -14,7 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ._ffi import ffi, lib
-from .btf import BtfType, encode_for
+from .btf import BtfType, Codec, encode_for
 from .errors import NotSupportedError, VariableNotFoundError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class GlobalSection(MutableMapping[str, Any]):
     def __init__(self, obj: "BpfObject", map_: "Map", datasec: BtfType) -> None:
         self._obj, self._map = obj, map_
         self.section = datasec.name
-        btf = obj._btf
+        btf = obj.btf
         self._vars = {entry.name: (entry.offset, btf.codec(btf.type(entry.type_id).ref))
                       for entry in datasec.members}
 
@@ -49,7 +49,11 @@ class GlobalSection(MutableMapping[str, Any]):
                                     feature="mmapable_maps")
         return ffi.buffer(ffi.cast("char *", ptr), size[0])
 
-    def _var(self, name: str):
+    def type_name(self, name: str) -> str:
+        """The BTF spelling of variable ``name``'s type (e.g. ``__u64[16]``)."""
+        return self._var(name)[1].label
+
+    def _var(self, name: str) -> tuple[int, Codec]:
         try:
             return self._vars[name]
         except KeyError:

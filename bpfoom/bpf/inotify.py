@@ -16,7 +16,7 @@ __all__ = ["inotify_init", "inotify_add_watch", "inotify_rm_watch"]
 
 def inotify_init(flags: int) -> int:
     """A new inotify fd (``flags``: ``os.O_NONBLOCK | os.O_CLOEXEC``); BpfError on failure."""
-    fd = lib.inotify_init1(flags)
+    fd = int(lib.inotify_init1(flags))
     if fd < 0:
         raise error_from_errno(ffi.errno, "start watching directories (inotify_init1)")
     return fd
@@ -24,7 +24,7 @@ def inotify_init(flags: int) -> int:
 
 def inotify_add_watch(fd: int, path: str | os.PathLike[str], mask: int) -> int:
     """Watch ``path`` on inotify ``fd``; the watch descriptor, or ``-errno`` on failure."""
-    wd = lib.inotify_add_watch(fd, os.fsencode(path), mask)
+    wd = int(lib.inotify_add_watch(fd, os.fsencode(path), mask))
     return wd if wd >= 0 else -ffi.errno
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import _log
 from ._ffi import ffi, lib
 from .cgroup import Cgroup, CgroupTarget
-from .errors import InvalidValueError, StateError, check, check_ptr
+from .errors import InvalidValueError, StateError, check, check_ptr, error_from_errno
 from .link import Link
 from .map import Map
 
@@ -52,7 +52,7 @@ class IterLink(Link):
         """
         with self._lock:
             fd = check(lib.bpf_iter_create(self.fd), f"start a walk of the iterator ({self._label})")
-        chunks = []
+        chunks: list[bytes] = []
         try:
             while True:
                 try:
@@ -60,8 +60,9 @@ class IterLink(Link):
                 except OSError as exc:
                     advice = ("the walk wrote more than the kernel's iterator buffer holds; "
                               "write bulk output to a map" if exc.errno == errno.EOPNOTSUPP else None)
-                    check(-(exc.errno or errno.EIO), f"read the iterator ({self._label})",
-                          advice=advice)
+                    raise error_from_errno(exc.errno or errno.EIO,
+                                           f"read the iterator ({self._label})",
+                                           advice=advice) from None
                 if not chunk:
                     return b"".join(chunks)
                 chunks.append(chunk)

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from . import _log
 from ._ffi import ffi, lib
-from .errors import (BusyError, ClosedError, InvalidValueError, PathNotFoundError, StateError,
+from .lifecycle import Closeable
+from .errors import (BusyError, InvalidValueError, PathNotFoundError, StateError,
                      check, check_ptr)
 from .features import cgroup_attach_supported
 from .kernel_objects import fd_kind
@@ -89,7 +89,7 @@ def link_info_from_fd(fd: int) -> LinkInfo:
 def links(type: str | None = None) -> list[LinkInfo]:
     """Every BPF link in the kernel, or only those of ``type`` (a :attr:`LinkInfo.type` such
     as "struct_ops", "tracing", "iter"), by enumerating link ids (needs CAP_SYS_ADMIN)."""
-    found = []
+    found: list[LinkInfo] = []
     current = ffi.new("__u32 *", 0)
     following = ffi.new("__u32 *")
     while True:
@@ -110,12 +110,12 @@ def links(type: str | None = None) -> list[LinkInfo]:
             found.append(info)
 
 
-class Link:
+class Link(Closeable):
     """A BPF link owned by this process; see the module doc for lifetime rules."""
 
     def __init__(self, ptr, label: str, from_attach: bool) -> None:
         """Wrap a ``struct bpf_link *``; use StructOpsMap.attach() or from_pinned()."""
-        self._lock = threading.RLock()
+        super().__init__()
         self._ptr = ptr
         self._label = label
         self._libbpf_struct_ops = from_attach  # a libbpf struct_ops link: update_map() is safe on it
@@ -123,7 +123,7 @@ class Link:
         self._id: int | None = None
 
     @classmethod
-    def _from_attach(cls, ptr, map_name: str) -> "Link":
+    def _from_attach(cls, ptr, map_name: str) -> Self:
         link = cls(ptr, f"struct_ops {map_name}", from_attach=True)
         try:
             link.info()  # learn the id while the link surely exists
@@ -133,7 +133,7 @@ class Link:
         return link
 
     @classmethod
-    def _from_program(cls, ptr, label: str) -> "Link":
+    def _from_program(cls, ptr, label: str) -> Self:
         """Own a link libbpf made by attaching a program (fentry, fexit, tp_btf, ...)."""
         link = cls(ptr, label, from_attach=False)
         try:
@@ -170,13 +170,16 @@ class Link:
     def _live(self):
         ptr = self._ptr
         if ptr is None:
-            raise ClosedError(errno.EBADF, f"link ({self._label}) is closed; "
-                              "open it again with Link.from_pinned() if it was pinned")
+            raise self._closed_error()
         return ptr
 
     @property
     def closed(self) -> bool:
         return self._ptr is None
+
+    def _closed_message(self) -> str:
+        return (f"link ({self._label}) is closed; "
+                "open it again with Link.from_pinned() if it was pinned")
 
     @property
     def detached(self) -> bool:
@@ -193,9 +196,7 @@ class Link:
     def id(self) -> int:
         """The kernel's link id; still answers after close()."""
         with self._lock:
-            if self._id is None:
-                self.info()
-            return self._id
+            return self._id if self._id is not None else self.info().id
 
     def info(self) -> LinkInfo:
         """The kernel's view of the link."""
@@ -275,33 +276,21 @@ class Link:
             check(lib.bpf_link__detach(self._live()), f"detach the link ({self._label})")
             self._detached = True
 
-    def close(self) -> None:
-        """Close our fd: detaches an unpinned link, leaves a pinned one.  Idempotent."""
-        with self._lock:
-            ptr, self._ptr = self._ptr, None
-            if ptr is not None:
-                lib.bpf_link__destroy(ptr)
+    def _release(self) -> None:
+        """Close our fd: detaches an unpinned link, leaves a pinned one."""
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.bpf_link__destroy(ptr)
 
-    def __enter__(self) -> Self:
-        with self._lock:
-            self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def _collected(self) -> None:
+        ptr = self._ptr
+        if ptr is None:
+            return
+        if lib.bpf_link__pin_path(ptr) == ffi.NULL and not self._detached:
+            warnings.warn(f"unclosed link ({self._label}) detached by garbage collection; "
+                          "close() it or use it as a context manager", ResourceWarning,
+                          source=self)
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            ptr = getattr(self, "_ptr", None)
-            if ptr is None:
-                return
-            if lib.bpf_link__pin_path(ptr) == ffi.NULL and not self._detached:
-                warnings.warn(f"unclosed link ({self._label}) detached by garbage collection; "
-                              "close() it or use it as a context manager", ResourceWarning,
-                              source=self)
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         """Label, kernel id, state and pin; no C memory after close."""

@@ -35,6 +35,7 @@ from ._ffi import ffi, lib
 from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
 from .cgroup import mounts
 from .kernel_objects import fd_kind
+from .lifecycle import Closeable
 from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError, NotSupportedError,
                      InvalidValueError, KeyExistsError, KeyNotFoundError, MapFullError, NotFoundError, PathNotFoundError, StateError, check,
                      error_from_errno)
@@ -246,7 +247,7 @@ class _PinnedFd:
 
     # -- the source's part -----------------------------------------------------
     def fd(self) -> int:
-        return self._fd
+        return self._live()
 
     def key_size(self) -> int:
         return self._sizes[0]
@@ -320,7 +321,7 @@ def _explain_refused_pin(path: str, action: str) -> None:
                                 "(mount -t bpf bpf /sys/fs/bpf)")
 
 
-class Map:
+class Map(Closeable):
     """One BPF map: a view of a BpfObject's map, or opened with :meth:`from_pinned`."""
 
     is_struct_ops = False  # StructOpsMap: a struct_ops value, attached through a Link
@@ -479,10 +480,8 @@ class Map:
     def __enter__(self) -> Self:
         """For a map opened with from_pinned(); StateError for a BpfObject's map."""
         self._source.require_owned(self.name)
+        self._obj._check_open()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- metadata ----------------------------------------------------------
     def _meta(self, getter):

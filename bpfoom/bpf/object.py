@@ -20,12 +20,13 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar, Self
+from typing import Generic, TypeVar
 
 from . import _log
 from ._ffi import ffi, lib
 from .btf import Btf, Kind
-from .errors import (ENOTSUPP, BpfError, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
+from .lifecycle import Closeable
+from .errors import (ENOTSUPP, BpfError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
@@ -113,7 +114,7 @@ class _Views(Mapping[str, V], Generic[V]):
         return f"<{type(self).__name__} {list(self._views)!r}>"
 
 
-class BpfObject:
+class BpfObject(Closeable):
     """One BPF ELF object, opened through libbpf; use :meth:`open`.
 
     A context manager; :meth:`close` is idempotent and frees the libbpf
@@ -124,7 +125,7 @@ class BpfObject:
 
     def __init__(self, ptr, keepalive: tuple, label: str) -> None:
         """Wrap an opened ``struct bpf_object *``; callers use :meth:`open`."""
-        self._lock = threading.RLock()
+        super().__init__()
         self._ptr = ptr
         self._keepalive = keepalive
         self._label = label
@@ -246,13 +247,15 @@ class BpfObject:
         """The C object; raises ClosedError after close.  Call with the lock held."""
         ptr = self._ptr
         if ptr is None:
-            raise ClosedError(errno.EBADF, f"BPF object {self._label!r} is closed"
-                              f"{self._closed_because}; open it again")
+            raise self._closed_error()
         return ptr
 
-    def _check_open(self) -> None:
-        with self._lock:
-            self._live()
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def _closed_message(self) -> str:
+        return f"BPF object {self._label!r} is closed{self._closed_because}; open it again"
 
     def _require_loaded(self, what: str):
         """The C object, if loaded; StateError before load().  Lock held."""
@@ -348,10 +351,9 @@ class BpfObject:
                                              f"struct {struct_name}", feature=struct_name)
         return err
 
-    def close(self) -> None:
-        """Free the libbpf object (maps, programs); links made from it stay.  Idempotent."""
-        with self._lock:
-            self._close_c("")
+    def _release(self) -> None:
+        """Free the libbpf object (maps, programs); links made from it stay."""
+        self._close_c("")
 
     def _close_c(self, because: str) -> None:
         ptr, self._ptr = self._ptr, None
@@ -365,21 +367,6 @@ class BpfObject:
             self._btf._release()
         lib.bpf_object__close(ptr)
         self._keepalive = ()
-
-    def __enter__(self) -> Self:
-        self._check_open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Backstop only: close() is the plan.
-        try:
-            if getattr(self, "_ptr", None) is not None:
-                self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         """Label, state and parts; Python data only, so safe on a closed object."""
@@ -449,7 +436,7 @@ class BpfObject:
                 type_id = lib.bpf_map__btf_value_type_id(m._ptr)
                 if not lib.bpf_map__is_internal(m._ptr) or not type_id:
                     continue
-                t = self._btf.type(type_id)
+                t = self.btf.type(type_id)
                 if t.kind == Kind.DATASEC and t.name == section:
                     found = self._sections[section] = GlobalSection(self, m, t)
                     return found
@@ -514,7 +501,7 @@ class Program(ExplicitAttach):
                 info = ffi.new("struct bpf_prog_info *")
                 size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
                 check(lib.bpf_prog_get_info_by_fd(fd, info, size), f"query program {self.name!r}")
-                self._id = info.id
+                self._id = int(info.id)
             return self._id
 
     def test_run(self, ctx: bytes | None = None) -> int:

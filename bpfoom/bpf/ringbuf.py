@@ -18,7 +18,7 @@ object, or the pinned Map) closes its ring buffers too.
 
 from __future__ import annotations
 
-from typing import Any, Self, overload
+from typing import Any, overload
 
 import errno
 import math
@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 
 from ._ffi import ffi, lib
+from .lifecycle import Closeable
 from .errors import ClosedError, InvalidValueError, StateError, check, check_ptr
 from .map import Map
 from .records import Record, RecordType
@@ -47,7 +48,7 @@ def libbpf_ffi_ring_buffer_sample(ctx, data, size) -> int:
     return ring._deliver(data, size)
 
 
-class RingBuffer:
+class RingBuffer(Closeable):
     """Consumer of a ``ringbuf`` map: ``callback(bytes)`` for each record, or with ``record=``
     (a struct name or a :class:`RecordType`) ``callback(Record)``, decoded through the BTF of
     the object that writes them."""
@@ -71,7 +72,7 @@ class RingBuffer:
         self._ptr = None
         self._closed = True  # until the C ring buffer exists
         self._record = RecordType.of_map(map_, record) if isinstance(record, str) else record
-        self._lock = threading.Lock()  # the fields below; never held across a wait or a callback
+        super().__init__()  # _lock: the fields below; never held across a wait or a callback
         self._consume_lock = threading.Lock()  # one consumer at a time, held across the callbacks
         self._users = 0  # threads inside poll()/consume(): the C ring buffer outlives them
         self._delivering: int | None = None  # thread running the callback (re-entry check)
@@ -106,9 +107,11 @@ class RingBuffer:
         self._delivered += 1
         return _STOPPED_BY_CALLBACK if self._closed else 0
 
+    def _closed_message(self, why: str = "") -> str:
+        return f"ring buffer {self._map.name!r} is closed{why}; make a new RingBuffer"
+
     def _closed_error(self, why: str = "") -> ClosedError:
-        return ClosedError(errno.EBADF, f"ring buffer {self._map.name!r} is closed{why}; "
-                           "make a new RingBuffer")
+        return ClosedError(errno.EBADF, self._closed_message(why))
 
     def _enter(self, what: str) -> None:
         """Count this thread as a user (the C ring buffer stays until it leaves)."""
@@ -191,18 +194,15 @@ class RingBuffer:
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
-        """Close from any thread (the callback included) and wake every waiting poll().  Idempotent.
+    def _release(self) -> None:
+        """Close from any thread (the callback included) and wake every waiting poll().
 
         The C ring buffer is freed now, or by the last poll() still running.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            os.eventfd_write(self._wake, 1)
-            if self._users == 0:
-                self._free()
+        self._closed = True
+        os.eventfd_write(self._wake, 1)
+        if self._users == 0:
+            self._free()
 
     def _free(self) -> None:
         """Lock held, closed, no users left."""
@@ -210,18 +210,6 @@ class RingBuffer:
         if ptr is not None:
             lib.ring_buffer__free(ptr)
             os.close(self._wake)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

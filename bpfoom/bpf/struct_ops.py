@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _log
 from ._ffi import ffi, lib
-from .btf import Kind, RecordCodec, encode_for, vmlinux_btf
+from .btf import BtfType, Kind, RecordCodec, encode_for, vmlinux_btf
 from .cgroup import Cgroup, CgroupTarget
 from .errors import (NotSupportedError,
                      StateError, VariableNotFoundError, check_ptr)
@@ -44,7 +44,7 @@ class StructOpsMap(Map):
         self._fields: StructOpsFields | None = None
 
     @property
-    def _struct(self):
+    def _struct(self) -> BtfType | None:
         """The struct_ops value's BTF type, parsed at first use (object open, lock held)."""
         if self._struct_type is None and self._struct_id and self._obj._btf is not None:
             self._struct_type = self._obj._btf.resolve(self._struct_id)
@@ -124,11 +124,13 @@ class StructOpsMap(Map):
             wrapper = kernel.type(wrapper_id)
             base = next(m.offset // 8 for m in wrapper.members if m.name == "data")
             kernel_members = {m.name: m for m in kernel.type(struct_id).members}
-            local = self._obj._btf
+            local = self._obj.btf
             memory, _ = self._value_memory()
             programs = {int(ffi.cast("uintptr_t", p._ptr)): p for p in self._obj._programs.values()}
             value = bytearray(wrapper.size)
-            for member in self._struct.members:
+            struct = self._struct
+            assert struct is not None  # a loaded struct_ops map's value type was resolved at open
+            for member in struct.members:
                 offset = member.offset // 8
                 size = local.size_of(member.type_id)
                 chunk = memory[offset:offset + size]

@@ -15,23 +15,23 @@ returned by every :meth:`~SourceSet.wait`, which then waits at most
 
 from __future__ import annotations
 
-import errno
 import io
 import selectors
 from collections.abc import Callable, Hashable
-from typing import Any, Self
+from typing import Any
 
-from .errors import ClosedError
+from .lifecycle import Closeable
 
 __all__ = ["SourceSet", "UNWAITABLE_S"]
 
 UNWAITABLE_S = 0.2  # how often a source without a usable fileno() is read
 
 
-class SourceSet:
+class SourceSet(Closeable):
     """Keys of event sources, each with the fd that is readable when it has something to read."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._selector: selectors.BaseSelector | None = selectors.DefaultSelector()
         self._fds: dict[int, Hashable] = {}
         self._unwaitable: list[Hashable] = []
@@ -83,19 +83,20 @@ class SourceSet:
 
     def _live(self) -> selectors.BaseSelector:
         if self._selector is None:
-            raise ClosedError(errno.EBADF, "the source set is closed; make a new SourceSet")
+            raise self._closed_error()
         return self._selector
 
-    def close(self) -> None:
-        """Forget every source (their fds stay open: they are the sources').  Idempotent."""
+    @property
+    def closed(self) -> bool:
+        return self._selector is None
+
+    def _closed_message(self) -> str:
+        return "the source set is closed; make a new SourceSet"
+
+    def _release(self) -> None:
+        """Forget every source (their fds stay open: they are the sources')."""
         selector, self._selector = self._selector, None
         if selector is not None:
             selector.close()
         self._fds.clear()
         self._unwaitable.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

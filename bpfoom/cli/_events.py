@@ -132,11 +132,11 @@ def _follow(root: Path, readers: dict, rescan, watcher, waiting: list, flush) ->
                 oldest = min(event.monotonic_ns for event in waiting)
                 timeouts.append(max(0.0, (oldest + _REORDER_NS - time.monotonic_ns()) / 1e9))
             for key in sources.wait(min(timeouts) if timeouts else None):
-                if key == "pins":
+                if key == "pins" and pins is not None:
                     pins.changes(0)  # drain; which pins changed is read from the directory
                     sources.close()
                     sources = None
-                elif key == "kills":
+                elif key == "kills" and watcher is not None:
                     watcher.poll(0)
                 elif key in readers:
                     readers[key].poll(0)

@@ -18,7 +18,7 @@ from ._show import attachment_json, emit_json
 __all__ = ["add_parser"]
 
 
-def _size(count: int) -> str:
+def _size(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"

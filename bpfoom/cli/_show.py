@@ -46,7 +46,7 @@ def _policies(args: argparse.Namespace) -> int:
 
     feats = features()
     found = policies()
-    described = []
+    described: list[dict[str, Any]] = []
     for info in found:
         missing = [name for name in info.requires if feats.get(name) is None or not feats[name]]
         described.append({
@@ -99,19 +99,19 @@ def all_attachments(every_struct_ops: bool) -> list[Any]:
     if not every_struct_ops:
         return found
     known = {item.link_id for item in found}
-    others = [info for info in links() if info.map_id and info.id not in known]
+    others = [(info, info.map_id) for info in links() if info.map_id and info.id not in known]
     if not others:
         return found
     with vmlinux_btf() as kernel:
-        values = {info.map_id: attachments.struct_ops_value(info.map_id, kernel) for info in others}
-    pins = attachments._pins({info.id for info in others})
-    paths = attachments.cgroup_paths({info.cgroup_id for info in others if info.cgroup_id})
-    for info in others:
-        struct_name, name = values[info.map_id]
+        values = {map_id: attachments.struct_ops_value(map_id, kernel) for _, map_id in others}
+    pins = attachments._pins({info.id for info, _ in others})
+    paths = attachments.cgroup_paths({info.cgroup_id for info, _ in others if info.cgroup_id})
+    for info, map_id in others:
+        struct_name, name = values[map_id]
         found.append(attachments.Attachment(
             policy_name=name, kind=struct_name or "struct_ops",
             cgroup_path=paths.get(info.cgroup_id) if info.cgroup_id else None,
-            cgroup_id=info.cgroup_id or 0, link_id=info.id, map_id=info.map_id,
+            cgroup_id=info.cgroup_id or 0, link_id=info.id, map_id=map_id,
             pin_path=pins.get(info.id)))
     return sorted(found, key=lambda item: item.link_id)
 

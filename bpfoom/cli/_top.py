@@ -96,17 +96,17 @@ def render(document: dict[str, Any], *, width: int = 80, height: int | None = No
     """A snapshot document (see :func:`snapshot_json`) as table lines of at most
     ``width`` (at least 60) characters, at most ``height`` lines; pure."""
     width = max(width, 60)
-    sort = sort or document["sort"]
+    key: str = sort or document["sort"]
     root = document["root"]
     fixed = sum(w + 1 for _, w in _COLUMNS)
     name_width = max(width - fixed, _MIN_CGROUP)
     system_wide = [_policy_label(a) for a in document["attachments"] if not a["cgroup_id"]]
     clock = time.strftime("%H:%M:%S", time.localtime(document["time"]))
-    lines = [f"bpfoom top  {root}  {len(document['memcgs'])} memcgs  by {sort}  {clock}",
+    lines = [f"bpfoom top  {root}  {len(document['memcgs'])} memcgs  by {key}  {clock}",
              "system-wide policy: " + (", ".join(system_wide) or "none (the kernel's own)")]
     lines.append("CGROUP".ljust(name_width) + "".join(
         " " + (title if title == "POLICY" else title.rjust(w)) for title, w in _COLUMNS))
-    rows = sort_memcgs(document["memcgs"], sort)
+    rows = sort_memcgs(document["memcgs"], key)
     if height is not None:
         rows = rows[:max(height - len(lines), 0)]
     for m in rows:
@@ -123,6 +123,7 @@ def render(document: dict[str, Any], *, width: int = 80, height: int | None = No
 
 def _replay(args: argparse.Namespace) -> int:
     """Render a document saved by ``--once --json`` (no kernel needed)."""
+    document: Any
     with open(args.replay) as stream:
         try:
             document = json.load(stream)

@@ -190,9 +190,9 @@ class Applier:
             if live:
                 running.repin_events()
                 running.record()
-            elif running.events_pin.exists():
+            elif (events_pin := running.events_pin) is not None and events_pin.exists():
                 running.earlier_events = PinnedEvents(
-                    running.events_pin, lambda event: self.on_decision(entry.id, event))
+                    events_pin, lambda event: self.on_decision(entry.id, event))
             self.log("info", "adopted", id=entry.id, policy=loaded.name, link=info.id, pin=pin,
                      how="updated" if live else "kept: it runs this configuration already",
                      decisions="logged" if live or running.earlier_events else "not available")
@@ -329,7 +329,7 @@ class Applier:
         after: list[Undo] = []  # commits that cannot fail: run once all steps succeeded
         try:
             for step in plan.loads():
-                prepared[step.id] = self._load(step.entry)
+                prepared[step.id] = self._load(step.wanted)
             for step in plan.steps:
                 self._step(step, prepared, undo, after)
         except BaseException:
@@ -349,11 +349,11 @@ class Applier:
         if step.action == "remove":
             self._remove(step.id, self.running[step.id], undo, after)
         elif step.action == "retune":
-            self._retune(self.running[step.id], step.entry, step.tunables, undo)
+            self._retune(self.running[step.id], step.wanted, step.tunables, undo)
         elif step.action == "switch":
-            self._switch(self.running[step.id], step.entry, prepared[step.id], undo, after)
+            self._switch(self.running[step.id], step.wanted, prepared[step.id], undo, after)
         else:
-            self._add(step.entry, prepared[step.id], undo, after)
+            self._add(step.wanted, prepared[step.id], undo, after)
 
     def _add(self, entry: Entry, loaded: LoadedPolicy, undo: list[Undo], after: list[Undo]) -> None:
         running = self._attach(entry, loaded)

@@ -60,10 +60,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+import tomllib
 
 from ..bpf.object import BpfObject
 from ..oom.catalogue import policies
@@ -342,8 +339,7 @@ def _entry(where: str, table: Any, base: Path | None, problems: _Problems
         return None, False
     # With problems, still an entry to check the object and tunables of (check_config).
     target = target or Target()
-    settings = problems.check(_settings, where, table.get("cgroup_settings", {}), target) \
-        if target is not None else None
+    settings = problems.check(_settings, where, table.get("cgroup_settings", {}), target)
     return Entry(entry_id or "?", policy, target.value if target.kind == "cgroup" else None,
                  map_name, name, pin if isinstance(pin, bool) else True,
                  dict(tunables) if isinstance(tunables, dict) else {},
@@ -475,7 +471,7 @@ def _parse(text: str, source: str, base: Path | None
     parsed = [_entry(where, table, base, problems) for where, table in zip(places, tables)]
     seen: set[str] = set()
     for entry, ok in parsed:
-        if not ok:
+        if not ok or entry is None:
             continue
         if entry.id in seen:
             problems.add(source, f"two [[attach]] entries have the id {entry.id!r}; give one of "
@@ -554,7 +550,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     ids), not only the first; the objects are not opened (check_config).
     """
     config, _, problems = _parse(text, source, base)
-    if problems:
+    if problems or config is None:  # no config comes with problems
         raise ConfigError.of(problems)
     return config
 
@@ -594,7 +590,7 @@ def check_config(path: str | Path) -> Config:
                                             f"{entry.id!r} both attach a bpf_oom_ops to {target}, "
                                             "where the kernel takes one; remove one, or move it "
                                             "to a parent or child cgroup"))
-    if problems:
+    if problems or config is None:  # no config comes with problems
         raise ConfigError.of(problems)
     return config
 
@@ -631,6 +627,6 @@ def _read(path: str | Path) -> str:
 def read_config(path: str | Path) -> Config:
     """Read and check the configuration file at ``path`` and its drop-ins (see parse_config)."""
     config, _, problems = _parse_file(path)
-    if problems:
+    if problems or config is None:  # no config comes with problems
         raise ConfigError.of(problems)
     return config

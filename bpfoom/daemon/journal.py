@@ -24,6 +24,8 @@ import socket
 import struct
 from typing import Any
 
+from ..bpf.lifecycle import Closeable
+
 __all__ = ["Journal", "JOURNAL_SOCKET", "KILL_MESSAGE_ID", "OOM_NO_KILL_MESSAGE_ID",
            "OVERRUN_MESSAGE_ID", "DECISION_MESSAGE_ID", "encode"]
 
@@ -60,10 +62,11 @@ def _field_name(key: str) -> str:
     return "BPFOOM_" + re.sub(r"[^A-Z0-9_]", "_", key.upper())
 
 
-class Journal:
+class Journal(Closeable):
     """A connectionless writer of journal entries; ``address`` is for tests and containers."""
 
     def __init__(self, address: str = JOURNAL_SOCKET, identifier: str = "bpfoom") -> None:
+        super().__init__()
         self.address = address
         self.identifier = identifier
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -81,6 +84,7 @@ class Journal:
         """
         data = encode({"MESSAGE": message, "PRIORITY": priority,
                        "SYSLOG_IDENTIFIER": self.identifier, **fields})
+        self._check_open()
         try:
             try:
                 self._socket.sendto(data, socket.MSG_DONTWAIT, self.address)
@@ -123,14 +127,15 @@ class Journal:
             priority = WARNING
         return self.send(message or str(event), priority, MESSAGE_ID=message_id, **structured)
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._socket.fileno() == -1
+
+    def _closed_message(self) -> str:
+        return "the journal writer is closed; make a new Journal"
+
+    def _release(self) -> None:
         self._socket.close()
-
-    def __enter__(self) -> "Journal":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _value(value: Any) -> str:

@@ -391,6 +391,8 @@ class Daemon:
 
     def _retry_units(self) -> None:
         retry = self._unit_retry
+        if retry is None:
+            return
         changed = self.resolver.refresh_units()
         if self.resolver.units_unresolved:
             self._unit_retry = Retry(None, retry.attempts + 1,
@@ -406,7 +408,7 @@ class Daemon:
         self.pending = pending + [
             Pending(retry.entry.configured_id, retry.entry.cgroup or "system", retry.error,
                     attachment=key, retry_in=round(max(0.0, retry.due - now), 1))
-            for key, retry in self.retries.items()]
+            for key, retry in self.retries.items() if retry.entry is not None]
         seen = set()
         for item in self.pending:
             key = (item.entry, item.target, item.attachment, item.why)
@@ -473,6 +475,8 @@ class Daemon:
     def _write_metrics(self) -> None:
         self._metrics_due = None
         self._metrics_written = time.monotonic()
+        if self.config.metrics_file is None:
+            return
         try:
             self.metrics.write(self.config.metrics_file)
             self._recovered("metrics")
@@ -611,8 +615,9 @@ class Daemon:
         due += [when for when in (self._metrics_due, self._rescan_due) if when is not None]
         if self._unit_retry is not None:
             due.append(self._unit_retry.due)
-        if self.hook is not None and self.hook.due() is not None:
-            due.append(self.hook.due())
+        hook_due = self.hook.due() if self.hook is not None else None
+        if hook_due is not None:
+            due.append(hook_due)
         return None if not due else max(0.0, min(due) - time.monotonic())
 
     def _wait_once(self, wake: int) -> None:
@@ -671,7 +676,7 @@ def _drain(fd: int) -> None:
 
 def run_daemon(config_path: str | os.PathLike[str], metrics_listen: str | None = None) -> int:
     """What ``bpfoom run`` does; returns the exit status."""
-    config = read_config(config_path)  # the log settings; Daemon checks the rest
+    config = read_config(os.fspath(config_path))  # the log settings; Daemon checks the rest
     stream = sys.stderr if config.log == "-" else open(config.log, "a", buffering=1)
     log = Log(stream, config.log_format == "json")
     try:

@@ -6,28 +6,30 @@ replaces a ``.prom`` file atomically (a temporary file in the same
 directory, fsync, rename), so node_exporter's textfile collector never reads
 half a file.  No dependency: the format is a few lines of text.
 
-Metric                                    type     labels
-``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), constraint
-                                                   (memcg, none (system-wide), cpuset, memory_policy,
-                                                   bpf (declared by a PSI handler)); memcg and none
-                                                   start at 0 for every configured policy
-``bpfoom_decisions_total``                counter  policy, action, reason
-``bpfoom_declines_total``                 counter  policy, reason
-``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
-``bpfoom_overruns_total``                 counter  source (kill_watch or the policy)
-``bpfoom_records_lost_total``             counter  source
-``bpfoom_attached_policies``              gauge    policy, kind (oom, psi), target (cgroup path or "system")
-``bpfoom_last_decision_timestamp_seconds`` gauge   policy
-``bpfoom_last_kill_timestamp_seconds``    gauge    policy
-``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
-                                                   waits for: a cgroup not there yet, a unit not
-                                                   running, an attach it retries)
-``bpfoom_build_info``                     gauge    version (always 1)
-``bpfoom_kill_watcher_up``                gauge    (1: every OOM kill on the machine is seen)
-``bpfoom_attach_failures_total``          counter  entry (attaches that failed; starts at 0)
-``bpfoom_reloads_total``                  counter  result (success, failure; both start at 0)
-``bpfoom_protected``                      gauge    entry (1: all it resolves to is attached; 0: pending
-                                                   or failed, i.e. it cannot attach on this kernel)
+The metrics::
+
+    Metric                                    type     labels
+    ``bpfoom_kills_total``                    counter  policy ("default": the kernel's killer), constraint
+                                                       (memcg, none (system-wide), cpuset, memory_policy,
+                                                       bpf (declared by a PSI handler)); memcg and none
+                                                       start at 0 for every configured policy
+    ``bpfoom_decisions_total``                counter  policy, action, reason
+    ``bpfoom_declines_total``                 counter  policy, reason
+    ``bpfoom_ooms_without_kill_total``        counter  handled ("true": counted as handled)
+    ``bpfoom_overruns_total``                 counter  source (kill_watch or the policy)
+    ``bpfoom_records_lost_total``             counter  source
+    ``bpfoom_attached_policies``              gauge    policy, kind (oom, psi), target (cgroup path or "system")
+    ``bpfoom_last_decision_timestamp_seconds`` gauge   policy
+    ``bpfoom_last_kill_timestamp_seconds``    gauge    policy
+    ``bpfoom_pending_targets``                gauge    entry, target (a configured target the daemon
+                                                       waits for: a cgroup not there yet, a unit not
+                                                       running, an attach it retries)
+    ``bpfoom_build_info``                     gauge    version (always 1)
+    ``bpfoom_kill_watcher_up``                gauge    (1: every OOM kill on the machine is seen)
+    ``bpfoom_attach_failures_total``          counter  entry (attaches that failed; starts at 0)
+    ``bpfoom_reloads_total``                  counter  result (success, failure; both start at 0)
+    ``bpfoom_protected``                      gauge    entry (1: all it resolves to is attached; 0: pending
+                                                       or failed, i.e. it cannot attach on this kernel)
 """
 
 from __future__ import annotations
@@ -141,22 +143,21 @@ class Metrics:
         ``fields`` is ``event.to_json()`` when the caller has it already (the
         daemon logs it first): building it is most of the cost of an event.
         """
-        if fields is None:
-            fields = event.to_json()
-        kind = fields.get("kind")
-        stamp = datetime.fromisoformat(fields["time"]).timestamp() if "time" in fields else time.time()
+        data: dict[str, Any] = event.to_json() if fields is None else fields
+        kind = data.get("kind")
+        stamp = datetime.fromisoformat(data["time"]).timestamp() if "time" in data else time.time()
         with self._lock:
             if kind == "kill":
-                reason = fields["constraint"].removeprefix("CONSTRAINT_").lower()  # memcg, none, ...
-                self._add("bpfoom_kills_total", (fields["policy"], reason))
-                self._values["bpfoom_last_kill_timestamp_seconds"][(fields["policy"],)] = stamp
+                reason = data["constraint"].removeprefix("CONSTRAINT_").lower()  # memcg, none, ...
+                self._add("bpfoom_kills_total", (data["policy"], reason))
+                self._values["bpfoom_last_kill_timestamp_seconds"][(data["policy"],)] = stamp
             elif kind == "oom_no_kill":
-                self._add("bpfoom_ooms_without_kill_total", (str(fields["handled"]).lower(),))
+                self._add("bpfoom_ooms_without_kill_total", (str(data["handled"]).lower(),))
             elif kind == "overrun":
-                self._add("bpfoom_overruns_total", (fields["source"],))
-                self._add("bpfoom_records_lost_total", (fields["source"],), fields["lost"])
-            elif "action" in fields:  # a policy's decision
-                policy, action, reason = fields["policy"], fields["action"], fields["reason"]
+                self._add("bpfoom_overruns_total", (data["source"],))
+                self._add("bpfoom_records_lost_total", (data["source"],), data["lost"])
+            elif "action" in data:  # a policy's decision
+                policy, action, reason = data["policy"], data["action"], data["reason"]
                 self._add("bpfoom_decisions_total", (policy, action, reason))
                 if action == "declined":
                     self._add("bpfoom_declines_total", (policy, reason))

@@ -31,6 +31,13 @@ class Step:
     entry: Entry | None  # the wanted entry (None: "remove")
     tunables: dict[str, Any] = field(default_factory=dict)  # "retune": the changed ones
 
+    @property
+    def wanted(self) -> Entry:
+        """The entry of an "add", "switch" or "retune" step (a "remove" has none)."""
+        if self.entry is None:
+            raise ValueError(f"the {self.action} step of {self.id!r} has no entry")
+        return self.entry
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -5,9 +5,11 @@ node_exporter textfile directory).  A thread of its own serves ``GET /metrics`` 
 from __future__ import annotations
 
 import threading
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..bpf.errors import BpfError
+from ..bpf.lifecycle import Closeable
 from .metrics import Metrics
 
 __all__ = ["MetricsServer", "parse_listen"]
@@ -27,10 +29,12 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", number
 
 
-class MetricsServer:
+class MetricsServer(Closeable):
     """Serves ``metrics`` at http://HOST:PORT/metrics until :meth:`close`."""
 
     def __init__(self, metrics: Metrics, listen: str) -> None:
+        super().__init__()
+        self._stopped = False
         host, port = parse_listen(listen)
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,7 +49,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:  # scrapes are not log lines
+            def log_message(self, format: str, *args: Any) -> None:  # scrapes are not log lines
                 pass
 
         self._server = ThreadingHTTPServer((host, port), Handler)
@@ -55,6 +59,15 @@ class MetricsServer:
                                         daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._stopped
+
+    def _closed_message(self) -> str:
+        return f"the metrics server of {self.address!r} is stopped; start a new MetricsServer"
+
+    def _release(self) -> None:
+        """Stop serving and close the listening socket."""
+        self._stopped = True
         self._server.shutdown()
         self._server.server_close()

@@ -5,6 +5,7 @@
   shorter than the array is padded with zeros.
 * ``[attach.cgroup_settings]`` fills the ``cgroup_settings`` map (cgroup id -> priority,
   protected) of a policy that has one (``priority``), before it attaches and again on reload.
+
 A cgroup that does not exist when the object is loaded is an error for a tunable (the handler
 could never watch it) and skipped, with a log line, for a setting (it applies once a reload or
 restart finds it).

@@ -67,7 +67,7 @@ def _pod_uid(path: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def _pod_listing(log_dir: str, stamp: float) -> dict[str, tuple[str, str]]:
-    names = {}
+    names: dict[str, tuple[str, str]] = {}
     try:
         entries = os.listdir(log_dir)
     except OSError:

@@ -109,19 +109,21 @@ def struct_ops_value(map_id: int, kernel: Btf) -> tuple[str | None, str | None]:
 
 def attached() -> list[Attachment]:
     """Every attached bpf_oom_ops / bpf_psi_ops, ordered by link id (needs CAP_SYS_ADMIN)."""
-    candidates = [info for info in links() if info.map_id]
+    candidates = [(info, info.map_id) for info in links() if info.map_id]
     if not candidates:
         return []
     with vmlinux_btf() as kernel:
-        values = {info.map_id: struct_ops_value(info.map_id, kernel) for info in candidates}
-    ours = [info for info in candidates if values[info.map_id][0] in POLICY_KINDS]
-    paths = cgroup_paths({info.cgroup_id for info in ours if info.cgroup_id})
-    pins = _pins({info.id for info in ours})
+        values = {map_id: struct_ops_value(map_id, kernel) for _, map_id in candidates}
+    ours = [(info, map_id, POLICY_KINDS[struct_name])
+            for info, map_id in candidates
+            for struct_name in (values[map_id][0],) if struct_name in POLICY_KINDS]
+    paths = cgroup_paths({info.cgroup_id for info, _, _ in ours if info.cgroup_id})
+    pins = _pins({info.id for info, _, _ in ours})
     return [
-        Attachment(policy_name=values[info.map_id][1], kind=POLICY_KINDS[values[info.map_id][0]],
+        Attachment(policy_name=values[map_id][1], kind=kind,
                    cgroup_path=paths.get(info.cgroup_id) if info.cgroup_id else None,
-                   cgroup_id=info.cgroup_id or 0, link_id=info.id, map_id=info.map_id,
+                   cgroup_id=info.cgroup_id or 0, link_id=info.id, map_id=map_id,
                    pin_path=pins.get(info.id))
-        for info in sorted(ours, key=lambda info: info.id)
+        for info, map_id, kind in sorted(ours, key=lambda item: item[0].id)
     ]
 

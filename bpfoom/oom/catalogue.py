@@ -64,7 +64,7 @@ atexit.register(_files.close)
 @functools.cache
 def _data_dir(name: str) -> Path:
     """A directory of this package's data as a file-system path (extracted if zipped)."""
-    resource = resources.files(__package__) / name
+    resource = resources.files(__package__ or __name__) / name
     if isinstance(resource, Path):
         return resource
     return _files.enter_context(resources.as_file(resource))

@@ -40,7 +40,7 @@ def read_decisions(map_fd: int, layout: RecordLayout | None = None) -> list[Deci
     """
     info = map_info(map_fd)
     layout = layout or pinned_decision_layout(map_fd)
-    found = []
+    found: list[DecisionEvent] = []
     for slot in range(info.max_entries):
         record = lookup_bytes(map_fd, slot.to_bytes(4, "little"), info.value_size,
                               f"slot {slot} of the decisions map")
@@ -71,7 +71,7 @@ def _program_ids(struct_ops_map_id: int, kernel: Btf) -> list[int]:
         data = next((m for m in wrapper.members if m.name == "data"), None)
         if data is None:
             return []
-        ids = []
+        ids: list[int] = []
         for member in kernel.resolve(data.type_id).members:
             if kernel.is_func_pointer(member.type_id):
                 start = (data.offset + member.offset) // 8

@@ -6,48 +6,48 @@ decoded with the layout in the BTF of the object that wrote it (see
 record of a schema this module does not know raises
 :class:`~bpfoom.errors.InvalidValueError` rather than being misread.
 :meth:`DecisionEvent.to_json` is the documented JSON form
-(``"schema": 2``), one object per event:
+(``"schema": 2``), one object per event::
 
-``schema``            2 (1 had no explanation: no ``considered``, ``excluded``,
-                      ``granularity*``, ``oom_group_cgroup_id``)
-``policy``            the policy's name (the struct_ops ``name``)
-``action``            "killed", "waiting" (for an earlier victim to exit), "declined",
-                      "dry_run" (would have killed ``pids``), "cgroup_offline"
-                      (the scope cgroup went away; the kernel detached the policy),
-                      or "declared_oom" (a PSI handler declared an OOM in
-                      ``oom_cgroup_id``; ``error`` says if that failed)
-``reason``            the rule: "largest_leaf", "priority_class", "only_protected",
-                      "largest_task", "newest_task", "victim_exiting",
-                      "nothing_killable", "system_wide_oom", "below_minimum",
-                      "kill_failed", "memory_pressure" (declared_oom), or "none"
-                      (cgroup_offline)
-``scope_cgroup_id``   where the policy is attached (0: system-wide)
-``oom_cgroup_id``     the memcg that ran out of memory (0: the whole system)
-``victim_cgroup_id``  the chosen cgroup (0: none; for cgroup_offline the cgroup that went)
-``usage_bytes``       the quantity that decided (leaf usage minus page cache, task memory)
-``pids``              the tasks killed (or, for a dry run, that would be)
-``nr_pids``           how many; ``pids`` holds at most the first 16
-``candidates``        how many candidates the policy compared
-``considered``        the best candidates (at most 8), in the order they would die:
-                      ``{"cgroup_id", "pid" (0 for a cgroup), "usage_bytes" (a cgroup's
-                      memory.current, a task's resident + swapped bytes), "rank" (what
-                      it was ranked by: usage minus page cache, task memory, start time
-                      in CLOCK_MONOTONIC ns for newest_task), "priority" (its class,
-                      priority policy), "protected"}``
-``excluded``          why others were left out, always the four keys "unkillable"
-                      (a task with oom_score_adj -1000, or a cgroup holding one),
-                      "protected" (passed over for an unprotected cgroup),
-                      "oom_victim" (already an OOM victim, or a cgroup holding one),
-                      "below_minimum" (a task under min_victim_bytes), each
-                      ``{"count", "first": [{"cgroup_id", "pid"}, ...]}`` (at most 4)
-``granularity``       what was killed: "task", "cgroup" or "subtree" (null: nothing)
-``granularity_cgroup_id``  the cgroup whose setting applied (0: the policy's default)
-``oom_group_cgroup_id``    the memcg with memory.oom.group that the kernel killed
-                      whole when it killed the victim (0: none); why more tasks
-                      may die than ``granularity`` says
-``error``             the errno name of a failed kill, or null
-``monotonic_ns``      CLOCK_MONOTONIC time of the decision
-``time``              the same moment as wall-clock time (ISO 8601, UTC)
+    ``schema``            2 (1 had no explanation: no ``considered``, ``excluded``,
+                          ``granularity*``, ``oom_group_cgroup_id``)
+    ``policy``            the policy's name (the struct_ops ``name``)
+    ``action``            "killed", "waiting" (for an earlier victim to exit), "declined",
+                          "dry_run" (would have killed ``pids``), "cgroup_offline"
+                          (the scope cgroup went away; the kernel detached the policy),
+                          or "declared_oom" (a PSI handler declared an OOM in
+                          ``oom_cgroup_id``; ``error`` says if that failed)
+    ``reason``            the rule: "largest_leaf", "priority_class", "only_protected",
+                          "largest_task", "newest_task", "victim_exiting",
+                          "nothing_killable", "system_wide_oom", "below_minimum",
+                          "kill_failed", "memory_pressure" (declared_oom), or "none"
+                          (cgroup_offline)
+    ``scope_cgroup_id``   where the policy is attached (0: system-wide)
+    ``oom_cgroup_id``     the memcg that ran out of memory (0: the whole system)
+    ``victim_cgroup_id``  the chosen cgroup (0: none; for cgroup_offline the cgroup that went)
+    ``usage_bytes``       the quantity that decided (leaf usage minus page cache, task memory)
+    ``pids``              the tasks killed (or, for a dry run, that would be)
+    ``nr_pids``           how many; ``pids`` holds at most the first 16
+    ``candidates``        how many candidates the policy compared
+    ``considered``        the best candidates (at most 8), in the order they would die:
+                          ``{"cgroup_id", "pid" (0 for a cgroup), "usage_bytes" (a cgroup's
+                          memory.current, a task's resident + swapped bytes), "rank" (what
+                          it was ranked by: usage minus page cache, task memory, start time
+                          in CLOCK_MONOTONIC ns for newest_task), "priority" (its class,
+                          priority policy), "protected"}``
+    ``excluded``          why others were left out, always the four keys "unkillable"
+                          (a task with oom_score_adj -1000, or a cgroup holding one),
+                          "protected" (passed over for an unprotected cgroup),
+                          "oom_victim" (already an OOM victim, or a cgroup holding one),
+                          "below_minimum" (a task under min_victim_bytes), each
+                          ``{"count", "first": [{"cgroup_id", "pid"}, ...]}`` (at most 4)
+    ``granularity``       what was killed: "task", "cgroup" or "subtree" (null: nothing)
+    ``granularity_cgroup_id``  the cgroup whose setting applied (0: the policy's default)
+    ``oom_group_cgroup_id``    the memcg with memory.oom.group that the kernel killed
+                          whole when it killed the victim (0: none); why more tasks
+                          may die than ``granularity`` says
+    ``error``             the errno name of a failed kill, or null
+    ``monotonic_ns``      CLOCK_MONOTONIC time of the decision
+    ``time``              the same moment as wall-clock time (ISO 8601, UTC)
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from ..bpf.errors import StateError, errno_name
 from ..bpf.map import Map
 from ..bpf.object import BpfObject
 from .kill_events import wall_time
-from .records import RecordLayout, shipped_layout
+from .records import RecordLayout, RecordText, shipped_layout
 
 __all__ = ["DecisionEvent", "Candidate", "Exclusion", "SCHEMA", "ACTIONS", "REASONS",
            "EXCLUSIONS", "GRANULARITIES", "EVENTS_MAP", "DROPPED_MAP", "events_map", "decision_layout",
@@ -94,8 +94,8 @@ _FIELDS = ("action", "reason", "policy", "time_ns", "scope_cgroup_id", "oom_cgro
            "victim_cgroup_id", "usage_bytes", "error", "candidates", "nr_pids", "granularity",
            "pids", "granularity_cgroup_id", "oom_group_cgroup_id", "nr_candidates", "candidate",
            "excluded")
-_HOW = dict(what="policy event", schema=SCHEMA,
-            advice="rebuild the policy with this bpfoom's policy_event.h")
+_HOW: RecordText = {"what": "policy event", "schema": SCHEMA,
+                    "advice": "rebuild the policy with this bpfoom's policy_event.h"}
 # The object whose BTF decodes records given without one (DecisionEvent.from_bytes).
 _REFERENCE_OBJECT = Path(__file__).resolve().parent / "policies" / "largest_leaf.bpf.o"
 
@@ -158,7 +158,7 @@ def _candidates(slots: list[dict[str, Any]], count: int) -> tuple[Candidate, ...
 
 
 def _exclusions(slots: list[dict[str, Any]]) -> dict[str, Exclusion]:
-    found = {}
+    found: dict[str, Exclusion] = {}
     for why, slot in zip(EXCLUSIONS, slots):
         firsts = tuple(zip(slot["cgroup_ids"], slot["pids"]))
         found[why] = Exclusion(slot["count"], firsts[:slot["count"]])

@@ -12,7 +12,7 @@ of policy decision events too) and ``"time"`` (the same moment as wall-clock
 time, ISO 8601 UTC):
 
 ``"kind": "kill"``  the kernel marked a task as an OOM victim (killed it, or
-gave an already exiting task the memory reserves to die):
+gave an already exiting task the memory reserves to die)::
 
   ``policy``            who chose it: the ``name`` of the BPF OOM policy that was
                         running (``oom_policy=`` in the kernel's report), or
@@ -33,14 +33,14 @@ gave an already exiting task the memory reserves to die):
   ``victim_nr``         this victim's number within its OOM, from 1
 
 ``"kind": "oom_no_kill"``  an OOM ended without marking a victim (an earlier victim
-is still exiting, a notifier freed memory, nothing was killable, ...):
+is still exiting, a notifier freed memory, nothing was killable, ...)::
 
   ``pid``, ``tgid``, ``comm``  the task that ran into the OOM
   ``oom_cgroup_id``, ``constraint``, ``oom_seq``  as for a kill
   ``handled``           what out_of_memory() returned: true means the kernel
                         counts the OOM as dealt with (the allocation is retried)
 
-``"kind": "overrun"``  the watcher's ring buffer was full and records were lost:
+``"kind": "overrun"``  the watcher's ring buffer was full and records were lost::
 
   ``lost``              records lost since the previous overrun event
   ``total_lost``        records lost since the watcher started
@@ -58,7 +58,7 @@ from pathlib import Path
 
 from ..bpf.btf import Btf
 from ..bpf.errors import InvalidValueError
-from .records import RecordLayout, shipped_layout
+from .records import RecordLayout, RecordText, shipped_layout
 
 __all__ = ["KillEvent", "OomNoKillEvent", "OverrunEvent", "KILL_SCHEMA", "CONSTRAINTS",
            "WATCHER_OBJECT", "decode_kill_record", "kill_layout"]
@@ -75,8 +75,8 @@ _STRUCT = "kill_record"
 _FIELDS = ("kind", "constraint", "time_ns", "oom_seq", "oom_cgroup_id", "victim_cgroup_id", "pid",
            "tgid", "uid", "oom_score_adj", "by_bpf", "result", "victim_nr", "comm", "policy",
            "constraint_text")
-_HOW = dict(what="kill record", schema=KILL_SCHEMA,
-            advice="the kill watcher object does not match this bpfoom: reinstall it")
+_HOW: RecordText = {"what": "kill record", "schema": KILL_SCHEMA,
+                    "advice": "the kill watcher object does not match this bpfoom: reinstall it"}
 
 
 def kill_layout(btf: Btf | None, where: str) -> RecordLayout:
@@ -100,7 +100,7 @@ class _Event:
         """When it happened, as wall-clock time."""
         return wall_time(self.monotonic_ns)
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def to_json(self) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class KillEvent(_Event):
     monotonic_ns: int
     kind = "kill"
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         return {"policy": self.policy, "by_bpf": self.by_bpf, "pid": self.pid,
                 "tgid": self.tgid, "comm": self.comm, "uid": self.uid,
                 "oom_score_adj": self.oom_score_adj, "victim_cgroup_id": self.victim_cgroup_id,
@@ -157,7 +157,7 @@ class OomNoKillEvent(_Event):
     monotonic_ns: int
     kind = "oom_no_kill"
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         return {"pid": self.pid, "tgid": self.tgid, "comm": self.comm,
                 "oom_cgroup_id": self.oom_cgroup_id, "constraint": self.constraint,
                 "handled": self.handled, "oom_seq": self.oom_seq}
@@ -178,7 +178,7 @@ class OverrunEvent(_Event):
     source: str = "kill_watch"  # or the name of the policy whose decisions were lost
     kind = "overrun"
 
-    def _fields(self) -> dict:
+    def _fields(self) -> dict[str, Any]:
         return {"source": self.source, "lost": self.lost, "total_lost": self.total_lost}
 
     def __str__(self) -> str:

@@ -17,14 +17,13 @@ records lost.  Closing the watcher detaches everything; it never pins.
 
 from __future__ import annotations
 
-from typing import Self
 
 import errno
 import os
-import threading
 
 from ..bpf.event_stream import EventStream
-from ..bpf.errors import BpfError, ClosedError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import BpfError
 from .kill_events import (WATCHER_OBJECT, KillEvent, OomNoKillEvent, OverrunEvent,
                           decode_kill_record, kill_layout)
 from ..bpf.link import Link
@@ -38,7 +37,7 @@ _RING = "kills"
 KillWatchEvent = KillEvent | OomNoKillEvent | OverrunEvent
 
 
-class KillWatcher(EventStream[KillWatchEvent]):
+class KillWatcher(Closeable, EventStream[KillWatchEvent]):
     """Loaded and attached kill watcher; a context manager, :meth:`close` detaches it."""
 
     def __init__(self, *, ring_size: int | None = None) -> None:
@@ -48,7 +47,7 @@ class KillWatcher(EventStream[KillWatchEvent]):
         multiple of the page size; default 256 KiB, about 1400 kills between
         two reads).  Nothing stays attached if this raises.
         """
-        self._lock = threading.RLock()
+        super().__init__()
         self._links: list[Link] = []
         self._ring: RingBuffer | None = None
         self._init_stream()
@@ -93,20 +92,20 @@ class KillWatcher(EventStream[KillWatchEvent]):
     def _event_ring(self) -> RingBuffer:
         ring = self._ring
         if ring is None:
-            raise ClosedError(errno.EBADF, "the kill watcher is closed; start a new KillWatcher")
+            raise self._closed_error()
         return ring
 
     @property
     def events_dropped(self) -> int:
         """Records the ring buffer had no room for since load (the BPF side counts them)."""
         with self._lock:
-            return self.object.bss["events_dropped"]
+            return int(self.object.bss["events_dropped"])
 
     @property
     def ooms_seen(self) -> int:
         """OOMs (calls of out_of_memory) seen since load."""
         with self._lock:
-            return self.object.bss["ooms_seen"]
+            return int(self.object.bss["ooms_seen"])
 
     @property
     def links(self) -> list[Link]:
@@ -115,35 +114,22 @@ class KillWatcher(EventStream[KillWatchEvent]):
             return [link for link in self._links if not link.closed]
 
     # -- lifetime ---------------------------------------------------------------
-    def close(self) -> None:
-        """Detach the programs, free the ring buffer and the object.  Idempotent."""
-        with self._lock:
-            links, self._links = self._links, []
-            for link in links:
-                link.close()
-            ring, self._ring = self._ring, None
-            if ring is not None:
-                ring.close()
-            self.object.close()
+    def _release(self) -> None:
+        """Detach the programs, free the ring buffer and the object."""
+        links, self._links = self._links, []
+        for link in links:
+            link.close()
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
+        self.object.close()
 
     @property
     def closed(self) -> bool:
         return self.object.state == "closed"
 
-    def __enter__(self) -> Self:
-        if self.closed:
-            raise ClosedError(errno.EBADF, "the kill watcher is closed; start a new KillWatcher")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if not self.closed:
-                self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+    def _closed_message(self) -> str:
+        return "the kill watcher is closed; start a new KillWatcher"
 
     def __repr__(self) -> str:
         return f"<KillWatcher {'closed' if self.closed else 'attached'}>"

@@ -16,16 +16,19 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from ..bpf.lifecycle import Closeable
 from ..bpf.errors import BpfError, NotFoundError, StateError
+from ..bpf.globals import GlobalSection
 from ..bpf.link import Link
 from ..bpf.object import BpfObject
 from ..bpf.struct_ops import StructOpsMap
 from .catalogue import PolicyInfo, policies, policy_map
 from .events import events_map
 from .features import POLICY_KINDS, features
-from .policy import _GRANULARITY_MAP, HANDLERS
+from .policy import GRANULARITY_MAP, HANDLERS, OomPolicy, PsiHandler
 from .tunables import Tunables, convert_text, declared_tunables, global_sections, load_object, suggest
 
 __all__ = ["LoadedPolicy", "load", "parse_assignment", "suggest", "convert_text",
@@ -57,15 +60,16 @@ def _globals(obj: BpfObject) -> dict[str, Any]:
     return values
 
 
-def _mutable_sections(obj: BpfObject) -> list:
+def _mutable_sections(obj: BpfObject) -> list[GlobalSection]:
     return [section for section in global_sections(obj) if section.section != ".rodata"]
 
 
-class LoadedPolicy:
+class LoadedPolicy(Closeable):
     """A loaded policy or struct_ops object and the one struct_ops map it attaches."""
 
     def __init__(self, source: str, kind: str, obj: BpfObject, ops: StructOpsMap,
-                 policy: Any = None) -> None:
+                 policy: OomPolicy | PsiHandler | None = None) -> None:
+        super().__init__()
         self.source = source
         self.kind = kind  # "oom", "psi", or the struct name of another struct_ops
         self.object = obj
@@ -119,11 +123,21 @@ class LoadedPolicy:
         if self.policy is not None:
             self.policy.release(link)
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self.object.closed
+
+    def _closed_message(self) -> str:
+        return f"the policy loaded from {self.source!r} is closed; load it again"
+
+    def _release(self) -> None:
         """Close the object (and policy); links already attached stay with their owners."""
         if self.policy is not None:
             self.policy.close()
         self.object.close()
+
+    def _collected(self) -> None:
+        """Nothing: the policy, its links and the object have their own backstops."""
 
 
 def _link_map(obj: BpfObject, source: str, map_name: str | None) -> StructOpsMap:
@@ -157,7 +171,8 @@ def is_known_source(source: str, where: str = "") -> None:
                             "the path (or run `bpfoom policies` for the shipped policy names)")
 
 
-def _pick(source: str, info: PolicyInfo | None, path: Path, map_name: str | None):
+def _pick(source: str, info: PolicyInfo | None, path: Path, map_name: str | None
+          ) -> Callable[[BpfObject], StructOpsMap]:
     """How ``load`` and ``check_source`` choose the struct_ops map of an opened object."""
     def pick(obj: BpfObject) -> StructOpsMap:
         if info is not None or (map_name is None and any(
@@ -218,9 +233,9 @@ def check_source(source: str, tunables: dict[str, Any] | None = None, *,
             _check_rename(source, ops, register_as)
         except BpfError as exc:
             problems.append(exc)
-        if granularity and (ops.struct_name != "bpf_oom_ops" or _GRANULARITY_MAP not in obj.maps):
+        if granularity and (ops.struct_name != "bpf_oom_ops" or GRANULARITY_MAP not in obj.maps):
             problems.append(BpfError(errno.EINVAL, f"{label} takes no per-cgroup granularity (it "
-                                     f"is not a bpf_oom_ops policy with a `{_GRANULARITY_MAP}` map, "
+                                     f"is not a bpf_oom_ops policy with a `{GRANULARITY_MAP}` map, "
                                      "see policy_granularity.h); remove [attach.granularity]"))
     return problems
 

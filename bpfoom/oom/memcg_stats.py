@@ -13,17 +13,18 @@ worker's (up to 2 s old, where reading memory.pressure refreshes them).
 
 from __future__ import annotations
 
-from typing import Self
 
 import errno
+import mmap
 import os
 import struct
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..bpf.cgroup import Cgroup
-from ..bpf.errors import CgroupError, ClosedError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import CgroupError
 from ..bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
 from ..bpf.object import BpfObject
 from .features import features
@@ -79,7 +80,7 @@ def _percent(fixed: int) -> float:
     return (fixed >> _FSHIFT) + (((fixed & ((1 << _FSHIFT) - 1)) * 100) >> _FSHIFT) / 100
 
 
-def _pressure(fields: tuple) -> Pressure:
+def _pressure(fields: Sequence[int]) -> Pressure:
     some_total, full_total, s10, s60, s300, f10, f60, f300 = fields
     return Pressure(_percent(s10), _percent(s60), _percent(s300), some_total // 1000,
                     _percent(f10), _percent(f60), _percent(f300), full_total // 1000)
@@ -89,7 +90,7 @@ def _decode(buffer: bytes, root: str, page_size: int) -> list[MemcgStats]:
     """Records in walk (pre-)order -> MemcgStats; a parent always precedes its children."""
     unlimited = ((1 << 63) - 1) // page_size  # PAGE_COUNTER_MAX
     paths: dict[int, tuple[str, int]] = {}
-    found = []
+    found: list[MemcgStats] = []
     for (cgroup_id, parent_id, usage, max_pages, anon, file, oom, oom_kill,
          *psi, _level, flags, raw_name) in _RECORD.iter_unpack(buffer):
         parent = paths.get(parent_id)
@@ -105,7 +106,7 @@ def _decode(buffer: bytes, root: str, page_size: int) -> list[MemcgStats]:
     return found
 
 
-class MemcgStatsReader:
+class MemcgStatsReader(Closeable):
     """A loaded stats iterator for one root; :meth:`read` takes a snapshot.
 
     Keeps a BPF program, an iterator link and a mapping of the record array;
@@ -121,10 +122,10 @@ class MemcgStatsReader:
             raise ValueError(f"capacity must be between 1 and {(1 << 24) - 1} memcgs, not {capacity}")
         if not isinstance(root, (str, os.PathLike, Cgroup)):
             raise TypeError(f"root must be a cgroup path or a Cgroup, not {type(root).__name__}")
-        self._lock = threading.Lock()
+        super().__init__()
         self._obj: BpfObject | None = None
         self._link: IterLink | None = None
-        self._view = None
+        self._view: mmap.mmap | None = None
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         cgroup = Cgroup.open(root.path if isinstance(root, Cgroup) else root)
         try:
@@ -170,11 +171,18 @@ class MemcgStatsReader:
             raise
         self._obj, self._link, self._view = obj, link, view
 
-    def _live(self) -> tuple[BpfObject, IterLink, object]:
-        if self._obj is None:
-            raise ClosedError(errno.EBADF, f"the memcg stats reader of {self._root!r} is closed; "
-                              "make a new one")
-        return self._obj, self._link, self._view
+    def _live(self) -> tuple[BpfObject, IterLink, mmap.mmap]:
+        obj, link, view = self._obj, self._link, self._view
+        if obj is None or link is None or view is None:
+            raise self._closed_error()
+        return obj, link, view
+
+    @property
+    def closed(self) -> bool:
+        return self._obj is None
+
+    def _closed_message(self) -> str:
+        return f"the memcg stats reader of {self._root!r} is closed; make a new one"
 
     def _grow(self, needed: int) -> None:
         """Reload with room for ``needed`` memcgs and a quarter more."""
@@ -189,7 +197,7 @@ class MemcgStatsReader:
         """One pass: every memcg under the root (root first, parents before children)."""
         with self._lock:
             for _ in range(3):  # the tree may grow between a pass and the reload
-                obj, link, view = self._live()
+                _, link, view = self._live()
                 output = link.read()
                 if len(output) != _TRAILER.size:
                     raise RuntimeError(f"the memcg stats iterator wrote {len(output)} bytes, "
@@ -214,24 +222,9 @@ class MemcgStatsReader:
         if obj is not None:
             obj.close()
 
-    def close(self) -> None:
-        """Free the program, the link and the mapping.  Idempotent."""
-        with self._lock:
-            self._free()
-
-    def __enter__(self) -> Self:
-        with self._lock:
-            self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self._free()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+    def _release(self) -> None:
+        """Free the program, the link and the mapping."""
+        self._free()
 
     def __repr__(self) -> str:
         return f"<MemcgStatsReader {getattr(self, '_root', '?')!r}{'' if self._obj else ' closed'}>"

@@ -66,13 +66,14 @@ def elf_section(image: bytes, name: str) -> bytes | None:
 def read_meta(btf: Btf | None, path: Path) -> Meta:
     """The ``.bpfoom.meta`` section of the object at ``path`` (BTF ``btf``); empty without one."""
     section_id = btf.find(META_SECTION, Kind.DATASEC) if btf is not None else None
-    if section_id is None:
+    if btf is None or section_id is None:
         return Meta()
     data = elf_section(path.read_bytes(), META_SECTION)
     if data is None:
         raise ObjectFileError(errno.EINVAL, f"{path}: its BTF describes a {META_SECTION} section "
                               "the file does not have; rebuild it")
-    description, tunables = "", {}
+    description: str = ""
+    tunables: dict[str, Declaration] = {}
     for var in btf.type(section_id).members:
         value = btf.codec(btf.type(var.type_id).ref).decode(data, var.offset)
         if var.name == _DESCRIPTION:

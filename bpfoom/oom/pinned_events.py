@@ -18,21 +18,21 @@ thread (waking a blocked ``poll()`` or ``events()``) and has a ``fileno()``.
 
 from __future__ import annotations
 
-from typing import Self
 
 import errno
 import os
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..bpf.cgroup import mounts
-from ..bpf.errors import ClosedError, InvalidValueError, NotFoundError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import InvalidValueError, NotFoundError
 from ..bpf.event_stream import EventStream
 from ..bpf.map import Map
 from ..bpf.ringbuf import RingBuffer
 from .events import DROPPED_MAP, EVENTS_MAP, DecisionEvent, pinned_decision_layout
 from .kill_events import OverrunEvent
+from .records import RecordLayout
 
 __all__ = ["EVENTS_SUFFIX", "pin_events", "unpin_events", "event_pins", "PinnedEvents",
            "require_bpffs"]
@@ -54,7 +54,7 @@ def _pins(link_pin: Path) -> tuple[Path, Path]:
     return events, Path(f"{events}{_DROPPED_SUFFIX}")
 
 
-def pin_events(maps: dict[str, Map] | object, link_pin: Path) -> Path | None:
+def pin_events(maps: Mapping[str, Map], link_pin: Path) -> Path | None:
     """Pin the ``events`` ring buffer (and its drop counter) next to ``link_pin``.
 
     Returns the ring's pin; None if the object has no ``events`` map.  If a
@@ -90,7 +90,7 @@ def event_pins(root: Path) -> list[Path]:
     return sorted(p for p in root.glob(f"*{EVENTS_SUFFIX}") if p.is_file())
 
 
-class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
+class PinnedEvents(Closeable, EventStream[DecisionEvent | OverrunEvent]):
     """Consumer of one pinned ``events`` ring buffer: ``callback(event)`` per decision.
 
     Growth of the pinned drop counter becomes one OverrunEvent (``source``:
@@ -103,13 +103,13 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     def __init__(self, path: str | os.PathLike[str],
                  callback: Callable[[DecisionEvent | OverrunEvent], object] | None = None
                  ) -> None:
+        super().__init__()  # _lock: the fields below; never held across a wait
         self.path = Path(path)
         name = self.path.name
         self.source = name[:-len(EVENTS_SUFFIX)] if name.endswith(EVENTS_SUFFIX) else name
         self._init_stream()
         if callback is not None:
             self._callbacks.append(callback)
-        self._lock = threading.Lock()  # the fields below; never held across a wait
         self._ring: RingBuffer | None = None
         self._events: Map | None = None
         self._dropped: Map | None = None
@@ -125,7 +125,7 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
             self.close()
             raise
 
-    def _open_counter(self, counter: Path):
+    def _open_counter(self, counter: Path) -> RecordLayout | None:
         """Open the drop counter pin; the decision layout from its BTF (None: no counter)."""
         if not counter.exists():
             return None
@@ -136,8 +136,7 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     def _event_ring(self) -> RingBuffer:
         ring = self._ring
         if ring is None:
-            raise ClosedError(errno.EBADF, f"the reader of {str(self.path)!r} is closed; "
-                              "make a new PinnedEvents")
+            raise self._closed_error()
         return ring
 
     @property
@@ -160,27 +159,22 @@ class PinnedEvents(EventStream[DecisionEvent | OverrunEvent]):
     # -- lifetime ------------------------------------------------------------------
     @property
     def closed(self) -> bool:
-        return self._ring is None
+        return self._ring is None and self._events is None and self._dropped is None
 
-    def close(self) -> None:
+    def _closed_message(self) -> str:
+        return f"the reader of {str(self.path)!r} is closed; make a new PinnedEvents"
+
+    def _release(self) -> None:
         """Stop reading (a poll() or events() blocked in another thread ends) and close the pins'
-        fds; the pins stay.  Idempotent."""
-        with self._lock:
-            ring, self._ring = self._ring, None
-            maps = (self._events, self._dropped)
-            self._events = self._dropped = None
+        fds; the pins stay."""
+        ring, self._ring = self._ring, None
+        maps = (self._events, self._dropped)
+        self._events = self._dropped = None
         if ring is not None:
             ring.close()  # wakes its pollers; never waits for them
         for pinned in maps:
             if pinned is not None:
                 pinned.close()
-
-    def __enter__(self) -> Self:
-        self._event_ring()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<PinnedEvents {str(self.path)!r} {'closed' if self.closed else 'open'}>"

@@ -5,7 +5,7 @@ A *policy* is a BPF object with one link-based struct_ops map of type
 :class:`PsiHandler`).  Names are looked up in the catalogue
 (:mod:`bpfoom.oom.catalogue`: the shipped policies and
 ``$BPFOOM_POLICY_PATH``), which also says what tunables each one takes; the
-ranges a policy declares (policy_meta.h) hold at load and for :meth:`set`.
+ranges a policy declares (policy_meta.h) hold at load and for :meth:`set`::
 
     with bpfoom.OomPolicy.load("largest_leaf", min_victim_bytes=1 << 20) as policy:
         policy.attach(cgroup="/sys/fs/cgroup/workload")
@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from .attachments import Attachment, attached
 from ..bpf.cgroup import Cgroup, CgroupTarget
-from ..bpf.errors import ClosedError, InvalidValueError, ObjectFileError, StateError
+from ..bpf.lifecycle import Closeable
+from ..bpf.errors import InvalidValueError, ObjectFileError, StateError
 from ..bpf.event_stream import EventStream
+from ..bpf.globals import GlobalSection
+from ..bpf.map import Map
 from .catalogue import PolicyInfo, policy_info, policy_map
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
@@ -45,12 +47,12 @@ from ..bpf.ringbuf import RingBuffer
 
 __all__ = ["OomPolicy", "PsiHandler", "Attachment", "attached", "GRANULARITIES", "HANDLERS"]
 
-_GRANULARITY_MAP = "granularity"
+GRANULARITY_MAP = "granularity"
 
 
 # -- loaded handlers ------------------------------------------------------------
 
-class _Handler(EventStream[DecisionEvent | OverrunEvent]):
+class _Handler(Closeable, EventStream[DecisionEvent | OverrunEvent]):
     """What OomPolicy and PsiHandler share: load, attach, decision events, tunables, close."""
 
     kind: ClassVar[str]
@@ -59,7 +61,7 @@ class _Handler(EventStream[DecisionEvent | OverrunEvent]):
     def __init__(self, obj: BpfObject, ops: StructOpsMap, info: PolicyInfo | None,
                  tunables: Tunables) -> None:
         """Use :meth:`load` (or :func:`bpfoom.oom.loader.load`): both go through load_object."""
-        self._lock = threading.RLock()
+        super().__init__()
         self.object = obj
         self.info = info
         self._ops = ops
@@ -115,7 +117,7 @@ class _Handler(EventStream[DecisionEvent | OverrunEvent]):
             return info, info.path
         return None, Path(os.fsdecode(text))
 
-    def _section_of(self, name: str, *, write_after_load: bool):
+    def _section_of(self, name: str, *, write_after_load: bool) -> GlobalSection:
         section = self._tunables.section(name)
         if write_after_load and section.section == ".rodata":
             raise StateError(errno.EBADFD, f"tunable {name!r} of {self.name} is read-only once "
@@ -216,31 +218,28 @@ class _Handler(EventStream[DecisionEvent | OverrunEvent]):
             self._links = [mine for mine in self._links if mine is not link]
 
     # -- lifetime -------------------------------------------------------------
-    def close(self) -> None:
-        """Close unpinned links (detaching them), the ring buffer and the object.  Idempotent.
+    def _release(self) -> None:
+        """Close unpinned links (detaching them), the ring buffer and the object.
 
         Pinned links stay attached: that is what the pin is for.
         """
-        with self._lock:
-            links, self._links = self._links, []
-            for link in links:
-                link.close()
-            ring, self._ring = self._ring, None
-            if ring is not None:
-                ring.close()
-            self.object.close()
+        links, self._links = self._links, []
+        for link in links:
+            link.close()
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
+        self.object.close()
 
     @property
     def closed(self) -> bool:
         return self.object.state == "closed"
 
-    def __enter__(self) -> Self:
-        if self.closed:
-            raise ClosedError(errno.EBADF, f"{self.name} is closed; load it again")
-        return self
+    def _closed_message(self) -> str:
+        return f"{type(self).__name__} {self._ops.name!r} is closed; load it again"
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _collected(self) -> None:
+        """Nothing: the links and the object have their own backstops (a link's warns)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._ops.name} {self.object.state}>"
@@ -252,12 +251,12 @@ class OomPolicy(_Handler):
     kind = "oom"
     struct_name = "bpf_oom_ops"
 
-    def _granularity_map(self):
-        if _GRANULARITY_MAP not in self.object.maps:
+    def _granularity_map(self) -> Map:
+        if GRANULARITY_MAP not in self.object.maps:
             raise StateError(errno.EINVAL, f"{self.name} takes no per-cgroup granularity (it has "
-                             f"no `{_GRANULARITY_MAP}` map); include policy_granularity.h in its "
+                             f"no `{GRANULARITY_MAP}` map); include policy_granularity.h in its "
                              "source, as the shipped policies do")
-        return self.object.maps[_GRANULARITY_MAP]
+        return self.object.maps[GRANULARITY_MAP]
 
     def set_granularity(self, cgroup: CgroupTarget, granularity: str | None) -> None:
         """What dies when this policy's victim is in ``cgroup`` or below it, from the next OOM on.
@@ -301,7 +300,7 @@ class PsiHandler(_Handler):
     kind = "psi"
     struct_name = "bpf_psi_ops"
 
-    def attach(self, cgroup: str | os.PathLike[str] | Cgroup | None = None,
+    def attach(self, cgroup: CgroupTarget | None = None,
                pin: str | os.PathLike[str] | None = None) -> Link:
         """Attach system-wide; the handler picks its cgroups itself (its triggers' cgroup ids).
 
@@ -316,4 +315,4 @@ class PsiHandler(_Handler):
 
 
 # The handler class of each kind (features.POLICY_KINDS).
-HANDLERS: dict[str, type[_Handler]] = {"oom": OomPolicy, "psi": PsiHandler}
+HANDLERS: dict[str, type[OomPolicy] | type[PsiHandler]] = {"oom": OomPolicy, "psi": PsiHandler}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..bpf.btf import Btf, kernel_btf
 from ..bpf.errors import InvalidValueError
@@ -29,7 +29,16 @@ from ..bpf.map import map_info
 from ..bpf.object import BpfObject
 from ..bpf.records import RecordType
 
-__all__ = ["RecordLayout"]
+__all__ = ["RecordLayout", "RecordText"]
+
+
+class RecordText(TypedDict):
+    """What a record kind is called, its schema and what to do on a mismatch (RecordLayout's
+    keyword arguments)."""
+
+    what: str
+    schema: int
+    advice: str
 
 
 class RecordLayout:

@@ -20,7 +20,6 @@ This module turns those names into cgroup v2 paths:
 
 from __future__ import annotations
 
-from typing import Self
 
 import errno
 import fnmatch
@@ -36,9 +35,10 @@ from pathlib import Path
 
 from ..bpf.aio import follow
 from ..bpf.inotify import inotify_add_watch, inotify_init, inotify_rm_watch
-from ..bpf.errors import (CgroupError, ClosedError, InvalidValueError, NotFoundError,
+from ..bpf.errors import (CgroupError, InvalidValueError, NotFoundError,
                           NotSupportedError, error_from_errno)
 from ..bpf.cgroup import mounts
+from ..bpf.lifecycle import Closeable
 
 __all__ = ["UNIT_SUFFIXES", "QOS_CLASSES", "cgroup2_root", "check_unit_name", "systemd_running",
            "unit_cgroup", "slice_path", "unit_cgroup_when_running", "check_pod_name", "CgroupPattern", "CgroupChange", "CgroupWatcher", "kube_patterns",
@@ -200,7 +200,7 @@ class CgroupPattern:
         """Existing directories level by level: [base], its matching children, ...; the last are the matches."""
         found = [[self.base] if self.base.is_dir() else []]
         for part in self.parts:
-            level = []
+            level: list[Path] = []
             for directory in found[-1]:
                 try:
                     names = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir(
@@ -253,7 +253,7 @@ def _anchor(pattern: CgroupPattern) -> Path:
     return directory
 
 
-class CgroupWatcher:
+class CgroupWatcher(Closeable):
     """Matching cgroups now and as they come and go, for a set of patterns.
 
     inotify watches the directories a match can appear in (the fixed base of
@@ -264,6 +264,7 @@ class CgroupWatcher:
     """
 
     def __init__(self, patterns: Iterable[str | os.PathLike[str] | CgroupPattern]) -> None:
+        super().__init__()
         self.patterns = tuple(p if isinstance(p, CgroupPattern) else CgroupPattern(p)
                               for p in patterns)
         self._fd: int | None = inotify_init(_IN_NONBLOCK | _IN_CLOEXEC)
@@ -273,8 +274,15 @@ class CgroupWatcher:
 
     def _live(self) -> int:
         if self._fd is None:
-            raise ClosedError(errno.EBADF, "the cgroup watcher is closed; make a new one")
+            raise self._closed_error()
         return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def _closed_message(self) -> str:
+        return "the cgroup watcher is closed; make a new one"
 
     def _watch(self, directory: Path) -> bool:
         """Watch ``directory``; False when it is gone already."""
@@ -295,8 +303,9 @@ class CgroupWatcher:
         Repeated until no new directory needed a watch: what appeared before
         its watch was added is then seen by the listing itself.
         """
+        found: dict[Path, CgroupPattern] = {}
         for _ in range(64):
-            found: dict[Path, CgroupPattern] = {}
+            found = {}
             wanted: set[Path] = set()
             added = False
             for pattern in self.patterns:
@@ -359,29 +368,17 @@ class CgroupWatcher:
         """The changes as they come, in an asyncio loop; ends after ``timeout`` seconds without one."""
         return follow(self.fileno, lambda: self.changes(0), timeout)
 
-    def close(self) -> None:
-        """Stop watching.  Idempotent."""
+    def _release(self) -> None:
+        """Stop watching."""
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
             self._watches.clear()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
-
 
 # -- Kubernetes ----------------------------------------------------------------
 
-def _check_uid(uid: str) -> str:
+def _check_uid(uid: object) -> str:
     if not isinstance(uid, str) or not _UID.match(uid):
         raise InvalidValueError(errno.EINVAL, f"{uid!r} is not a pod UID; give the UUID of "
                                 "metadata.uid (kubectl get pod NAME -o jsonpath='{.metadata.uid}')")

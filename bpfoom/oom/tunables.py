@@ -59,7 +59,8 @@ class TunableInfo:
 
     def check(self, value: Any, owner: str) -> None:
         """InvalidValueError naming the range if ``value`` is outside it (types are the codec's)."""
-        if self.minimum is None or isinstance(value, bool) or not isinstance(value, int):
+        if self.minimum is None or self.maximum is None or isinstance(value, bool) \
+                or not isinstance(value, int):
             return
         if not self.minimum <= value <= self.maximum:
             raise InvalidValueError(errno.EINVAL, f"tunable {self.name!r} of {owner} takes "
@@ -112,7 +113,7 @@ def convert_text(text: str, like: Any) -> Any:
 
 def global_sections(obj: BpfObject) -> list[GlobalSection]:
     """The object's .rodata/.data/.bss sections that exist, in that order."""
-    found = []
+    found: list[GlobalSection] = []
     for name in _SECTIONS:
         try:
             found.append(getattr(obj, name))
@@ -128,10 +129,10 @@ def _tunable(name: str, declared: Declaration, sections: list[GlobalSection],
     if section is None:
         raise ObjectFileError(errno.EINVAL, f"{path} declares tunable {name!r} in {META_SECTION} "
                               "but has no such global; rebuild it")
-    type_name = section._vars[name][1].label  # the BTF spelling, e.g. __u64[16]
+    type_name = section.type_name(name)
     info = TunableInfo(name, type_name, section[name], declared.doc, section.section,
                        declared.minimum, declared.maximum)
-    if info.minimum is not None:
+    if info.minimum is not None and info.maximum is not None:
         if info.minimum > info.maximum:
             raise ObjectFileError(errno.EINVAL, f"{path}: tunable {name!r} has an empty range "
                                   f"{info.minimum}..{info.maximum}")

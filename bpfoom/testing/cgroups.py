@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..bpf.cgroup import Cgroup, mounts
+from ..bpf.lifecycle import Closeable
 
 __all__ = ["CgroupTree", "cgroup_tree", "cgroup2_root", "cgroup_stat", "memory_events",
            "memory_stat", "remove_cgroup_tree"]
@@ -72,7 +73,7 @@ def _flat_keyed(cg: Cgroup, name: str) -> dict[str, int]:
             (line.split() for line in cg.read(name).splitlines())}
 
 
-class CgroupTree:
+class CgroupTree(Closeable):
     """Cgroups under one root directory: ``make("a/b", memory_max="64M")``; ``close()``
     kills their processes and removes them all.
 
@@ -82,8 +83,10 @@ class CgroupTree:
     """
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
         self._opened: list[Cgroup] = []
+        self._removed = False
 
     def make(self, relative: str = "", *, memory_max: str | None = None,
              oom_group: bool = False, memory_for_children: bool = False) -> Cgroup:
@@ -93,6 +96,8 @@ class CgroupTree:
         (children made by ``Cgroup.child`` get their own memcg; it can then hold no
         processes itself).
         """
+        with self._lock:
+            self._check_open()
         chain = [self.root]
         for part in Path(relative).parts:
             chain.append(chain[-1] / part)
@@ -115,7 +120,16 @@ class CgroupTree:
             _give_memory_to_children(cg.path)
         return cg
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._removed
+
+    def _closed_message(self) -> str:
+        return f"the cgroup tree at {str(self.root)!r} is removed; make a new CgroupTree"
+
+    def _release(self) -> None:
+        """Kill the processes and remove the cgroups."""
+        self._removed = True
         for cg in self._opened:
             cg.close()
         self._opened.clear()

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, NoReturn
 
 __all__ = ["MemoryHog", "memory_hogs", "DEATH_TIMEOUT_S"]
 
@@ -48,7 +48,7 @@ sys.stdin.readline()
 class MemoryHog:
     """A process in ``cgroup_path`` that allocates ``mib`` MiB (once released, if gated)."""
 
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     cgroup_path: Path
     mib: int
     lines: list[str] = field(default_factory=list)  # what it said so far
@@ -86,9 +86,9 @@ class MemoryHog:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            ready, _, _ = select.select([self._stdout], [], [], left)
             if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                chunk = os.read(self._stdout.fileno(), 4096)
                 if not chunk:
                     return False
                 self._pending += chunk.decode()
@@ -98,8 +98,20 @@ class MemoryHog:
 
     def release(self) -> None:
         """Let a gated hog allocate."""
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.flush()
+        self._stdin.write(b"go\n")
+        self._stdin.flush()
+
+    @property
+    def _stdin(self) -> IO[bytes]:
+        stream = self.proc.stdin
+        assert stream is not None  # start() opens both pipes
+        return stream
+
+    @property
+    def _stdout(self) -> IO[bytes]:
+        stream = self.proc.stdout
+        assert stream is not None  # start() opens both pipes
+        return stream
 
     def wait_allocated(self, timeout: float = DEATH_TIMEOUT_S) -> bool:
         """True once all the memory is touched; False if it died (or timed out) first."""
@@ -116,7 +128,9 @@ class MemoryHog:
         except subprocess.TimeoutExpired:
             _fail(f"memory hog {self.pid} in {self.cgroup_path} still alive after "
                         f"{timeout:.0f} s")
-        return self.death
+        death = self.death
+        assert death is not None  # it exited
+        return death
 
     @property
     def death(self) -> str | None:
@@ -137,10 +151,11 @@ class MemoryHog:
             self.proc.kill()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
-            stream.close()
+            if stream is not None:
+                stream.close()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Fail the running test (pytest imported here: ``python -m bpfoom.testing.vm`` runs
     without it)."""
     import pytest

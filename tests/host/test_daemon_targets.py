@@ -94,10 +94,10 @@ name = "{self.other}"
         [found] = [d for d in self.status()["daemons"] if d["pid"] == daemon.proc.pid]
         return found
 
-    def pending_metric(self) -> dict:
-        deadline = time.monotonic() + 10
-        while not self.metrics.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+    def pending_metric(self, daemon: DaemonProcess) -> dict:
+        """The pending metric of ``daemon``, once it is idle again (it writes the file before
+        its first wait, then after every change it handled)."""
+        assert facts.idle_with_inotify_read(daemon.proc.pid, WAIT_S)
         samples = parse(self.metrics.read_text())["bpfoom_pending_targets"]["samples"]
         return {dict(labels)["entry"]: (dict(labels)["target"], value)
                 for labels, value in samples.items()}
@@ -138,10 +138,11 @@ def test_a_missing_cgroup_is_pending_attached_when_it_appears(setup, cgroup2_dir
                                           "a struct_ops to a cgroup")
         assert "pending" not in ready["STATUS"]
         assert setup.daemon_state(daemon)["pending"] == []
-        assert setup.pending_metric() == {}
+        assert setup.pending_metric(daemon) == {}
         batch.mkdir()
         try:
-            time.sleep(1.5)  # the inotify event has come and gone: nothing was tried
+            # the inotify event has come and gone: nothing was tried
+            assert facts.idle_with_inotify_read(daemon.proc.pid, WAIT_S)
             assert not [r for r in list(daemon.lines.queue) if isinstance(r, dict)
                         and r.get("event") in ("attach_failed", "attached") and r["id"] == "batch"]
         finally:
@@ -158,7 +159,7 @@ def test_a_missing_cgroup_is_pending_attached_when_it_appears(setup, cgroup2_dir
     state = setup.daemon_state(daemon)
     assert [(p["entry"], p["target"]) for p in state["pending"]] == [("batch", str(batch))]
     assert "does not exist yet" in state["pending"][0]["why"]
-    assert setup.pending_metric() == {"batch": (str(batch), 1)}
+    assert setup.pending_metric(daemon) == {"batch": (str(batch), 1)}
 
     batch.mkdir()  # the cgroup appears: the daemon sees it (inotify) and attaches
     try:
@@ -168,7 +169,7 @@ def test_a_missing_cgroup_is_pending_attached_when_it_appears(setup, cgroup2_dir
     finally:
         batch.rmdir()  # gone again: pending for its absence
     wait_status(notify, "does not exist yet")
-    assert setup.pending_metric() == {"batch": (str(batch), 1)}
+    assert setup.pending_metric(daemon) == {"batch": (str(batch), 1)}
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
@@ -184,7 +185,7 @@ def test_a_pattern_follows_the_cgroups_that_match_it(setup, cgroup2_dir):
         daemon.wait_event("ready")
         (cgroup2_dir / "a.service").mkdir()
         try:
-            time.sleep(1.5)
+            assert facts.idle_with_inotify_read(daemon.proc.pid, WAIT_S)
             assert not [r for r in list(daemon.lines.queue) if isinstance(r, dict)
                         and r.get("event") in ("attach_failed", "attached", "pending")]
         finally:
