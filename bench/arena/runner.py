@@ -39,7 +39,8 @@ SAMPLE_S = 0.1
 QUIET_S = 3.0
 STALL_EPSILON_US = 1000  # under 1 ms of stall per 100 ms sample counts as quiet
 UNIT_PREFIX = "arena-"
-RUNAWAY_PID_FILE = "/run/arena-runaway.pid"  # session.py writes it (see sessions.toml)
+RUNAWAY_PID_FILE = "/tmp/arena-runaway.pid"  # {runaway_pid_file} in a command: where session.py
+# (run by the session's user, who cannot write /run) names the runaway it started
 RUN_DIR = Path("/run/systemd/system")
 
 
@@ -384,7 +385,8 @@ def start_process(spec: dict) -> str:
     """A transient service for `spec`, in the system manager or (`user = "name"`) in that
     user's manager, as a login session's programs run."""
     unit = f"{UNIT_PREFIX}{spec['name']}.service"
-    command = [part.replace("{arena}", str(ARENA)) for part in spec["command"]]
+    command = [part.replace("{arena}", str(ARENA)).replace("{runaway_pid_file}", RUNAWAY_PID_FILE)
+               for part in spec["command"]]
     user = spec.get("user")
     args = [*(user_manager(user) if user else []), "systemd-run", *(["--user"] if user else []),
             f"--unit={unit}", "--collect"]
