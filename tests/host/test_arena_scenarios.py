@@ -40,11 +40,11 @@ def test_scenario_is_complete(path: Path):
     processes = scenario["process"]
     culprits = [p for p in processes if p.get("culprit")]
     assert len(culprits) == 1, "exactly one culprit"
-    names = {p["name"] for p in processes}
     for process in processes:
         assert ("command" in process) != ("within" in process), process["name"]
-        if "within" in process:
-            assert process["within"] in names
+        if "within" in process:  # the host process names the runaway where the runner looks
+            host = next(p for p in processes if p["name"] == process["within"])
+            assert "{runaway_pid_file}" in host["command"]
     protected = [s for s in [*scenario.get("service", []), *processes] if s.get("protected")]
     assert protected and all(s.get("probe") in PROBES for s in protected)
     assert set(scenario.get("machine", {})) <= MACHINE_KEYS
