@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build  # noqa: E402
-import build_check  # noqa: E402
+import build_check
+
+import build
 
 OPTIONS = {"64BIT": "y", "BPF_SYSCALL": "y", "BPF_JIT": "y", "CGROUPS": "y", "MEMCG": "y",
            "PSI": "y", "DEBUG_INFO_BTF": "n"}
