@@ -54,12 +54,12 @@ def missing_capability() -> str | None:
 # for, and exits 0; the forker answers "<pid> <wait status>" per child.
 _FORKER = r"""
 import mmap, os, sys
-procs = sys.argv[1]
+procs, oom_score_adj = sys.argv[1], sys.argv[2]
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
         with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("0")
+            f.write(oom_score_adj)
         with open(procs, "w") as f:
             f.write(str(os.getpid()))
         memory = mmap.mmap(-1, int(line) << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -72,12 +72,16 @@ for line in sys.stdin:
 
 
 class Forker:
-    """Runs allocations of a given size in fresh children inside one cgroup."""
+    """Runs allocations of a given size in fresh children inside one cgroup.
 
-    def __init__(self, cg: bpfoom.Cgroup) -> None:
+    `oom_score_adj` -1000 makes the children an OOM that only a kill of
+    something else can end.
+    """
+
+    def __init__(self, cg: bpfoom.Cgroup, oom_score_adj: int = 0) -> None:
         self.cgroup = cg
         self.proc = subprocess.Popen([sys.executable, "-S", "-c", _FORKER,
-                                      str(cg.path / "cgroup.procs")],
+                                      str(cg.path / "cgroup.procs"), str(oom_score_adj)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def allocate(self, mib: int, timeout: float = DEATH_TIMEOUT_S) -> tuple[int, int]:
