@@ -16,6 +16,8 @@ import time
 
 DATABASE = "arena"
 CLUSTER_UNIT = "postgresql@15-main.service"  # Debian's postgresql.service only wraps it
+CONNECT_TIMEOUT_S = 30.0  # a new session: runuser, psql and a backend; counted as unanswered
+ANSWER_TIMEOUT_S = 5.0  # one transaction with its commit's fsync, on a slow (TCG) machine
 
 
 def _as_postgres(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -277,9 +277,10 @@ def postgres_probe(scale: int) -> Probe:
     session: list[postgres.Session] = []
 
     def ask() -> bool:
-        if not session:
+        if not session:  # connecting (runuser, psql, a backend) takes seconds under TCG
             session.append(postgres.Session())
-        return session[0].ask(postgres.transaction(scale), timeout=1.0)
+            session[0].ask("SELECT 1;", timeout=postgres.CONNECT_TIMEOUT_S)
+        return session[0].ask(postgres.transaction(scale), timeout=postgres.ANSWER_TIMEOUT_S)
 
     def reset() -> None:
         while session:
