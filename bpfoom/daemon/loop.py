@@ -73,6 +73,7 @@ from ..oom.targets import CgroupWatcher
 from .apply import Applier, Running
 from .config import Config, Entry, check_config, read_config
 from .hook import KillHook
+from .kube_events import ApiServer, KubeEvents
 from .journal import Journal
 from .log import Log
 from .metrics import Metrics
@@ -144,6 +145,7 @@ class Daemon:
         self.journal = self._journal()
         self.hook = KillHook(list(self.config.kill_hook), self.log,
                              self.config.kill_hook_interval) if self.config.kill_hook else None
+        self.kube_events = self._kube_events()
         self._stop = False
         self._reload = False
         self._ready = False
@@ -183,7 +185,21 @@ class Daemon:
         self._journal_event(event, {**fields, **victim})
         if kind == "kill" and self.hook is not None:
             self.hook.run({**logged, **victim})
+        if kind == "kill" and self.kube_events is not None:
+            self.kube_events.post({**logged, **victim})
         self._observe(event, fields)
+
+    def _kube_events(self) -> KubeEvents | None:
+        """The Event poster if configured; a pod that cannot reach its API server says so once
+        and runs on without Events (the policies matter more)."""
+        where = self.config.kubernetes_events
+        if where == "off":
+            return None
+        try:
+            return KubeEvents(ApiServer.in_cluster() if isinstance(where, str) else where, self.log)
+        except (ValueError, OSError) as exc:  # OSError: a CA file that does not load
+            self.log("warning", "kube_events_off", why=str(exc))
+            return None
 
     def _journal(self) -> Journal | None:
         """The journal writer: under systemd (JOURNAL_STREAM, "auto"), or at a configured socket."""
@@ -546,6 +562,8 @@ class Daemon:
                 self._watcher = None
             if self.hook is not None:
                 self.hook.close()
+            if self.kube_events is not None:
+                self.kube_events.close()
             if self._server is not None:
                 self._server.close()
             if self.journal is not None:
@@ -611,8 +629,10 @@ class Daemon:
         due += [when for when in (self._metrics_due, self._rescan_due) if when is not None]
         if self._unit_retry is not None:
             due.append(self._unit_retry.due)
-        if self.hook is not None and self.hook.due() is not None:
-            due.append(self.hook.due())
+        for job in (self.hook, self.kube_events):
+            when = job.due() if job is not None else None
+            if when is not None:
+                due.append(when)
         return None if not due else max(0.0, min(due) - time.monotonic())
 
     def _wait_once(self, wake: int) -> None:
@@ -635,6 +655,8 @@ class Daemon:
                 return
         if self.hook is not None:
             self.hook.reap()
+        if self.kube_events is not None:
+            self.kube_events.reap()
         now = time.monotonic()
         if self._unit_retry is not None and self._unit_retry.due <= now:
             self._retry_units()
