@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bpfoom.daemon import ApiServer, KubeEvents
+from bpfoom import daemon
 from conftest import require
 from daemon_process import WAIT_S
 
@@ -114,8 +114,8 @@ def test_a_pod_victim_becomes_a_warning_event_on_the_pod(tmp_path):
     token.write_text("s3cret\n")
     log = Lines()
     with fake_api() as api:
-        events = KubeEvents(ApiServer(f"http://127.0.0.1:{api.port}", str(token)), log,
-                            node="node-7")
+        server = daemon.ApiServer(f"http://127.0.0.1:{api.port}", str(token))
+        events = daemon.KubeEvents(server, log, node="node-7")
         events.post(KILL)
         request = api.next()
         events.close(WAIT_S)
@@ -139,7 +139,7 @@ def test_a_pod_victim_becomes_a_warning_event_on_the_pod(tmp_path):
 def test_a_victim_outside_any_pod_posts_nothing(tmp_path):
     log = Lines()
     with fake_api() as api:
-        events = KubeEvents(ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n")
+        events = daemon.KubeEvents(daemon.ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n")
         events.post({key: value for key, value in KILL.items()
                      if key not in ("victim_pod", "victim_namespace")})
         events.post(KILL)  # the one request the server sees
@@ -153,7 +153,7 @@ def test_posting_never_waits_for_the_server(tmp_path):
     log = Lines()
     with fake_api() as api:
         api.gate = threading.Event()  # the server holds its answer until the test lets it go
-        events = KubeEvents(ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n")
+        events = daemon.KubeEvents(daemon.ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n")
         events.post(KILL)  # returns although the server has not answered
         api.next()  # the request reached the server, which still holds its answer
         events.reap()
@@ -167,7 +167,7 @@ def test_a_server_that_is_down_is_a_log_line_and_posting_goes_on(tmp_path):
     with fake_api() as api:
         port = api.port  # closed below: nothing listens there any more
     log = Lines()
-    events = KubeEvents(ApiServer(f"http://127.0.0.1:{port}"), log, node="n")
+    events = daemon.KubeEvents(daemon.ApiServer(f"http://127.0.0.1:{port}"), log, node="n")
     events.post(KILL)
     events.post(KILL)
     events.close(WAIT_S)
@@ -181,7 +181,7 @@ def test_an_error_answer_is_logged_with_the_status(tmp_path):
     log = Lines()
     with fake_api() as api:
         api.forbid = True
-        events = KubeEvents(ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n")
+        events = daemon.KubeEvents(daemon.ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n")
         events.post(KILL)
         events.close(WAIT_S)
     level, event, fields = log.seen[0]
@@ -194,8 +194,8 @@ def test_a_burst_of_kills_is_cut_at_the_limit(tmp_path):
     now = [1000.0]
     log = Lines()
     with fake_api() as api:
-        events = KubeEvents(ApiServer(f"http://127.0.0.1:{api.port}"), log, node="n",
-                            clock=lambda: now[0])
+        events = daemon.KubeEvents(daemon.ApiServer(f"http://127.0.0.1:{api.port}"), log,
+                                   node="n", clock=lambda: now[0])
         for _ in range(13):
             events.post(KILL)
         received = [api.next() for _ in range(10)]
@@ -234,10 +234,10 @@ def test_in_cluster_config_reaches_the_api_server_over_tls_with_the_pods_token(t
     tls.load_cert_chain(cert, key)
     log = Lines()
     with fake_api(tls) as api:
-        server = ApiServer.in_cluster({"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        server = daemon.ApiServer.in_cluster({"KUBERNETES_SERVICE_HOST": "127.0.0.1",
                                        "KUBERNETES_SERVICE_PORT": str(api.port)}, str(account))
         assert server.server == f"https://127.0.0.1:{api.port}"
-        events = KubeEvents(server, log, node="n")
+        events = daemon.KubeEvents(server, log, node="n")
         events.post(KILL)
         request = api.next()
         events.close(WAIT_S)
@@ -248,9 +248,9 @@ def test_in_cluster_config_reaches_the_api_server_over_tls_with_the_pods_token(t
 
 def test_in_cluster_outside_a_pod_says_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="KUBERNETES_SERVICE_HOST"):
-        ApiServer.in_cluster({}, str(tmp_path))
+        daemon.ApiServer.in_cluster({}, str(tmp_path))
     with pytest.raises(ValueError, match="automountServiceAccountToken: true"):
-        ApiServer.in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1",
+        daemon.ApiServer.in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1",
                               "KUBERNETES_SERVICE_PORT": "443"}, str(tmp_path))
 
 
