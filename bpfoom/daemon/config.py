@@ -25,7 +25,8 @@
     pin = true                             # optional, default true (false: detached on exit)
     dry_run = true                         # optional: decide and report, kill nobody (the kernel does)
     [attach.tunables]
-    min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024)
+    min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024), or "5%": of the
+                                           # target's memory.max, else MemTotal (daemon.settings)
     [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
     "web" = "task"                         # cgroup (relative: under the target) = "task" | "cgroup" | "subtree"
     "/sys/fs/cgroup/batch/jobs" = "subtree"
@@ -77,7 +78,7 @@ from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit
 from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
 from .kube_events import ApiServer
-from .settings import check_settings, resolved_tunables
+from .settings import check_percentages, check_settings, resolved_tunables
 
 __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
            "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under",
@@ -602,7 +603,7 @@ def check_config(path: str | Path) -> Config:
         found = check_source(entry.policy, resolved_tunables(entry, check=True),
                              map_name=entry.map, register_as=entry.name,
                              granularity=bool(entry.granularity))
-        found += check_settings(entry)
+        found += check_settings(entry) + check_percentages(entry)
         problems.extend(_reworded(where, problem) for problem in found)
         kind = struct_ops_type(entry) if ok else None
         if kind == "bpf_psi_ops" and entry.target.kind != "system":
