@@ -15,6 +15,7 @@
     kubernetes_events = "in-cluster"       # optional: an Event per pod victim (bpfoom.daemon.kube_events);
                                            # "off" (default), "in-cluster", or { server = "https://...",
                                            # token_file = "...", ca_file = "..." }
+    pod_log_dir = "/var/log/pods"          # the kubelet's podLogsDir: how pods are named (default)
 
     [[attach]]
     id = "batch"                           # optional, default "<policy>@<target>" (no dots)
@@ -78,6 +79,7 @@ from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit
 from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
 from .kube_events import ApiServer
+from .victim import POD_LOG_DIR
 from .settings import check_percentages, check_settings, resolved_tunables
 
 __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
@@ -86,7 +88,7 @@ __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_con
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal", "kill_hook",
-                "kill_hook_interval", "kubernetes_events")
+                "kill_hook_interval", "kubernetes_events", "pod_log_dir")
 _EVENTS_KEYS = ("server", "token_file", "ca_file")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
                "granularity", "dry_run", "cgroup_settings")
@@ -196,6 +198,7 @@ class Config:
     kill_hook: tuple[str, ...] = ()
     kill_hook_interval: float = 1.0
     kubernetes_events: ApiServer | str = "off"  # "off", "in-cluster" or the server
+    pod_log_dir: Path = POD_LOG_DIR
 
 
 class _Problems:
@@ -512,11 +515,13 @@ def _parse(text: str, source: str, base: Path | None
         interval = 1.0
     events = problems.check(_kube_events, where, daemon.get("kubernetes_events", "off"),
                             problems)
+    pod_log_dir = problems.check(_absolute, where, daemon, "pod_log_dir", str(POD_LOG_DIR))
     named = [(where, entry, ok) for where, (entry, ok) in zip(places, parsed) if entry is not None]
     if problems.found:
         return None, named, problems.found
     return (Config(tuple(entry for _, entry, _ in named), pin_dir, on_exit, log, log_format,
-                   metrics_file, journal, tuple(hook), float(interval), events), named, [])
+                   metrics_file, journal, tuple(hook), float(interval), events, pod_log_dir),
+            named, [])
 
 
 def _kube_events(where: str, value: Any, problems: _Problems) -> ApiServer | str:

@@ -132,7 +132,8 @@ class Daemon:
         self.attached = Applier(self.config.pin_dir, self.log, self._on_decision)
         self.failed: dict[str, Failed] = {}  # entry or attachment id -> why it never attaches
         self._failed_logged: set[Failed] = set()
-        self.resolver = Resolver(self._possible(self.config.entries))
+        self.resolver = Resolver(self._possible(self.config.entries),
+                                 pod_log_dir=self.config.pod_log_dir)
         self.pending: list[Pending] = []
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
@@ -170,7 +171,7 @@ class Daemon:
     # Each event's JSON form is built once, for the log line and the metrics both.
     def _on_decision(self, entry_id: str, event: Any) -> None:
         fields = event.to_json()
-        victim = describe(fields.get("victim_cgroup_id") or 0)
+        victim = describe(fields.get("victim_cgroup_id") or 0, pod_log_dir=self.config.pod_log_dir)
         level = "warning" if fields.get("action") == "killed" else "info"
         self.log(level, "decision", id=entry_id, **fields, **victim)
         self._journal_event(event, {**fields, **victim}, entry_id)
@@ -180,7 +181,8 @@ class Daemon:
         fields = event.to_json()
         logged = dict(fields)
         kind = logged.pop("kind")
-        victim = describe(fields["victim_cgroup_id"]) if kind == "kill" else {}
+        victim = describe(fields["victim_cgroup_id"], pod_log_dir=self.config.pod_log_dir) \
+            if kind == "kill" else {}
         self.log("info" if kind == "oom_no_kill" else "warning", kind, **logged, **victim)
         self._journal_event(event, {**fields, **victim})
         if kind == "kill" and self.hook is not None:
@@ -306,7 +308,7 @@ class Daemon:
         failed_before, self.failed = self.failed, {}
         try:
             new = check_config(self.config_path)
-            resolver = Resolver(self._possible(new.entries))
+            resolver = Resolver(self._possible(new.entries), pod_log_dir=self.config.pod_log_dir)
             wanted, _ = resolver.resolve()
         except BpfError as exc:
             self.failed = failed_before
