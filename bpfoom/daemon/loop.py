@@ -526,7 +526,8 @@ class Daemon:
         try:
             if self.metrics_listen:
                 self._server = MetricsServer(self.metrics, self.metrics_listen)
-                self.log("info", "metrics_served", url=f"http://{self.metrics_listen}/metrics")
+                self.log("info", "metrics_served", url=f"http://{self.metrics_listen}/metrics",
+                         via=self._server.via)
             self.start()
             self._watch_kills()
             self._status_sent = self.status()
