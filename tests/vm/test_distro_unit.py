@@ -21,6 +21,7 @@ KILL_MESSAGE_ID = "c4a938d5b82d4e2f9eed25edae10de4d"
 CONFIG = """
 [daemon]
 log_format = "json"
+metrics_file = "/run/bpfoom/bpfoom.prom"
 
 [[attach]]
 id = "oomtest"
@@ -62,11 +63,18 @@ bpfoom attach largest_task --unit redis-server.service --pin /sys/fs/bpf/redis-p
 echo "attach-json=$(cat /tmp/attach.json)"
 bpfoom status --json > /tmp/status.json; echo "status-exit=$?"
 echo "status-json=$(tr -d '\\n' < /tmp/status.json)"
-bpfoom status; bpfoom detach --unit redis-server.service; echo "detach-unit-exit=$?"
+echo "=== bpfoom status /sys/fs/cgroup/system.slice/redis-server.service"
+bpfoom status /sys/fs/cgroup/system.slice/redis-server.service
+bpfoom detach --unit redis-server.service; echo "detach-unit-exit=$?"
 
 kills() {{ journalctl -b -o json MESSAGE_ID={KILL_MESSAGE_ID} | grep -q BPFOOM_VICTIM; }}
 wait_for 60 kills
 echo "journal-kill=$(journalctl -b -o json MESSAGE_ID={KILL_MESSAGE_ID} | head -n 1)"
+echo "=== journalctl MESSAGE_ID={KILL_MESSAGE_ID} -o verbose"
+journalctl -b MESSAGE_ID={KILL_MESSAGE_ID} -o verbose
+echo "=== cat /run/bpfoom/bpfoom.prom"
+cat /run/bpfoom/bpfoom.prom
+echo "=== end"
 systemctl stop bpfoom.service; echo "stop-exit=$?"
 echo "after-stop=$(systemctl show -p Result --value bpfoom.service)"
 exit 0
