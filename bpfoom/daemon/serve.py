@@ -49,21 +49,20 @@ class MetricsServer:
     """Serves ``metrics`` at http://HOST:PORT/metrics until :meth:`close`; ``via`` says whose
     server: "prometheus_client" (the extra) or "bpfoom"."""
 
-    def __init__(self, metrics: Metrics, listen: str, use_client: bool = True) -> None:
+    def __init__(self, metrics: Metrics, listen: str) -> None:
         host, port = parse_listen(listen)
         self.via = "bpfoom"
-        if use_client:
-            try:
-                from prometheus_client import CollectorRegistry, start_http_server
-            except ImportError:
-                pass
-            else:
-                registry = CollectorRegistry(auto_describe=False)
-                registry.register(_Families(metrics))  # type: ignore[arg-type]
-                self._server, self._thread = start_http_server(port, host, registry)
-                self.address = self._server.server_address
-                self.via = "prometheus_client"
-                return
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+        except ImportError:
+            pass
+        else:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Families(metrics))  # type: ignore[arg-type]
+            self._server, self._thread = start_http_server(port, host, registry)
+            self.address = self._server.server_address
+            self.via = "prometheus_client"
+            return
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
