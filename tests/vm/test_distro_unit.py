@@ -1,12 +1,14 @@
 """The shipped unit file under real systemd 252 (the Debian guest, bpfoom.testing.distro): the
-daemon starts from examples/systemd/bpfoom.service as shipped, reports its status to systemd,
-attaches a policy to a unit's cgroup when the unit starts, writes a kill to the journal with
-its MESSAGE_ID at a real OOM of that unit; `bpfoom attach --unit` attaches to a running unit
-and `bpfoom status` lists both.
+daemon starts from examples/systemd/bpfoom.service with its shipped virtualenv drop-in
+(bpfoom.service.d/local.conf), reports its status to systemd, attaches a policy to a unit's
+cgroup when the unit starts, writes a kill to the journal with its MESSAGE_ID at a real OOM of
+that unit; `bpfoom attach --unit` attaches to a running unit and `bpfoom status` lists both.
 
 Opt-in like test_distro.py (BPFOOM_TEST_DISTRO=1 in scripts/test): one boot, 3-6 min under TCG.
-bpfoom is the checkout's (shared into the guest), found by the unit as `bpfoom` on systemd's
-search path through a two-line wrapper in /usr/local/bin, as a pip-installed one would be.
+bpfoom is the wheel from ./scripts/dist (the test says so when there is none), installed in the
+guest as local.conf expects: a virtualenv at /opt/bpfoom of Debian's python3, with
+`pip install --no-index` from dist/ (pip itself borrowed from the checkout's interpreter, which
+only the install step runs: the unit's ProtectHome= hides it).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 from pathlib import Path
 
 from bpfoom.testing import distro
+from facts import require
 
 REPO = Path(__file__).resolve().parents[2]
 KILL_MESSAGE_ID = "c4a938d5b82d4e2f9eed25edae10de4d"
@@ -21,7 +24,7 @@ KILL_MESSAGE_ID = "c4a938d5b82d4e2f9eed25edae10de4d"
 CONFIG = """
 [daemon]
 log_format = "json"
-metrics_file = "/run/bpfoom/bpfoom.prom"
+metrics_file = "/var/lib/node_exporter/textfile_collector/bpfoom.prom"
 
 [[attach]]
 id = "oomtest"
@@ -36,11 +39,15 @@ wait_for() {{  # wait_for SECONDS COMMAND...: until COMMAND succeeds
     n=$(( $1 * 5 )); shift
     while ! "$@" >/dev/null 2>&1; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.2; done
 }}
-printf '#!/bin/sh\\nexec {REPO}/.venv/bin/python -P -m bpfoom "$@"\\n' > /usr/local/bin/bpfoom
-chmod 755 /usr/local/bin/bpfoom
+/usr/bin/python3 -m venv --without-pip /opt/bpfoom
+mkdir -p /tmp/pip && ln -s {{PIP}} /tmp/pip/pip
+PYTHONPATH=/tmp/pip /opt/bpfoom/bin/python -m pip install -q --no-index \
+    --find-links {REPO}/dist/wheelhouse {{WHEEL}}; echo "install-exit=$?"
+ln -s /opt/bpfoom/bin/bpfoom /usr/local/bin/bpfoom
 cp {REPO}/examples/systemd/bpfoom.service /etc/systemd/system/
-mkdir -p /etc/bpfoom
-cat > /etc/bpfoom/policies.toml <<'EOF'
+mkdir -p /etc/systemd/system/bpfoom.service.d /etc/bpfoom /var/lib/node_exporter/textfile_collector
+cp {REPO}/examples/systemd/bpfoom.service.d/local.conf /etc/systemd/system/bpfoom.service.d/
+cat > /etc/bpfoom/node.toml <<'EOF'
 {CONFIG}
 EOF
 systemctl daemon-reload
@@ -72,8 +79,8 @@ wait_for 60 kills
 echo "journal-kill=$(journalctl -b -o json MESSAGE_ID={KILL_MESSAGE_ID} | head -n 1)"
 echo "=== journalctl MESSAGE_ID={KILL_MESSAGE_ID} -o verbose"
 journalctl -b MESSAGE_ID={KILL_MESSAGE_ID} -o verbose
-echo "=== cat /run/bpfoom/bpfoom.prom"
-cat /run/bpfoom/bpfoom.prom
+echo "=== cat /var/lib/node_exporter/textfile_collector/bpfoom.prom"
+cat /var/lib/node_exporter/textfile_collector/bpfoom.prom
 echo "=== end"
 systemctl stop bpfoom.service; echo "stop-exit=$?"
 echo "after-stop=$(systemctl show -p Result --value bpfoom.service)"
@@ -88,9 +95,15 @@ def field(output: str, name: str) -> str:
 
 
 def test_the_shipped_unit_runs_the_daemon_and_attach_unit_works(vm_kernel: Path) -> None:
-    result = distro.run(SCRIPT, kernel=vm_kernel, cwd=REPO, memory="1G", timeout=1200)
+    wheels = sorted((REPO / "dist").glob("bpfoom-*.whl"))
+    require(bool(wheels), "a wheel in dist/ (./scripts/dist) to install in the guest")
+    import pip
+    script = SCRIPT.replace("{PIP}", str(Path(pip.__file__).parent)).replace(
+        "{WHEEL}", str(wheels[-1]))
+    result = distro.run(script, kernel=vm_kernel, cwd=REPO, memory="1G", timeout=1200)
     out = result.output
     assert result.returncode == 0, out
+    assert field(out, "install-exit") == "0", out
     assert field(out, "start-exit") == "0" and field(out, "bpfoom-active") == "active", out
     assert field(out, "daemon-attached-unit") == "0", out + result.journal[-4000:]
     assert field(out, "oomtest-result") == "oom-kill", out
