@@ -1,6 +1,6 @@
 """Crash safety on our kernel: SIGKILL the daemon at random points of its start and of a reload,
 ROUNDS times (BPFOOM_CRASH_ROUNDS, default 6: about 3 min under TCG on a loaded host, a start
-taking 25 s there; the issue's 50 with BPFOOM_CRASH_ROUNDS=50, about 20 min); the
+taking 25 s there; the issue's 50 with BPFOOM_CRASH_ROUNDS=50, over 15 min there); the
 next start re-adopts and ends with exactly the configured bpf_oom_ops attachments and no stray
 pins.
 
