@@ -67,7 +67,7 @@ wait_for 240 oomtest_done; echo "oomtest-result=$(systemctl show -p Result --val
 systemctl start redis-server.service
 bpfoom attach largest_task --unit redis-server.service --pin /sys/fs/bpf/redis-policy --json \\
     > /tmp/attach.json; echo "attach-unit-exit=$?"
-echo "attach-json=$(cat /tmp/attach.json)"
+echo "attach-json=$(tr -d '\\n' < /tmp/attach.json)"
 bpfoom status --json > /tmp/status.json; echo "status-exit=$?"
 echo "status-json=$(tr -d '\\n' < /tmp/status.json)"
 echo "=== bpfoom status /sys/fs/cgroup/system.slice/redis-server.service"
