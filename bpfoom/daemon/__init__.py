@@ -6,13 +6,14 @@ still pending, ``plan`` computes what a reload changes, ``apply`` attaches,
 replaces and detaches (undoing a change that fails halfway), ``log`` writes
 its lines, ``state`` the file ``bpfoom status`` reads, ``sd_notify`` talks to
 systemd, and ``loop`` holds the signals and the one wait over every source.  A program of its own can
-reuse the Prometheus metrics (:class:`Metrics`) and journal entries
-(:class:`Journal`).
+reuse the Prometheus metrics (:class:`Metrics`), journal entries
+(:class:`Journal`) and Kubernetes Events (:class:`KubeEvents`).
 """
 
 from .config import check_config
 from .journal import Journal
+from .kube_events import ApiServer, KubeEvents
 from .loop import Daemon, run_daemon
 from .metrics import Metrics
 
-__all__ = ["Daemon", "Journal", "Metrics", "check_config", "run_daemon"]
+__all__ = ["ApiServer", "Daemon", "Journal", "KubeEvents", "Metrics", "check_config", "run_daemon"]

@@ -120,7 +120,7 @@ class Applier:
         return self.pin_dir / entry.id if entry.pin else None
 
     def _load(self, entry: Entry) -> LoadedPolicy:
-        loaded = load(entry.policy, resolved_tunables(entry), map_name=entry.map,
+        loaded = load(entry.policy, resolved_tunables(entry, log=self.log), map_name=entry.map,
                       register_as=entry.name)
         try:
             apply_granularity(loaded.policy, entry)  # before attach: the first OOM uses it
@@ -378,7 +378,7 @@ class Applier:
         undo.append(restore)
         undo.append(apply_granularity(running.loaded.policy, entry, old_entry))
         undo.append(apply_settings(running.loaded, entry, old_entry, self.log))
-        resolved = resolved_tunables(entry)
+        resolved = resolved_tunables(entry, log=self.log)
         for key in changed:
             running.loaded.set(key, _typed(running.loaded, key, resolved[key]))
         running.entry = entry

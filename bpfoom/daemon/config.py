@@ -12,6 +12,10 @@
                                            # "off", or a journal socket path
     kill_hook = ["/usr/local/bin/page-oncall"]  # optional: run per kill (bpfoom.daemon.hook)
     kill_hook_interval = 10                # at most one hook per this many seconds (default 1)
+    kubernetes_events = "in-cluster"       # optional: an Event per pod victim (bpfoom.daemon.kube_events);
+                                           # "off" (default), "in-cluster", or { server = "https://...",
+                                           # token_file = "...", ca_file = "..." }
+    pod_log_dir = "/var/log/pods"          # the kubelet's podLogsDir: how pods are named (default)
 
     [[attach]]
     id = "batch"                           # optional, default "<policy>@<target>" (no dots)
@@ -22,7 +26,8 @@
     pin = true                             # optional, default true (false: detached on exit)
     dry_run = true                         # optional: decide and report, kill nobody (the kernel does)
     [attach.tunables]
-    min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024)
+    min_victim_bytes = "16M"               # sizes take K, M, G, T (powers of 1024), or "5%": of the
+                                           # target's memory.max, else MemTotal (daemon.settings)
     [attach.granularity]                   # optional, bpf_oom_ops policies: what dies (policy_granularity.h)
     "web" = "task"                         # cgroup (relative: under the target) = "task" | "cgroup" | "subtree"
     "/sys/fs/cgroup/batch/jobs" = "subtree"
@@ -70,7 +75,9 @@ from ..oom.events import GRANULARITIES
 from ..oom.targets import QOS_CLASSES, CgroupPattern, check_pod_name, check_unit_name, kube_patterns
 from ..oom.tunables import suggest
 from ..bpf.errors import BpfError, NotFoundError
-from .settings import check_settings, resolved_tunables
+from .kube_events import ApiServer
+from .victim import POD_LOG_DIR
+from .settings import check_percentages, check_settings, resolved_tunables
 
 __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_config", "check_config",
            "DEFAULT_PIN_DIR", "GRANULARITY_CHOICES", "apply_granularity", "granularity_under",
@@ -78,7 +85,8 @@ __all__ = ["Config", "ConfigError", "Entry", "Target", "read_config", "parse_con
 
 DEFAULT_PIN_DIR = Path("/sys/fs/bpf/bpfoom/daemon")
 _DAEMON_KEYS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal", "kill_hook",
-                "kill_hook_interval")
+                "kill_hook_interval", "kubernetes_events", "pod_log_dir")
+_EVENTS_KEYS = ("server", "token_file", "ca_file")
 _ENTRY_KEYS = ("id", "policy", "cgroup", "unit", "kubernetes", "map", "name", "pin", "tunables",
                "granularity", "dry_run", "cgroup_settings")
 _TARGET_KEYS = ("cgroup", "unit", "kubernetes")
@@ -186,6 +194,8 @@ class Config:
     journal: str = "auto"
     kill_hook: tuple[str, ...] = ()
     kill_hook_interval: float = 1.0
+    kubernetes_events: ApiServer | str = "off"  # "off", "in-cluster" or the server
+    pod_log_dir: Path = POD_LOG_DIR
 
 
 class _Problems:
@@ -499,11 +509,31 @@ def _parse(text: str, source: str, base: Path | None
         problems.add(where, f"kill_hook_interval = {interval!r} must be a number of seconds (0 or "
                      "more)")
         interval = 1.0
+    events = problems.check(_kube_events, where, daemon.get("kubernetes_events", "off"),
+                            problems)
+    pod_log_dir = problems.check(_absolute, where, daemon, "pod_log_dir", str(POD_LOG_DIR))
     named = [(where, entry, ok) for where, (entry, ok) in zip(places, parsed) if entry is not None]
     if problems.found:
         return None, named, problems.found
     return (Config(tuple(entry for _, entry, _ in named), pin_dir, on_exit, log, log_format,
-                   metrics_file, journal, tuple(hook), float(interval)), named, [])
+                   metrics_file, journal, tuple(hook), float(interval), events, pod_log_dir),
+            named, [])
+
+
+def _kube_events(where: str, value: Any, problems: _Problems) -> ApiServer | str:
+    """kubernetes_events: "off", "in-cluster", or a table naming the API server."""
+    if value in ("off", "in-cluster"):
+        return value
+    if not isinstance(value, dict):
+        _fail(f"{where}: kubernetes_events = {value!r} must be \"off\", \"in-cluster\" or a "
+              "table { server = \"https://HOST:PORT\", token_file = \"...\", ca_file = \"...\" }")
+    where = f"{where} kubernetes_events"
+    _unknown(where, value, _EVENTS_KEYS, problems)
+    server = _string(where, value, "server")
+    if not isinstance(server, str) or not re.match(r"^https?://[^/]+", server):
+        _fail(f"{where}: server = {server!r} must be the API server's URL (https://HOST:PORT)")
+    files = [_absolute(where, value, key) for key in ("token_file", "ca_file")]
+    return ApiServer(server, *(str(path) if path is not None else None for path in files))
 
 
 def drop_in_dir(path: str | Path) -> Path:
@@ -574,7 +604,7 @@ def check_config(path: str | Path) -> Config:
         found = check_source(entry.policy, resolved_tunables(entry, check=True),
                              map_name=entry.map, register_as=entry.name,
                              granularity=bool(entry.granularity))
-        found += check_settings(entry)
+        found += check_settings(entry) + check_percentages(entry)
         problems.extend(_reworded(where, problem) for problem in found)
         kind = struct_ops_type(entry) if ok else None
         if kind == "bpf_psi_ops" and entry.target.kind != "system":

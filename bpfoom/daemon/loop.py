@@ -73,6 +73,7 @@ from ..oom.targets import CgroupWatcher
 from .apply import Applier, Running
 from .config import Config, Entry, check_config, read_config
 from .hook import KillHook
+from .kube_events import ApiServer, KubeEvents
 from .journal import Journal
 from .log import Log
 from .metrics import Metrics
@@ -131,7 +132,8 @@ class Daemon:
         self.attached = Applier(self.config.pin_dir, self.log, self._on_decision)
         self.failed: dict[str, Failed] = {}  # entry or attachment id -> why it never attaches
         self._failed_logged: set[Failed] = set()
-        self.resolver = Resolver(self._possible(self.config.entries))
+        self.resolver = Resolver(self._possible(self.config.entries),
+                                 pod_log_dir=self.config.pod_log_dir)
         self.pending: list[Pending] = []
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
@@ -144,6 +146,7 @@ class Daemon:
         self.journal = self._journal()
         self.hook = KillHook(list(self.config.kill_hook), self.log,
                              self.config.kill_hook_interval) if self.config.kill_hook else None
+        self.kube_events = self._kube_events()
         self._stop = False
         self._reload = False
         self._ready = False
@@ -168,7 +171,7 @@ class Daemon:
     # Each event's JSON form is built once, for the log line and the metrics both.
     def _on_decision(self, entry_id: str, event: Any) -> None:
         fields = event.to_json()
-        victim = describe(fields.get("victim_cgroup_id") or 0)
+        victim = describe(fields.get("victim_cgroup_id") or 0, pod_log_dir=self.config.pod_log_dir)
         level = "warning" if fields.get("action") == "killed" else "info"
         self.log(level, "decision", id=entry_id, **fields, **victim)
         self._journal_event(event, {**fields, **victim}, entry_id)
@@ -178,12 +181,27 @@ class Daemon:
         fields = event.to_json()
         logged = dict(fields)
         kind = logged.pop("kind")
-        victim = describe(fields["victim_cgroup_id"]) if kind == "kill" else {}
+        victim = describe(fields["victim_cgroup_id"], pod_log_dir=self.config.pod_log_dir) \
+            if kind == "kill" else {}
         self.log("info" if kind == "oom_no_kill" else "warning", kind, **logged, **victim)
         self._journal_event(event, {**fields, **victim})
         if kind == "kill" and self.hook is not None:
             self.hook.run({**logged, **victim})
+        if kind == "kill" and self.kube_events is not None:
+            self.kube_events.post({**logged, **victim})
         self._observe(event, fields)
+
+    def _kube_events(self) -> KubeEvents | None:
+        """The Event poster if configured; a pod that cannot reach its API server says so once
+        and runs on without Events (the policies matter more)."""
+        where = self.config.kubernetes_events
+        if where == "off":
+            return None
+        try:
+            return KubeEvents(ApiServer.in_cluster() if isinstance(where, str) else where, self.log)
+        except (ValueError, OSError) as exc:  # OSError: a CA file that does not load
+            self.log("warning", "kube_events_off", why=str(exc))
+            return None
 
     def _journal(self) -> Journal | None:
         """The journal writer: under systemd (JOURNAL_STREAM, "auto"), or at a configured socket."""
@@ -290,7 +308,7 @@ class Daemon:
         failed_before, self.failed = self.failed, {}
         try:
             new = check_config(self.config_path)
-            resolver = Resolver(self._possible(new.entries))
+            resolver = Resolver(self._possible(new.entries), pod_log_dir=self.config.pod_log_dir)
             wanted, _ = resolver.resolve()
         except BpfError as exc:
             self.failed = failed_before
@@ -512,7 +530,8 @@ class Daemon:
         try:
             if self.metrics_listen:
                 self._server = MetricsServer(self.metrics, self.metrics_listen)
-                self.log("info", "metrics_served", url=f"http://{self.metrics_listen}/metrics")
+                self.log("info", "metrics_served", url=f"http://{self.metrics_listen}/metrics",
+                         via=self._server.via)
             self.start()
             self._watch_kills()
             self._status_sent = self.status()
@@ -550,6 +569,8 @@ class Daemon:
                 self._watcher = None
             if self.hook is not None:
                 self.hook.close()
+            if self.kube_events is not None:
+                self.kube_events.close()
             if self._server is not None:
                 self._server.close()
             if self.journal is not None:
@@ -615,9 +636,10 @@ class Daemon:
         due += [when for when in (self._metrics_due, self._rescan_due) if when is not None]
         if self._unit_retry is not None:
             due.append(self._unit_retry.due)
-        hook_due = self.hook.due() if self.hook is not None else None
-        if hook_due is not None:
-            due.append(hook_due)
+        for job in (self.hook, self.kube_events):
+            when = job.due() if job is not None else None
+            if when is not None:
+                due.append(when)
         return None if not due else max(0.0, min(due) - time.monotonic())
 
     def _wait_once(self, wake: int) -> None:
@@ -640,6 +662,8 @@ class Daemon:
                 return
         if self.hook is not None:
             self.hook.reap()
+        if self.kube_events is not None:
+            self.kube_events.reap()
         now = time.monotonic()
         if self._unit_retry is not None and self._unit_retry.due <= now:
             self._retry_units()

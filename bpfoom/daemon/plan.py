@@ -17,7 +17,7 @@ __all__ = ["Step", "Plan", "plan_reload", "DAEMON_SETTINGS"]
 
 # [daemon] keys that only a restart applies.
 DAEMON_SETTINGS = ("pin_dir", "on_exit", "log", "log_format", "metrics_file", "journal",
-                   "kill_hook", "kill_hook_interval")
+                   "kill_hook", "kill_hook_interval", "kubernetes_events", "pod_log_dir")
 
 # "retune": set tunables/granularity on the live object; "switch": load a new object and
 # point the link at it; "remove": detach; "add": load and attach.

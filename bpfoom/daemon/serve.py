@@ -1,12 +1,18 @@
 """``--metrics-listen HOST:PORT``: the metrics over HTTP for Prometheus to scrape (a pod has no
 node_exporter textfile directory).  A thread of its own serves ``GET /metrics`` from
-:meth:`Metrics.render`; the event loop never waits for a scraper."""
+:meth:`Metrics.render`; the event loop never waits for a scraper.
+
+With the ``prometheus`` extra installed (``pip install bpfoom[prometheus]``: the official
+``prometheus_client``) its server serves them instead, which adds what scrapers may ask for:
+the OpenMetrics format on ``Accept: application/openmetrics-text`` and gzip.  The samples are
+the same (``Metrics.render`` parsed into its metric families at each scrape)."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from ..bpf.errors import BpfError
 from ..bpf.lifecycle import Closeable
@@ -29,13 +35,37 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", number
 
 
+class _Families:
+    """A prometheus_client collector of what ``Metrics.render`` says now."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.parser import text_string_to_metric_families
+        yield from text_string_to_metric_families(self.metrics.render())
+
+
 class MetricsServer(Closeable):
-    """Serves ``metrics`` at http://HOST:PORT/metrics until :meth:`close`."""
+    """Serves ``metrics`` at http://HOST:PORT/metrics until :meth:`close`; ``via`` says whose
+    server: "prometheus_client" (the extra) or "bpfoom"."""
 
     def __init__(self, metrics: Metrics, listen: str) -> None:
         super().__init__()
         self._stopped = False
         host, port = parse_listen(listen)
+        self.via = "bpfoom"
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+        except ImportError:
+            pass
+        else:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Families(metrics))  # type: ignore[arg-type]
+            self._server, self._thread = start_http_server(port, host, registry)
+            self.address = self._server.server_address
+            self.via = "prometheus_client"
+            return
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
@@ -71,3 +101,4 @@ class MetricsServer(Closeable):
         self._stopped = True
         self._server.shutdown()
         self._server.server_close()
+        self._thread.join()

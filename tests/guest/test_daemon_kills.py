@@ -8,9 +8,10 @@ import signal
 import socket
 import sys
 import time
-
+import uuid
 
 from daemon_process import WAIT_S, DaemonProcess
+from fake_api import fake_api
 
 KILL_MESSAGE_ID = "c4a938d5b82d4e2f9eed25edae10de4d"
 
@@ -81,3 +82,49 @@ cgroup = "{cgroup.path}"
             assert daemon.wait() == 0
         finally:
             daemon.stop()
+
+
+def test_a_pod_victim_gets_a_kubernetes_event(cgroups, hogs, pin_dir, tmp_path):
+    """A real OOM kill in a kubepods-layout pod cgroup: the daemon names the pod through the
+    kubelet's pod log directory and posts a Warning Event on it to the API server (a real HTTP
+    server on the guest's loopback)."""
+    uid = str(uuid.uuid4())
+    top = cgroups("k8s", memory_max="48M")
+    pod = cgroups(f"k8s/kubepods/besteffort/pod{uid}")
+    pod_logs = tmp_path / "pods"
+    (pod_logs / f"shop_web-0_{uid}").mkdir(parents=True)
+    config = tmp_path / "bpfoom.toml"
+    with fake_api() as api:
+        config.write_text(f"""
+[daemon]
+pin_dir = "{pin_dir}"
+log_format = "json"
+pod_log_dir = "{pod_logs}"
+kubernetes_events = {{ server = "http://127.0.0.1:{api.port}" }}
+
+[[attach]]
+id = "pods"
+policy = "largest_leaf"
+cgroup = "{top.path}"
+""")
+        daemon = DaemonProcess(config, {"BPFOOM_STATE_DIR": str(tmp_path / "state")})
+        try:
+            daemon.wait_event("ready")
+            hog = hogs(pod, 64)
+            assert hog.wait_dead() == "SIGKILL"
+            kill = daemon.wait_event("kill")
+            assert (kill["victim_namespace"], kill["victim_pod"], kill["victim_pod_uid"]) == \
+                ("shop", "web-0", uid)
+            request = api.next()
+            posted = daemon.wait_event("kube_event_posted")
+            assert (posted["namespace"], posted["pod"]) == ("shop", "web-0")
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait() == 0
+        finally:
+            daemon.stop()
+    assert request["path"] == "/api/v1/namespaces/shop/events"
+    body = request["body"]
+    assert body["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "shop",
+                                      "name": "web-0", "uid": uid}
+    assert (body["type"], body["reason"]) == ("Warning", "OOMKilledByBpfoom")
+    assert f"pid {hog.pid}" in body["message"] and str(pod.path) in body["message"]

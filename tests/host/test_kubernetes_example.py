@@ -108,3 +108,45 @@ def test_the_pod_security_level_and_the_uninstall_are_documented():
     assert "pod-security.kubernetes.io/enforce: privileged" in text
     operators = (facts.REPO / "docs" / "operators.md").read_text()
     assert "### Uninstalling" in operators and "/sys/fs/bpf/bpfoom/daemon" in operators
+
+
+def rendered(directory) -> list[dict]:
+    """What `kubectl apply -k directory` would apply (kubectl's built-in kustomize, offline)."""
+    kubectl = shutil.which("kubectl")
+    require(kubectl is not None, "kubectl (its built-in kustomize renders the example offline)")
+    done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    parsed = subprocess.run([python, "-c", "import json, sys, yaml; json.dump(list("
+                             "yaml.safe_load_all(sys.stdin)), sys.stdout)"], input=done.stdout,
+                            capture_output=True, text=True, timeout=60)
+    require(parsed.returncode == 0, "PyYAML (Debian's python3-yaml) to read kubectl's output")
+    return json.loads(parsed.stdout)
+
+
+def test_kubernetes_events_are_opt_in_with_rbac_a_token_and_the_node_name(tmp_path):
+    base = {item["kind"]: item for item in rendered(EXAMPLE)}
+    assert "ServiceAccount" not in base
+    assert base["DaemonSet"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    events = {item["kind"]: item for item in rendered(EXAMPLE.parent / "kubernetes-events")}
+    spec = events["DaemonSet"]["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
+    assert spec["serviceAccountName"] == events["ServiceAccount"]["metadata"]["name"] == "bpfoom"
+    [container] = spec["containers"]
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in \
+        container["env"]
+    assert container["securityContext"]["capabilities"]["add"] == ["BPF", "PERFMON", "SYS_ADMIN"]
+    [rule] = events["ClusterRole"]["rules"]
+    assert rule["resources"] == ["events"] and "create" in rule["verbs"]
+    subject = events["ClusterRoleBinding"]["subjects"][0]
+    assert (subject["name"], subject["namespace"]) == ("bpfoom", "kube-system")
+    # The switch in policies.toml, uncommented, checks out.
+    text = (EXAMPLE / "policies.toml").read_text()
+    assert '\n# kubernetes_events = "in-cluster"\n' in text
+    config = tmp_path / "policies.toml"
+    config.write_text(text.replace('\n# kubernetes_events = "in-cluster"\n',
+                                   '\nkubernetes_events = "in-cluster"\n'))
+    done = subprocess.run([sys.executable, "-P", "-m", "bpfoom", "run", "--check", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

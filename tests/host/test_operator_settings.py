@@ -52,6 +52,55 @@ min_victim_bytes = "16M"
     assert done.returncode == 0, done.stderr
 
 
+def test_a_size_takes_a_percentage_of_memory(tmp_path):
+    config = write(tmp_path, """
+[[attach]]
+policy = "largest_leaf"
+cgroup = "/sys/fs/cgroup/batch"
+[attach.tunables]
+min_victim_bytes = "5%"
+[[attach]]
+policy = "largest_task"
+[attach.tunables]
+min_victim_bytes = "12.5 %"
+""")
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 0, done.stderr
+
+
+def test_bad_percentages_are_each_refused_with_what_is_accepted(tmp_path):
+    config = write(tmp_path, """
+[[attach]]
+id = "over"
+policy = "largest_leaf"
+cgroup = "/sys/fs/cgroup/a"
+[attach.tunables]
+min_victim_bytes = "150%"
+[[attach]]
+id = "words"
+policy = "largest_task"
+cgroup = "/sys/fs/cgroup/b"
+[attach.tunables]
+min_victim_bytes = "five%"
+[[attach]]
+id = "zero"
+policy = "newest_task"
+cgroup = "/sys/fs/cgroup/c"
+[attach.tunables]
+min_victim_bytes = "0%"
+protected_oom_score_adj = "5%"
+""")
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    accepted = 'is not a percentage of memory: give more than 0 and at most 100'
+    for entry, value in (("over", "150%"), ("words", "five%"), ("zero", "0%")):
+        assert [line for line in lines if f"(id {entry!r})" in line
+                and f"'min_victim_bytes' = {value!r} {accepted}" in line], done.stderr
+    assert [line for line in lines if "(id 'zero')" in line and "'protected_oom_score_adj' = "
+            "'5%': only sizes (tunables named *_bytes) take a percentage" in line], done.stderr
+
+
 def test_a_bool_is_refused_for_a_number(tmp_path):
     config = write(tmp_path, """
 [[attach]]
