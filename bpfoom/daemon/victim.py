@@ -7,6 +7,12 @@ innermost ``.service``/``.scope`` component (else ``.slice``); the pod is
 the ``pod<uid>`` component of a kubepods path (either cgroup driver), named
 through the kubelet's ``/var/log/pods/<namespace>_<name>_<uid>``.  Only
 the fields that apply are returned.
+
+Opening a cgroup by id (a kernfs file handle) needs CAP_DAC_READ_SEARCH, which
+neither the shipped unit nor the DaemonSet grants (it reads every file on the
+machine); refused, the path is found by walking the cgroup2 mounts for the
+directory whose inode is the id, which needs nothing (a kill is rare; a node
+has thousands of cgroups, not millions).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..bpf.cgroup import Cgroup
-from ..bpf.errors import BpfError
+from ..bpf.errors import BpfError, PermissionDeniedError
+from ..oom.attachments import cgroup_paths
 
 __all__ = ["describe", "POD_LOG_DIR"]
 
@@ -32,10 +39,8 @@ def describe(cgroup_id: int, prefix: str = "victim_",
     or cannot be opened any more."""
     if not cgroup_id:
         return {}
-    try:
-        with Cgroup.from_id(cgroup_id) as cgroup:
-            path = str(cgroup.path)
-    except (BpfError, OSError):
+    path = _path_of(cgroup_id)
+    if path is None:
         return {}
     found = {f"{prefix}cgroup": path}
     unit = _unit(path)
@@ -48,6 +53,18 @@ def describe(cgroup_id: int, prefix: str = "victim_",
         if named is not None:
             found[f"{prefix}namespace"], found[f"{prefix}pod"] = named
     return found
+
+
+def _path_of(cgroup_id: int) -> str | None:
+    """The cgroup's path: by file handle, else (no CAP_DAC_READ_SEARCH, or a seccomp filter
+    that refuses open_by_handle_at) by walking; None once it is gone."""
+    try:
+        with Cgroup.from_id(cgroup_id) as cgroup:
+            return str(cgroup.path)
+    except PermissionDeniedError:
+        return cgroup_paths({cgroup_id}).get(cgroup_id)
+    except (BpfError, OSError):
+        return None
 
 
 def _unit(path: str) -> str | None:

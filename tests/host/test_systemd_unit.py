@@ -101,6 +101,9 @@ def test_the_unit_is_notify_reloads_through_bpfoom_and_is_hardened():
     assert settings["NoNewPrivileges"] == "yes"
     assert settings["ProtectSystem"] == "strict"
     assert settings["ReadWritePaths"] == "/sys/fs/bpf"
+    # The arena saw the daemon die of SIGSYS naming a victim (open_by_handle_at is outside
+    # @system-service): a filtered call must fail, not kill (test_victim_names.py: the fallback).
+    assert settings["SystemCallErrorNumber"] == "EPERM"
 
 
 def test_the_drop_in_for_newer_systemd_reloads_by_notify_reload_and_backs_off():
