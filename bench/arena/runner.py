@@ -64,8 +64,10 @@ def psi_totals() -> dict[str, int]:
 
 
 def processes() -> dict[int, tuple[str, str]]:
-    """pid -> (start time, comm) of every user-space process; the start time tells pid reuse."""
-    found = {}
+    """pid -> (start time, comm) of every user-space process but the referee's own (this runner
+    and its probes' clients: a probe reconnecting is not a death); the start time tells pid
+    reuse."""
+    found, parents = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -79,7 +81,16 @@ def processes() -> dict[int, tuple[str, str]]:
         if int(entry.name) == 2 or ppid == 2:  # kernel threads
             continue
         found[int(entry.name)] = (starttime, comm)
-    return found
+        parents[int(entry.name)] = ppid
+
+    def referee(pid: int) -> bool:
+        while pid > 1:
+            if pid == os.getpid():
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return {pid: seen for pid, seen in found.items() if not referee(pid)}
 
 
 def unit_cgroup(unit: str, user: str | None = None) -> Path | None:
