@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any
 
 from ..bpf.errors import BpfError
@@ -62,7 +62,8 @@ class MetricsServer(Closeable):
         else:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(_Families(metrics))  # type: ignore[arg-type]
-            self._server, self._thread = start_http_server(port, host, registry)
+            served: tuple[HTTPServer, threading.Thread] = start_http_server(port, host, registry)
+            self._server, self._thread = served
             self.address = self._server.server_address
             self.via = "prometheus_client"
             return
@@ -82,9 +83,10 @@ class MetricsServer(Closeable):
             def log_message(self, format: str, *args: Any) -> None:  # scrapes are not log lines
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.address = self._server.server_address
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self.address = server.server_address
         self._thread = threading.Thread(target=self._server.serve_forever, name="bpfoom-metrics",
                                         daemon=True)
         self._thread.start()

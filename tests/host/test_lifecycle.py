@@ -32,6 +32,8 @@ NOT_OWNERS = {
     "bpfoom.daemon.apply.Running": "close(detach) chooses whether the daemon's links go",
     "bpfoom.daemon.hook.KillHook": "close() reaps the hook process; nothing is used after it",
     "bpfoom.daemon.log.Log": "a logger never raises: lines written after close() are counted lost",
+    "bpfoom.daemon.kube_events.KubeEvents": "close(wait) lets queued posts finish for `wait` "
+                                            "seconds; the daemon posts nothing after it",
 }
 
 
