@@ -394,14 +394,19 @@ def _stop_contestant(name: str) -> None:
 # ---------------------------------------------------------------- one run
 
 def start_process(spec: dict) -> str:
-    """A transient service for `spec`, in the system manager or (`user = "name"`) in that
-    user's manager, as a login session's programs run."""
-    unit = f"{UNIT_PREFIX}{spec['name']}.service"
+    """A transient unit for `spec`, in the system manager or (`user = "name"`) in that user's
+    manager, as a login session's programs run: a service, or (`scope = true`) a scope, the
+    unit a terminal or a desktop application gets (no main process; systemd 252 has no
+    OOMPolicy for scopes, so a kill in it stops nothing else).  A scope's processes are
+    started detached (setsid -f) so that they are not the referee's descendants."""
+    kind = "scope" if spec.get("scope") else "service"
+    unit = f"{UNIT_PREFIX}{spec['name']}.{kind}"
     command = [part.replace("{arena}", str(ARENA)).replace("{runaway_pid_file}", RUNAWAY_PID_FILE)
                for part in spec["command"]]
     user = spec.get("user")
-    args = [*(user_manager(user) if user else []), "systemd-run", *(["--user"] if user else []),
-            f"--unit={unit}", "--collect"]
+    args = [*(user_manager(user) if user else []), *(["setsid", "-f"] if kind == "scope" else []),
+            "systemd-run", *(["--user"] if user else []), f"--unit={unit}",
+            *(["--scope"] if kind == "scope" else ["--collect"])]
     if "slice" in spec:
         args.append(f"--slice={spec['slice']}")
     if "oom_score_adj" in spec or not user:
@@ -432,8 +437,11 @@ def start_culprit(spec: dict, scenario: dict) -> tuple[Path | None, tuple[int, s
     host = next(p for p in scenario["process"] if p["name"] == spec["within"])
     pid_file = Path(RUNAWAY_PID_FILE)
     pid_file.unlink(missing_ok=True)
-    systemctl(host.get("user"), "kill", "--kill-whom=main", "--signal=SIGUSR1",
-              f"{UNIT_PREFIX}{host['name']}.service")
+    kind = "scope" if host.get("scope") else "service"
+    # A scope has no main process: every process of it gets the signal (session.py's idle
+    # children ignore it).
+    systemctl(host.get("user"), "kill", f"--kill-whom={'all' if kind == 'scope' else 'main'}",
+              "--signal=SIGUSR1", f"{UNIT_PREFIX}{host['name']}.{kind}")
     wait_for(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), 60,
              "the session to start its runaway")
     pid = int(pid_file.read_text())

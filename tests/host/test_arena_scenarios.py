@@ -84,7 +84,7 @@ def test_hog_holds_what_it_was_asked_for():
         hog.wait()
 
 
-def test_session_starts_its_runaway_on_sigusr1_and_names_it(tmp_path: Path):
+def test_session_starts_its_runaway_on_sigusr1_to_the_whole_scope_and_names_it(tmp_path: Path):
     pid_file = tmp_path / "runaway.pid"
     session = subprocess.Popen(
         [sys.executable, str(ARENA / "session.py"), "--children", "5", "--child-mb", "1",
@@ -95,7 +95,7 @@ def test_session_starts_its_runaway_on_sigusr1_and_names_it(tmp_path: Path):
         assert session.stdout.readline().strip() == "session: 5 processes"
         children = Path(f"/proc/{session.pid}/task/{session.pid}/children")
         assert len(children.read_text().split()) == 5
-        os.kill(session.pid, signal.SIGUSR1)
+        os.killpg(session.pid, signal.SIGUSR1)  # as a scope's kill: every process gets it
         _wait(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), "the pid file")
         runaway = int(pid_file.read_text())
         assert Path(f"/proc/{runaway}/comm").read_text().strip() == "sleep"
