@@ -138,6 +138,23 @@ class KernelLog:
         os.close(self._fd)
 
 
+# epoll_wait, epoll_pwait and epoll_pwait2 on x86_64: where `bpfoom events --follow` sleeps.
+EPOLL_WAIT_SYSCALLS = {232, 281, 441}
+
+
+def waiting_in_epoll(pid: int) -> bool:
+    """Whether process ``pid``'s main thread sleeps in epoll_wait: a follower started with
+    Popen has finished starting (importing bpfoom takes seconds under TCG) and waits for
+    events, so what happens from now on reaches it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        current = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return state == "S" and bool(current) and current[0].isdigit() \
+        and int(current[0]) in EPOLL_WAIT_SYSCALLS
+
+
 def policy_lines(log: KernelLog) -> list[str]:
     """The oom_policy=<name> lines of the OOM reports in `log`.
 

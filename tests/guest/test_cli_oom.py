@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import bpfoom
-from oomtest import memory_events
+from oomtest import memory_events, wait_until, waiting_in_epoll
 
 
 def bpfoom_cli(*args: str) -> subprocess.CompletedProcess:
@@ -51,6 +51,9 @@ def test_attach_list_events_detach_around_an_oom(cgroup, memory_hog):
         follower = subprocess.Popen([sys.executable, "-P", "-m", "bpfoom", "events", "--follow",
                                      "--json"], stdout=subprocess.PIPE, text=True)
         try:
+            # A second OOM before the follower waits would happen before it looked.
+            wait_until(lambda: waiting_in_epoll(follower.pid), timeout=120,
+                       what="events --follow to wait for events")
             again = memory_hog(big, 40)
             again.release()
             assert again.wait_dead() == "SIGKILL"
