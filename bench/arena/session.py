@@ -18,7 +18,6 @@ from pathlib import Path
 
 
 def idle_child(mb: int) -> None:
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a scope's kill reaches every process
     held = b"\x5a" * (mb << 20)  # written: really resident
     signal.pause()
     del held
@@ -31,6 +30,9 @@ def main() -> int:
     parser.add_argument("--runaway-pid-file", type=Path, required=True)
     parser.add_argument("command", nargs="+")
     args = parser.parse_args()
+    # A scope's kill reaches every process: the idle ones ignore it from their first
+    # instruction on (inherited), only this one starts the runaway.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     for _ in range(args.children):
         if os.fork() == 0:
             idle_child(args.child_mb)

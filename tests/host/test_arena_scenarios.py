@@ -106,3 +106,5 @@ def test_session_starts_its_runaway_on_sigusr1_to_the_whole_scope_and_names_it(t
     finally:
         os.killpg(session.pid, signal.SIGKILL)
         session.wait()
+        if session.stdout is not None:
+            session.stdout.close()
