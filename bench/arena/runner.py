@@ -414,7 +414,11 @@ def start_process(spec: dict) -> str:
     for prop in spec.get("properties", []):
         args += ["-p", prop]
     args += ["--", *command]
-    sh(*args)
+    if kind == "scope":  # its processes outlive this call: they must not hold our pipes open
+        subprocess.run(args, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+    else:
+        sh(*args)
     return unit
 
 
