@@ -404,12 +404,16 @@ def start_process(spec: dict) -> str:
     command = [part.replace("{arena}", str(ARENA)).replace("{runaway_pid_file}", RUNAWAY_PID_FILE)
                for part in spec["command"]]
     user = spec.get("user")
-    args = [*(user_manager(user) if user else []), *(["setsid", "-f"] if kind == "scope" else []),
+    # A scope's processes are ours until systemd adopts them: they would inherit the referee's
+    # oom_score_adj (-1000, unkillable); a user's get what user@.service gives (100).
+    adjust = ["choom", "-n", str(spec.get("oom_score_adj", 100 if user else 0)), "--"]
+    args = [*(adjust if kind == "scope" else []), *(user_manager(user) if user else []),
+            *(["setsid", "-f"] if kind == "scope" else []),
             "systemd-run", *(["--user"] if user else []), f"--unit={unit}",
             *(["--scope"] if kind == "scope" else ["--collect"])]
     if "slice" in spec:
         args.append(f"--slice={spec['slice']}")
-    if "oom_score_adj" in spec or not user:
+    if kind == "service" and ("oom_score_adj" in spec or not user):
         args += ["-p", f"OOMScoreAdjust={spec.get('oom_score_adj', 0)}"]
     for prop in spec.get("properties", []):
         args += ["-p", prop]
