@@ -453,7 +453,10 @@ def start_culprit(spec: dict, scenario: dict) -> tuple[Path | None, tuple[int, s
     wait_for(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), 60,
              "the session to start its runaway")
     pid = int(pid_file.read_text())
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # a contestant killed it already: gone from the first sample on
+        return None, (pid, "gone")
     return None, (pid, stat[stat.rindex(")") + 2:].split()[19])
 
 
