@@ -17,6 +17,7 @@ for QUIET_S (or the scenario's timeout), and compare.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -120,15 +121,23 @@ def memory_current(unit: str, user: str | None = None) -> int:
 
 # ---------------------------------------------------------------- units, system or a user's
 
-def user_manager(user: str) -> list[str]:
-    """The prefix that runs systemctl/systemd-run against `user`'s own manager (user@UID),
-    started if needed; the user is made on first use.  The manager's private socket needs no
-    user D-Bus."""
+@functools.cache
+def user_uid(user: str) -> str:
+    """`user`'s uid, the user made on first use."""
     if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
         sh("useradd", "--create-home", user)
-    uid = sh("id", "-u", user).stdout.strip()
-    sh("systemctl", "start", f"user@{uid}.service", timeout=300)
-    return ["runuser", "-u", user, "--", "env", f"XDG_RUNTIME_DIR=/run/user/{uid}"]
+    return sh("id", "-u", user).stdout.strip()
+
+
+def user_manager(user: str) -> list[str]:
+    """The prefix that runs systemctl/systemd-run against `user`'s own manager (user@UID) through
+    its private socket (no user D-Bus needed); start_user_manager() starts it."""
+    return ["runuser", "-u", user, "--", "env", f"XDG_RUNTIME_DIR=/run/user/{user_uid(user)}"]
+
+
+def start_user_manager(user: str) -> None:
+    """user@UID, as a login starts it (reset() stops it between runs)."""
+    sh("systemctl", "start", f"user@{user_uid(user)}.service", timeout=300)
 
 
 def systemctl(user: str | None, *args: str, check: bool = True,
@@ -407,6 +416,8 @@ def start_process(spec: dict) -> str:
     # A scope's processes are ours until systemd adopts them: they would inherit the referee's
     # oom_score_adj (-1000, unkillable); a user's get what user@.service gives (100).
     adjust = ["choom", "-n", str(spec.get("oom_score_adj", 100 if user else 0)), "--"]
+    if user:
+        start_user_manager(user)
     args = [*(adjust if kind == "scope" else []), *(user_manager(user) if user else []),
             *(["setsid", "-f"] if kind == "scope" else []),
             "systemd-run", *(["--user"] if user else []), f"--unit={unit}",
@@ -467,9 +478,8 @@ def reset(scenario: dict) -> None:
         if line.strip():
             sh("systemctl", "stop", line.split()[0], check=False, timeout=300)
     for user in {p["user"] for p in scenario["process"] if "user" in p}:
-        uid = sh("id", "-u", user, check=False).stdout.strip()
-        if uid:  # every process the user's last session left
-            sh("systemctl", "stop", f"user@{uid}.service", check=False, timeout=300)
+        # every process the user's last session left
+        sh("systemctl", "stop", f"user@{user_uid(user)}.service", check=False, timeout=300)
     for service in scenario.get("service", []):
         sh("systemctl", "restart", service["unit"], timeout=300)
     for slice_ in scenario.get("slice", []):
