@@ -98,7 +98,8 @@ def test_session_starts_its_runaway_on_sigusr1_to_the_whole_scope_and_names_it(t
         os.killpg(session.pid, signal.SIGUSR1)  # as a scope's kill: every process gets it
         _wait(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), "the pid file")
         runaway = int(pid_file.read_text())
-        assert Path(f"/proc/{runaway}/comm").read_text().strip() == "sleep"
+        comm = Path(f"/proc/{runaway}/comm")  # the pid is written at fork, before its exec
+        _wait(lambda: comm.read_text().strip() == "sleep", "the runaway to exec its command")
         assert len(children.read_text().split()) == 6
         os.kill(runaway, signal.SIGKILL)  # the runaway dies; the session and its others stay
         _wait(lambda: len(children.read_text().split()) == 5, "the runaway to be reaped")
