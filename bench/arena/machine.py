@@ -13,9 +13,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from bpfoom import parse_size  # the daemon's sizes: K, M, G, T
+
 ZRAM_CONTROL = Path("/sys/class/zram-control")
 FILES = Path("/dev/zram1")  # the "disk" a file set lives on
-ALGORITHM = "lzo-rle"  # Debian's zram-tools default; built in (CONFIG_CRYPTO_LZO)
+ALGORITHM = "lzo-rle"  # Debian's zram-tools default; zram's own LZO backend in our kernel
 
 
 def _run(*args: str) -> None:
@@ -35,12 +37,6 @@ def _reset(index: int) -> Path:
     return device
 
 
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units \
-        else int(text)
-
-
 def zram_swap(size: str) -> None:
     """zram0 as the only swap, `size` of uncompressed pages (what zram-tools sets up)."""
     subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, check=False)
@@ -48,7 +44,7 @@ def zram_swap(size: str) -> None:
     algorithms = (device / "comp_algorithm").read_text()
     if ALGORITHM in algorithms:
         (device / "comp_algorithm").write_text(ALGORITHM + "\n")
-    (device / "disksize").write_text(f"{_size(size)}\n")
+    (device / "disksize").write_text(f"{parse_size(size)}\n")
     _run("mkswap", "/dev/zram0")
     _run("swapon", "-p", "100", "/dev/zram0")
 

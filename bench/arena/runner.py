@@ -4,8 +4,8 @@
         --contestant kernel --contestant earlyoom --repeats 3 --out result.json
 
 bench/arena/arena.py boots the guest and calls this; it is only useful on a
-systemd machine whose memory may be exhausted.  Standard library only, except
-that the bpfoom contestant runs the checkout's own `bpfoom run` daemon.
+systemd machine whose memory may be exhausted.  Standard library only, besides
+the checkout's bpfoom (its size parser here; the bpfoom contestant runs its daemon).
 
 One run: reset (stop what the last run left, restart the services, drop
 caches), start the contestant, start the services and fill their data, start
