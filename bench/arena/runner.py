@@ -100,14 +100,19 @@ def unit_cgroup(unit: str, user: str | None = None) -> Path | None:
 
 
 def cgroup_pids(cgroup: Path | None) -> set[int]:
-    if cgroup is None or not cgroup.exists():
+    """Every pid in `cgroup` and below; none once it is gone, even while it is being walked
+    (systemd removes a unit's cgroup as soon as its last process died)."""
+    if cgroup is None:
         return set()
     pids: set[int] = set()
-    for procs in cgroup.rglob("cgroup.procs"):
-        try:
-            pids.update(int(p) for p in procs.read_text().split())
-        except OSError:
-            pass
+    try:
+        for procs in cgroup.rglob("cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                pass
+    except OSError:  # the directory went while rglob listed it
+        pass
     return pids
 
 
