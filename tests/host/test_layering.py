@@ -333,3 +333,34 @@ def test_c_is_reached_only_through_the_cffi_binding():
                  if path != facts.REPO / "bpfoom" / "testing" / "vm.py"  # the harness: prctl only
                  for name in imported_modules(path) if name.split(".")[0] == "ctypes"]
     assert not offenders, f"a second way into C: {offenders}"
+
+
+def pytest_internals_reached(path: Path) -> list[str]:
+    """Imports of pytest's private `_pytest` package, and attributes set on `config` (its
+    `stash` is the public place for a plugin's state)."""
+    found = [f"{node.lineno}: {name}" for node in ast.walk(ast.parse(path.read_text()))
+             for name in imported_modules_of(node) if name.split(".")[0] == "_pytest"]
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        found.extend(f"{node.lineno}: config.{target.attr} =" for target in targets
+                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                     and target.value.id == "config")
+    return found
+
+
+def imported_modules_of(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module]
+    return []
+
+
+def test_the_pytest_plugin_uses_only_public_pytest_apis(tmp_path):
+    """pytest.TestReport and config.stash, not _pytest.reports and an attribute on config."""
+    assert pytest_internals_reached(facts.REPO / "bpfoom_pytest_plugin.py") == []
+    probe = tmp_path / "plugin.py"
+    probe.write_text("def hook(config):\n    from _pytest.reports import TestReport\n"
+                     "    config._bpfoom_vm_outcome = TestReport\n")
+    assert pytest_internals_reached(probe) == ["2: _pytest.reports", "3: config._bpfoom_vm_outcome ="]
