@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 try:
     from libbpf_ffi import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on the install
@@ -10,4 +12,9 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "install the project with `pip install .` (or `pip install -e .`) first"
     ) from exc
 
-__all__ = ["ffi", "lib"]
+# A cffi pointer, array or struct (``struct bpf_map *``, ``char[]``, ...).  The binding is
+# generated at build time, so checkers know its values only as Any; the alias names what a
+# parameter or attribute holds, and keeps cdata out of the public signatures that use it.
+CData: TypeAlias = Any
+
+__all__ = ["CData", "ffi", "lib"]

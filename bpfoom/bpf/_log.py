@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from ._ffi import ffi, lib
+from ._ffi import CData, ffi, lib
 
 __all__ = ["logger", "capture", "cause", "install", "sync_level"]
 
@@ -30,8 +29,7 @@ _local = threading.local()
 _hook_level: list[int] = [-2]  # the max level last handed to the C shim
 
 
-@ffi.def_extern()
-def libbpf_ffi_print(level: int, message: Any) -> int:
+def libbpf_ffi_print(level: int, message: CData) -> int:
     """Called by the binding's C shim with one formatted libbpf message."""
     try:
         py_level = _LEVELS.get(level, logging.WARNING)
@@ -48,6 +46,11 @@ def libbpf_ffi_print(level: int, message: Any) -> int:
     return 0
 
 
+# Registered by a call, not as a decorator: the binding is untyped, and a decorator's Any would
+# hide the function's own types from the checkers.
+ffi.def_extern()(libbpf_ffi_print)
+
+
 class capture:
     """Collect the libbpf warnings this thread emits inside the block (``with capture() as w``).
 
@@ -59,10 +62,10 @@ class capture:
 
     def __enter__(self) -> list[str]:
         sync_level()
-        sinks = getattr(_local, "sinks", None)
+        sinks: list[list[str]] | None = getattr(_local, "sinks", None)
         if sinks is None:
             sinks = _local.sinks = []
-        self._sinks = sinks
+        self._sinks: list[list[str]] = sinks
         self._collected: list[str] = []
         sinks.append(self._collected)
         return self._collected

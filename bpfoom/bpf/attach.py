@@ -17,17 +17,17 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from . import _log
-from ._ffi import ffi, lib
+from ._ffi import CData, ffi, lib
 from .cgroup import Cgroup, CgroupTarget
 from .errors import NotFoundError, NotSupportedError, StateError, check_ptr, error_from_errno
-from .iterator import IterLink, attach_cgroup_iter, attach_iter
-from .link import Link
+from .iterator import CGROUP_ORDERS, IterLink
+from .link import Link, adopt_link
 
 if TYPE_CHECKING:
-    from .object import BpfObject, Program
+    from .object import ObjectCore
 
 __all__ = ["ExplicitAttach"]
 
@@ -43,16 +43,16 @@ def _tracefs() -> str | None:
 class ExplicitAttach:
     """The explicit attach calls of :class:`bpfoom.Program` (a mixin: the program's fields)."""
 
-    _obj: BpfObject
-    _ptr: Any
+    _core: ObjectCore
+    _ptr: CData
     name: str
     section: str
 
     def _attach_checked(self, kinds: tuple[str, ...], what: str, target: str,
-                        call: Callable[[], Any], advice: Callable[[int], str | None]) -> Link:
+                        call: Callable[[], CData], advice: Callable[[int], str | None]) -> Link:
         """Run ``call`` (a libbpf attach returning a link or NULL) for a loaded program of ``kinds``."""
-        with self._obj._lock:
-            self._obj._require_loaded(f"attach program {self.name!r}")
+        with self._core.lock:
+            self._core.require_loaded(f"attach program {self.name!r}")
             raw = lib.libbpf_bpf_prog_type_str(lib.bpf_program__type(self._ptr))
             kind = ffi.string(raw).decode() if raw != ffi.NULL else "unknown"
             if kind not in kinds:
@@ -70,7 +70,7 @@ class ExplicitAttach:
                                        f"{what} {target}", advice=advice(code),
                                        detail=_log.cause(warnings),
                                        cls=_class_for(code, what))
-            return Link._from_program(ptr, f"{what} {target} {self.name}")
+            return adopt_link(Link, ptr, f"{what} {target} {self.name}")
 
     def attach_tracepoint(self, category: str, name: str) -> Link:
         """Attach a ``SEC("tracepoint")`` program to tracepoint ``category:name`` (e.g. "oom", "mark_victim").
@@ -130,7 +130,7 @@ class ExplicitAttach:
         ``cgroup`` is a path, a :class:`Cgroup` or a cgroup id (an ``int`` is
         always an id).  The link holds the cgroup: it may be closed afterwards.
         """
-        with Cgroup._of(cgroup) as opened:  # TypeError for anything but a path, Cgroup or id
+        with Cgroup.of(cgroup) as opened:  # TypeError for anything but a path, Cgroup or id
             fd, label = opened.fd, str(opened.path)
             kinds = ("cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cgroup_sockopt",
                      "cgroup_sysctl", "cgroup_device", "sock_ops")
@@ -145,9 +145,38 @@ class ExplicitAttach:
         ``cgroup`` (with ``order``) is for ``iter/cgroup`` programs:
         where the walk starts; other iterators (task, bpf_map, ...) take none.
         """
-        if cgroup is not None:
-            return attach_cgroup_iter(cast("Program", self), cgroup, order)
-        return attach_iter(cast("Program", self))
+        if cgroup is None:
+            return self._attach_iterator(None, "")
+        if order not in CGROUP_ORDERS:
+            raise ValueError(f"order must be one of {', '.join(CGROUP_ORDERS)}, not {order!r}")
+        info = ffi.new("union bpf_iter_link_info *")
+        info.cgroup.order = getattr(lib, CGROUP_ORDERS[order])
+        if isinstance(cgroup, int) and not isinstance(cgroup, bool):
+            info.cgroup.cgroup_id = Cgroup.id_of(cgroup)  # the kernel looks the id up itself
+            return self._attach_iterator(info, order)
+        with Cgroup.of(cgroup) as opened:  # TypeError for anything but a path or a Cgroup
+            info.cgroup.cgroup_fd = opened.fd
+            return self._attach_iterator(info, order)
+
+    def _attach_iterator(self, info: CData | None, order: str) -> IterLink:
+        opts = ffi.new("struct bpf_iter_attach_opts *")
+        opts.sz = ffi.sizeof("struct bpf_iter_attach_opts")
+        if info is not None:
+            opts.link_info = info
+            opts.link_info_len = ffi.sizeof("union bpf_iter_link_info")
+        core = self._core
+        with core.lock:
+            core.require_loaded(f"attach iterator program {self.name!r}")
+            if lib.bpf_program__type(self._ptr) != lib.BPF_PROG_TYPE_TRACING or \
+                    not self.section.startswith(("iter/", "iter.s/")):
+                raise StateError(errno.EINVAL, f"program {self.name!r} ({self.section}) is not "
+                                 "an iterator; declare it in SEC(\"iter/cgroup\") (or iter/task, ...)")
+            where = f", {order}" if order else ""
+            action = f"attach iterator {self.name!r} ({self.section}{where})"
+            with _log.capture() as warnings:
+                ptr = lib.bpf_program__attach_iter(self._ptr, opts)
+            check_ptr(ptr, action, detail=_log.cause(warnings))
+            return adopt_link(IterLink, ptr, f"{self.section} {self.name}")
 
 
 def _check_names(**names: object) -> None:

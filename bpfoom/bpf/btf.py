@@ -108,7 +108,7 @@ class _Common(TypedDict):
 class Btf:
     """Read-only view of a ``struct btf`` owned by someone else (object or probe).
 
-    The owner reads it under its own lock and calls :meth:`_release` before
+    The owner reads it under its own lock and calls :meth:`release` before
     freeing the pointer, so a stray later read raises ClosedError instead of
     reading freed memory; types and codecs are cached because BTF never
     changes once loaded.
@@ -119,8 +119,9 @@ class Btf:
         self._types: dict[int, BtfType] = {}
         self._codecs: dict[int, Codec] = {}
 
-    def _release(self) -> None:
-        """The owner is about to free the C BTF: refuse every later read."""
+    def release(self) -> None:
+        """Refuse every later read: its owner is about to free the C BTF (a BpfObject's
+        close() calls this; a later read raises ClosedError instead of reading freed memory)."""
         self._ptr = None
 
     def _live(self) -> Any:

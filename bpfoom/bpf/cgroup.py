@@ -160,8 +160,9 @@ class Cgroup(Closeable):
         return cls(path, fd)
 
     @classmethod
-    def _of(cls, target: CgroupTarget) -> "Cgroup":
-        """A new Cgroup (the caller closes it) for an API argument: path, Cgroup or id."""
+    def of(cls, target: CgroupTarget) -> "Cgroup":
+        """A new Cgroup of its own (the caller closes it) for a path, a Cgroup (its fd is
+        duplicated: closing either leaves the other open) or a cgroup id."""
         if isinstance(target, Cgroup):
             with target._lock:
                 return cls._adopt(os.dup(target._live()), repr(str(target._path)))

@@ -13,13 +13,12 @@ import errno
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._ffi import ffi, lib
+from ._ffi import CData, ffi, lib
 from .btf import BtfType, Codec, encode_for
 from .errors import NotSupportedError, VariableNotFoundError
 
 if TYPE_CHECKING:
-    from .map import Map
-    from .object import BpfObject
+    from .object import ObjectCore
 
 __all__ = ["GlobalSection"]
 
@@ -32,17 +31,20 @@ class GlobalSection(MutableMapping[str, Any]):
     it names).  Variables cannot be deleted.
     """
 
-    def __init__(self, obj: "BpfObject", map_: "Map", datasec: BtfType) -> None:
-        self._obj, self._map = obj, map_
+    def __init__(self, core: ObjectCore, map_ptr: CData, datasec: BtfType) -> None:
+        """The section ``datasec`` of ``core``'s object, in map ``map_ptr``; BpfObject makes
+        these (``obj.rodata``, ``obj.data``, ``obj.bss``)."""
+        self._core, self._map_ptr = core, map_ptr
         self.section = datasec.name
-        btf = obj.btf
+        btf = core.btf
+        assert btf is not None  # BpfObject.open() refuses an object without BTF
         self._vars = {entry.name: (entry.offset, btf.codec(btf.type(entry.type_id).ref))
                       for entry in datasec.members}
 
-    def _memory(self):
+    def _memory(self) -> CData:
         """The section's bytes in this process; lock held, object live."""
         size = ffi.new("size_t *")
-        ptr = lib.bpf_map__initial_value(self._map._ptr, size)
+        ptr = lib.bpf_map__initial_value(self._map_ptr, size)
         if ptr == ffi.NULL:
             raise NotSupportedError(errno.EOPNOTSUPP, f"{self.section} is not memory-mapped on this "
                                     "kernel (BPF_F_MMAPABLE unsupported); globals need kernel 5.5+",
@@ -62,17 +64,17 @@ class GlobalSection(MutableMapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         offset, codec = self._var(name)
-        with self._obj._lock:
-            self._obj._live()
+        with self._core.lock:
+            self._core.check_open()
             return codec.decode(self._memory(), offset)
 
     def __setitem__(self, name: str, value: Any) -> None:
         offset, codec = self._var(name)
-        with self._obj._lock:
+        with self._core.lock:
             if self.section.startswith(".rodata"):
-                self._obj._require_unloaded(f"write {self.section} variable {name!r}")
+                self._core.require_unloaded(f"write {self.section} variable {name!r}")
             else:
-                self._obj._live()
+                self._core.check_open()
             memory = self._memory()
             raw = encode_for(f"{self.section}[{name!r}]", codec, value,
                              memory[offset:offset + codec.size])
@@ -88,5 +90,5 @@ class GlobalSection(MutableMapping[str, Any]):
         return len(self._vars)
 
     def __repr__(self) -> str:
-        return (f"<GlobalSection {self.section} of {self._obj._label!r} {self._obj._state}: "
+        return (f"<GlobalSection {self.section} of {self._core.label!r} {self._core.state}: "
                 f"{list(self._vars)!r}>")

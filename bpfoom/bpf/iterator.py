@@ -17,12 +17,11 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import _log
-from ._ffi import ffi, lib
-from .cgroup import Cgroup, CgroupTarget
-from .errors import InvalidValueError, StateError, check, check_ptr, error_from_errno
+from ._ffi import lib
+from .cgroup import CgroupTarget
+from .errors import InvalidValueError, check, error_from_errno
 from .link import Link
 from .map import Map
 
@@ -78,44 +77,15 @@ def attach_cgroup_iter(program: Program, cgroup: CgroupTarget,
     always an id, as everywhere in bpfoom; wrap a raw fd with
     :meth:`Cgroup.from_fd`); ``order`` is one of :data:`CGROUP_ORDERS`.  The
     kernel takes its own reference on the cgroup: it may be closed afterwards.
+    The same as ``program.attach_iter(cgroup=cgroup, order=order)``.
     """
-    if order not in CGROUP_ORDERS:
-        raise ValueError(f"order must be one of {', '.join(CGROUP_ORDERS)}, not {order!r}")
-    info = ffi.new("union bpf_iter_link_info *")
-    info.cgroup.order = getattr(lib, CGROUP_ORDERS[order])
-    if isinstance(cgroup, int) and not isinstance(cgroup, bool):
-        info.cgroup.cgroup_id = Cgroup.id_of(cgroup)  # the kernel looks the id up itself
-        return _attach_iter(program, info, order)
-    with Cgroup._of(cgroup) as opened:  # TypeError for anything but a path or a Cgroup
-        info.cgroup.cgroup_fd = opened.fd
-        return _attach_iter(program, info, order)
+    return program.attach_iter(cgroup=cgroup, order=order)
 
 
 def attach_iter(program: Program) -> IterLink:
     """Attach a loaded iterator program that takes no parameters (``SEC("iter/task")``,
     ``SEC("iter/bpf_map")``, ...); cgroup iterators go through :func:`attach_cgroup_iter`."""
-    return _attach_iter(program, None, "")
-
-
-def _attach_iter(program: Program, info: Any, order: str) -> IterLink:
-    opts = ffi.new("struct bpf_iter_attach_opts *")
-    opts.sz = ffi.sizeof("struct bpf_iter_attach_opts")
-    if info is not None:
-        opts.link_info = info
-        opts.link_info_len = ffi.sizeof("union bpf_iter_link_info")
-    obj = program._obj
-    with obj._lock:
-        obj._require_loaded(f"attach iterator program {program.name!r}")
-        if lib.bpf_program__type(program._ptr) != lib.BPF_PROG_TYPE_TRACING or \
-                not program.section.startswith(("iter/", "iter.s/")):
-            raise StateError(errno.EINVAL, f"program {program.name!r} ({program.section}) is not "
-                             "an iterator; declare it in SEC(\"iter/cgroup\") (or iter/task, ...)")
-        where = f", {order}" if order else ""
-        action = f"attach iterator {program.name!r} ({program.section}{where})"
-        with _log.capture() as warnings:
-            ptr = lib.bpf_program__attach_iter(program._ptr, opts)
-        check_ptr(ptr, action, detail=_log.cause(warnings))
-        return IterLink._from_program(ptr, f"{program.section} {program.name}")
+    return program.attach_iter()
 
 
 def mmap_array(array: Map) -> mmap.mmap:
@@ -125,14 +95,13 @@ def mmap_array(array: Map) -> mmap.mmap:
     rounded up to 8.  The mapping stays valid after the object closes (it
     holds the map); close it when done.
     """
-    with array._obj._lock:
+    with array.owner.lock:  # the fd stays open until the mapping is made
         fd = array.fd
-        source = array._source  # a BpfObject's map or a pinned one
-        if array.type != "array" or not source.flags() & lib.BPF_F_MMAPABLE:
+        if array.type != "array" or not array.flags & lib.BPF_F_MMAPABLE:
             raise InvalidValueError(errno.EINVAL, f"map {array.name!r} is not an mmapable array; "
                                     "declare it BPF_MAP_TYPE_ARRAY with map_flags BPF_F_MMAPABLE")
-        stride = (source.value_size() + 7) & ~7
-        size = stride * source.max_entries()
+        stride = (array.value_size + 7) & ~7
+        size = stride * array.max_entries
         try:
             return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
         except OSError as exc:

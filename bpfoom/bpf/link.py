@@ -24,11 +24,12 @@ from __future__ import annotations
 import errno
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _log
-from ._ffi import ffi, lib
+from ._ffi import CData, ffi, lib
 from .lifecycle import Closeable
 from .errors import (BusyError, InvalidValueError, PathNotFoundError, StateError,
                      check, check_ptr)
@@ -61,8 +62,8 @@ class LinkInfo:
     cgroup_id: int | None
 
 
-def _enum_str(func, value: int) -> str | None:
-    raw = func(value)
+def _enum_str(func: Callable[[int], CData], value: int) -> str | None:
+    raw: CData = func(value)
     return ffi.string(raw).decode() if raw != ffi.NULL else None
 
 
@@ -110,38 +111,34 @@ def links(type: str | None = None) -> list[LinkInfo]:
             found.append(info)
 
 
+L = TypeVar("L", bound="Link")
+
+
+def adopt_link(cls: type[L], ptr: CData, label: str, *, struct_ops: bool = False) -> L:
+    """Own a link libbpf just made (``struct bpf_link *``): by attaching a program (fentry,
+    tp_btf, iter, ...) or, with ``struct_ops``, a struct_ops map (update_map() is then safe on
+    it).  The object layer's attach calls use this; it learns the id while the link surely
+    exists, and on failure closes it, so nothing is left attached."""
+    link = cls(ptr, label, from_attach=struct_ops)
+    try:
+        link.info()
+    except BaseException:
+        link.close()
+        raise
+    return link
+
+
 class Link(Closeable):
     """A BPF link owned by this process; see the module doc for lifetime rules."""
 
-    def __init__(self, ptr, label: str, from_attach: bool) -> None:
+    def __init__(self, ptr: CData, label: str, from_attach: bool) -> None:
         """Wrap a ``struct bpf_link *``; use StructOpsMap.attach() or from_pinned()."""
         super().__init__()
-        self._ptr = ptr
+        self._ptr: CData | None = ptr
         self._label = label
         self._libbpf_struct_ops = from_attach  # a libbpf struct_ops link: update_map() is safe on it
         self._detached = False
         self._id: int | None = None
-
-    @classmethod
-    def _from_attach(cls, ptr, map_name: str) -> Self:
-        link = cls(ptr, f"struct_ops {map_name}", from_attach=True)
-        try:
-            link.info()  # learn the id while the link surely exists
-        except BaseException:
-            link.close()
-            raise
-        return link
-
-    @classmethod
-    def _from_program(cls, ptr, label: str) -> Self:
-        """Own a link libbpf made by attaching a program (fentry, fexit, tp_btf, ...)."""
-        link = cls(ptr, label, from_attach=False)
-        try:
-            link.info()
-        except BaseException:
-            link.close()
-            raise
-        return link
 
     @classmethod
     def from_pinned(cls, path: str | os.PathLike[str]) -> "Link":
@@ -167,7 +164,7 @@ class Link(Closeable):
         return link
 
     # -- state -----------------------------------------------------------
-    def _live(self):
+    def _live(self) -> CData:
         ptr = self._ptr
         if ptr is None:
             raise self._closed_error()
@@ -190,7 +187,8 @@ class Link(Closeable):
     def fd(self) -> int:
         """The link's fd, owned by this Link."""
         with self._lock:
-            return lib.bpf_link__fd(self._live())
+            fd: int = lib.bpf_link__fd(self._live())
+            return fd
 
     @property
     def id(self) -> int:
@@ -247,28 +245,30 @@ class Link(Closeable):
             raise TypeError(f"update() takes a StructOpsMap, not {type(new_map).__name__}")
         with self._lock:
             ptr = self._live()
-            obj = new_map._obj
-            with obj._lock:
-                obj._require_loaded(f"update a link to map {new_map.name!r}")
+            core = new_map.owner
+            with core.lock:
+                core.require_loaded(f"update a link to map {new_map.name!r}")
+                map_ptr = core.map_ptrs[new_map.name]
                 action = f"update the link to struct_ops map {new_map.name!r}"
                 with _log.capture() as warned:
                     if self._libbpf_struct_ops:
-                        rc = lib.bpf_link__update_map(ptr, new_map._ptr)
+                        rc: int = lib.bpf_link__update_map(ptr, map_ptr)
                     else:
-                        rc = self._update_foreign(ptr, new_map)
+                        rc = self._update_foreign(ptr, map_ptr, new_map)
                 check(rc, action, detail=_log.cause(warned))
             self._detached = False
 
     @staticmethod
-    def _update_foreign(ptr, new_map: "StructOpsMap") -> int:
+    def _update_foreign(ptr: CData, map_ptr: CData, new_map: "StructOpsMap") -> int:
         """update_map for a link libbpf did not create: give the map its kernel value
         (as libbpf's attach does; EBUSY = it already has one), then switch."""
-        map_fd = lib.bpf_map__fd(new_map._ptr)
-        value = ffi.from_buffer(new_map._kernel_value())
-        rc = lib.bpf_map_update_elem(map_fd, ffi.new("__u32 *", 0), value, 0)
+        map_fd = lib.bpf_map__fd(map_ptr)
+        value = ffi.from_buffer(new_map.kernel_value())
+        rc: int = lib.bpf_map_update_elem(map_fd, ffi.new("__u32 *", 0), value, 0)
         if rc < 0 and rc != -errno.EBUSY:
             return rc
-        return lib.bpf_link_update(lib.bpf_link__fd(ptr), map_fd, ffi.NULL)
+        switched: int = lib.bpf_link_update(lib.bpf_link__fd(ptr), map_fd, ffi.NULL)
+        return switched
 
     def detach(self) -> None:
         """Detach now, even if pinned; the Link stays open (info() still works)."""

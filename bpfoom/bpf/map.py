@@ -10,8 +10,8 @@ Two kinds of ownership, one Map class:
   The pin, and so the map, stays.
 
 Either way the map's owner (the BpfObject, or a :class:`_PinnedFd`) holds
-the lock, the state and the ring buffers to close with it, and a small
-``_source`` answers the map's sizes and fd, so every element operation is
+the lock, the state and the ring buffers to close with it (a
+:class:`MapOwner`), and a small ``_source`` answers the map's sizes and fd, so every element operation is
 the same code.  Keys and values are typed from the map's BTF (plain
 ``bytes`` for maps without BTF; ints are accepted for 1/2/4/8-byte keys and
 values either way).  Per-CPU maps read and write one value per possible CPU
@@ -27,12 +27,12 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
-from ._ffi import ffi, lib
-from .btf import Btf, BytesCodec, Codec, IntCodec, encode_for, kernel_btf
+from ._ffi import CData, ffi, lib
+from .btf import Btf, BytesCodec, Codec, IntCodec, ReadBuffer, encode_for, kernel_btf
 from .cgroup import mounts
 from .kernel_objects import fd_kind
 from .lifecycle import Closeable
@@ -41,9 +41,9 @@ from .errors import (ENOTSUPP, BatchNotSupportedError, BpfError, ClosedError, No
                      error_from_errno)
 
 if TYPE_CHECKING:
-    from .object import BpfObject
+    from .object import ObjectCore
 
-__all__ = ["Map", "MapFlag", "MapInfo", "map_info"]
+__all__ = ["Map", "MapFlag", "MapInfo", "MapOwner", "map_info"]
 
 
 class MapFlag(enum.IntFlag):
@@ -94,7 +94,29 @@ def _type_name(map_type: int) -> str:
     return ffi.string(raw).decode() if raw != ffi.NULL else f"unknown({map_type})"
 
 
-def _query(fd: int, what: str):
+class MapOwner(Protocol):
+    """What a map's lock, state and ring buffers belong to (:attr:`Map.owner`): its
+    BpfObject's :class:`~bpfoom.bpf.object.ObjectCore`, or the fd of a map opened from a pin
+    or an id.  Hold ``lock`` to make several steps atomic against close() and other threads."""
+
+    lock: threading.RLock
+    state: str  # "open" (not loaded yet), "loaded" or "closed"
+    rings: weakref.WeakSet[Closeable]  # ring buffers on its maps: closed with it
+
+    def check_open(self) -> None:
+        """ClosedError once closed; lock held."""
+        ...
+
+    def require_loaded(self, what: str) -> object:
+        """StateError unless loaded (ClosedError once closed); lock held."""
+        ...
+
+    def require_unloaded(self, what: str) -> object:
+        """StateError once loaded (ClosedError once closed); lock held."""
+        ...
+
+
+def _query(fd: int, what: str) -> CData:
     """The kernel's ``struct bpf_map_info`` of map ``fd``."""
     info = ffi.new("struct bpf_map_info *")
     size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
@@ -113,33 +135,34 @@ def _query(fd: int, what: str):
 class _ObjectSource:
     """A map of a BpfObject: libbpf's ``struct bpf_map`` (sizes may change until load)."""
 
-    __slots__ = ("_obj", "_ptr", "_open_btf_ids")
+    __slots__ = ("_core", "_ptr", "_open_btf_ids")
     where = ""
 
-    def __init__(self, obj: "BpfObject", ptr) -> None:
-        self._obj, self._ptr = obj, ptr
+    def __init__(self, core: ObjectCore, ptr: CData) -> None:
+        self._core, self._ptr = core, ptr
         # libbpf drops the BTF ids of maps the kernel takes no BTF for (queue, stack) at
         # load; the object's BTF still types their values.
-        self._open_btf_ids = (lib.bpf_map__btf_key_type_id(ptr),
-                              lib.bpf_map__btf_value_type_id(ptr))
+        self._open_btf_ids: tuple[int, int] = (lib.bpf_map__btf_key_type_id(ptr),
+                                               lib.bpf_map__btf_value_type_id(ptr))
 
     def fd(self) -> int:
-        return lib.bpf_map__fd(self._ptr)
+        return int(lib.bpf_map__fd(self._ptr))
 
     def key_size(self) -> int:
-        return lib.bpf_map__key_size(self._ptr)
+        return int(lib.bpf_map__key_size(self._ptr))
 
     def value_size(self) -> int:
-        return lib.bpf_map__value_size(self._ptr)
+        return int(lib.bpf_map__value_size(self._ptr))
 
     def max_entries(self) -> int:
-        return lib.bpf_map__max_entries(self._ptr)
+        return int(lib.bpf_map__max_entries(self._ptr))
 
     def flags(self) -> int:
-        return lib.bpf_map__map_flags(self._ptr)
+        return int(lib.bpf_map__map_flags(self._ptr))
 
     def btf_type_ids(self) -> tuple[int, int]:
-        ids = lib.bpf_map__btf_key_type_id(self._ptr), lib.bpf_map__btf_value_type_id(self._ptr)
+        ids: tuple[int, int] = (lib.bpf_map__btf_key_type_id(self._ptr),
+                                lib.bpf_map__btf_value_type_id(self._ptr))
         return self._open_btf_ids if ids == (0, 0) else ids
 
     def is_internal(self) -> bool:
@@ -153,7 +176,7 @@ class _ObjectSource:
         return _frozen_in_fdinfo(lib.bpf_map__fd(self._ptr))
 
     def btf(self) -> contextlib.AbstractContextManager[Btf | None]:
-        return contextlib.nullcontext(self._obj._btf)
+        return contextlib.nullcontext(self._core.btf)
 
     def require_owned(self, name: str) -> None:
         raise StateError(errno.EINVAL, f"map {name!r} belongs to its BpfObject and closes with "
@@ -167,29 +190,29 @@ class _ObjectSource:
 class _PinnedFd:
     """Owner and source of a map opened from a pin: its fd, lock, state and kernel facts.
 
-    Plays the part a BpfObject plays for its maps (``_lock``, ``_state``,
-    ``_live()``, ``_require_loaded()``, ``_require_unloaded()``, ``_rings``).
+    The :class:`MapOwner` of such a map, as a BpfObject's core is for its maps.
     The map exists in the kernel already, so its state is "loaded" until
     close(), then "closed".
     """
 
-    def __init__(self, path: str, fd: int, info) -> None:
-        self._lock = threading.RLock()
+    def __init__(self, path: str, fd: int, info: CData) -> None:
+        self.lock = threading.RLock()
         self._fd: int | None = fd
-        self._state = "loaded"
-        self._rings: weakref.WeakSet = weakref.WeakSet()  # RingBuffers on this map: closed with it
+        self.state = "loaded"
+        self.rings: weakref.WeakSet[Closeable] = weakref.WeakSet()  # closed with this map
         self.path = path
         self.where = f" pinned at {path!r}"
         self.name = ffi.string(info.name).decode()
-        self.type_code = info.type
-        self._sizes = (info.key_size, info.value_size, info.max_entries, info.map_flags)
-        self._btf_id = info.btf_id
-        self._btf_ids = (info.btf_key_type_id, info.btf_value_type_id)
+        self.type_code: int = info.type
+        self._sizes: tuple[int, int, int, int] = (info.key_size, info.value_size,
+                                                  info.max_entries, info.map_flags)
+        self._btf_id: int = info.btf_id
+        self._btf_ids: tuple[int, int] = (info.btf_key_type_id, info.btf_value_type_id)
 
     @classmethod
     def by_id(cls, map_id: int) -> "_PinnedFd":
         action = f"open BPF map {map_id}"
-        fd = lib.bpf_map_get_fd_by_id(map_id)
+        fd: int = lib.bpf_map_get_fd_by_id(map_id)
         if fd == -errno.ENOENT:
             raise NotFoundError(errno.ENOENT, f"could not {action}: there is no map with that id "
                                 "(it may have been freed); check the id")
@@ -206,7 +229,7 @@ class _PinnedFd:
     @classmethod
     def open(cls, path: str) -> "_PinnedFd":
         action = f"open the map pinned at {path!r}"
-        fd = lib.bpf_obj_get(os.fsencode(path))
+        fd: int = lib.bpf_obj_get(os.fsencode(path))
         if fd == -errno.ENOENT:
             raise PathNotFoundError(errno.ENOENT, f"could not {action}: nothing is pinned there; "
                                     "check the path (pins live on the BPF filesystem, "
@@ -226,28 +249,29 @@ class _PinnedFd:
             raise
 
     # -- the owner's part ------------------------------------------------------
-    def _live(self) -> int:
+    def live(self) -> int:
+        """The fd; ClosedError once closed."""
         fd = self._fd
         if fd is None:
             raise ClosedError(errno.EBADF, f"the map pinned at {self.path!r} is closed here; "
                               "open it again with Map.from_pinned()")
         return fd
 
-    def _check_open(self) -> None:
-        with self._lock:
-            self._live()
+    def check_open(self) -> None:
+        with self.lock:
+            self.live()
 
-    def _require_loaded(self, what: str) -> int:
-        return self._live()
+    def require_loaded(self, what: str) -> int:
+        return self.live()
 
-    def _require_unloaded(self, what: str):
-        self._live()
+    def require_unloaded(self, what: str) -> None:
+        self.live()
         raise StateError(errno.EBADFD, f"cannot {what}: it was opened from a pin, so the kernel "
                          "created it already; set it before the creating object's load()")
 
     # -- the source's part -----------------------------------------------------
     def fd(self) -> int:
-        return self._live()
+        return self.live()
 
     def key_size(self) -> int:
         return self._sizes[0]
@@ -277,15 +301,15 @@ class _PinnedFd:
         return kernel_btf(self._btf_id)
 
     def require_owned(self, name: str) -> None:
-        self._check_open()
+        self.check_open()
 
     def close(self, name: str = "") -> None:
-        with self._lock:
+        with self.lock:
             fd, self._fd = self._fd, None
             if fd is None:
                 return
-            self._state = "closed"
-            for ring in list(self._rings):
+            self.state = "closed"
+            for ring in list(self.rings):
                 ring.close()  # wakes its pollers; never waits for them
             os.close(fd)
 
@@ -326,14 +350,15 @@ class Map(Closeable):
 
     is_struct_ops = False  # StructOpsMap: a struct_ops value, attached through a Link
 
-    def __init__(self, obj: "BpfObject", ptr, name: str) -> None:
-        """A view of map ``ptr`` of ``obj``; BpfObject makes these (``obj.maps``)."""
-        self._bind(obj, _ObjectSource(obj, ptr), ptr, name, _type_name(lib.bpf_map__type(ptr)))
+    def __init__(self, core: ObjectCore, ptr: CData, name: str) -> None:
+        """A view of map ``ptr`` of ``core``'s object; BpfObject makes these (``obj.maps``)."""
+        self._bind(core, _ObjectSource(core, ptr), ptr, name, _type_name(lib.bpf_map__type(ptr)))
 
-    def _bind(self, owner, source, ptr, name: str, type_name: str) -> None:
-        self._obj = owner  # lock, state, ring buffers: the BpfObject or the _PinnedFd
+    def _bind(self, owner: MapOwner, source: _ObjectSource | _PinnedFd, ptr: CData | None,
+              name: str, type_name: str) -> None:
+        self._owner = owner  # lock, state, ring buffers: the object's core or the _PinnedFd
         self._source = source
-        self._ptr = ptr  # libbpf's struct bpf_map (None for a pinned map)
+        self._ptr: CData | None = ptr  # libbpf's struct bpf_map (None for a pinned map)
         self.name = name
         self._type = type_name  # fixed once created: repr needs no C call
         self._id: int | None = None
@@ -380,8 +405,8 @@ class Map(Closeable):
         :meth:`unpin` or the path is removed.
         """
         text = os.fsdecode(path)
-        with self._obj._lock:
-            self._obj._require_loaded(f"pin map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"pin map {self.name!r}")
             rc = lib.bpf_obj_pin(self._source.fd(), os.fsencode(text))
             advice = {errno.EEXIST: "that path is taken; remove the stale pin or pick another path",
                       errno.EINVAL: "pin paths must be on a mounted BPF filesystem "
@@ -392,7 +417,7 @@ class Map(Closeable):
     def unpin(self, path: str | os.PathLike[str]) -> None:
         """Remove the pin of this map at ``path`` (InvalidValueError if another object is pinned there)."""
         text = os.fsdecode(path)
-        with self._obj._lock:
+        with self._owner.lock:
             own = self.id
             other = lib.bpf_obj_get(os.fsencode(text))
             if other == -errno.ENOENT:
@@ -417,11 +442,11 @@ class Map(Closeable):
         if not isinstance(existing, (Map, str, os.PathLike)):
             raise TypeError(f"reuse() takes a Map or the path of a pinned map, not "
                             f"{type(existing).__name__}")
-        with self._obj._lock:
-            self._obj._require_unloaded(f"make map {self.name!r} reuse another")
+        with self._owner.lock:
+            self._owner.require_unloaded(f"make map {self.name!r} reuse another")
             if isinstance(existing, Map):
-                with existing._obj._lock:
-                    existing._obj._require_loaded(f"reuse map {existing.name!r}")
+                with existing._owner.lock:
+                    existing._owner.require_loaded(f"reuse map {existing.name!r}")
                     check(lib.bpf_map__reuse_fd(self._ptr, existing._source.fd()),
                           f"make map {self.name!r} reuse map {existing.name!r}")
                 return
@@ -433,8 +458,8 @@ class Map(Closeable):
     def pin_path(self) -> str | None:
         """Where libbpf pins (or pinned) this object map: ``pinning`` in its definition, under
         the object's ``pin_root_path``; None for maps it does not pin."""
-        with self._obj._lock:
-            self._obj._live()
+        with self._owner.lock:
+            self._owner.check_open()
             if self._ptr is None:
                 return None
             raw = lib.bpf_map__pin_path(self._ptr)
@@ -442,8 +467,8 @@ class Map(Closeable):
 
     def freeze(self) -> None:
         """Make the map read-only for user space from now on (BPF programs may still write it)."""
-        with self._obj._lock:
-            self._obj._require_loaded(f"freeze map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"freeze map {self.name!r}")
             check(lib.bpf_map_freeze(self._source.fd()), f"freeze map {self.name!r}")
 
     def __repr__(self) -> str:
@@ -451,8 +476,8 @@ class Map(Closeable):
         return f"<{type(self).__name__} {self.name!r} {self._type}{self._repr_detail()}>"
 
     def _repr_detail(self) -> str:
-        with self._obj._lock:
-            state = self._obj._state
+        with self._owner.lock:
+            state = self._owner.state
             where = self._source.where
             if state == "closed":
                 return f"{where} closed"
@@ -475,24 +500,42 @@ class Map(Closeable):
 
     @property
     def closed(self) -> bool:
-        return self._obj._state == "closed"
+        return self._owner.state == "closed"
 
     def __enter__(self) -> Self:
         """For a map opened with from_pinned(); StateError for a BpfObject's map."""
         self._source.require_owned(self.name)
-        self._obj._check_open()
+        self._owner.check_open()
         return self
 
     # -- metadata ----------------------------------------------------------
-    def _meta(self, getter):
-        with self._obj._lock:
-            self._obj._live()
+    @property
+    def owner(self) -> MapOwner:
+        """What this map's lock, state and ring buffers belong to (see :class:`MapOwner`)."""
+        return self._owner
+
+    @property
+    def flags(self) -> int:
+        """The map's ``map_flags`` (``BPF_F_MMAPABLE``, ``BPF_F_RDONLY_PROG``, ...)."""
+        return self._meta(self._source.flags)
+
+    def btf(self) -> contextlib.AbstractContextManager[Btf | None]:
+        """The BTF that types this map's keys and values, for one ``with`` block: its object's,
+        or, for a map opened from a pin or id, its creator's read from the kernel (which needs
+        CAP_SYS_ADMIN); None when the kernel keeps none for the map (ring buffers)."""
+        with self._owner.lock:
+            self._owner.check_open()
+            return self._source.btf()
+
+    def _meta(self, getter: Callable[[], int]) -> int:
+        with self._owner.lock:
+            self._owner.check_open()
             return getter()
 
     @property
     def type(self) -> str:
         """Map type as libbpf spells it ("hash", "array", "struct_ops", ...)."""
-        self._obj._check_open()
+        self._owner.check_open()
         return self._type
 
     @property
@@ -513,8 +556,8 @@ class Map(Closeable):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"max_entries of map {self.name!r} must be an int, "
                             f"not {type(value).__name__}")
-        with self._obj._lock:
-            self._obj._require_unloaded(f"resize map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_unloaded(f"resize map {self.name!r}")
             ptr = self._ptr
             if not 0 < value < 1 << 32:
                 raise InvalidValueError(errno.EINVAL, f"max_entries of map {self.name!r} must be "
@@ -531,23 +574,23 @@ class Map(Closeable):
     @property
     def fd(self) -> int:
         """The map's fd (the object's, or this Map's own for a pin); after load() only."""
-        with self._obj._lock:
-            self._obj._require_loaded(f"get the fd of map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"get the fd of map {self.name!r}")
             return self._source.fd()
 
     def info(self) -> MapInfo:
         """The kernel's view of the created map."""
-        with self._obj._lock:
+        with self._owner.lock:
             return map_info(self.fd)
 
     @property
     def id(self) -> int:
         """The kernel's id of the created map (asked once: it never changes)."""
-        with self._obj._lock:
+        with self._owner.lock:
             if self._id is None:
                 self._id = self.info().id
             else:
-                self._obj._require_loaded(f"get the id of map {self.name!r}")
+                self._owner.require_loaded(f"get the id of map {self.name!r}")
             return self._id
 
     # -- elements ----------------------------------------------------------
@@ -583,7 +626,7 @@ class Map(Closeable):
         key_codec, _ = self._element_codecs()
         return encode_for(self._key_label, key_codec, key)
 
-    def _fill_key(self, cells: "_Cells", key: Any):
+    def _fill_key(self, cells: "_Cells", key: Any) -> CData | bytes:
         """What to pass as the key: the fast path's typed cell, else encoded bytes.  Lock held."""
         cell = cells.key
         if cell is not None:
@@ -597,12 +640,12 @@ class Map(Closeable):
     def __getitem__(self, key: Any) -> Any:
         # The hot path: no BTF work, no message formatted, one lock, one syscall.
         # acquire()/release() rather than ``with``: half the cost of the lock on CPython 3.11.
-        obj = self._obj
-        lock = obj._lock
+        owner = self._owner
+        lock = owner.lock
         lock.acquire()
         try:
-            if obj._state != "loaded":
-                obj._require_loaded(f"read map {self.name!r}")
+            if owner.state != "loaded":
+                owner.require_loaded(f"read map {self.name!r}")
             cells = self._cells or self._element_cells()
             # _fill_key() written out: the call alone is ~35 ns of the ~330 ns of Python here.
             cell = cells.key
@@ -644,13 +687,14 @@ class Map(Closeable):
         spin lock (InvalidValueError if it has none).
         """
         flags = _checked_flags(flags, MapFlag.NOEXIST | MapFlag.EXIST | MapFlag.LOCK, "update")
-        obj = self._obj
-        with obj._lock:
-            if obj._state != "loaded":
-                if obj._live() and self._source.is_internal():
+        owner = self._owner
+        with owner.lock:
+            if owner.state != "loaded":
+                owner.check_open()
+                if self._source.is_internal():
                     raise StateError(errno.EBADFD, f"cannot write map {self.name!r} before load(); "
                                      "set globals before load() through obj.rodata/.data/.bss")
-                obj._require_loaded(f"write map {self.name!r}")
+                owner.require_loaded(f"write map {self.name!r}")
             cells = self._cells or self._element_cells()
             raw_key = self._fill_key(cells, key)
             raw_value = None
@@ -680,8 +724,8 @@ class Map(Closeable):
                 check(rc, f"update {key!r} in map {self.name!r}")
 
     def __delitem__(self, key: Any) -> None:
-        with self._obj._lock:
-            self._obj._require_loaded(f"delete from map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"delete from map {self.name!r}")
             raw_key = self._key_bytes(key)
             rc = lib.bpf_map_delete_elem(self._source.fd(), raw_key)
             if rc == -errno.ENOENT:
@@ -709,8 +753,8 @@ class Map(Closeable):
         flags = _checked_flags(flags, MapFlag.LOCK, "lookup")
         if not flags:
             return self[key]
-        with self._obj._lock:
-            self._obj._require_loaded(f"read map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"read map {self.name!r}")
             cells = self._cells or self._element_cells()
             raw_key = self._fill_key(cells, key)
             rc = lib.bpf_map_lookup_elem_flags(cells.fd, raw_key, cells.value, flags)
@@ -726,8 +770,8 @@ class Map(Closeable):
         MapFullError when it is full without EXIST.
         """
         flags = _checked_flags(flags, MapFlag.EXIST, "push")
-        with self._obj._lock:
-            self._obj._require_loaded(f"push to map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"push to map {self.name!r}")
             self._require_keyless("push to")
             cells = self._cells or self._element_cells()
             raw = encode_for(self._value_label, cells.value_codec, value)
@@ -746,8 +790,8 @@ class Map(Closeable):
         if keyless != (key is _MISSING):
             raise TypeError(f"lookup_and_delete() on {self._type} map {self.name!r} takes "
                             f"{'no key' if keyless else 'a key'}")
-        with self._obj._lock:
-            self._obj._require_loaded(f"pop from map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"pop from map {self.name!r}")
             cells = self._cells or self._element_cells()
             raw_key = ffi.NULL if keyless else self._fill_key(cells, key)
             rc = lib.bpf_map_lookup_and_delete_elem(cells.fd, raw_key, cells.value)
@@ -777,8 +821,8 @@ class Map(Closeable):
         if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
             raise TypeError("delete_batch() takes an iterable of keys")
         wanted = list(keys)
-        with self._obj._lock:
-            self._obj._require_loaded(f"delete from map {self.name!r} in batches")
+        with self._owner.lock:
+            self._owner.require_loaded(f"delete from map {self.name!r} in batches")
             if not wanted:
                 return 0
             cells = self._cells or self._element_cells()
@@ -796,8 +840,8 @@ class Map(Closeable):
 
     def keys(self) -> list[Any]:
         """A snapshot of the keys (at most max_entries, as the kernel iterates them)."""
-        with self._obj._lock:
-            self._obj._require_loaded(f"iterate map {self.name!r}")
+        with self._owner.lock:
+            self._owner.require_loaded(f"iterate map {self.name!r}")
             source = self._source
             fd = source.fd()
             key_codec, _ = self._element_codecs()
@@ -823,7 +867,7 @@ class Map(Closeable):
 
     def items(self) -> list[tuple[Any, Any]]:
         """(key, value) pairs; keys removed meanwhile are skipped."""
-        out = []
+        out: list[tuple[Any, Any]] = []
         for key in self.keys():
             value = self.get(key, _MISSING)
             if value is not _MISSING:
@@ -844,8 +888,8 @@ class Map(Closeable):
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
                                   or chunk < 1):
             raise TypeError("chunk must be a positive int (elements per syscall) or None")
-        with self._obj._lock:
-            self._obj._require_loaded(f"read map {self.name!r} in batches")
+        with self._owner.lock:
+            self._owner.require_loaded(f"read map {self.name!r} in batches")
             cells = self._cells or self._element_cells()
             key_size, value_size = cells.key_codec.size, cells.value_codec.size
             wanted = chunk or min(self._source.max_entries(), _BATCH_CHUNK)
@@ -887,13 +931,17 @@ class Map(Closeable):
         order.  Maps without batch updates raise
         :class:`BatchNotSupportedError`: assign elements one by one instead.
         """
-        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        pairs: list[tuple[Any, Any]]
+        if isinstance(items, Mapping):
+            pairs = list(cast("Mapping[object, object]", items).items())
+        else:
+            pairs = list(items)
         if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in pairs):
             raise TypeError("update_batch() takes a mapping or (key, value) pairs")
-        obj = self._obj
-        with obj._lock:
-            if obj._state != "loaded":
-                obj._require_loaded(f"write map {self.name!r} in batches")
+        owner = self._owner
+        with owner.lock:
+            if owner.state != "loaded":
+                owner.require_loaded(f"write map {self.name!r} in batches")
             if not pairs:
                 return 0
             cells = self._cells or self._element_cells()
@@ -947,7 +995,7 @@ _update_elem = lib.bpf_map_update_elem
 _BATCH_CHUNK = 1024
 
 
-def _batch_opts(elem_flags: int):
+def _batch_opts(elem_flags: int) -> CData:
     opts = ffi.new("struct bpf_map_batch_opts *")
     opts.sz = ffi.sizeof("struct bpf_map_batch_opts")
     opts.elem_flags = elem_flags
@@ -987,7 +1035,7 @@ class _Cells:
         self.value_view = ffi.buffer(self.value, value_codec.size)
 
 
-def _pack(label: str, codec: Codec, ctype: str | None, items: list[Any]):
+def _pack(label: str, codec: Codec, ctype: str | None, items: list[Any]) -> CData | bytes:
     """``items`` laid out back to back as the kernel's batch calls take them."""
     if ctype is not None:
         try:
@@ -997,10 +1045,11 @@ def _pack(label: str, codec: Codec, ctype: str | None, items: list[Any]):
     return b"".join(encode_for(label, codec, item) for item in items)
 
 
-def _unpack(codec: Codec, ctype: str | None, memory, count: int) -> list[Any]:
+def _unpack(codec: Codec, ctype: str | None, memory: CData, count: int) -> list[Any]:
     """``count`` elements decoded from memory a batch call filled."""
     if ctype is not None:
-        return ffi.unpack(ffi.cast(f"{ctype} *", memory), count)
+        values: list[Any] = ffi.unpack(ffi.cast(f"{ctype} *", memory), count)
+        return values
     size = codec.size
     view = ffi.buffer(memory, size * count)
     return [codec.decode(view, i * size) for i in range(count)]
@@ -1015,15 +1064,16 @@ class _PerCpuCodec(Codec):
         self.stride = (each.size + 7) // 8 * 8
         self.size = self.stride * cpus
 
-    def decode(self, buf, offset=0):
+    def decode(self, buf: ReadBuffer, offset: int = 0) -> list[Any]:
         return [self.each.decode(buf, offset + i * self.stride) for i in range(self.cpus)]
 
-    def encode_into(self, value, buf, offset=0):
+    def encode_into(self, value: Any, buf: bytearray, offset: int = 0) -> None:
+        items: list[Any]
         if isinstance(value, list):
-            if len(value) != self.cpus:
+            items = cast("list[object]", value)  # a caller's list of per-CPU values
+            if len(items) != self.cpus:
                 raise InvalidValueError(errno.EINVAL, f"{self.label}: expected {self.cpus} values "
-                                        f"(one per possible CPU), got {len(value)}")
-            items = value
+                                        f"(one per possible CPU), got {len(items)}")
         else:
             items = [value] * self.cpus
         for i, item in enumerate(items):

@@ -19,24 +19,24 @@ import os
 import stat
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from . import _log
-from ._ffi import ffi, lib
+from ._ffi import CData, ffi, lib
 from .btf import Btf, Kind
 from .lifecycle import Closeable
-from .errors import (ENOTSUPP, BpfError, NotSupportedError, ObjectFileError, PathNotFoundError,
+from .errors import (ENOTSUPP, BpfError, ClosedError, NotSupportedError, ObjectFileError, PathNotFoundError,
                      ProgramNotFoundError, MapNotFoundError, StateError, VerifierError,
                      check, check_ptr, error_from_errno)
 from .features import struct_ops_type
 from .attach import ExplicitAttach
 from .globals import GlobalSection
-from .link import Link
+from .link import Link, adopt_link
 from .map import Map
 from .struct_ops import StructOpsMap
 
-__all__ = ["BpfObject", "Program", "NoStructOpsError"]
+__all__ = ["BpfObject", "Program", "NoStructOpsError", "ObjectCore"]
 
 # With log_level 0 libbpf loads without a log and, on failure, retries at
 # level 1 into the program's buffer: the verifier's reason lands there.
@@ -60,15 +60,15 @@ class _FailureLogs:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._spare: list = []
+        self._spare: list[CData] = []
 
-    def take(self):
+    def take(self) -> CData:
         with self._lock:
             if self._spare:
                 return self._spare.pop()
         return _alloc_uncleared("char[]", _FAILURE_LOG_SIZE)
 
-    def give_back(self, buffers) -> None:
+    def give_back(self, buffers: Iterable[CData]) -> None:
         with self._lock:
             room = self.KEEP - len(self._spare)
             self._spare.extend(list(buffers)[:max(room, 0)])
@@ -88,30 +88,85 @@ V = TypeVar("V")
 class _Views(Mapping[str, V], Generic[V]):
     """Name -> view mapping that checks the object is open on every access."""
 
-    def __init__(self, obj: "BpfObject", views: dict[str, V], missing) -> None:
-        self._obj, self._views, self._missing = obj, views, missing
+    def __init__(self, core: ObjectCore, views: dict[str, V],
+                 missing: Callable[[str], BpfError]) -> None:
+        self._core, self._views, self._missing = core, views, missing
 
     def __getitem__(self, name: str) -> V:
-        self._obj._check_open()
+        self._core.check_open()
         try:
             return self._views[name]
         except KeyError:
             raise self._missing(name) from None
 
     def __contains__(self, name: object) -> bool:
-        self._obj._check_open()
+        self._core.check_open()
         return name in self._views
 
     def __iter__(self) -> Iterator[str]:
-        self._obj._check_open()
+        self._core.check_open()
         return iter(list(self._views))
 
     def __len__(self) -> int:
-        self._obj._check_open()
+        self._core.check_open()
         return len(self._views)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {list(self._views)!r}>"
+
+
+class ObjectCore:
+    """What a BpfObject shares with its views: the C object, its lock, state and BTF.
+
+    Maps, programs, globals and struct_ops fields hold this rather than the
+    object's private fields (and, through :attr:`obj`, keep the object
+    alive).  It is the :class:`~bpfoom.bpf.map.MapOwner` of the object's
+    maps.  Made by BpfObject; views take its lock around every C access.
+    """
+
+    def __init__(self, obj: BpfObject, lock: threading.RLock, ptr: CData, label: str) -> None:
+        self.obj = obj
+        self.lock = lock
+        self.ptr: CData | None = ptr  # libbpf's struct bpf_object; None once closed
+        self.label = label  # the path or name it was opened from, as messages show it
+        self.state = "open"
+        self.closed_because = ""
+        self.btf: Btf | None = None
+        self.rings: weakref.WeakSet[Closeable] = weakref.WeakSet()  # closed with the object
+        self.program_ptrs: dict[str, CData] = {}  # libbpf's struct bpf_program, by name
+        self.map_ptrs: dict[str, CData] = {}  # libbpf's struct bpf_map, by name
+        self.logs: dict[str, str] = {}  # verifier logs recorded at load, by program
+
+    def closed_error(self) -> ClosedError:
+        """The ClosedError of a use after close()."""
+        return ClosedError(errno.EBADF, f"BPF object {self.label!r} is closed"
+                           f"{self.closed_because}; open it again")
+
+    def live(self) -> CData:
+        """The C object; ClosedError after close.  Lock held."""
+        ptr = self.ptr
+        if ptr is None:
+            raise self.closed_error()
+        return ptr
+
+    def check_open(self) -> None:
+        """ClosedError after close; lock held to keep the answer true."""
+        self.live()
+
+    def require_loaded(self, what: str) -> CData:
+        """The C object, if loaded; StateError before load().  Lock held."""
+        ptr = self.live()
+        if self.state != "loaded":
+            raise StateError(errno.EBADFD, f"cannot {what} before load(); call load() first")
+        return ptr
+
+    def require_unloaded(self, what: str) -> CData:
+        """The C object, if not loaded yet; StateError after load().  Lock held."""
+        ptr = self.live()
+        if self.state != "open":
+            raise StateError(errno.EBADFD, f"cannot {what} after load(); set it before load() "
+                             "(open the object again to change it)")
+        return ptr
 
 
 class BpfObject(Closeable):
@@ -123,31 +178,29 @@ class BpfObject(Closeable):
     outlive it.
     """
 
-    def __init__(self, ptr, keepalive: tuple, label: str) -> None:
+    def __init__(self, ptr: CData, keepalive: tuple[object, ...], label: str) -> None:
         """Wrap an opened ``struct bpf_object *``; callers use :meth:`open`."""
         super().__init__()
-        self._ptr = ptr
+        self._core = core = ObjectCore(self, self._lock, ptr, label)
         self._keepalive = keepalive
-        self._label = label
-        self._state = "open"
-        self._closed_because = ""
-        self._rings: weakref.WeakSet = weakref.WeakSet()  # RingBuffers on our maps: closed with us
         btf_ptr = lib.bpf_object__btf(ptr)
-        self._btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
+        core.btf = Btf(btf_ptr) if btf_ptr != ffi.NULL else None
         self._programs: dict[str, Program] = {}
         self._maps: dict[str, Map] = {}
         self._sections: dict[str, GlobalSection] = {}
         try:
             prog = lib.bpf_object__next_program(ptr, ffi.NULL)
             while prog != ffi.NULL:
-                view = Program(self, prog)
+                view = Program(core, prog)
                 self._programs[view.name] = view
+                core.program_ptrs[view.name] = prog
                 prog = lib.bpf_object__next_program(ptr, prog)
             m = lib.bpf_object__next_map(ptr, ffi.NULL)
             while m != ffi.NULL:
                 name = ffi.string(lib.bpf_map__name(m)).decode()
                 is_struct_ops = lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_STRUCT_OPS
-                self._maps[name] = (StructOpsMap if is_struct_ops else Map)(self, m, name)
+                self._maps[name] = (StructOpsMap if is_struct_ops else Map)(core, m, name)
+                core.map_ptrs[name] = m
                 m = lib.bpf_object__next_map(ptr, m)
         except BaseException:
             self._close_c(" (its open failed)")  # at once, not at garbage collection
@@ -169,7 +222,7 @@ class BpfObject(Closeable):
         or reused if a compatible map is pinned there already (default
         /sys/fs/bpf).  Map.reuse() picks the map to reuse explicitly.
         """
-        keep: list = []
+        keep: list[object] = []
         opts = ffi.new("struct bpf_object_open_opts *")
         opts.sz = ffi.sizeof("struct bpf_object_open_opts")
         for field, value in (("object_name", name), ("kconfig", kconfig),
@@ -217,7 +270,7 @@ class BpfObject(Closeable):
         except UnicodeDecodeError as exc:  # names come from the ELF file: input, not ours
             raise ObjectFileError(errno.EINVAL, f"could not {action}: a program or map name in "
                                   f"it is not UTF-8 ({exc.reason}); rebuild the object") from None
-        if obj._btf is None:
+        if obj._core.btf is None:
             obj.close()
             raise ObjectFileError(errno.EINVAL, f"could not {action}: it has no BTF; "
                                   "build it with clang -target bpf -g")
@@ -228,49 +281,29 @@ class BpfObject(Closeable):
     def btf(self) -> Btf:
         """The object's BTF (every open object has one), valid until close(): types, codecs."""
         with self._lock:
-            self._live()
-            assert self._btf is not None  # open() refuses an object without BTF
-            return self._btf
+            btf = self._core.btf
+            self._core.check_open()
+            assert btf is not None  # open() refuses an object without BTF
+            return btf
 
     @property
     def state(self) -> str:
         """"open", "loaded" or "closed"."""
-        return self._state
+        return self._core.state
 
     @property
     def name(self) -> str:
         """The object name libbpf uses (file name without extension by default)."""
         with self._lock:
-            return ffi.string(lib.bpf_object__name(self._live())).decode()
-
-    def _live(self):
-        """The C object; raises ClosedError after close.  Call with the lock held."""
-        ptr = self._ptr
-        if ptr is None:
-            raise self._closed_error()
-        return ptr
+            name: bytes = ffi.string(lib.bpf_object__name(self._core.live()))
+            return name.decode()
 
     @property
     def closed(self) -> bool:
-        return self._ptr is None
+        return self._core.ptr is None
 
     def _closed_message(self) -> str:
-        return f"BPF object {self._label!r} is closed{self._closed_because}; open it again"
-
-    def _require_loaded(self, what: str):
-        """The C object, if loaded; StateError before load().  Lock held."""
-        ptr = self._live()
-        if self._state != "loaded":
-            raise StateError(errno.EBADFD, f"cannot {what} before load(); call load() first")
-        return ptr
-
-    def _require_unloaded(self, what: str):
-        """The C object, if not loaded yet; StateError after load().  Lock held."""
-        ptr = self._live()
-        if self._state != "open":
-            raise StateError(errno.EBADFD, f"cannot {what} after load(); set it before load() "
-                             "(open the object again to change it)")
-        return ptr
+        return str(self._core.closed_error())
 
     # -- load / close ----------------------------------------------------------
     def load(self, log_level: int | None = None) -> None:
@@ -285,50 +318,50 @@ class BpfObject(Closeable):
         if log_level is not None and (not isinstance(log_level, int) or not 0 <= log_level <= 7):
             raise ValueError("log_level must be an int from 0 to 7 (1 = verbose, 2 = very verbose, 4 = stats)")
         level = log_level or 0
+        core = self._core
         with self._lock:
-            ptr = self._live()
-            if self._state == "loaded":
-                raise StateError(errno.EBADFD, f"BPF object {self._label!r} is already loaded; "
+            ptr = core.live()
+            if core.state == "loaded":
+                raise StateError(errno.EBADFD, f"BPF object {core.label!r} is already loaded; "
                                  "load() runs once: open it again to load another copy")
             for view in self._maps.values():  # libbpf copies these values by their BTF: no crash
-                problem = isinstance(view, StructOpsMap) and view._layout_problem()
+                problem = isinstance(view, StructOpsMap) and view.layout_problem()
                 if problem:
                     self._close_c(" (its load() failed)")  # as after any failed load
                     raise ObjectFileError(errno.EINVAL, f"could not load BPF object "
-                                          f"{self._label!r}: struct_ops map {view.name!r}: "
+                                          f"{core.label!r}: struct_ops map {view.name!r}: "
                                           f"{problem}; the object's BTF is malformed, rebuild it")
-            buffers = {}
-            for prog in self._programs.values():
-                if not lib.bpf_program__autoload(prog._ptr):
+            buffers: dict[str, CData] = {}
+            for name, prog in core.program_ptrs.items():
+                if not lib.bpf_program__autoload(prog):
                     continue
                 size = _REQUESTED_LOG_SIZE if level else _FAILURE_LOG_SIZE
                 buf = _alloc_uncleared("char[]", size) if level else _failure_logs.take()
                 buf[0] = b"\0"
-                check(lib.bpf_program__set_log_buf(prog._ptr, buf, size), "set a log buffer")
+                check(lib.bpf_program__set_log_buf(prog, buf, size), "set a log buffer")
                 if level:  # 0 is libbpf's default: one C call less per program and load
-                    check(lib.bpf_program__set_log_level(prog._ptr, level), "set the log level")
-                buffers[prog.name] = buf
+                    check(lib.bpf_program__set_log_level(prog, level), "set the log level")
+                buffers[name] = buf
             with _log.capture() as warnings:
-                rc = lib.bpf_object__load(ptr)
-            code = ffi.errno
-            logs = {name: ffi.string(buf).decode("utf-8", "replace")
+                rc: int = lib.bpf_object__load(ptr)
+            code: int = ffi.errno
+            logs: dict[str, str] = {name: ffi.string(buf).decode("utf-8", "replace")
                     for name, buf in buffers.items() if buf[0] != b"\0"}
             if not level:
                 # libbpf writes a program's log buffer only inside bpf_object__load() (and
                 # refuses a new one once loaded), so the pointers it keeps are never used again.
                 _failure_logs.give_back(buffers.values())
             if rc == 0:
-                self._state = "loaded"
-                for name, text in logs.items():
-                    self._programs[name]._log = text
+                core.state = "loaded"
+                core.logs.update(logs)
                 return
             struct_names = [m.struct_name for m in self._maps.values() if isinstance(m, StructOpsMap)]
             self._close_c(" (its load() failed)")
         raise self._load_error(-rc if rc < 0 else code, logs, warnings, struct_names)
 
     def _load_error(self, code: int, logs: dict[str, str], warnings: list[str],
-                    struct_names: list[str]):
-        action = f"load BPF object {self._label!r}"
+                    struct_names: list[str]) -> BpfError:
+        action = f"load BPF object {self._core.label!r}"
         if logs:
             # libbpf loads programs in order and stops at the first rejection,
             # so the rejected one is the last with a log.
@@ -356,23 +389,25 @@ class BpfObject(Closeable):
         self._close_c("")
 
     def _close_c(self, because: str) -> None:
-        ptr, self._ptr = self._ptr, None
+        core = self._core
+        ptr, core.ptr = core.ptr, None
         if ptr is None:
             return
-        self._state = "closed"
-        self._closed_because = because
-        for ring in list(self._rings):
+        core.state = "closed"
+        core.closed_because = because
+        for ring in list(core.rings):
             ring.close()  # wakes its pollers; never waits for them
-        if self._btf is not None:
-            self._btf._release()
+        if core.btf is not None:
+            core.btf.release()
         lib.bpf_object__close(ptr)
         self._keepalive = ()
 
     def __repr__(self) -> str:
         """Label, state and parts; Python data only, so safe on a closed object."""
-        if self._state == "closed":
-            return f"<BpfObject {self._label!r} closed{self._closed_because}>"
-        return (f"<BpfObject {self._label!r} {self._state} maps={list(self._maps)!r} "
+        core = self._core
+        if core.state == "closed":
+            return f"<BpfObject {core.label!r} closed{core.closed_because}>"
+        return (f"<BpfObject {core.label!r} {core.state} maps={list(self._maps)!r} "
                 f"programs={list(self._programs)!r}>")
 
     # -- parts -------------------------------------------------------------------
@@ -380,35 +415,35 @@ class BpfObject(Closeable):
     def maps(self) -> Mapping[str, Map]:
         """Every map of the object by name (struct_ops and internal ones included)."""
         self._check_open()
-        return _Views(self, self._maps, self._no_map)
+        return _Views(self._core, self._maps, self._no_map)
 
     @property
     def struct_ops(self) -> Mapping[str, StructOpsMap]:
         """The struct_ops maps by name."""
         self._check_open()
         only = {n: m for n, m in self._maps.items() if isinstance(m, StructOpsMap)}
-        return _Views(self, only, self._no_struct_ops)
+        return _Views(self._core, only, self._no_struct_ops)
 
     @property
     def programs(self) -> Mapping[str, "Program"]:
         """Every program of the object by (function) name."""
         self._check_open()
-        return _Views(self, self._programs, self._no_program)
+        return _Views(self._core, self._programs, self._no_program)
 
     def _no_map(self, name: str) -> MapNotFoundError:
-        return MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no map {name!r}; "
+        return MapNotFoundError(errno.ENOENT, f"BPF object {self._core.label!r} has no map {name!r}; "
                                 f"it has: {', '.join(self._maps) or 'none'}")
 
     def _no_struct_ops(self, name: str) -> MapNotFoundError:
         names = [n for n, m in self._maps.items() if isinstance(m, StructOpsMap)]
         if not names:
-            return NoStructOpsError(errno.ENOENT, f"BPF object {self._label!r} has no struct_ops map "
+            return NoStructOpsError(errno.ENOENT, f"BPF object {self._core.label!r} has no struct_ops map "
                                     f"(asked for {name!r}); declare one in SEC(\".struct_ops.link\")")
-        return MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no struct_ops map "
+        return MapNotFoundError(errno.ENOENT, f"BPF object {self._core.label!r} has no struct_ops map "
                                 f"{name!r}; it has: {', '.join(names)}")
 
     def _no_program(self, name: str) -> ProgramNotFoundError:
-        return ProgramNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no program "
+        return ProgramNotFoundError(errno.ENOENT, f"BPF object {self._core.label!r} has no program "
                                     f"{name!r}; it has: {', '.join(self._programs) or 'none'}")
 
     @property
@@ -428,19 +463,19 @@ class BpfObject(Closeable):
 
     def _section(self, section: str) -> GlobalSection:
         with self._lock:
-            self._live()
+            self._core.check_open()
             found = self._sections.get(section)
             if found is not None:
                 return found
-            for m in self._maps.values():
-                type_id = lib.bpf_map__btf_value_type_id(m._ptr)
-                if not lib.bpf_map__is_internal(m._ptr) or not type_id:
+            for m in self._core.map_ptrs.values():
+                type_id = lib.bpf_map__btf_value_type_id(m)
+                if not lib.bpf_map__is_internal(m) or not type_id:
                     continue
                 t = self.btf.type(type_id)
                 if t.kind == Kind.DATASEC and t.name == section:
-                    found = self._sections[section] = GlobalSection(self, m, t)
+                    found = self._sections[section] = GlobalSection(self._core, m, t)
                     return found
-        raise MapNotFoundError(errno.ENOENT, f"BPF object {self._label!r} has no {section} section: "
+        raise MapNotFoundError(errno.ENOENT, f"BPF object {self._core.label!r} has no {section} section: "
                             "it declares no such globals")
 
 
@@ -451,42 +486,42 @@ class Program(ExplicitAttach):
     run time (:meth:`attach_tracepoint`, :meth:`attach_kprobe`, ... in
     :class:`ExplicitAttach`)."""
 
-    def __init__(self, obj: BpfObject, ptr) -> None:
-        self._obj, self._ptr = obj, ptr
-        self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
-        self.section: str = ffi.string(lib.bpf_program__section_name(ptr)).decode()
-        self._log: str | None = None
+    def __init__(self, core: ObjectCore, ptr: CData) -> None:
+        """A view of program ``ptr`` of ``core``'s object; BpfObject makes these."""
+        self._core, self._ptr = core, ptr
+        self.name = ffi.string(lib.bpf_program__name(ptr)).decode()
+        self.section = ffi.string(lib.bpf_program__section_name(ptr)).decode()
         self._id: int | None = None
 
     @property
     def type(self) -> str:
         """Program type as libbpf spells it ("struct_ops", "socket_filter", ...)."""
-        with self._obj._lock:
-            self._obj._live()
+        with self._core.lock:
+            self._core.check_open()
             raw = lib.libbpf_bpf_prog_type_str(lib.bpf_program__type(self._ptr))
             return ffi.string(raw).decode() if raw != ffi.NULL else "unknown"
 
     @property
     def autoload(self) -> bool:
         """Whether load() loads this program; settable before load()."""
-        with self._obj._lock:
-            self._obj._live()
+        with self._core.lock:
+            self._core.check_open()
             return bool(lib.bpf_program__autoload(self._ptr))
 
     @autoload.setter
     def autoload(self, value: bool) -> None:
         if not isinstance(value, bool):
             raise TypeError("autoload must be True or False")
-        with self._obj._lock:
-            self._obj._require_unloaded(f"change autoload of program {self.name!r}")
+        with self._core.lock:
+            self._core.require_unloaded(f"change autoload of program {self.name!r}")
             check(lib.bpf_program__set_autoload(self._ptr, value), f"set autoload of {self.name!r}")
 
     @property
     def fd(self) -> int:
         """The program's fd (owned by the object); after load() only."""
-        with self._obj._lock:
-            self._obj._require_loaded(f"get the fd of program {self.name!r}")
-            fd = lib.bpf_program__fd(self._ptr)
+        with self._core.lock:
+            self._core.require_loaded(f"get the fd of program {self.name!r}")
+            fd: int = lib.bpf_program__fd(self._ptr)
             if fd < 0:
                 raise StateError(errno.EBADFD, f"program {self.name!r} was not loaded "
                                  "(autoload off); set autoload before load()")
@@ -495,7 +530,7 @@ class Program(ExplicitAttach):
     @property
     def id(self) -> int:
         """The kernel's id of the loaded program (asked once: it never changes)."""
-        with self._obj._lock:
+        with self._core.lock:
             fd = self.fd
             if self._id is None:
                 info = ffi.new("struct bpf_prog_info *")
@@ -514,7 +549,7 @@ class Program(ExplicitAttach):
         """
         if ctx is not None and not isinstance(ctx, (bytes, bytearray)):
             raise TypeError(f"ctx must be bytes, not {type(ctx).__name__}")
-        with self._obj._lock:
+        with self._core.lock:
             fd = self.fd
             opts = ffi.new("struct bpf_test_run_opts *")
             opts.sz = ffi.sizeof("struct bpf_test_run_opts")
@@ -526,12 +561,13 @@ class Program(ExplicitAttach):
             check(rc, f"run program {self.name!r} ({self.section}) with BPF_PROG_TEST_RUN",
                   advice=("the kernel cannot run this program type on demand; SEC(\"syscall\") "
                           "programs (and a few others) can be") if unsupported else None)
-            return opts.retval
+            retval: int = opts.retval
+            return retval
 
     @property
     def log(self) -> str | None:
         """The verifier log recorded at load (see BpfObject.load's log_level), else None."""
-        return self._log
+        return self._core.logs.get(self.name)
 
     def attach(self) -> "Link":
         """Attach a loaded program where its section says (fentry/, fexit/, tp_btf/, ...).
@@ -540,8 +576,8 @@ class Program(ExplicitAttach):
         it was pinned (the same rules as struct_ops links).  A struct_ops
         program is attached through its map (``StructOpsMap.attach()``).
         """
-        with self._obj._lock:
-            self._obj._require_loaded(f"attach program {self.name!r}")
+        with self._core.lock:
+            self._core.require_loaded(f"attach program {self.name!r}")
             if lib.bpf_program__type(self._ptr) == lib.BPF_PROG_TYPE_STRUCT_OPS:
                 raise StateError(errno.EINVAL, f"program {self.name!r} is a struct_ops program; "
                                  "attach its struct_ops map instead (obj.struct_ops[...].attach())")
@@ -556,12 +592,12 @@ class Program(ExplicitAttach):
                       "the section, e.g. SEC(\"fentry/<function>\")"
                       if code == errno.EOPNOTSUPP else None)
             check_ptr(ptr, action, advice=advice, detail=_log.cause(warnings))
-            return Link._from_program(ptr, f"{self.section} {self.name}")
+            return adopt_link(Link, ptr, f"{self.section} {self.name}")
 
     def __repr__(self) -> str:
         """Name, section, state and the kernel's id once loaded; no C memory after close."""
-        with self._obj._lock:
-            state = self._obj._state
+        with self._core.lock:
+            state = self._core.state
             detail = ""
             if state == "loaded":
                 try:

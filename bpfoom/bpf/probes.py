@@ -11,7 +11,6 @@ named as in ``enum bpf_func_id`` without ``BPF_FUNC_`` ("ringbuf_output").
 
 from __future__ import annotations
 
-import errno
 import functools
 from collections.abc import Callable
 

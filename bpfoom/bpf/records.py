@@ -23,7 +23,7 @@ from typing import Any
 from ._ffi import ffi, lib
 from .btf import Btf, Kind, RecordCodec, kernel_btf
 from .errors import InvalidValueError
-from .map import Map, map_info
+from .map import Map
 
 __all__ = ["Record", "RecordType"]
 
@@ -35,6 +35,8 @@ class Record(Mapping[str, Any]):
     """
 
     __slots__ = ("_type_name", "_fields")
+    _type_name: str
+    _fields: dict[str, Any]
 
     def __init__(self, type_name: str, fields: dict[str, Any]) -> None:
         object.__setattr__(self, "_type_name", type_name)
@@ -90,11 +92,10 @@ class RecordType:
     def of_map(cls, map_: Map, struct_name: str) -> RecordType:
         """``struct struct_name`` in the BTF of the object that created ``map_`` (a ring buffer
         or any map): the object's own BTF, or the kernel's copy for a pinned map."""
-        with map_._obj._lock:
-            btf = map_._obj._btf if map_._ptr is not None else None
+        with map_.btf() as btf:
             if btf is not None:
                 return cls.from_btf(btf, struct_name, where=f"the object of map {map_.name!r}")
-            info = map_info(map_.fd)
+        info = map_.info()
         # The kernel keeps no BTF for maps without key/value types (ring buffers): the
         # programs that write the map carry their object's.
         btf_id = info.btf_id or _writer_btf_id(info.id)

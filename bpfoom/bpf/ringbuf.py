@@ -27,7 +27,7 @@ import select
 import threading
 from collections.abc import Callable
 
-from ._ffi import ffi, lib
+from ._ffi import CData, ffi, lib
 from .lifecycle import Closeable
 from .errors import ClosedError, InvalidValueError, StateError, check, check_ptr
 from .map import Map
@@ -38,14 +38,19 @@ __all__ = ["RingBuffer"]
 _STOPPED_BY_CALLBACK = -errno.ECANCELED
 
 
-@ffi.def_extern()
-def libbpf_ffi_ring_buffer_sample(ctx, data, size) -> int:
+def libbpf_ffi_ring_buffer_sample(ctx: CData, data: CData, size: int) -> int:
     """Called by libbpf for each record; hands it to the owning RingBuffer."""
     try:
-        ring = ffi.from_handle(ctx)
+        ring: CData = ffi.from_handle(ctx)  # the RingBuffer, through cffi's handle
     except Exception:  # noqa: BLE001 - never unwind into C
         return _STOPPED_BY_CALLBACK
-    return ring._deliver(data, size)
+    delivered: int = ring._deliver(data, size)
+    return delivered
+
+
+# Registered by a call, not as a decorator: the binding is untyped, and a decorator's Any would
+# hide the function's own types from the checkers.
+ffi.def_extern()(libbpf_ffi_ring_buffer_sample)
 
 
 class RingBuffer(Closeable):
@@ -69,7 +74,7 @@ class RingBuffer(Closeable):
         if record is not None and not isinstance(record, (str, RecordType)):
             raise TypeError(f"record must be a struct name or a RecordType, not "
                             f"{type(record).__name__}")
-        self._ptr = None
+        self._ptr: CData | None = None
         self._closed = True  # until the C ring buffer exists
         self._record = RecordType.of_map(map_, record) if isinstance(record, str) else record
         super().__init__()  # _lock: the fields below; never held across a wait or a callback
@@ -81,10 +86,10 @@ class RingBuffer(Closeable):
         self._map = map_
         self._callback = callback
         self._handle = ffi.new_handle(self)
-        owner = map_._obj  # the BpfObject, or the pinned map's own fd holder
-        with owner._lock:
-            owner._require_loaded(f"read ring buffer {map_.name!r}")
-            map_fd = map_._source.fd()
+        owner = map_.owner  # the object's core, or the pinned map's own fd holder
+        with owner.lock:
+            owner.require_loaded(f"read ring buffer {map_.name!r}")
+            map_fd = map_.fd
             if map_.type != "ringbuf":
                 raise InvalidValueError(errno.EINVAL, f"map {map_.name!r} is a {map_.type} map, "
                                         "not a ringbuf; give a BPF_MAP_TYPE_RINGBUF map")
@@ -92,12 +97,12 @@ class RingBuffer(Closeable):
                                        ffi.NULL)
             check_ptr(ptr, f"open ring buffer {map_.name!r}")
             self._ptr, self._closed = ptr, False
-            self._epoll_fd = lib.ring_buffer__epoll_fd(ptr)
+            self._epoll_fd: int = lib.ring_buffer__epoll_fd(ptr)
             self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # readable once closed
-            owner._rings.add(self)
+            owner.rings.add(self)
 
     # -- delivery ------------------------------------------------------------
-    def _deliver(self, data, size: int) -> int:
+    def _deliver(self, data: CData, size: int) -> int:
         try:
             raw = bytes(ffi.buffer(data, size))
             self._callback(raw if self._record is None else self._record.decode(raw))

@@ -13,17 +13,17 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import _log
-from ._ffi import ffi, lib
-from .btf import BtfType, Kind, RecordCodec, encode_for, vmlinux_btf
+from ._ffi import CData, ffi, lib
+from .btf import BtfType, Codec, Kind, RecordCodec, encode_for, vmlinux_btf
 from .cgroup import Cgroup, CgroupTarget
 from .errors import (NotSupportedError,
                      StateError, VariableNotFoundError, check_ptr)
 from .features import require_cgroup_attach
-from .link import Link
+from .link import Link, adopt_link
 from .map import Map
 
 if TYPE_CHECKING:
-    from .object import BpfObject
+    from .object import ObjectCore
 
 __all__ = ["StructOpsMap", "StructOpsFields"]
 
@@ -33,26 +33,34 @@ class StructOpsMap(Map):
 
     is_struct_ops = True
 
-    def __init__(self, obj: "BpfObject", ptr, name: str) -> None:
-        super().__init__(obj, ptr, name)
-        btf = obj._btf
-        self._struct_id = lib.bpf_map__btf_value_type_id(ptr)
+    def __init__(self, core: ObjectCore, ptr: CData, name: str) -> None:
+        super().__init__(core, ptr, name)
+        self._core = core
+        btf = core.btf
+        self._struct_id: int = lib.bpf_map__btf_value_type_id(ptr)
         # Only the name now (repr shows it after close); the members when asked.
         self.struct_name: str = (btf.resolved_name(self._struct_id)
                                  if btf is not None and self._struct_id else "")
-        self._struct_type = None
+        self._struct_type: BtfType | None = None
         self._fields: StructOpsFields | None = None
+
+    @property
+    def owner(self) -> ObjectCore:
+        """Its BpfObject's core: a struct_ops map is always an object's."""
+        return self._core
 
     @property
     def _struct(self) -> BtfType | None:
         """The struct_ops value's BTF type, parsed at first use (object open, lock held)."""
-        if self._struct_type is None and self._struct_id and self._obj._btf is not None:
-            self._struct_type = self._obj._btf.resolve(self._struct_id)
+        btf = self._core.btf
+        if self._struct_type is None and self._struct_id and btf is not None:
+            self._struct_type = btf.resolve(self._struct_id)
         return self._struct_type
 
-    def _layout_problem(self) -> str | None:
-        """Why libbpf must not copy this map's value at load (a member past the struct's end)."""
-        btf, t = self._obj._btf, self._struct
+    def layout_problem(self) -> str | None:
+        """Why libbpf must not copy this map's value at load, or None: a member past the
+        struct's end in the object's BTF (BpfObject.load() refuses the object then)."""
+        btf, t = self._core.btf, self._struct
         if btf is None or t is None:
             return None
         try:
@@ -76,22 +84,23 @@ class StructOpsMap(Map):
     @property
     def fields(self) -> "StructOpsFields":
         """Data members (not program slots) of the struct_ops value, writable before load()."""
-        with self._obj._lock:
-            self._obj._live()  # the codec reads the object's BTF: not after close()
+        with self._core.lock:
+            self._core.check_open()  # the codec reads the object's BTF: not after close()
             if self._fields is None:
-                self._fields = StructOpsFields(self)
+                self._fields = StructOpsFields(self, self._struct)
             return self._fields
 
     @property
     def programs(self) -> Mapping[str, str]:
         """Program slot (struct member) -> name of the program libbpf put there (read-only)."""
-        with self._obj._lock:
-            self._obj._live()
-            data, _ = self._value_memory()
-            by_address = {int(ffi.cast("uintptr_t", p._ptr)): n
-                          for n, p in self._obj._programs.items()}
-            btf = self._obj._btf
-            out = {}
+        core = self._core
+        with core.lock:
+            core.check_open()
+            data, _ = _value_memory(self._ptr)
+            by_address = {int(ffi.cast("uintptr_t", p)): n for n, p in core.program_ptrs.items()}
+            btf = core.btf
+            assert btf is not None  # BpfObject.open() refuses an object without BTF
+            out: dict[str, str] = {}
             for member in self._struct.members if self._struct else ():
                 if member.name and btf.is_func_pointer(member.type_id):
                     offset = member.offset // 8
@@ -100,18 +109,12 @@ class StructOpsMap(Map):
                         out[member.name] = by_address[address]
             return MappingProxyType(out)
 
-    def _value_memory(self):
-        """libbpf's copy of the struct_ops value (program slots hold program pointers)."""
-        size = ffi.new("size_t *")
-        ptr = lib.bpf_map__initial_value(self._ptr, size)
-        return ffi.buffer(ffi.cast("char *", ptr), size[0]), size[0]
-
-    def _kernel_value(self) -> bytes:
+    def kernel_value(self) -> bytes:
         """The value the kernel expects for this map: the struct in the kernel's layout with
         program fds in the slots, built the way libbpf builds it at load.
 
         Needed to switch a link libbpf did not create (one opened from a pin)
-        to this map; lock held, object loaded.
+        to this map (:meth:`Link.update`); call it with ``owner.lock`` held, object loaded.
         """
         with vmlinux_btf() as kernel:
             wrapper_id = kernel.find(f"bpf_struct_ops_{self.struct_name}", Kind.STRUCT)
@@ -124,9 +127,10 @@ class StructOpsMap(Map):
             wrapper = kernel.type(wrapper_id)
             base = next(m.offset // 8 for m in wrapper.members if m.name == "data")
             kernel_members = {m.name: m for m in kernel.type(struct_id).members}
-            local = self._obj.btf
-            memory, _ = self._value_memory()
-            programs = {int(ffi.cast("uintptr_t", p._ptr)): p for p in self._obj._programs.values()}
+            local = self._core.btf
+            assert local is not None  # BpfObject.open() refuses an object without BTF
+            memory, _ = _value_memory(self._ptr)
+            programs = {int(ffi.cast("uintptr_t", p)): p for p in self._core.program_ptrs.values()}
             value = bytearray(wrapper.size)
             struct = self._struct
             assert struct is not None  # a loaded struct_ops map's value type was resolved at open
@@ -145,7 +149,7 @@ class StructOpsMap(Map):
                 if local.is_func_pointer(member.type_id):
                     program = programs.get(int.from_bytes(chunk, "little"))
                     if program is not None:
-                        fd = lib.bpf_program__fd(program._ptr)
+                        fd: int = lib.bpf_program__fd(program)
                         value[at:at + 8] = fd.to_bytes(8, "little")
                 else:
                     value[at:at + size] = chunk
@@ -161,12 +165,12 @@ class StructOpsMap(Map):
         BPF call so nothing can attach system-wide by mistake).
         """
         # Our own fd for the cgroup: a caller's Cgroup closed meanwhile cannot pull it away.
-        target = None if cgroup is None else Cgroup._of(cgroup)
+        target = None if cgroup is None else Cgroup.of(cgroup)
         try:
             if target is not None:
                 require_cgroup_attach()
-            with self._obj._lock:
-                self._obj._require_loaded(f"attach struct_ops map {self.name!r}")
+            with self._core.lock:
+                self._core.require_loaded(f"attach struct_ops map {self.name!r}")
                 ptr = self._ptr
                 if not self.is_link:
                     raise StateError(errno.EINVAL, f"cannot attach struct_ops map {self.name!r}: it is "
@@ -183,7 +187,7 @@ class StructOpsMap(Map):
                         "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
                 check_ptr(link, f"attach struct_ops map {self.name!r} {where}", advice=busy,
                           detail=_log.cause(warnings))
-                return Link._from_attach(link, self.name)
+                return adopt_link(Link, link, f"struct_ops {self.name}", struct_ops=True)
         finally:
             if target is not None:
                 target.close()
@@ -197,12 +201,14 @@ class StructOpsFields(MutableMapping[str, Any]):
     pointers, which belong to the kernel.
     """
 
-    def __init__(self, map_: StructOpsMap) -> None:
-        """Built by StructOpsMap.fields with the object's lock held (it reads the BTF)."""
+    def __init__(self, map_: StructOpsMap, struct: BtfType | None) -> None:
+        """Built by StructOpsMap.fields (``struct``: its value's type) with the object's lock
+        held (it reads the BTF)."""
         self._map = map_
-        btf = map_._obj._btf
-        struct = map_._struct
-        members = [] if struct is None else [
+        self._core = core = map_.owner
+        btf = core.btf
+        assert btf is not None  # BpfObject.open() refuses an object without BTF
+        members: list[tuple[str, int, int, Codec]] = [] if struct is None else [
             (m.name, m.offset, m.bitfield_size, btf.codec(m.type_id)) for m in struct.members
             if m.name and btf.resolve(m.type_id).kind.name != "PTR"]
         self._codec = RecordCodec(btf.describe(struct.id) if struct else "struct_ops",
@@ -216,18 +222,18 @@ class StructOpsFields(MutableMapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         self._check_name(name)
-        obj = self._map._obj
-        with obj._lock:
-            obj._live()
-            memory, _ = self._map._value_memory()
+        core = self._core
+        with core.lock:
+            core.check_open()
+            memory, _ = _value_memory(core.map_ptrs[self._map.name])
             return self._codec.decode(memory)[name]
 
     def __setitem__(self, name: str, value: Any) -> None:
         self._check_name(name)
-        obj = self._map._obj
-        with obj._lock:
-            obj._require_unloaded(f"write field {name!r} of struct_ops map {self._map.name!r}")
-            memory, size = self._map._value_memory()
+        core = self._core
+        with core.lock:
+            core.require_unloaded(f"write field {name!r} of struct_ops map {self._map.name!r}")
+            memory, size = _value_memory(core.map_ptrs[self._map.name])
             raw = encode_for(f"field {name!r} of struct_ops map {self._map.name!r}", self._codec,
                              {name: value}, memory[:size])
             memory[:size] = raw
@@ -243,3 +249,12 @@ class StructOpsFields(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<StructOpsFields of {self._map.name!r}: {list(self._codec.fields)!r}>"
+
+
+def _value_memory(map_ptr: CData) -> tuple[CData, int]:
+    """libbpf's copy of a struct_ops value (program slots hold program pointers) and its size;
+    the object's lock held, object open."""
+    size = ffi.new("size_t *")
+    ptr = lib.bpf_map__initial_value(map_ptr, size)
+    length: int = size[0]
+    return ffi.buffer(ffi.cast("char *", ptr), length), length

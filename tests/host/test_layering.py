@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
+from unittest.mock import patch
 
 import facts
 
@@ -216,16 +218,20 @@ def cross_layer_private_imports(path: Path) -> list[str]:
     package = ["bpfoom", *relative.parts[:-1]]
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if not isinstance(node, ast.ImportFrom):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = [*base, *(node.module.split(".") if node.module else [])]
+            imported = [[*module, alias.name] for alias in node.names]
+        elif isinstance(node, ast.Import):  # "import bpfoom.bpf._ffi"
+            imported = [alias.name.split(".") for alias in node.names]
+        else:
             continue
-        base = package[:len(package) - node.level + 1] if node.level else []
-        module = [*base, *(node.module.split(".") if node.module else [])]
-        if module[:1] != ["bpfoom"] or len(module) < 2 or module[1] not in LAYERS or module[1] == own:
-            continue
-        names = [*module[2:], *(alias.name for alias in node.names)]
-        private = [name for name in names if name.startswith("_")]
-        if private:
-            found.append(f"bpfoom/{relative}:{node.lineno}: {'.'.join(module)} {private}")
+        for names in imported:
+            if names[:1] != ["bpfoom"] or len(names) < 3 or names[1] not in LAYERS or names[1] == own:
+                continue
+            private = [name for name in names[2:] if name.startswith("_")]
+            if private:
+                found.append(f"bpfoom/{relative}:{node.lineno}: {'.'.join(names)} {private}")
     return found
 
 
@@ -237,17 +243,62 @@ def test_no_layer_imports_a_private_name_of_another():
     assert not offenders, f"private names imported across layers: {offenders}"
 
 
+def private_names_defined(paths: Iterable[Path]) -> set[str]:
+    """Every `_name` (not dunder) these modules define: functions, classes, methods, module and
+    class variables, and attributes assigned on `self`."""
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+                  and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                names.add(node.attr)
+    return {name for name in names if name.startswith("_") and not name.endswith("__")}
+
+
+def private_reaches(layer_dir: Path, forbidden: set[str]) -> list[str]:
+    """`x._name` in the modules of `layer_dir` for a `_name` of `forbidden` the layer does not
+    define itself (its own privates are its business), `x` not being self or cls."""
+    paths = list(python_files(layer_dir))
+    theirs = forbidden - private_names_defined(paths)
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Attribute) and node.attr in theirs
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: .{node.attr}")
+    return found
+
+
 def test_the_oom_layer_reaches_no_private_attribute_of_bpf_objects():
-    """`obj._btf` and the like: an attribute the object layer keeps private, read from above."""
-    private_bpf_attributes = {"_btf", "_ptr", "_source", "_obj", "_require_loaded", "_live"}
+    """`obj._btf`, `obj._core`, `bpf_map._query` and the like: a name the object layer keeps
+    private (any it defines), read from above."""
+    bpf_privates = private_names_defined(python_files(facts.REPO / "bpfoom" / "bpf"))
+    assert {"_core", "_owner", "_ptr", "_query"} <= bpf_privates  # the collection sees them
     offenders = []
     for layer in ("oom", "daemon", "cli"):
-        for path in python_files(facts.REPO / "bpfoom" / layer):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.Attribute) and node.attr in private_bpf_attributes
-                        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
-                    offenders.append(f"{path.relative_to(facts.REPO)}:{node.lineno}: .{node.attr}")
+        offenders.extend(private_reaches(facts.REPO / "bpfoom" / layer, bpf_privates))
     assert not offenders, f"the object layer's private attributes used from above: {offenders}"
+
+
+def test_the_private_checks_see_a_violation(tmp_path):
+    """The checks above fail on each way of reaching a private name of a lower layer."""
+    layer = tmp_path / "bpfoom" / "oom"
+    layer.mkdir(parents=True)
+    probe = layer / "probe.py"
+    probe.write_text("import bpfoom.bpf._ffi\nfrom ..bpf import _log\nfrom ..bpf.map import _query\n"
+                     "from ..bpf import map as bpf_map\n\n\nclass Mine:\n    def __init__(self):\n"
+                     "        self._own = 1\n\n\ndef reach(obj, other):\n"
+                     "    return obj._core.ptr, bpf_map._query, other._own\n")
+    with patch.object(facts, "REPO", tmp_path):
+        imports = cross_layer_private_imports(probe)
+        reaches = private_reaches(layer, {"_core", "_query", "_own"})
+    assert [line.split(": ", 1)[1] for line in imports] == [
+        "bpfoom.bpf._ffi ['_ffi']", "bpfoom.bpf._log ['_log']", "bpfoom.bpf.map._query ['_query']"]
+    assert sorted(line.rsplit(": ", 1)[1] for line in reaches) == ["._core", "._query"]
 
 
 def test_the_package_runs_no_generated_code():
@@ -282,3 +333,34 @@ def test_c_is_reached_only_through_the_cffi_binding():
                  if path != facts.REPO / "bpfoom" / "testing" / "vm.py"  # the harness: prctl only
                  for name in imported_modules(path) if name.split(".")[0] == "ctypes"]
     assert not offenders, f"a second way into C: {offenders}"
+
+
+def pytest_internals_reached(path: Path) -> list[str]:
+    """Imports of pytest's private `_pytest` package, and attributes set on `config` (its
+    `stash` is the public place for a plugin's state)."""
+    found = [f"{node.lineno}: {name}" for node in ast.walk(ast.parse(path.read_text()))
+             for name in imported_modules_of(node) if name.split(".")[0] == "_pytest"]
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        found.extend(f"{node.lineno}: config.{target.attr} =" for target in targets
+                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                     and target.value.id == "config")
+    return found
+
+
+def imported_modules_of(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module]
+    return []
+
+
+def test_the_pytest_plugin_uses_only_public_pytest_apis(tmp_path):
+    """pytest.TestReport and config.stash, not _pytest.reports and an attribute on config."""
+    assert pytest_internals_reached(facts.REPO / "bpfoom_pytest_plugin.py") == []
+    probe = tmp_path / "plugin.py"
+    probe.write_text("def hook(config):\n    from _pytest.reports import TestReport\n"
+                     "    config._bpfoom_vm_outcome = TestReport\n")
+    assert pytest_internals_reached(probe) == ["2: _pytest.reports", "3: config._bpfoom_vm_outcome ="]

@@ -70,3 +70,24 @@ def test_a_map_opened_by_id_is_the_same_map(loaded):
 
 def test_the_object_btf_is_public(loaded):
     assert loaded.btf.find("limits", bpfoom.BtfKind.STRUCT) is not None
+
+
+def test_flags_btf_and_owner_are_the_maps_own(loaded, bpffs_dir):
+    """What iterators, ring buffers and records read through the public Map (issue 26)."""
+    rodata = next(m for name, m in loaded.maps.items() if name.endswith(".rodata"))
+    assert rodata.flags == rodata.info().flags and rodata.flags & 0x80  # BPF_F_RDONLY_PROG
+    counts = loaded.maps["counts"]
+    assert counts.flags == counts.info().flags == 0
+    with counts.btf() as btf:
+        assert btf is loaded.btf
+    counts.pin(bpffs_dir / "counts")
+    with bpfoom.Map.from_pinned(bpffs_dir / "counts") as pinned:
+        assert pinned.owner is not counts.owner and pinned.owner.state == "loaded"
+        with pinned.btf() as kernel_copy:  # the creator's BTF, read back from the kernel
+            assert kernel_copy is not None and kernel_copy.find("limits", bpfoom.BtfKind.STRUCT)
+    assert pinned.owner.state == "closed"
+    loaded.close()
+    with pytest.raises(bpfoom.ClosedError):
+        _ = counts.flags
+    with pytest.raises(bpfoom.ClosedError):
+        counts.btf()
