@@ -98,7 +98,7 @@ class PythonSide:
         self.obj.maps["events"].max_entries = ring
         self.obj.load()
         self.feed = self.obj.programs["feed"]
-        self.layout = decision_layout(self.obj._btf, "event_feed")
+        self.layout = decision_layout(self.obj.btf, "event_feed")
         self.count = 0
         self.log = Log(open(os.devnull, "w"), True)
         self.metrics = Metrics()

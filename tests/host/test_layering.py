@@ -364,3 +364,13 @@ def test_the_pytest_plugin_uses_only_public_pytest_apis(tmp_path):
     probe.write_text("def hook(config):\n    from _pytest.reports import TestReport\n"
                      "    config._bpfoom_vm_outcome = TestReport\n")
     assert pytest_internals_reached(probe) == ["2: _pytest.reports", "3: config._bpfoom_vm_outcome ="]
+
+
+def test_tests_examples_and_benchmarks_reach_no_private_attribute_of_the_package():
+    """They use the package as its users do: `obj._btf` in a benchmark broke when the object
+    layer moved its state (stop 29's fresh clone)."""
+    package_privates = private_names_defined(python_files(facts.REPO / "bpfoom"))
+    offenders = []
+    for top in ("tests", "examples", "bench"):
+        offenders.extend(private_reaches(facts.REPO / top, package_privates))
+    assert not offenders, f"private attributes of bpfoom used by its users: {offenders}"
