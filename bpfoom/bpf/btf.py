@@ -20,6 +20,7 @@ import contextlib
 import enum
 import errno
 import operator
+import os
 import struct
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -118,6 +119,15 @@ class Btf:
         self._ptr = ptr
         self._types: dict[int, BtfType] = {}
         self._codecs: dict[int, Codec] = {}
+
+    @staticmethod
+    def parse(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[Btf]:
+        """The BTF of a file (an ELF object's .BTF section, or raw BTF such as
+        /sys/kernel/btf/vmlinux) for one ``with`` block: to ask another kernel's
+        BTF what :func:`bpfoom.features` asks the running one's."""
+        text = os.fsdecode(path)
+        return _owned(lambda: lib.btf__parse(os.fsencode(text), ffi.NULL), f"read the BTF of {text!r}",
+                      "give an ELF file with a .BTF section (clang -g) or a raw BTF file")
 
     def release(self) -> None:
         """Refuse every later read: its owner is about to free the C BTF (a BpfObject's
@@ -234,6 +244,8 @@ class Btf:
             return f"{self.describe(t.ref)} *"
         prefix = {Kind.STRUCT: "struct ", Kind.UNION: "union ", Kind.ENUM: "enum ",
                   Kind.ENUM64: "enum "}.get(t.kind, "")
+        if t.kind == Kind.FWD:  # a declared-only struct (kflag: union)
+            prefix = "union " if t.kflag else "struct "
         return prefix + (t.name or "<anon>")
 
     def size_of(self, type_id: int) -> int:
