@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
+from .errors import (ClosedError, InvalidTypeError, InvalidValueError, ObjectFileError,
+                     PathNotFoundError, check_ptr)
 
 __all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "RecordCodec", "Kind", "encode_for",
            "vmlinux_btf", "kernel_btf"]
@@ -126,8 +127,12 @@ class Btf:
         /sys/kernel/btf/vmlinux) for one ``with`` block: to ask another kernel's
         BTF what :func:`bpfoom.features` asks the running one's."""
         text = os.fsdecode(path)
+        if not os.path.isfile(text):
+            raise PathNotFoundError(errno.ENOENT, f"could not read the BTF of {text!r}: no such "
+                                    "file; check the path")
         return _owned(lambda: lib.btf__parse(os.fsencode(text), ffi.NULL), f"read the BTF of {text!r}",
-                      "give an ELF file with a .BTF section (clang -g) or a raw BTF file")
+                      "give an ELF file with a .BTF section (clang -g) or a raw BTF file",
+                      fallback_cls=ObjectFileError)
 
     def release(self) -> None:
         """Refuse every later read: its owner is about to free the C BTF (a BpfObject's
@@ -308,8 +313,9 @@ class Btf:
 
 
 @contextlib.contextmanager
-def _owned(load: Callable[[], Any], action: str, advice: str) -> Generator[Btf, None, None]:
-    ptr = check_ptr(load(), action, advice=advice)
+def _owned(load: Callable[[], Any], action: str, advice: str,
+           **how: Any) -> Generator[Btf, None, None]:
+    ptr = check_ptr(load(), action, advice=advice, **how)
     try:
         yield Btf(ptr)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -29,7 +30,6 @@ V2, NEXT = (next(abi for abi in bpfoom.OOM_ABIS if abi.name == name) for name in
 @pytest.fixture(scope="module")
 def shape_btf(tmp_path_factory):
     """shape name -> an ELF object whose BTF has that shape."""
-    import shutil
     require(shutil.which("clang-19") is not None, "needs clang-19 (apt-get install clang-19)")
     out = tmp_path_factory.mktemp("abi")
     built = {}
@@ -47,12 +47,12 @@ def detect(path: Path) -> tuple[str | None, str]:
 
 
 def test_each_shape_is_told_apart(shape_btf):
-    assert detect(shape_btf["V2"]) == ("v2", "vmlinux BTF has bpf_oom_ops.handle_out_of_memory("
-                                       "struct bpf_oom_ctx *, struct oom_control *); vmlinux BTF "
-                                       "struct bpf_struct_ops_link has cgroup_id")
-    assert detect(shape_btf["NEXT"]) == ("next", "vmlinux BTF has bpf_oom_ops.handle_out_of_memory("
-                                         "struct oom_control *, struct cgroup *); vmlinux BTF "
-                                         "union bpf_attr has query.type_id")
+    assert detect(shape_btf["V2"]) == ("v2", (
+        "vmlinux BTF has bpf_oom_ops.handle_out_of_memory(struct bpf_oom_ctx *, struct "
+        "oom_control *); vmlinux BTF struct bpf_struct_ops_link has cgroup_id"))
+    assert detect(shape_btf["NEXT"]) == ("next", (
+        "vmlinux BTF has bpf_oom_ops.handle_out_of_memory(struct oom_control *, struct "
+        "cgroup *); vmlinux BTF union bpf_attr has query.type_id"))
 
 
 def test_a_shape_matching_neither_is_unknown_not_guessed(shape_btf):
@@ -121,3 +121,13 @@ def test_the_running_kernel_refuses_what_it_cannot_do(demo, cgroup2_dir):
         assert caught.value.feature == "struct_ops_cgroup_attach"
         assert {info.id for info in bpfoom.links("struct_ops")} == struct_ops_links | {anchor.id}
     assert demo.second not in facts.available_congestion_control()
+
+
+def test_btf_of_a_missing_or_foreign_file_is_a_specific_error(tmp_path):
+    with pytest.raises(bpfoom.PathNotFoundError, match="no such file"):
+        bpfoom.Btf.parse(tmp_path / "missing.o")
+    text = tmp_path / "text.o"
+    text.write_text("not an object\n")
+    with pytest.raises(bpfoom.ObjectFileError, match="give an ELF file with a .BTF section"), \
+            bpfoom.Btf.parse(text):
+        pass
