@@ -9,9 +9,11 @@ kernel with real struct_ops maps and links.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,11 @@ def test_btf_of_a_missing_or_foreign_file_is_a_specific_error(tmp_path):
     with pytest.raises(bpfoom.ObjectFileError, match="give an ELF file with a .BTF section"), \
             bpfoom.Btf.parse(text):
         pass
+
+
+def test_the_command_reports_which_interface_runs():
+    done = subprocess.run([sys.executable, "-m", "bpfoom", "features", "--json"], check=True,
+                          capture_output=True, text=True, timeout=120)
+    reported = json.loads(done.stdout)["oom_abi"]
+    assert reported["value"] == bpfoom.features()["oom_abi"].value
+    assert reported["detail"] == bpfoom.features()["oom_abi"].detail
