@@ -80,7 +80,9 @@ from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupErro
                      ObjectFileError, PathNotFoundError, PermissionDeniedError,
                      ProgramNotFoundError, StateError,
                      VariableNotFoundError, VerifierError)
-from .oom.features import Feature, Features, features
+from .oom.features import Feature, Features, features, running_oom_abi
+from .oom.abi import ABIS as OOM_ABIS, OomAbi, detect_oom_abi
+from .bpf.struct_ops_target import CgroupMechanism, LinkCreateArgs
 from .bpf.globals import GlobalSection
 from .bpf.lifecycle import Closeable
 from .bpf.iterator import IterLink, attach_cgroup_iter, mmap_array
@@ -116,7 +118,8 @@ __all__ = [
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Record", "RecordType", "Closeable",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "probe_prog_type", "probe_map_type", "probe_helper", "probe_kfunc",
-    "Feature", "Features", "features",
+    "Feature", "Features", "features", "running_oom_abi", "OomAbi", "OOM_ABIS", "detect_oom_abi",
+    "CgroupMechanism", "LinkCreateArgs",
     "OomPolicy", "PsiHandler", "PolicyInfo", "TunableInfo", "parse_size", "policies", "get_include",
     "DecisionEvent", "PinnedEvents",
     "KillWatcher", "KillEvent", "OomNoKillEvent", "OverrunEvent",

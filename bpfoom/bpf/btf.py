@@ -20,13 +20,15 @@ import contextlib
 import enum
 import errno
 import operator
+import os
 import struct
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
 
 from ._ffi import ffi, lib
-from .errors import ClosedError, InvalidTypeError, InvalidValueError, check_ptr
+from .errors import (ClosedError, InvalidTypeError, InvalidValueError, ObjectFileError,
+                     PathNotFoundError, check_ptr)
 
 __all__ = ["Btf", "BtfType", "Codec", "BytesCodec", "RecordCodec", "Kind", "encode_for",
            "vmlinux_btf", "kernel_btf"]
@@ -118,6 +120,19 @@ class Btf:
         self._ptr = ptr
         self._types: dict[int, BtfType] = {}
         self._codecs: dict[int, Codec] = {}
+
+    @staticmethod
+    def parse(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[Btf]:
+        """The BTF of a file (an ELF object's .BTF section, or raw BTF such as
+        /sys/kernel/btf/vmlinux) for one ``with`` block: to ask another kernel's
+        BTF what :func:`bpfoom.features` asks the running one's."""
+        text = os.fsdecode(path)
+        if not os.path.isfile(text):
+            raise PathNotFoundError(errno.ENOENT, f"could not read the BTF of {text!r}: no such "
+                                    "file; check the path")
+        return _owned(lambda: lib.btf__parse(os.fsencode(text), ffi.NULL), f"read the BTF of {text!r}",
+                      "give an ELF file with a .BTF section (clang -g) or a raw BTF file",
+                      fallback_cls=ObjectFileError)
 
     def release(self) -> None:
         """Refuse every later read: its owner is about to free the C BTF (a BpfObject's
@@ -234,6 +249,8 @@ class Btf:
             return f"{self.describe(t.ref)} *"
         prefix = {Kind.STRUCT: "struct ", Kind.UNION: "union ", Kind.ENUM: "enum ",
                   Kind.ENUM64: "enum "}.get(t.kind, "")
+        if t.kind == Kind.FWD:  # a declared-only struct (kflag: union)
+            prefix = "union " if t.kflag else "struct "
         return prefix + (t.name or "<anon>")
 
     def size_of(self, type_id: int) -> int:
@@ -296,8 +313,9 @@ class Btf:
 
 
 @contextlib.contextmanager
-def _owned(load: Callable[[], Any], action: str, advice: str) -> Generator[Btf, None, None]:
-    ptr = check_ptr(load(), action, advice=advice)
+def _owned(load: Callable[[], Any], action: str, advice: str,
+           **how: Any) -> Generator[Btf, None, None]:
+    ptr = check_ptr(load(), action, advice=advice, **how)
     try:
         yield Btf(ptr)
     finally:

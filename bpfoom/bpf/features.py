@@ -14,27 +14,37 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._ffi import ffi, lib
 from .btf import Btf, Kind, vmlinux_btf
 from .errors import BpfError, NotSupportedError, errno_name
+from .struct_ops_target import CgroupMechanism, cgroup_mechanism
 
-__all__ = ["Feature", "Features", "generic_features", "require_cgroup_attach",
-           "cgroup_attach_supported"]
+__all__ = ["BtfProbe", "Feature", "Features", "cgroup_attach_supported", "generic_features",
+           "require_cgroup_attach", "running_cgroup_mechanism"]
 
-_GENERIC = ("bpf_syscall", "btf", "struct_ops_link", "struct_ops_cgroup_attach")
+_GENERIC = ("bpf_syscall", "btf", "struct_ops_link", "struct_ops_cgroup_attach",
+            "struct_ops_cgroup_order")
+
+# A caller's own question of vmlinux BTF, answered in the same read as the others.
+BtfProbe = Callable[[Btf], "Feature"]
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One probe result: ``supported`` True/False (conclusive) or None (unknown)."""
+    """One probe result: ``supported`` True/False (conclusive) or None (unknown).
+
+    ``value`` names what was found where the answer is more than yes or no
+    (which cgroup mechanism, which OOM interface); None elsewhere.
+    """
 
     name: str
     supported: bool | None
     detail: str
+    value: str | None = None
 
     def __bool__(self) -> bool:
         return self.supported is True
@@ -53,13 +63,16 @@ class Feature:
 class Features(Mapping[str, Feature]):
     """Feature name -> Feature; each probe runs on first access and is cached."""
 
-    def __init__(self, struct_ops_types: tuple[str, ...] = (), kfuncs: tuple[str, ...] = ()) -> None:
+    def __init__(self, struct_ops_types: tuple[str, ...] = (), kfuncs: tuple[str, ...] = (),
+                 btf_probes: Mapping[str, BtfProbe] | None = None) -> None:
         self._lock = threading.Lock()
         self._results: dict[str, Feature] = {}
         self._btf_facts: dict[str, Feature] | None = None
         self._struct_ops_types = struct_ops_types
         self._kfuncs = kfuncs
-        self._names = [*_GENERIC, *struct_ops_types, *(f"kfunc:{name}" for name in kfuncs)]
+        self._btf_probes = dict(btf_probes or {})
+        self._names = [*_GENERIC, *self._btf_probes, *struct_ops_types,
+                       *(f"kfunc:{name}" for name in kfuncs)]
 
     def __getitem__(self, name: str) -> Feature:
         if name not in self._names:
@@ -71,7 +84,8 @@ class Features(Mapping[str, Feature]):
                     found = _probe_bpf_syscall()
                 else:
                     if self._btf_facts is None:
-                        self._btf_facts = _probe_btf(self._struct_ops_types, self._kfuncs)
+                        self._btf_facts = _probe_btf(self._struct_ops_types, self._kfuncs,
+                                                     self._btf_probes)
                     found = self._btf_facts[name]
                 self._results[name] = found
             return found
@@ -95,7 +109,8 @@ class Features(Mapping[str, Feature]):
     def __repr__(self) -> str:
         """The whole table, one probe per line (probing what was not probed yet)."""
         width = max(map(len, self._names), default=0)
-        rows = [f"  {f.name:<{width}}  {f.verdict:<13}  {f.detail}" for f in self.values()]
+        rows = [f"  {f.name:<{width}}  {f.verdict:<13}  {f.value + ': ' if f.value else ''}{f.detail}"
+                for f in self.values()]
         return "<Features\n" + "\n".join(rows) + ">"
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
@@ -113,7 +128,7 @@ def generic_features() -> Features:
 
 def struct_ops_type(name: str) -> Feature:
     """Whether vmlinux BTF has struct_ops type ``name`` (probed on each call)."""
-    return _probe_btf((name,), ())[name]
+    return _probe_btf((name,), (), {})[name]
 
 
 def require_cgroup_attach() -> None:
@@ -123,6 +138,14 @@ def require_cgroup_attach() -> None:
 
 def cgroup_attach_supported() -> bool:
     return _generic["struct_ops_cgroup_attach"].supported is True
+
+
+def running_cgroup_mechanism() -> CgroupMechanism:
+    """How the running kernel takes a struct_ops link's cgroup; NONE when unknown (never guessed)."""
+    feature = _generic["struct_ops_cgroup_attach"]
+    if feature.supported is not True or feature.value is None:
+        return CgroupMechanism.NONE
+    return CgroupMechanism(feature.value)
 
 
 def _probe_bpf_syscall() -> Feature:
@@ -142,13 +165,16 @@ def _probe_bpf_syscall() -> Feature:
                    f"{errno_name(code)}: {why}")
 
 
-def _probe_btf(struct_ops_types: tuple[str, ...], kfuncs: tuple[str, ...]) -> dict[str, Feature]:
+def _probe_btf(struct_ops_types: tuple[str, ...], kfuncs: tuple[str, ...],
+               probes: Mapping[str, BtfProbe]) -> dict[str, Feature]:
     """Answer every vmlinux-BTF question in one read of /sys/kernel/btf/vmlinux."""
-    names = ["btf", "struct_ops_link", "struct_ops_cgroup_attach", *struct_ops_types,
-             *(f"kfunc:{k}" for k in kfuncs)]
+    names = ["btf", "struct_ops_link", "struct_ops_cgroup_attach", "struct_ops_cgroup_order",
+             *probes, *struct_ops_types, *(f"kfunc:{k}" for k in kfuncs)]
     try:
         with vmlinux_btf() as btf:
-            return _btf_facts(btf, struct_ops_types, kfuncs)
+            facts = _btf_facts(btf, struct_ops_types, kfuncs)
+            facts.update((name, probe(btf)) for name, probe in probes.items())
+            return facts
     except BpfError as err:
         why = f"vmlinux BTF could not be loaded ({errno_name(err.errno or errno.ENOENT)}); " \
               "use a kernel with CONFIG_DEBUG_INFO_BTF"
@@ -169,17 +195,13 @@ def _btf_facts(btf: Btf, struct_ops_types: tuple[str, ...],
         "vmlinux BTF enum bpf_link_type " + ("has" if has_link else "lacks")
         + " BPF_LINK_TYPE_STRUCT_OPS")
 
-    link_struct = btf.find("bpf_struct_ops_link", Kind.STRUCT)
-    if link_struct is None:
-        facts["struct_ops_cgroup_attach"] = Feature(
-            "struct_ops_cgroup_attach", False,
-            "vmlinux BTF has no struct bpf_struct_ops_link")
-    else:
-        has_cgroup = any(m.name == "cgroup_id" for m in btf.type(link_struct).members)
-        facts["struct_ops_cgroup_attach"] = Feature(
-            "struct_ops_cgroup_attach", has_cgroup,
-            "vmlinux BTF struct bpf_struct_ops_link " + ("has" if has_cgroup else "has no")
-            + " member cgroup_id")
+    mechanism, why = cgroup_mechanism(btf)
+    facts["struct_ops_cgroup_attach"] = Feature(
+        "struct_ops_cgroup_attach", mechanism is not CgroupMechanism.NONE, why, mechanism.value)
+    facts["struct_ops_cgroup_order"] = Feature(
+        "struct_ops_cgroup_order", mechanism.orders,
+        ("BPF_F_BEFORE/BPF_F_AFTER order a cgroup's struct_ops links" if mechanism.orders
+         else "a cgroup's struct_ops links have no order") + f" ({why})", mechanism.value)
 
     for name in struct_ops_types:
         has_struct = btf.find(name, Kind.STRUCT) is not None

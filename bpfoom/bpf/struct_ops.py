@@ -18,9 +18,10 @@ from .btf import BtfType, Codec, Kind, RecordCodec, encode_for, vmlinux_btf
 from .cgroup import Cgroup, CgroupTarget
 from .errors import (NotSupportedError,
                      StateError, VariableNotFoundError, check_ptr)
-from .features import require_cgroup_attach
+from .features import require_cgroup_attach, running_cgroup_mechanism
 from .link import Link, adopt_link
 from .map import Map
+from .struct_ops_target import CgroupMechanism, LinkCreateArgs, link_create_args
 
 if TYPE_CHECKING:
     from .object import ObjectCore
@@ -155,42 +156,73 @@ class StructOpsMap(Map):
                     value[at:at + size] = chunk
             return bytes(value)
 
-    def attach(self, cgroup: CgroupTarget | None = None) -> "Link":
+    def attach(self, cgroup: CgroupTarget | None = None, *, before: Link | None = None,
+               after: Link | None = None, expected_revision: int = 0) -> Link:
         """Register the struct_ops with the kernel through a link; returns the Link.
 
         ``cgroup`` None attaches system-wide; a path, a :class:`Cgroup` or a
         cgroup id (an int is always an id; wrap a raw fd with
         ``Cgroup.from_fd``) attaches to that cgroup, which needs a kernel with
         cgroup-targeted struct_ops (else NotSupportedError, raised before any
-        BPF call so nothing can attach system-wide by mistake).
+        BPF call so nothing can attach system-wide by mistake).  ``before`` /
+        ``after`` (a link of the same cgroup) and ``expected_revision`` order
+        the cgroup's attachments on kernels whose mechanism orders them
+        (``features()["struct_ops_cgroup_order"]``); elsewhere
+        NotSupportedError says so.  See :mod:`bpfoom.bpf.struct_ops_target`.
         """
         # Our own fd for the cgroup: a caller's Cgroup closed meanwhile cannot pull it away.
         target = None if cgroup is None else Cgroup.of(cgroup)
         try:
             if target is not None:
                 require_cgroup_attach()
+            mechanism = running_cgroup_mechanism()
+            args = link_create_args(mechanism, None if target is None else target.fd,
+                                    before_fd=None if before is None else before.fd,
+                                    after_fd=None if after is None else after.fd,
+                                    expected_revision=expected_revision)
             with self._core.lock:
                 self._core.require_loaded(f"attach struct_ops map {self.name!r}")
-                ptr = self._ptr
                 if not self.is_link:
                     raise StateError(errno.EINVAL, f"cannot attach struct_ops map {self.name!r}: it is "
                                      "not link-based; declare it in SEC(\".struct_ops.link\")")
-                opts = ffi.new("struct bpf_struct_ops_opts *")
-                opts.sz = ffi.sizeof("struct bpf_struct_ops_opts")
-                opts.relative_fd = 0 if target is None else target.fd
                 with _log.capture() as warnings:
-                    link = lib.bpf_map__attach_struct_ops_opts(ptr, opts)
+                    link = self._link_create(args)
                 code = ffi.errno
                 where = ("system-wide" if target is None
                          else f"to cgroup {str(target.path)!r} (id {target.id})")
-                busy = ("the target already has this struct_ops (or one of the same name) "
-                        "attached; detach that first") if code in (errno.EEXIST, errno.EBUSY) else None
-                check_ptr(link, f"attach struct_ops map {self.name!r} {where}", advice=busy,
+                check_ptr(link, f"attach struct_ops map {self.name!r} {where}",
+                          advice=self._attach_advice(code, mechanism, target is not None),
                           detail=_log.cause(warnings))
                 return adopt_link(Link, link, f"struct_ops {self.name}", struct_ops=True)
         finally:
             if target is not None:
                 target.close()
+
+    def _link_create(self, args: LinkCreateArgs) -> Any:
+        """libbpf's attach call that puts ``args`` into BPF_LINK_CREATE (NULL + errno on failure)."""
+        if args.target_fd:
+            opts = ffi.new("struct bpf_cgroup_opts *")
+            opts.sz = ffi.sizeof("struct bpf_cgroup_opts")
+            opts.flags, opts.relative_fd = args.flags, args.relative_fd
+            opts.expected_revision = args.expected_revision
+            return lib.bpf_map__attach_cgroup_opts(self._ptr, args.target_fd, opts)
+        legacy = ffi.new("struct bpf_struct_ops_opts *")
+        legacy.sz = ffi.sizeof("struct bpf_struct_ops_opts")
+        legacy.flags, legacy.relative_fd = args.flags, args.relative_fd
+        legacy.expected_revision = args.expected_revision
+        return lib.bpf_map__attach_struct_ops_opts(self._ptr, legacy)
+
+    def _attach_advice(self, code: int, mechanism: CgroupMechanism, to_cgroup: bool) -> str | None:
+        if code in (errno.EEXIST, errno.EBUSY):
+            return ("the target already has this struct_ops (or one of the same name) "
+                    "attached; detach that first")
+        if to_cgroup and code in (errno.EINVAL, errno.EOPNOTSUPP) \
+                and mechanism is CgroupMechanism.TARGET_FD:
+            return (f"struct {self.struct_name} may not accept cgroup targets on this kernel "
+                    "(a type opts in); attach it without a cgroup")
+        if code == errno.ESTALE:
+            return "the cgroup's attachments changed since expected_revision; read it again"
+        return None
 
 
 class StructOpsFields(MutableMapping[str, Any]):

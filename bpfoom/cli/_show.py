@@ -34,8 +34,9 @@ def _features(args: argparse.Namespace) -> int:
     rows = [["FEATURE", "SUPPORTED", "DETAIL"]]
     for name in feats:
         feature = feats[name]
+        found = f"{feature.value}: " if feature.value else ""
         rows.append([name, {True: "yes", False: "no", None: "unknown"}[feature.supported],
-                     feature.detail])
+                     found + feature.detail])
     _table(rows)
     return 0
 
@@ -137,7 +138,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     feats = commands.add_parser(
         "features", help="what the running kernel supports", formatter_class=formatter,
         description="Probe the running kernel for everything bpfoom uses.",
-        epilog='--json: {NAME: {"name", "supported": true|false|null (unknown), "detail"}}\n'
+        epilog='--json: {NAME: {"name", "supported": true|false|null (unknown), "detail", "value"}}\n'
                'example:\n  bpfoom features --json | jq .bpf_oom_ops.supported')
     feats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     feats.set_defaults(run=_features)

@@ -37,7 +37,8 @@ from .catalogue import PolicyInfo, policy_info, policy_map
 from .events import DROPPED_MAP, GRANULARITIES, DecisionEvent, decision_layout, events_map
 from .kill_events import OverrunEvent
 from .decisions import DECISIONS_MAP, read_decisions
-from .features import features
+from .abi import attach_target
+from .features import features, running_oom_abi
 from .records import RecordLayout
 from .tunables import Tunables, load_object, suggest
 from ..bpf.link import Link
@@ -152,16 +153,19 @@ class _Handler(Closeable, EventStream[DecisionEvent | OverrunEvent]):
 
     # -- attach ---------------------------------------------------------------
     def attach(self, cgroup: CgroupTarget | None = None,
-               pin: str | os.PathLike[str] | None = None) -> Link:
+               pin: str | os.PathLike[str] | None = None, *, before: Link | None = None,
+               after: Link | None = None) -> Link:
         """Attach system-wide (``cgroup`` None) or to a cgroup; pin the link if ``pin`` is given.
 
         ``cgroup`` is a path, a :class:`~bpfoom.Cgroup` or a cgroup id (an
-        ``int`` is always an id).
+        ``int`` is always an id).  ``before``/``after`` (a link of the same
+        cgroup) place the policy among that cgroup's others where the kernel
+        orders them (the next interface); elsewhere NotSupportedError says so.
 
         If pinning fails the link is detached again: nothing stays half-attached.
         """
         with self._lock:
-            link = self._ops.attach(cgroup)
+            link = self._attach_link(cgroup, before, after)
             if pin is not None:
                 try:
                     link.pin(pin)
@@ -170,6 +174,10 @@ class _Handler(Closeable, EventStream[DecisionEvent | OverrunEvent]):
                     raise
             self._links.append(link)
             return link
+
+    def _attach_link(self, cgroup: CgroupTarget | None, before: Link | None,
+                     after: Link | None) -> Link:
+        return self._ops.attach(cgroup, before=before, after=after)
 
     def detach(self) -> None:
         """Detach every attachment made by :meth:`attach`, pinned ones too (their pins are removed)."""
@@ -251,6 +259,16 @@ class OomPolicy(_Handler):
     kind = "oom"
     struct_name = "bpf_oom_ops"
 
+    def _attach_link(self, cgroup: CgroupTarget | None, before: Link | None,
+                     after: Link | None) -> Link:
+        """System-wide is spelt per interface (bpfoom.oom.abi): no cgroup, or the root cgroup."""
+        target = attach_target(running_oom_abi(), cgroup)
+        try:
+            return self._ops.attach(target, before=before, after=after)
+        finally:
+            if isinstance(target, Cgroup) and target is not cgroup:
+                target.close()
+
     def _granularity_map(self) -> Map:
         if GRANULARITY_MAP not in self.object.maps:
             raise StateError(errno.EINVAL, f"{self.name} takes no per-cgroup granularity (it has "
@@ -301,7 +319,8 @@ class PsiHandler(_Handler):
     struct_name = "bpf_psi_ops"
 
     def attach(self, cgroup: CgroupTarget | None = None,
-               pin: str | os.PathLike[str] | None = None) -> Link:
+               pin: str | os.PathLike[str] | None = None, *, before: Link | None = None,
+               after: Link | None = None) -> Link:
         """Attach system-wide; the handler picks its cgroups itself (its triggers' cgroup ids).
 
         The kernel attaches bpf_psi_ops only system-wide (a cgroup link fails with
@@ -311,7 +330,7 @@ class PsiHandler(_Handler):
             raise InvalidValueError(errno.EINVAL, f"{self.name} is a bpf_psi_ops handler, which "
                                     "attaches only system-wide; attach it without a cgroup and "
                                     "name the cgroups to watch in its tunables")
-        return super().attach(None, pin)
+        return super().attach(None, pin, before=before, after=after)
 
 
 # The handler class of each kind (features.POLICY_KINDS).

@@ -142,6 +142,17 @@ struct bpf_struct_ops_opts {
 struct bpf_link *bpf_map__attach_struct_ops(const struct bpf_map *map);
 struct bpf_link *bpf_map__attach_struct_ops_opts(const struct bpf_map *map,
 						 const struct bpf_struct_ops_opts *opts);
+/* the generic cgroup struct_ops link (cgroup in target_fd); our patch 0003 */
+struct bpf_cgroup_opts {
+	size_t sz;
+	__u32 flags;
+	__u32 relative_fd;
+	__u32 relative_id;
+	__u64 expected_revision;
+	...;
+};
+struct bpf_link *bpf_map__attach_cgroup_opts(const struct bpf_map *map, int cgroup_fd,
+					     const struct bpf_cgroup_opts *opts);
 
 /* links */
 struct bpf_link *bpf_link__open(const char *path);

@@ -120,3 +120,18 @@ def test_a_policy_without_an_oom_handler_is_refused():
         assert link_ids() == before
     finally:
         obj.close()
+
+
+def test_an_order_is_refused_where_the_kernel_keeps_none(probe, cgroups):
+    """v2 keeps one policy per cgroup: before=/after= say so and attach nothing (docs/upstream-abi.md)."""
+    assert bpfoom.features()["oom_abi"].value == "v2"
+    cg = cgroups("order")
+    with probe.struct_ops["probe_policy"].attach(cgroup=cg) as anchor:
+        before = link_ids()
+        for where in ({"before": anchor}, {"after": anchor}):
+            with pytest.raises(bpfoom.NotSupportedError, match="orders them only by the cgroup "
+                               "hierarchy") as caught:
+                probe.struct_ops["probe_policy2"].attach(cgroup=cg, **where)
+            assert caught.value.errno == errno.EOPNOTSUPP
+            assert caught.value.feature == "struct_ops_cgroup_order"
+        assert link_ids() == before

@@ -88,4 +88,6 @@ def test_features_table_and_feature():
     btf = table["btf"]
     assert repr(btf) == f"<Feature btf: {btf.verdict} ({btf.detail})>"
     for line, feature in zip(lines, table.values()):
-        assert re.search(rf"\s{re.escape(feature.verdict)}\s+{re.escape(feature.detail)}$", line)
+        found = f"{feature.value}: " if feature.value else ""  # which mechanism or interface
+        assert re.search(rf"\s{re.escape(feature.verdict)}\s+{re.escape(found + feature.detail)}$",
+                         line)
