@@ -73,7 +73,7 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 
 from .bpf.logging import install_libbpf_logging
-from .bpf.btf import Btf, Kind as BtfKind
+from .bpf.btf import Btf, Kind as BtfKind, vmlinux_btf
 from .bpf.cgroup import Cgroup
 from .bpf.errors import (BatchNotSupportedError, BpfError, BusyError, CgroupError, ClosedError,
                      InvalidTypeError, InvalidValueError, KeyExistsError, KeyNotFoundError, MapFullError, MapNotFoundError, NotFoundError, NotSupportedError,
@@ -114,7 +114,7 @@ except _metadata.PackageNotFoundError:  # a source tree without metadata
 install_libbpf_logging()
 
 __all__ = [
-    "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "StructOpsMap", "StructOpsFields",
+    "BpfObject", "Program", "Map", "MapFlag", "MapInfo", "Btf", "BtfKind", "vmlinux_btf", "StructOpsMap", "StructOpsFields",
     "GlobalSection", "Link", "LinkInfo", "links", "Cgroup", "RingBuffer", "Record", "RecordType", "Closeable",
     "IterLink", "attach_cgroup_iter", "mmap_array",
     "probe_prog_type", "probe_map_type", "probe_helper", "probe_kfunc",

@@ -57,7 +57,9 @@ enum {
 /* include/linux/sched.h */
 #define PF_KTHREAD 0x00200000
 #define TASK_COMM_LEN 16
-#define BPF_OOM_NAME_MAX_LEN 64
+enum bpf_oom_limits {
+	BPF_OOM_NAME_MAX_LEN = 64, /* the kernel's enum, in its BTF */
+};
 /* x86-64, arm64 (4K pages): rss counters count pages. */
 #define POLICY_PAGE_SIZE 4096ULL
 
@@ -186,7 +188,10 @@ enum psi_res {
 	PSI_MEM = 1,
 	PSI_CPU = 2,
 };
-#define BPF_PSI_FULL 0x80000000
+/* The kernel's enum (in its BTF since issue 22), declared by hand like the rest */
+enum bpf_psi_flags {
+	BPF_PSI_FULL = 0x80000000U,
+};
 
 /* bpf_out_of_memory() flags (spec section 4) */
 enum bpf_oom_flags {
