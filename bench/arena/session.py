@@ -46,6 +46,9 @@ def main() -> int:
         started = True
         pid = os.fork()
         if pid == 0:
+            # systemd's kill goes round the scope's processes until it finds no new one, so
+            # it can reach this child too; a handler would not survive exec, an ignore does.
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             os.execvp(args.command[0], args.command)
         args.runaway_pid_file.write_text(f"{pid}\n")
 

@@ -101,6 +101,12 @@ def test_session_starts_its_runaway_on_sigusr1_to_the_whole_scope_and_names_it(t
         comm = Path(f"/proc/{runaway}/comm")  # the pid is written at fork, before its exec
         _wait(lambda: comm.read_text().strip() == "sleep", "the runaway to exec its command")
         assert len(children.read_text().split()) == 6
+        # systemd's kill goes round the scope until no new process shows up, so the runaway
+        # can get the SIGUSR1 too: it must ignore it after its exec (a handler would not).
+        ignored = int(next(line.split()[1] for line in
+                           Path(f"/proc/{runaway}/status").read_text().splitlines()
+                           if line.startswith("SigIgn:")), 16)
+        assert ignored & (1 << (signal.SIGUSR1 - 1)), f"SigIgn {ignored:#x}"
         os.kill(runaway, signal.SIGKILL)  # the runaway dies; the session and its others stay
         _wait(lambda: len(children.read_text().split()) == 5, "the runaway to be reaped")
         assert session.poll() is None
