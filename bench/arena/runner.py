@@ -99,6 +99,11 @@ def unit_cgroup(unit: str, user: str | None = None) -> Path | None:
     return Path("/sys/fs/cgroup" + out) if out else None
 
 
+def under_tmp(path: Path) -> bool:
+    """Whether `path` is where a unit with PrivateTmp=yes cannot see it."""
+    return any(path.resolve().is_relative_to(tmp) for tmp in (Path("/tmp"), Path("/var/tmp")))
+
+
 def cgroup_pids(cgroup: Path | None) -> set[int]:
     """Every pid in `cgroup` and below; none once it is gone, even while it is being walked
     (systemd removes a unit's cgroup as soon as its last process died)."""
@@ -368,7 +373,9 @@ def start_contestant(name: str, kind: str) -> None:
             f"ExecStartPre=\nExecStartPre={bpfoom} run --check ${{BPFOOM_CONFIG}}\n"
             f"ExecStart=\nExecStart={bpfoom} run ${{BPFOOM_CONFIG}}\n"
             # the venv's interpreter is under /root here (pyenv)
-            "ProtectHome=no\n")
+            "ProtectHome=no\n"
+            # a checkout under /tmp (a CI clone) would be hidden by the unit's private /tmp
+            + ("PrivateTmp=no\n" if under_tmp(REPO) else ""))
         sh("systemctl", "daemon-reload")
         start_unit("bpfoom.service")
     else:
