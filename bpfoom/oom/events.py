@@ -19,7 +19,9 @@ record of a schema this module does not know raises
     ``reason``            the rule: "largest_leaf", "priority_class", "only_protected",
                           "largest_task", "newest_task", "victim_exiting",
                           "nothing_killable", "system_wide_oom", "below_minimum",
-                          "kill_failed", "memory_pressure" (declared_oom), or "none"
+                          "kill_failed", "memory_pressure" (declared_oom),
+                          "quiet_after_oom" (a PSI handler's trigger fired too soon after
+                          an OOM it declared freed memory: declined), or "none"
                           (cgroup_offline)
     ``scope_cgroup_id``   where the policy is attached (0: system-wide)
     ``oom_cgroup_id``     the memcg that ran out of memory (0: the whole system)
@@ -80,7 +82,7 @@ ACTIONS = {1: "killed", 2: "waiting", 3: "declined", 4: "dry_run", 5: "cgroup_of
 REASONS = {
     0: "none", 1: "largest_leaf", 2: "priority_class", 3: "only_protected", 4: "largest_task",
     5: "newest_task", 6: "victim_exiting", 7: "nothing_killable", 8: "system_wide_oom",
-    9: "below_minimum", 10: "kill_failed", 11: "memory_pressure",
+    9: "below_minimum", 10: "kill_failed", 11: "memory_pressure", 12: "quiet_after_oom",
 }
 EXCLUSIONS = ("unkillable", "protected", "oom_victim", "below_minimum")
 # What dies once the victim is chosen: the names OomPolicy.set_granularity and the daemon's

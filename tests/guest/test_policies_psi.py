@@ -46,6 +46,33 @@ def test_psi_guard_kills_a_thrashing_cgroup_and_leaves_an_idle_one(cgroups, hogs
         guard.close()
 
 
+def test_psi_guard_declares_no_second_oom_in_its_quiet_period(cgroups, hogs):
+    """Once an OOM it declared freed memory, the guard declines triggers for
+    quiet_after_oom_ms: the stall a victim's exit leaves behind (in the arena, systemd
+    tearing down a stopped session) is not a new shortage, and killed a second process."""
+    parent = cgroups("quiet")
+    guard = bpfoom.PsiHandler.load("psi_guard", guard_children_of=parent.id,
+                                   quiet_after_oom_ms=600_000)
+    try:
+        guard.attach()
+        hungry = cgroups("quiet/hungry")
+        hungry.write("memory.high", MEMORY_HIGH)  # no swap: a hog above it stalls, never OOMs
+        first = hogs(hungry, 200, gated=True)
+        first.release()
+        assert sigkilled(first.wait_dead(timeout=120))
+        second = hogs(hungry, 200, gated=True)
+        second.release()
+        events = collect(guard, lambda seen: any(e.reason == "quiet_after_oom" for e in seen),
+                         timeout=120)
+        quiet = next(e for e in events if e.reason == "quiet_after_oom")
+        assert (quiet.action, quiet.oom_cgroup_id) == ("declined", hungry.id)
+        assert second.alive
+        assert memory_events(hungry)["oom_kill"] == 1
+    finally:
+        guard.detach()
+        guard.close()
+
+
 def test_a_psi_handler_is_refused_a_cgroup_before_anything_attaches(cgroups):
     target = cgroups("psi_target")
     before = {a.link_id for a in bpfoom.attached()}

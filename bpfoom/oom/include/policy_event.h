@@ -43,6 +43,7 @@ enum policy_reason {
 	REASON_BELOW_MINIMUM = 9,	/* the best candidate is smaller than min_victim_bytes */
 	REASON_KILL_FAILED = 10,	/* bpf_oom_kill_process failed (error holds its errno) */
 	REASON_MEMORY_PRESSURE = 11,	/* a memory pressure trigger fired */
+	REASON_QUIET_AFTER_OOM = 12,	/* a trigger fired within quiet_after_oom_ms of an OOM that freed memory */
 };
 
 /* Why a cgroup or task was not a candidate (the index into excluded[]). */

@@ -35,6 +35,13 @@ BPFOOM_TUNABLE_RANGE(threshold_us, 1, 10000000,
 __u32 window_us = 1000000;
 BPFOOM_TUNABLE_RANGE(window_us, 500000, 10000000,
 		     "the window, in microseconds (as memory.pressure triggers take it)");
+__u32 quiet_after_oom_ms = 10000;
+BPFOOM_TUNABLE_RANGE(quiet_after_oom_ms, 0, 600000,
+		     "milliseconds after a declared OOM that freed memory in which no other is "
+		     "declared: the stall the victim's exit leaves behind is not a new shortage");
+
+/* When the last declared OOM freed memory (0: never); racing handlers may both declare. */
+static __u64 last_freed_ns;
 
 
 #include "policy_event.h"
@@ -69,13 +76,20 @@ void BPF_PROG(psi_guard_event, struct bpf_psi *bpf_psi, struct psi_trigger *t)
 	struct mem_cgroup *memcg;
 	struct cgroup *cgrp;
 	int ret = -2; /* -ENOENT: the cgroup is gone */
+	__u64 freed_at = last_freed_ns;
 
+	if (freed_at && bpf_ktime_get_ns() - freed_at < (__u64)quiet_after_oom_ms * 1000000) {
+		event_send_unlocked(ACTION_DECLINED, REASON_QUIET_AFTER_OOM, 0, id, 0, 0);
+		return;
+	}
 	cgrp = bpf_cgroup_from_id(id);
 	if (cgrp) {
 		memcg = bpf_get_mem_cgroup(&cgrp->self);
 		if (memcg) {
 			ret = bpf_out_of_memory(memcg, 0, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK,
 						"BPF_PSI_GUARD");
+			if (ret > 0)
+				last_freed_ns = bpf_ktime_get_ns();
 			bpf_put_mem_cgroup(memcg);
 		}
 		bpf_cgroup_release(cgrp);
