@@ -248,10 +248,7 @@ class Daemon:
         self._watch_cgroups()  # before resolving: what appears from now on is seen
         wanted, pending = self.resolver.resolve()
         self.attached.start(wanted.values())
-        # A pending entry's pin stays: a unit systemd cannot tell about yet may well run, its
-        # policy attached by the previous run; adopted once the target resolves.
-        # A failed entry's too: the configuration still names it.
-        self.attached.remove_orphans(keep=[item.entry for item in pending] + list(self.failed))
+        self._remove_orphans(pending)
         self._schedule_units()
         self._set_pending(pending)
 
@@ -299,7 +296,17 @@ class Daemon:
                          retry_in=delay)
             else:
                 self.retries.pop(key, None)
+        self._remove_orphans(pending)
         self._set_pending(pending)
+
+    def _remove_orphans(self, pending: list[Pending]) -> None:
+        """Remove the pins nothing configured owns, and pending entries' pins on links the
+        kernel detached (a kept link whose cgroup went).  A pending entry's attached pin stays:
+        a unit systemd cannot tell about yet may well run, its policy attached by the previous
+        run; adopted once the target resolves.  A failed entry's too: the configuration still
+        names it."""
+        keep = {item.entry for item in pending} | set(self.failed) | set(self.retries)
+        self.attached.remove_orphans(keep=keep)
 
     def reload(self) -> bool:
         """Apply the changed configuration, all or nothing; False (logged, and kept in
