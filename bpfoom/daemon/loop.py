@@ -373,7 +373,8 @@ class Daemon:
 
     def status(self) -> str:
         """systemd's STATUS= line: what failed, is attached and pending, and a refused reload."""
-        attached = f"{len(self.running)} policies attached"
+        count = len(self.running)
+        attached = f"{count} {'policy' if count == 1 else 'policies'} attached"
         if self.pending:
             shown = "; ".join(f"{p.entry}: {p.why}" for p in self.pending[:3])
             more = f"; and {len(self.pending) - 3} more" if len(self.pending) > 3 else ""
