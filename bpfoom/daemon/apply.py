@@ -317,7 +317,8 @@ class Applier:
                          "removed and the entry waits for its target")
             else:
                 self.log("info", "orphan_removed", pin=path, link=info.id,
-                         was_attached=bool(info.map_id), why="no configured entry owns this pin now")
+                         was_attached=bool(info.map_id),
+                         why="no configured entry owns this pin now")
 
     def stop(self, keep: bool) -> None:
         """Detach everything (``keep``: leave the pinned links attached for the next run)."""

@@ -135,7 +135,7 @@ class Daemon:
         self.resolver = Resolver(self._possible(self.config.entries),
                                  pod_log_dir=self.config.pod_log_dir)
         self.pending: list[Pending] = []
-        self.known_cgroups = KnownCgroups()  # names a victim whose cgroup went before its kill was read
+        self.known_cgroups = KnownCgroups()  # names a victim whose cgroup went before its kill
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
         self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it

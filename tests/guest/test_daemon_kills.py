@@ -165,7 +165,8 @@ cgroup = "{unit_path}"
             daemon.signal(signal.SIGCONT)
         kill = daemon.wait_event("kill")
         assert kill["pid"] == hog.pid and kill["level"] == "warning"
-        assert (kill.get("victim_cgroup"), kill.get("victim_unit")) == (unit_path, "app.service"), kill
+        named = (kill.get("victim_cgroup"), kill.get("victim_unit"))
+        assert named == (unit_path, "app.service"), kill
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0
     finally:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from bpfoom.daemon.hook import KillHook
+from bpfoom import daemon
 
 WAIT_S = 60.0
 
@@ -24,7 +24,7 @@ def hook_command(gate: Path, out: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def finish(hook: KillHook) -> None:
+def finish(hook: daemon.KillHook) -> None:
     deadline = time.monotonic() + WAIT_S
     while hook.running:
         assert time.monotonic() < deadline, "the hook did not end"
@@ -36,7 +36,7 @@ def test_a_burst_of_kills_runs_the_hook_once_without_waiting_for_it(tmp_path):
     gate, out = tmp_path / "gate", tmp_path / "out"
     os.mkfifo(gate)
     events: list[tuple[str, dict]] = []
-    hook = KillHook(hook_command(gate, out), lambda level, event, **fields: events.append(
+    hook = daemon.KillHook(hook_command(gate, out), lambda level, event, **fields: events.append(
         (event, fields)), min_interval=0)
     kill = {"pid": 101, "victim_unit": "web.service"}
     hook.run(kill)  # returns while the hook blocks on the gate
@@ -65,8 +65,8 @@ def test_a_kill_within_the_interval_is_skipped(tmp_path):
     gate, out = tmp_path / "gate", tmp_path / "out"
     os.mkfifo(gate)
     events: list[str] = []
-    hook = KillHook(hook_command(gate, out), lambda level, event, **fields: events.append(event),
-                    min_interval=3600)
+    hook = daemon.KillHook(hook_command(gate, out),
+                           lambda level, event, **fields: events.append(event), min_interval=3600)
     hook.run({"pid": 1, "victim_unit": "a.service"})
     with open(gate, "w"):
         pass
