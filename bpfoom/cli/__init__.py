@@ -88,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.check:
         config = check_config(args.config)
-        print(f"{args.config}: {len(config.entries)} policies, pinned under {config.pin_dir}")
+        count = len(config.entries)
+        print(f"{args.config}: {count} {'policy' if count == 1 else 'policies'}, pinned under "
+              f"{config.pin_dir}")
         for entry in config.entries:
             where = "system-wide" if entry.target.kind == "system" else f"on {entry.target}"
             print(f"  {entry.id}: {entry.policy} {where}")

@@ -7,13 +7,17 @@ replaces and detaches (undoing a change that fails halfway), ``log`` writes
 its lines, ``state`` the file ``bpfoom status`` reads, ``sd_notify`` talks to
 systemd, and ``loop`` holds the signals and the one wait over every source.  A program of its own can
 reuse the Prometheus metrics (:class:`Metrics`), journal entries
-(:class:`Journal`) and Kubernetes Events (:class:`KubeEvents`).
+(:class:`Journal`), Kubernetes Events (:class:`KubeEvents`), the kill hook
+(:class:`KillHook`) and the victim's names (:func:`describe`, :class:`KnownCgroups`).
 """
 
 from .config import check_config
+from .hook import KillHook
 from .journal import Journal
 from .kube_events import ApiServer, KubeEvents
 from .loop import Daemon, run_daemon
 from .metrics import Metrics
+from .victim import KnownCgroups, describe
 
-__all__ = ["ApiServer", "Daemon", "Journal", "KubeEvents", "Metrics", "check_config", "run_daemon"]
+__all__ = ["ApiServer", "Daemon", "Journal", "KillHook", "KnownCgroups", "KubeEvents", "Metrics",
+           "check_config", "describe", "run_daemon"]

@@ -277,19 +277,22 @@ class Applier:
         self.log("info", "detached", id=key, why=why)
 
     def remove_orphans(self, keep: Iterable[str] = ()) -> None:
-        """Remove the pins in pin_dir no running entry owns (nor ``keep``): left by an earlier
-        run for an entry that left the configuration, or a cgroup that went meanwhile."""
+        """Remove the pins in pin_dir no running entry owns: left by an earlier run for an entry
+        that left the configuration, or a cgroup that went meanwhile.  ``keep`` (pending and
+        failed entries) keep theirs while the link is attached; one the kernel detached (its
+        cgroup went) names nothing the entry could use again, and would fail readiness."""
         if not self.pin_dir.is_dir():
             return
-        owned = set(self.running) | set(keep)
+        kept = set(keep) - set(self.running)
         names = {path.name for path in self.pin_dir.iterdir()}
         for name in sorted(names):
             base = name.removesuffix(_DROPPED_SUFFIX).removesuffix(EVENTS_SUFFIX)
-            if base in owned or (base != name and base in names):
+            if base in self.running or (base != name and base in names):
                 continue  # ours, or the events of a link pin handled below
             path = self.pin_dir / name
             if base != name:  # events pins without their link pin
-                path.unlink(missing_ok=True)
+                if base not in kept:
+                    path.unlink(missing_ok=True)
                 continue
             try:
                 link = Link.from_pinned(path)
@@ -297,8 +300,10 @@ class Applier:
                 continue  # not a link: not ours to touch
             try:
                 with link:
-                    attached = bool(link.info().map_id)
-                    if attached:
+                    info = link.info()
+                    if base in kept and info.map_id:
+                        continue
+                    if info.map_id:
                         link.detach()
                     link.unpin()
                 unpin_events(path)
@@ -306,8 +311,14 @@ class Applier:
             except BpfError as exc:
                 self.log("warning", "orphan_not_removed", pin=path, error=str(exc))
                 continue
-            self.log("info", "orphan_removed", pin=path, link=link.id, was_attached=attached,
-                     why="no configured entry owns this pin now")
+            if base in kept:
+                self.log("warning", "stale_pin", id=base, pin=path, link=info.id,
+                         why="the kernel detached this link (its cgroup is gone); the pin is "
+                         "removed and the entry waits for its target")
+            else:
+                self.log("info", "orphan_removed", pin=path, link=info.id,
+                         was_attached=bool(info.map_id),
+                         why="no configured entry owns this pin now")
 
     def stop(self, keep: bool) -> None:
         """Detach everything (``keep``: leave the pinned links attached for the next run)."""

@@ -82,7 +82,7 @@ from .preflight import is_permanent, never_attaches
 from .resolve import Pending, Resolver
 from .state import remove_state, write_state
 from .serve import MetricsServer
-from .victim import describe
+from .victim import KnownCgroups, describe
 
 __all__ = ["Daemon", "run_daemon", "backoff", "RETRY_FIRST_S", "RETRY_MAX_S"]
 
@@ -135,6 +135,7 @@ class Daemon:
         self.resolver = Resolver(self._possible(self.config.entries),
                                  pod_log_dir=self.config.pod_log_dir)
         self.pending: list[Pending] = []
+        self.known_cgroups = KnownCgroups()  # names a victim whose cgroup went before its kill
         self.retries: dict[str, Retry] = {}
         self.reload_error: str | None = None  # why the last reload was refused
         self.reloads = 0  # reloads finished (applied or refused): `bpfoom reload` waits for it
@@ -171,7 +172,8 @@ class Daemon:
     # Each event's JSON form is built once, for the log line and the metrics both.
     def _on_decision(self, entry_id: str, event: Any) -> None:
         fields = event.to_json()
-        victim = describe(fields.get("victim_cgroup_id") or 0, pod_log_dir=self.config.pod_log_dir)
+        victim = describe(fields.get("victim_cgroup_id") or 0, pod_log_dir=self.config.pod_log_dir,
+                          known=self.known_cgroups.paths)
         level = "warning" if fields.get("action") == "killed" else "info"
         self.log(level, "decision", id=entry_id, **fields, **victim)
         self._journal_event(event, {**fields, **victim}, entry_id)
@@ -181,7 +183,8 @@ class Daemon:
         fields = event.to_json()
         logged = dict(fields)
         kind = logged.pop("kind")
-        victim = describe(fields["victim_cgroup_id"], pod_log_dir=self.config.pod_log_dir) \
+        victim = describe(fields["victim_cgroup_id"], pod_log_dir=self.config.pod_log_dir,
+                          known=self.known_cgroups.paths) \
             if kind == "kill" else {}
         self.log("info" if kind == "oom_no_kill" else "warning", kind, **logged, **victim)
         self._journal_event(event, {**fields, **victim})
@@ -248,10 +251,8 @@ class Daemon:
         self._watch_cgroups()  # before resolving: what appears from now on is seen
         wanted, pending = self.resolver.resolve()
         self.attached.start(wanted.values())
-        # A pending entry's pin stays: a unit systemd cannot tell about yet may well run, its
-        # policy attached by the previous run; adopted once the target resolves.
-        # A failed entry's too: the configuration still names it.
-        self.attached.remove_orphans(keep=[item.entry for item in pending] + list(self.failed))
+        self.known_cgroups.remember(r.entry.cgroup for r in self.running.values() if r.entry.cgroup)
+        self._remove_orphans(pending)
         self._schedule_units()
         self._set_pending(pending)
 
@@ -299,7 +300,18 @@ class Daemon:
                          retry_in=delay)
             else:
                 self.retries.pop(key, None)
+        self.known_cgroups.remember(r.entry.cgroup for r in self.running.values() if r.entry.cgroup)
+        self._remove_orphans(pending)
         self._set_pending(pending)
+
+    def _remove_orphans(self, pending: list[Pending]) -> None:
+        """Remove the pins nothing configured owns, and pending entries' pins on links the
+        kernel detached (a kept link whose cgroup went).  A pending entry's attached pin stays:
+        a unit systemd cannot tell about yet may well run, its policy attached by the previous
+        run; adopted once the target resolves.  A failed entry's too: the configuration still
+        names it."""
+        keep = {item.entry for item in pending} | set(self.failed) | set(self.retries)
+        self.attached.remove_orphans(keep=keep)
 
     def reload(self) -> bool:
         """Apply the changed configuration, all or nothing; False (logged, and kept in
@@ -366,7 +378,8 @@ class Daemon:
 
     def status(self) -> str:
         """systemd's STATUS= line: what failed, is attached and pending, and a refused reload."""
-        attached = f"{len(self.running)} policies attached"
+        count = len(self.running)
+        attached = f"{count} {'policy' if count == 1 else 'policies'} attached"
         if self.pending:
             shown = "; ".join(f"{p.entry}: {p.why}" for p in self.pending[:3])
             more = f"; and {len(self.pending) - 3} more" if len(self.pending) > 3 else ""

@@ -6,7 +6,9 @@ cgroup may be gone later), from the cgroup's path alone: the unit is the
 innermost ``.service``/``.scope`` component (else ``.slice``); the pod is
 the ``pod<uid>`` component of a kubepods path (either cgroup driver), named
 through the kubelet's ``/var/log/pods/<namespace>_<name>_<uid>``.  Only
-the fields that apply are returned.
+the fields that apply are returned.  A cgroup already gone is named from
+:class:`KnownCgroups`, the cgroups the daemon attached to: systemd removes a
+service's cgroup as soon as its main process died, often before the kill is read.
 
 Opening a cgroup by id (a kernfs file handle) needs CAP_DAC_READ_SEARCH, which
 neither the shipped unit nor the DaemonSet grants (it reads every file on the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,20 +29,42 @@ from ..bpf.cgroup import Cgroup
 from ..bpf.errors import BpfError, PermissionDeniedError
 from ..oom.attachments import cgroup_paths
 
-__all__ = ["describe", "POD_LOG_DIR"]
+__all__ = ["describe", "KnownCgroups", "POD_LOG_DIR"]
 
 POD_LOG_DIR = Path("/var/log/pods")
 _POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 
 
+class KnownCgroups:
+    """Paths by id of the cgroups a daemon attached to, kept after they go (the latest
+    ``limit``), to name a victim whose cgroup went before its event was read."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self.paths: dict[int, str] = {}
+
+    def remember(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Record the id of each of ``paths`` that exists now (its cgroup2 inode number)."""
+        for path in paths:
+            try:
+                cgroup_id = os.stat(path).st_ino
+            except OSError:
+                continue
+            self.paths.pop(cgroup_id, None)
+            self.paths[cgroup_id] = os.fspath(path)
+        while len(self.paths) > self.limit:
+            del self.paths[next(iter(self.paths))]
+
+
 def describe(cgroup_id: int, prefix: str = "victim_",
-             pod_log_dir: str | os.PathLike = POD_LOG_DIR) -> dict[str, str]:
+             pod_log_dir: str | os.PathLike = POD_LOG_DIR,
+             known: Mapping[int, str] | None = None) -> dict[str, str]:
     """``{prefix}cgroup``, ``{prefix}unit``, ``{prefix}pod_uid``, ``{prefix}pod`` and
-    ``{prefix}namespace`` (those that apply) for the cgroup ``cgroup_id``; empty when it is 0
-    or cannot be opened any more."""
+    ``{prefix}namespace`` (those that apply) for the cgroup ``cgroup_id``; empty when it is 0,
+    or gone and not in ``known`` (ids to paths)."""
     if not cgroup_id:
         return {}
-    path = _path_of(cgroup_id)
+    path = _path_of(cgroup_id) or (known or {}).get(cgroup_id)
     if path is None:
         return {}
     found = {f"{prefix}cgroup": path}

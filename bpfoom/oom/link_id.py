@@ -40,7 +40,7 @@ def check_policy_link(info: LinkInfo, what: str, any_struct_ops: bool = False) -
     handler (any struct_ops type with ``any_struct_ops``).  Returns its struct_ops type (None:
     the link is detached already, its map gone, so there is nothing left to tell)."""
     if info.type != "struct_ops":
-        raise InvalidValueError(errno.EINVAL, f"{what} is a {info.type} link (program "
+        raise InvalidValueError(errno.EINVAL, f"{what} is a link of type {info.type} (program "
                                 f"{info.prog_id}), not a struct_ops policy; bpfoom detaches only "
                                 "policies' links (`bpfoom list` shows them)")
     if not info.map_id:

@@ -113,7 +113,7 @@ class _Handler(Closeable, EventStream[DecisionEvent | OverrunEvent]):
             info = policy_info(text)
             if info.kind != cls.kind:
                 other = HANDLERS[info.kind].__name__
-                raise InvalidValueError(errno.EINVAL, f"{text!r} is a {info.kind} policy; load it "
+                raise InvalidValueError(errno.EINVAL, f"{text!r} is a policy of kind {info.kind!r}; load it "
                                         f"with bpfoom.{other}.load({text!r})")
             return info, info.path
         return None, Path(os.fsdecode(text))

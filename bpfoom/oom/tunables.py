@@ -111,6 +111,17 @@ def convert_text(text: str, like: Any) -> Any:
     return text
 
 
+def _expected(like: Any) -> str:
+    """What to give for a variable whose value is ``like``, in words (not a Python type name)."""
+    if isinstance(like, bool):
+        return "true or false"
+    if isinstance(like, int):
+        return "an integer (4096, 0x1000, 16M)"
+    if isinstance(like, float):
+        return "a number (0.5)"
+    return "text"
+
+
 def global_sections(obj: BpfObject) -> list[GlobalSection]:
     """The object's .rodata/.data/.bss sections that exist, in that order."""
     found: list[GlobalSection] = []
@@ -198,13 +209,13 @@ class Tunables:
                 try:
                     value = convert_text(value, current)
                 except ValueError as exc:
+                    advice = "" if isinstance(current, int) else f"; give {_expected(current)}"
                     raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of "
-                                            f"{self.label}: {exc}; give a "
-                                            f"{type(current).__name__}") from None
+                                            f"{self.label}: {exc}{advice}") from None
         if isinstance(value, bool) and not isinstance(section[name], bool):
             raise InvalidValueError(errno.EINVAL, f"cannot set tunable {name!r} of {self.label}: "
                                     f"{str(value).lower()}: true or false is not a number; give "
-                                    f"a {type(section[name]).__name__}")
+                                    f"{_expected(section[name])}")
         if name in self.declared:
             self.declared[name].check(value, self.label)
         section[name] = value

@@ -9,7 +9,9 @@ import socket
 import sys
 import time
 import uuid
+from pathlib import Path
 
+from bpfoom.testing import remove_cgroup_tree
 from daemon_process import WAIT_S, DaemonProcess
 from fake_api import fake_api
 
@@ -128,3 +130,44 @@ cgroup = "{top.path}"
                                       "name": "web-0", "uid": uid}
     assert (body["type"], body["reason"]) == ("Warning", "OOMKilledByBpfoom")
     assert f"pid {hog.pid}" in body["message"] and str(pod.path) in body["message"]
+
+
+def test_a_victim_whose_cgroup_went_before_its_kill_was_read_is_still_named(
+        cgroup, memory_hog, pin_dir, tmp_path):
+    """systemd removes a service's cgroup as soon as its main process died, often before the
+    daemon reads the kill: here the daemon is stopped (SIGSTOP) across the OOM and the removal,
+    and still names the cgroup it had attached to, and its unit."""
+    unit = cgroup.child("app.service")
+    unit.write("memory.max", str(48 << 20))
+    unit_path = str(unit.path)
+    config = tmp_path / "bpfoom.toml"
+    config.write_text(f"""
+[daemon]
+pin_dir = "{pin_dir}"
+log_format = "json"
+
+[[attach]]
+id = "app"
+policy = "largest_leaf"
+cgroup = "{unit_path}"
+""")
+    daemon = DaemonProcess(config, {"BPFOOM_STATE_DIR": str(tmp_path / "state")})
+    try:
+        daemon.wait_event("ready")
+        hog = memory_hog(unit, 64)
+        unit.close()
+        daemon.signal(signal.SIGSTOP)
+        try:
+            hog.release()
+            assert hog.wait_dead() == "SIGKILL"
+            remove_cgroup_tree(Path(unit_path))  # what systemd does once the unit's process died
+        finally:
+            daemon.signal(signal.SIGCONT)
+        kill = daemon.wait_event("kill")
+        assert kill["pid"] == hog.pid and kill["level"] == "warning"
+        named = (kill.get("victim_cgroup"), kill.get("victim_unit"))
+        assert named == (unit_path, "app.service"), kill
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+    finally:
+        daemon.stop()

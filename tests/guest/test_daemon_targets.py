@@ -244,3 +244,56 @@ cgroup = "{not_a_cgroup}"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert links_on(cg.id) == []
+
+
+def test_a_kept_pin_whose_cgroup_went_while_no_daemon_ran_is_pending_not_stale(
+        cgroups, daemons, pin_dir, tmp_path):
+    """on_exit = "keep" leaves the link pinned; its cgroup goes before the next start (a unit
+    stopped across a restart or a DaemonSet rollout).  The next daemon reports the entry
+    pending, drops the pin on the link the kernel detached, and is ready; the cgroup's return
+    gets the policy again."""
+    parent = cgroups("kept")
+    work = parent.path / "work"
+    cg = cgroups("kept/work")
+    config = config_with(tmp_path / "bpfoom.toml", pin_dir, f"""
+[[attach]]
+id = "work"
+policy = "largest_leaf"
+cgroup = "{work}"
+""").read_text().replace('log_format = "json"', 'log_format = "json"\non_exit = "keep"')
+    (tmp_path / "bpfoom.toml").write_text(config)
+    first = daemons(tmp_path / "bpfoom.toml")
+    first.wait_event("ready")
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    pin = pin_dir / "work"
+    with bpfoom.Link.from_pinned(pin) as link:
+        assert link.info().map_id and link.info().cgroup_id == cg.id
+
+    remove_cgroup_tree(work)  # offline is asynchronous: the kernel detaches the link soon after
+
+    def detached() -> bool:
+        with bpfoom.Link.from_pinned(pin) as link:
+            return not link.info().map_id
+    wait_until(detached, what="the kernel to detach the link of the removed cgroup")
+
+    second = daemons(tmp_path / "bpfoom.toml")
+    assert second.wait_event("ready")["pending"] == 1
+    status = status_json(daemons.env, "--probe", "ready")  # exit 0: pending is ready
+    [state] = [d for d in status["daemons"] if d["pid"] == second.proc.pid]
+    assert [p["entry"] for p in state["pending"]] == ["work"]
+    assert [e["id"] for e in state["entries"]] == ["fallback"]  # no pin on a detached link
+    assert status["probe"] == {"ready": True, "why": None}
+    [stale] = [r for r in second.seen if isinstance(r, dict) and r.get("event") == "stale_pin"]
+    assert (stale["id"], stale["pin"]) == ("work", str(pin))
+    assert not pin.exists() and not (pin_dir / "work_events").exists()
+
+    back = cgroups("kept/work")
+    assert second.wait_event("attached")["id"] == "work"
+    [now] = links_on(back.id)
+    assert now.policy_name == "largest_leaf" and now.pin_path == str(pin)
+    status = status_json(daemons.env, "--probe", "ready")
+    [state] = [d for d in status["daemons"] if d["pid"] == second.proc.pid]
+    assert state["pending"] == [] and [e["id"] for e in state["entries"]] == ["fallback", "work"]
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0

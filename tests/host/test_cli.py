@@ -172,7 +172,7 @@ def test_a_second_attach_of_the_same_name_fails_and_leaves_the_first(cc_name):
     (["attach", str(facts.TCP_CC_OBJECT), "--map", "bpfoom_demo", "--set", "min_sshtresh=3"],
      ["ENOENT", "did you mean 'min_ssthresh'"]),
     (["attach", str(facts.TCP_CC_OBJECT), "--map", "bpfoom_demo", "--set", "min_ssthresh=lots"],
-     ["EINVAL", "min_ssthresh", "give a int"]),
+     ["EINVAL", "min_ssthresh", "give an integer (4096, 0x1000) or a size"]),
     (["attach", str(facts.TCP_CC_OBJECT), "--map", "bpfoom_demo", "--set", "min_ssthresh=99999999999"],
      ["EINVAL", "min_ssthresh"]),
     (["attach", str(facts.TCP_CC_OBJECT), "--map", "bpfoom_demo", "--cgroup", "/no/such/cgroup"],

@@ -150,7 +150,7 @@ def test_a_missing_cgroup_is_pending_attached_when_it_appears(setup, cgroup2_dir
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0
         return
-    assert ready["STATUS"] == (f"1 policies attached, 1 pending (batch: cgroup {batch} does not "
+    assert ready["STATUS"] == (f"1 policy attached, 1 pending (batch: cgroup {batch} does not "
                                "exist yet)")
     pending = daemon.wait_event("pending")
     assert (pending["id"], pending["target"]) == ("batch", str(batch))
@@ -326,7 +326,7 @@ def test_a_metrics_file_that_cannot_be_written_detaches_nothing(setup, notify):
     assert facts.times_registered(setup.fallback) == 1
     daemon.signal(signal.SIGHUP)
     assert notify()["RELOADING"] == "1"
-    assert notify()["STATUS"] == "1 policies attached"
+    assert notify()["STATUS"] == "1 policy attached"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert facts.times_registered(setup.fallback) == 0

@@ -111,7 +111,7 @@ def test_an_oom_policy_on_a_missing_cgroup_is_failed_not_pending(setup, cgroup2_
     ready = notify()
     assert ready["READY"] == "1"
     assert ready["STATUS"].startswith("degraded: 1 failed (batch: this kernel has no bpf_oom_ops")
-    assert "1 policies attached" in ready["STATUS"] and "pending" not in ready["STATUS"]
+    assert "1 policy attached" in ready["STATUS"] and "pending" not in ready["STATUS"]
     record = daemon.wait_event("ready")
     assert (record["attached"], record["pending"], record["failed"]) == (1, 0, 1)
     state = setup.daemon_state(daemon)

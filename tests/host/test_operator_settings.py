@@ -111,6 +111,21 @@ min_victim_bytes = true
     done = bpfoom_cli("run", "--check", str(config))
     assert done.returncode == 1
     assert "min_victim_bytes" in done.stderr and "true or false is not a number" in done.stderr
+    assert "give an integer (4096, 0x1000, 16M)" in done.stderr, done.stderr
+
+
+def test_messages_name_kinds_in_words_not_python_type_names(tmp_path):
+    """"give a int" was the message: every kind of tunable is asked for in words."""
+    config = write(tmp_path, """
+[[attach]]
+policy = "largest_leaf"
+[attach.tunables]
+min_victim_bytes = "lots"
+protected_oom_score_adj = true
+""")
+    done = bpfoom_cli("run", "--check", str(config))
+    assert done.returncode == 1 and "protected_oom_score_adj" in done.stderr, done.stderr
+    assert not re.search(r"\ban? (int|float|str|bool)\b", done.stderr), done.stderr
 
 
 def test_the_help_examples_use_tunables_that_exist():

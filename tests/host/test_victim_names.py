@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bpfoom import daemon
 from conftest import require
 
 DESCRIBE = """
@@ -47,3 +48,34 @@ def test_a_victim_is_named_without_cap_dac_read_search(cgroup2_dir: Path):
         assert result["described"] == {"victim_cgroup": str(unit), "victim_unit": "shop.service"}
     finally:
         unit.rmdir()
+
+
+def test_a_cgroup_gone_before_its_kill_is_read_is_named_if_the_daemon_attached_there(
+        cgroup2_dir: Path):
+    unit, other = cgroup2_dir / "app.service", cgroup2_dir / "other.service"
+    unit.mkdir()
+    other.mkdir()
+    known = daemon.KnownCgroups()
+    known.remember([unit, cgroup2_dir / "not-there"])
+    unit_id, other_id = os.stat(unit).st_ino, os.stat(other).st_ino
+    unit.rmdir()  # systemd removes a unit's cgroup once its process died
+    other.rmdir()
+    assert not unit.exists()
+    assert daemon.describe(unit_id, known=known.paths) == {"victim_cgroup": str(unit),
+                                                    "victim_unit": "app.service"}
+    assert daemon.describe(other_id, known=known.paths) == {}  # never attached there: gone is gone
+    assert daemon.describe(unit_id) == {}
+
+
+def test_known_cgroups_keep_the_latest(cgroup2_dir: Path):
+    paths = [cgroup2_dir / f"c{n}" for n in range(3)]
+    for path in paths:
+        path.mkdir()
+    try:
+        known = daemon.KnownCgroups(limit=2)
+        known.remember(paths)
+        known.remember(paths[:1])  # seen again: the newest
+        assert sorted(known.paths.values()) == [str(paths[0]), str(paths[2])]
+    finally:
+        for path in paths:
+            path.rmdir()
