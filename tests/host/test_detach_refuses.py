@@ -52,7 +52,7 @@ def counting_link(bpffs_dir):
 def test_a_pinned_tracing_link_is_refused_and_stays(counting_link):
     obj, pin = counting_link
     line = refusal(bpfoom_cli("detach", "--pin", str(pin)))
-    assert "is a raw_tracepoint link" in line and "not a struct_ops policy" in line
+    assert "is a link of type raw_tracepoint" in line and "not a struct_ops policy" in line
     assert pin.exists()
     before = obj.bss["syscalls"]
     for _ in range(10):
