@@ -186,3 +186,56 @@ def test_metrics_and_journal_entries_of_a_real_oom(cgroups, hogs, tmp_path):
     assert fields[b"MESSAGE_ID"] == daemon.journal.KILL_MESSAGE_ID.encode()
     assert (fields[b"BPFOOM_PID"], fields[b"BPFOOM_POLICY"]) == (str(holder.pid).encode(), b"largest_leaf")
     assert fields[b"BPFOOM_VICTIM_CGROUP_ID"] == str(work.id).encode()
+
+
+@pytest.fixture
+def qos_pods():
+    """One pod per QoS class in the systemd driver's layout, kubepods.slice limited as the
+    kubelet limits it to the node's allocatable memory: (container cgroups by class, alloc)."""
+    root = CGROUP_ROOT / "kubepods.slice"
+    uid = uuid.uuid4().hex
+    pods = {"guaranteed": root / f"kubepods-pod{uid}.slice",
+            "burstable": root / "kubepods-burstable.slice" / f"kubepods-burstable-pod{uid}.slice",
+            "besteffort": root / "kubepods-besteffort.slice" / f"kubepods-besteffort-pod{uid}.slice"}
+    root.mkdir()
+    (CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory")
+    (root / "memory.max").write_text(str(160 << 20))
+    containers: dict[str, bpfoom.Cgroup] = {}
+    for qos, pod in pods.items():
+        for directory in (pod.parent, pod):
+            directory.mkdir(exist_ok=True)
+            (directory.parent / "cgroup.subtree_control").write_text("+memory")
+        (pod / "cgroup.subtree_control").write_text("+memory")
+        for name in (["holder", "alloc"] if qos == "guaranteed" else ["holder"]):
+            scope = pod / f"cri-containerd-{name}.scope"
+            scope.mkdir()
+            if (scope / "memory.swap.max").exists():
+                (scope / "memory.swap.max").write_text("0")
+            containers[qos if name == "holder" else "alloc"] = bpfoom.Cgroup.open(scope)
+    yield containers
+    for cg in containers.values():
+        cg.close()
+    kill_and_remove(root)
+
+
+def test_the_shipped_node_policy_kills_by_qos_class_not_by_size(qos_pods, example_pins, hogs):
+    """An OOM of kubepods.slice (the node's allocatable memory) under the Kubernetes example's
+    config: the BestEffort pod dies first although it is the smallest, the Guaranteed pod
+    that ran the node out of memory keeps its large container."""
+    process = DaemonProcess(EXAMPLE / "policies.toml")
+    try:
+        assert process.wait_event("ready")["attached"] == 2
+        held = holders(hogs, qos_pods, {"guaranteed": 64, "burstable": 40, "besteffort": 24})
+        alloc = overrun(hogs, qos_pods["alloc"], 36)  # 164 MiB asked of 160
+        assert sigkilled(held["besteffort"].wait_dead())
+        decision = process.wait_event("decision")
+        assert (decision["id"], decision["action"], decision["reason"], decision["pids"]) == (
+            "node", "killed", "priority_class", [held["besteffort"].pid])
+        assert alloc.wait_for("allocated")  # whatever else it took, never the Guaranteed pod
+        assert held["guaranteed"].alive
+    except BaseException:
+        process.stop()
+        raise
+    process.signal(signal.SIGTERM)
+    process.wait_event("kept")
+    assert process.wait() == 0
