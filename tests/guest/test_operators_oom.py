@@ -38,6 +38,22 @@ def manifest_caps() -> set[str]:
     return {c.lower() for c in json.loads(re.search(r"add: (\[.*\])", text)[1])}
 
 
+def container(pod: Path, name: str) -> bpfoom.Cgroup:
+    """A container's cgroup as containerd makes it in `pod`, without swap."""
+    scope = pod / f"cri-containerd-{name}.scope"
+    scope.mkdir()
+    if (scope / "memory.swap.max").exists():
+        (scope / "memory.swap.max").write_text("0")
+    return bpfoom.Cgroup.open(scope)
+
+
+def sigterm_keeping(process: DaemonProcess) -> None:
+    """SIGTERM the daemon under the example's on_exit = "keep": it says so and exits 0."""
+    process.signal(signal.SIGTERM)
+    process.wait_event("kept")
+    assert process.wait() == 0
+
+
 @pytest.fixture
 def kubepods():
     """The systemd driver's kubepods tree at the guest's cgroup root, memcg on every level."""
@@ -51,11 +67,8 @@ def kubepods():
     (pod / "cgroup.subtree_control").write_text("+memory")
     (pod / "memory.max").write_text(str(48 << 20))
     containers = []
-    for name in ("cri-containerd-holder.scope", "cri-containerd-alloc.scope"):
-        (pod / name).mkdir()
-        if (pod / name / "memory.swap.max").exists():
-            (pod / name / "memory.swap.max").write_text("0")
-        containers.append(bpfoom.Cgroup.open(pod / name))
+    for name in ("holder", "alloc"):
+        containers.append(container(pod, name))
     yield uid, pod, containers
     for cg in containers:
         cg.close()
@@ -112,9 +125,7 @@ def test_the_daemonset_command_decides_a_besteffort_pod_oom(kubepods, example_pi
     except BaseException:
         process.stop()
         raise
-    process.signal(signal.SIGTERM)
-    process.wait_event("kept")
-    assert process.wait() == 0
+    sigterm_keeping(process)
     assert {p.name for p in example_pins.iterdir()} >= {"besteffort", "node"}  # on_exit = "keep"
 
 
@@ -206,12 +217,8 @@ def qos_pods():
             directory.mkdir(exist_ok=True)
             (directory.parent / "cgroup.subtree_control").write_text("+memory")
         (pod / "cgroup.subtree_control").write_text("+memory")
-        for name in (["holder", "alloc"] if qos == "guaranteed" else ["holder"]):
-            scope = pod / f"cri-containerd-{name}.scope"
-            scope.mkdir()
-            if (scope / "memory.swap.max").exists():
-                (scope / "memory.swap.max").write_text("0")
-            containers[qos if name == "holder" else "alloc"] = bpfoom.Cgroup.open(scope)
+        containers[qos] = container(pod, "holder")
+    containers["alloc"] = container(pods["guaranteed"], "alloc")
     yield containers
     for cg in containers.values():
         cg.close()
@@ -236,6 +243,4 @@ def test_the_shipped_node_policy_kills_by_qos_class_not_by_size(qos_pods, exampl
     except BaseException:
         process.stop()
         raise
-    process.signal(signal.SIGTERM)
-    process.wait_event("kept")
-    assert process.wait() == 0
+    sigterm_keeping(process)
